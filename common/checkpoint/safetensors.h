@@ -1,0 +1,27 @@
+// safetensors.h: reading and writing the safetensors format (8-byte little-endian header length, JSON
+// header of dtype/shape/data_offsets per tensor, then the raw bytes), the format Hugging Face uses.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace rlj {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// Writes tensors (any device; stored in their own dtype: F32, BF16, F16, I32, I64, U8) and optional
+// string metadata ("__metadata__"), atomically.
+absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
+                              const std::map<std::string, std::string>& metadata = {});
+
+// Reads every tensor as a CPU tensor in its stored dtype, in file order. Malformed headers, offsets
+// outside the file, overlapping or truncated data, unknown dtypes: an error naming the file and tensor.
+absl::StatusOr<NamedTensors> ReadSafetensors(const std::string& path);
+
+}  // namespace rlj

@@ -1,0 +1,39 @@
+// transformer.h: a Llama-style causal LM (RMSNorm, RoPE, SwiGLU, optional tied embeddings) as
+// torch::nn::Modules. Parameter names follow Hugging Face's LlamaForCausalLM ("model.layers.0.self_attn.
+// q_proj.weight", …) so checkpoints are Hugging Face directories.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include "common/model/model_config.h"
+
+namespace rlj {
+
+class KvCache;
+
+class TransformerImpl : public torch::nn::Module {
+ public:
+  explicit TransformerImpl(const TransformerConfig& config);
+
+  // Full pass. tokens [B, T] int64. positions [B, T] int64 (default: 0..T-1 per row) give RoPE angles.
+  // key_mask [B, T] bool (default: all true): false marks padding keys no query attends to. Attention is
+  // causal. Returns logits [B, T, vocab] float32.
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions = {},
+                        const torch::Tensor& key_mask = {});
+
+  // Incremental pass: appends the keys/values of `tokens` [B, T_new] to `cache` (whose key mask must
+  // already cover them, see KvCache::Append) and attends over everything cached. Returns [B, T_new, vocab].
+  torch::Tensor forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache);
+
+  const TransformerConfig& config() const { return config_; }
+
+ private:
+  TransformerConfig config_;
+};
+TORCH_MODULE(Transformer);
+
+// Same architecture, parameters copied (a frozen reference policy, an actor's copy).
+Transformer CloneTransformer(Transformer& source);
+
+}  // namespace rlj

@@ -1,0 +1,66 @@
+// reward_log.h: every verdict, as a row of an SQLite file (WAL journal) in the run directory; one file per
+// judge replica, read together by `rlj logs`. Committed rows survive a kill of the writing process.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "rlj/v1/judge.pb.h"
+
+namespace rlj {
+
+// One row: the sample, its verdict, and what the judge saw of the teacher.
+struct RewardLogRow {
+  int64_t id = 0;  // assigned by the log
+  double time_unix_s = 0;
+  std::string run;
+  int64_t policy_version = 0;
+  std::string actor;
+  std::string sample_id;
+  std::string prompt_id;
+  std::string group_id;
+  int32_t index_in_group = 0;
+  std::string prompt;
+  std::string completion;
+  std::string reference;
+  std::optional<double> reward;  // empty when the verdict failed
+  std::string components_json;   // {"name": value, …}
+  std::string rationale;
+  std::string raw_response;
+  std::string backend;
+  std::string model;
+  double latency_ms = 0;
+  int64_t tokens_in = 0;
+  int64_t tokens_out = 0;
+  double cost_usd = 0;
+  bool cache_hit = false;
+  std::string error_kind;     // empty when the verdict succeeded
+  std::string error_message;
+};
+
+// Builds a row from a request sample and the judge's verdict.
+RewardLogRow MakeRewardLogRow(const v1::Sample& sample, const v1::Verdict& verdict, const std::string& raw_response);
+
+class RewardLogWriter {
+ public:
+  // Creates the file and schema when missing; appends otherwise.
+  static absl::StatusOr<std::unique_ptr<RewardLogWriter>> Open(const std::string& path);
+  ~RewardLogWriter();
+
+  // Appends rows in one transaction; thread-safe.
+  absl::Status Append(const std::vector<RewardLogRow>& rows);
+
+ private:
+  struct State;
+  explicit RewardLogWriter(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// Reads every row of one file, or of every *.sqlite file in a directory, ordered by time.
+absl::StatusOr<std::vector<RewardLogRow>> ReadRewardLog(const std::string& file_or_dir);
+
+}  // namespace rlj

@@ -1,0 +1,23 @@
+// byte_tokenizer.h: ids 0..255 are the bytes of UTF-8 text; 256 <bos>, 257 <eos>, 258 <pad>.
+#pragma once
+
+#include "common/tokenizer/tokenizer.h"
+
+namespace rlj {
+
+class ByteTokenizer final : public Tokenizer {
+ public:
+  static constexpr int32_t kBos = 256;
+  static constexpr int32_t kEos = 257;
+  static constexpr int32_t kPad = 258;
+  static constexpr int32_t kVocabSize = 259;
+
+  std::vector<int32_t> Encode(std::string_view text) const override;
+  absl::StatusOr<std::string> Decode(std::span<const int32_t> ids) const override;
+  int32_t vocab_size() const override { return kVocabSize; }
+  int32_t bos_id() const override { return kBos; }
+  int32_t eos_id() const override { return kEos; }
+  int32_t pad_id() const override { return kPad; }
+};
+
+}  // namespace rlj

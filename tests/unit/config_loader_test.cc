@@ -1,0 +1,117 @@
+// config_loader_test.cc: schema checks of run configs: unknown keys, wrong types, overrides, round trip.
+#include "common/config_loader.h"
+
+#include <gtest/gtest.h>
+
+#include "common/file_util.h"
+#include "test_util.h"
+
+namespace rlj {
+namespace {
+
+using ::rlj::testing::FailsWith;
+
+TEST(ConfigLoader, ParsesNestedKeysAndKeepsDefaults) {
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig c, ParseRunConfig(R"(
+name: demo
+learner:
+  lr: 3e-4
+  steps: 12
+sampling:
+  stop: ["\n", "."]
+)", "t.yaml"));
+  EXPECT_EQ(c.name(), "demo");
+  EXPECT_DOUBLE_EQ(c.learner().lr(), 3e-4);
+  EXPECT_EQ(c.learner().steps(), 12);
+  EXPECT_EQ(c.learner().groups_per_step(), 16);  // default from the schema
+  ASSERT_EQ(c.sampling().stop_size(), 2);
+  EXPECT_EQ(c.sampling().stop(0), "\n");
+}
+
+TEST(ConfigLoader, UnknownKeyNamesPathLineAndSuggestion) {
+  auto result = ParseRunConfig("learner:\n  lrr: 0.1\n", "cfg.yaml");
+  EXPECT_TRUE(FailsWith(result, absl::StatusCode::kInvalidArgument, "cfg.yaml:2:3: learner.lrr: unknown key (did you mean 'lr'?)"));
+}
+
+TEST(ConfigLoader, UnknownTopLevelSectionListsKnownKeys) {
+  auto result = ParseRunConfig("bogus_section: {}\n", "cfg.yaml");
+  EXPECT_TRUE(FailsWith(result, absl::StatusCode::kInvalidArgument, "bogus_section: unknown key (known: name, runs_root"));
+}
+
+TEST(ConfigLoader, WrongTypesNameTheKey) {
+  EXPECT_TRUE(FailsWith(ParseRunConfig("learner:\n  steps: many\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
+                        "c.yaml:2:10: learner.steps: expected an integer (32-bit), got 'many'"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("learner:\n  lr: [1, 2]\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
+                        "learner.lr: expected a number, got a list"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("eval:\n  before_and_after: maybe\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
+                        "eval.before_and_after: expected true or false, got 'maybe'"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("learner: 5\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
+                        "learner: expected a mapping, got '5'"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("model:\n  d_model: 99999999999\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
+                        "model.d_model: expected an integer (32-bit)"));
+}
+
+TEST(ConfigLoader, DuplicateKeysAreErrors) {
+  EXPECT_TRUE(FailsWith(ParseRunConfig("learner:\n  lr: 1\n  lr: 2\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
+                        "learner.lr: duplicate key"));
+}
+
+TEST(ConfigLoader, YamlSyntaxErrorsNameLine) {
+  EXPECT_TRUE(FailsWith(ParseRunConfig("learner:\n  lr: [1, 2\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
+                        "c.yaml:3:1: YAML syntax error"));
+}
+
+TEST(ConfigLoader, OverridesApplyWithTheSameChecks) {
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig c, ParseRunConfig("learner:\n  lr: 0.1\n", "c.yaml",
+                                                            {"learner.lr=0.5", "sampling.stop=[x, y]", "name=r2"}));
+  EXPECT_DOUBLE_EQ(c.learner().lr(), 0.5);
+  EXPECT_EQ(c.sampling().stop_size(), 2);
+  EXPECT_EQ(c.name(), "r2");
+  EXPECT_TRUE(FailsWith(ParseRunConfig("", "c.yaml", {"learner.lr=fast"}), absl::StatusCode::kInvalidArgument,
+                        "--set learner.lr=fast: learner.lr: expected a number, got 'fast'"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("", "c.yaml", {"learner.nope=1"}), absl::StatusCode::kInvalidArgument,
+                        "--set learner.nope=1: learner.nope: unknown key"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("", "c.yaml", {"learner.lr.x=1"}), absl::StatusCode::kInvalidArgument,
+                        "learner.lr: is not a section"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("", "c.yaml", {"novalue"}), absl::StatusCode::kInvalidArgument,
+                        "expected KEY.PATH=VALUE"));
+}
+
+TEST(ConfigLoader, OverrideOfStringKeepsNumericLookingText) {
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig c, ParseRunConfig("", "c.yaml", {"name=123"}));
+  EXPECT_EQ(c.name(), "123");
+}
+
+TEST(ConfigLoader, SemanticRulesNameKeys) {
+  EXPECT_TRUE(FailsWith(ParseRunConfig("model:\n  d_model: 100\n  n_heads: 3\n", "c.yaml"),
+                        absl::StatusCode::kInvalidArgument, "model.d_model: must be divisible by model.n_heads"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("judge:\n  backend: oracle\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
+                        "judge.backend: must be rule or openai"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("learner:\n  groups_per_step: 64\n  buffer_groups: 8\n", "c.yaml"),
+                        absl::StatusCode::kInvalidArgument, "learner.buffer_groups"));
+}
+
+TEST(ConfigLoader, MissingFileIsNotFound) {
+  EXPECT_TRUE(FailsWith(LoadRunConfig("/nonexistent/x.yaml"), absl::StatusCode::kNotFound, "config file /nonexistent/x.yaml"));
+}
+
+TEST(ConfigLoader, ResolvedYamlRoundTrips) {
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig c, ParseRunConfig("name: rt\nlearner:\n  lr: 0.0001\nsampling:\n  stop: [\"\\n\"]\n", "c.yaml"));
+  const std::string yaml = MessageToYaml(c);
+  EXPECT_NE(yaml.find("lr: 0.0001"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("groups_per_step: 16"), std::string::npos) << yaml;  // defaults are written out
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig again, ParseRunConfig(yaml, "resolved.yaml"));
+  EXPECT_EQ(MessageToYaml(again), yaml);  // emitting is a fixed point: nothing lost or reformatted
+  EXPECT_EQ(again.learner().lr(), c.learner().lr());
+  EXPECT_EQ(again.sampling().stop(0), "\n");
+  EXPECT_EQ(again.name(), "rt");
+}
+
+TEST(ConfigLoader, SchemaKeyPathsCoverNestedFields) {
+  const std::vector<std::string> paths = SchemaKeyPaths(v1::RunConfig());
+  EXPECT_NE(std::find(paths.begin(), paths.end(), "learner.lr"), paths.end());
+  EXPECT_NE(std::find(paths.begin(), paths.end(), "judge.openai.rubric"), paths.end());
+}
+
+}  // namespace
+}  // namespace rlj
