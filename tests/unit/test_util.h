@@ -42,7 +42,7 @@ template <typename T>
   const absl::Status status = AsStatus(result);
   if (status.ok()) return ::testing::AssertionFailure() << "expected an error containing '" << needle << "', got OK";
   if (status.code() != code) return ::testing::AssertionFailure() << "expected code " << code << ", got " << status;
-  if (status.message().find(needle) == std::string_view::npos) {
+  if (std::string(status.message()).find(needle) == std::string::npos) {
     return ::testing::AssertionFailure() << "expected '" << needle << "' in: " << status.message();
   }
   return ::testing::AssertionSuccess();

@@ -59,7 +59,7 @@ TEST_F(DatasetTest, OverlongLineIsRejectedNotTruncated) {
   const std::string path = Write("{\"id\":\"a\",\"prompt\":\"" + std::string(2000, 'x') + "\"}\n");
   DatasetLimits limits;
   limits.max_line_bytes = 1000;
-  EXPECT_TRUE(FailsWith(LoadPromptDataset(path, limits), absl::StatusCode::kInvalidArgument, ":1: line is 2024 bytes; the limit is 1000"));
+  EXPECT_TRUE(FailsWith(LoadPromptDataset(path, limits), absl::StatusCode::kInvalidArgument, ":1: line is 2022 bytes; the limit is 1000"));
 }
 
 TEST_F(DatasetTest, EmptyAndMissingFiles) {
