@@ -24,6 +24,10 @@ struct TransformerConfig {
   int head_dim() const { return d_model / n_heads; }
   int64_t num_parameters() const;
 
+  // The rules of FromProto on a filled-in struct (n_kv_heads must already be resolved); errors name the
+  // config key ("model.d_model: ...").
+  absl::Status Validate() const;
+
   // Checks the same rules as the config validator (divisibility, positivity).
   static absl::StatusOr<TransformerConfig> FromProto(const v1::ModelConfig& proto);
   v1::ModelConfig ToProto() const;  // init_checkpoint left unset

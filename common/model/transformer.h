@@ -11,6 +11,7 @@
 namespace rlj {
 
 class KvCache;
+class LlamaModelImpl;  // "model": embed_tokens, layers, norm (transformer.cc)
 
 class TransformerImpl : public torch::nn::Module {
  public:
@@ -29,7 +30,15 @@ class TransformerImpl : public torch::nn::Module {
   const TransformerConfig& config() const { return config_; }
 
  private:
+  // The final hidden states → logits float32 [B, T, vocab].
+  torch::Tensor Logits(const torch::Tensor& hidden);
+
   TransformerConfig config_;
+  std::shared_ptr<LlamaModelImpl> model_;  // registered as "model"
+  torch::Tensor lm_head_weight_;           // lm_head.weight, or model.embed_tokens.weight when tied
+  // RoPE table [max_seq_len, 4, head_dim]: cos, rotate-half-signed sin, and both times 1/sqrt(head_dim)
+  // (queries carry the attention scale). A buffer, so Module::to moves it; not a parameter.
+  torch::Tensor rope_table_;
 };
 TORCH_MODULE(Transformer);
 

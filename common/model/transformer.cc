@@ -1,0 +1,373 @@
+// transformer.cc: the Llama decoder (RMSNorm, RoPE attention with grouped-query heads and a KV cache,
+// SwiGLU MLP) as torch::nn::Modules whose parameter names match Hugging Face's LlamaForCausalLM.
+#include "common/model/transformer.h"
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+
+#include <c10/core/GradMode.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/model/kv_cache.h"
+
+namespace rlj {
+namespace {
+
+constexpr double kInitStd = 0.02;
+
+// True when no autograd graph is recorded (InferenceMode, NoGradGuard): fresh temporaries may then be
+// updated in place, which saves an allocation per op on the decode path.
+bool InPlaceAllowed() { return !c10::GradMode::is_enabled(); }
+
+// What every attention layer of one pass shares: RoPE factors per (row, position) and the additive mask.
+struct AttentionContext {
+  at::Tensor key_cos, key_sin;      // [B, T, 1, head_dim]
+  at::Tensor query_cos, query_sin;  // same, times 1/sqrt(head_dim)
+  at::Tensor mask_bias;             // [B, 1, 1, T, S]: 0 where a query may attend, -inf elsewhere
+  KvCache* cache = nullptr;         // incremental pass: keys/values go to slots [cache_start, cache_start + T)
+  int64_t cache_start = 0;
+};
+
+// x [B, T, n, head_dim] → x * cos + rotate_half(x) * sin, Hugging Face's convention; the sign of
+// rotate_half(x) = cat(-x2, x1) is folded into the sin table, so only the halves are swapped here.
+at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& signed_sin) {
+  const int64_t half = x.size(-1) / 2;
+  const at::Tensor swapped = at::cat({x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return x.mul(cos).addcmul_(swapped, signed_sin);  // in place on a fresh product: fine for autograd
+}
+
+// allowed[b, i, j] = key j is at or before query i (absolute slots query_start + i) and is real; a query
+// always sees itself, so the rows of pad queries are not empty (their outputs are never used).
+at::Tensor MaskBias(const at::Tensor& key_mask, int64_t batch, int64_t query_start, int64_t num_queries,
+                    int64_t num_keys, const at::TensorOptions& options) {
+  const auto long_options = at::TensorOptions().dtype(at::kLong).device(options.device());
+  const at::Tensor key_index = at::arange(num_keys, long_options).view({1, num_keys});
+  const at::Tensor query_index = at::arange(query_start, query_start + num_queries, long_options).view({num_queries, 1});
+  at::Tensor allowed = key_index.le(query_index);  // [T, S]
+  if (key_mask.defined()) {
+    allowed = allowed.logical_and(key_mask.view({batch, 1, num_keys}).logical_or(key_index.eq(query_index)));
+  } else {
+    allowed = allowed.unsqueeze(0);
+  }
+  const at::Tensor bias = at::zeros(allowed.sizes(), options);
+  bias.masked_fill_(allowed.logical_not(), -std::numeric_limits<double>::infinity());
+  return bias.view({allowed.size(0), 1, 1, num_queries, num_keys});
+}
+
+}  // namespace
+
+// Root-mean-square normalisation, computed in float32 whatever the activations' dtype.
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps) : eps_(eps) { weight = register_parameter("weight", torch::ones({dim})); }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    const at::Tensor x32 = x.to(at::kFloat);
+    const at::Tensor inverse_rms = x32.square().mean(-1, /*keepdim=*/true).add_(eps_).rsqrt_();
+    at::Tensor normed = x32.mul(inverse_rms).to(x.scalar_type());
+    return InPlaceAllowed() && normed.scalar_type() == weight.scalar_type() ? normed.mul_(weight) : weight * normed;
+  }
+
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+torch::nn::Linear MakeLinear(int64_t in, int64_t out) {
+  torch::nn::Linear linear(torch::nn::LinearOptions(in, out).bias(false));
+  torch::NoGradGuard no_grad;
+  linear->weight.normal_(0.0, kInitStd);
+  return linear;
+}
+
+// Multi-head attention with grouped key/value heads: query head h uses key/value head h / (H / KVH).
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const TransformerConfig& config)
+      : n_heads_(config.n_heads), n_kv_heads_(config.n_kv_heads), head_dim_(config.head_dim()) {
+    q_proj = register_module("q_proj", MakeLinear(config.d_model, n_heads_ * head_dim_));
+    k_proj = register_module("k_proj", MakeLinear(config.d_model, n_kv_heads_ * head_dim_));
+    v_proj = register_module("v_proj", MakeLinear(config.d_model, n_kv_heads_ * head_dim_));
+    o_proj = register_module("o_proj", MakeLinear(n_heads_ * head_dim_, config.d_model));
+  }
+
+  // x [B, T, D] → [B, T, D].
+  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& context, int64_t layer) {
+    const int64_t batch = x.size(0), length = x.size(1);
+    const int64_t group = n_heads_ / n_kv_heads_;
+    const at::Tensor rows = x.reshape({batch * length, x.size(2)});
+    const at::Tensor q = ApplyRope(at::linear(rows, q_proj->weight).view({batch, length, n_heads_, head_dim_}),
+                                   context.query_cos, context.query_sin);
+    const at::Tensor k = ApplyRope(at::linear(rows, k_proj->weight).view({batch, length, n_kv_heads_, head_dim_}),
+                                   context.key_cos, context.key_sin);
+    const at::Tensor v = at::linear(rows, v_proj->weight).view({batch, length, n_kv_heads_, head_dim_});
+
+    at::Tensor keys, values;  // [B, KVH, S, head_dim]
+    if (context.cache != nullptr) {
+      const int64_t total = context.cache_start + length;
+      const at::Tensor cached_keys = context.cache->keys(layer);
+      const at::Tensor cached_values = context.cache->values(layer);
+      cached_keys.narrow(2, context.cache_start, length).copy_(k.transpose(1, 2));
+      cached_values.narrow(2, context.cache_start, length).copy_(v.transpose(1, 2));
+      keys = cached_keys.narrow(2, 0, total);
+      values = cached_values.narrow(2, 0, total);
+    } else {
+      keys = k.transpose(1, 2);
+      values = v.transpose(1, 2);
+    }
+    const int64_t num_keys = keys.size(2);
+
+    if (length == 1) {
+      // One query per row (a decode step): broadcast-multiply and sum. at::matmul would run B * H tiny GEMMs
+      // one by one (LibTorch's CPU bmm loops over the batch), ~3x slower here. The products go to the
+      // cache's workspace (when no autograd graph is recorded: out= ops are not differentiable), as a fresh
+      // [B, H, S, head_dim] temporary every step costs page faults.
+      const bool use_workspace = context.cache != nullptr && InPlaceAllowed();
+      const at::Tensor grouped_q = q.view({batch, n_kv_heads_, group, 1, head_dim_});
+      const at::Tensor shared_keys = keys.unsqueeze(2);  // [B, KVH, 1, S, hd]
+      const at::Tensor shared_values = values.unsqueeze(2);
+      at::Tensor products;
+      if (use_workspace) {
+        products = context.cache->attention_workspace().narrow(3, 0, num_keys);  // [B, KVH, group, S, hd]
+        at::mul_out(products, grouped_q, shared_keys);
+      } else {
+        products = grouped_q.mul(shared_keys);
+      }
+      at::Tensor scores = products.sum(-1);  // [B, KVH, group, S]
+      scores.add_(context.mask_bias.view({-1, 1, 1, num_keys}));
+      const at::Tensor probs = at::softmax(scores, -1).unsqueeze(-1);
+      if (use_workspace) {
+        at::mul_out(products, probs, shared_values);
+      } else {
+        products = probs.mul(shared_values);
+      }
+      const at::Tensor mixed = products.sum(3);  // [B, KVH, group, hd]
+      return at::linear(mixed.view({batch, n_heads_ * head_dim_}), o_proj->weight).view({batch, 1, -1});
+    }
+    // Queries of one key/value group side by side: [B, KVH, group * T, head_dim].
+    const at::Tensor grouped_q = q.view({batch, length, n_kv_heads_, group, head_dim_})
+                                     .permute({0, 2, 3, 1, 4})
+                                     .reshape({batch, n_kv_heads_, group * length, head_dim_});
+    at::Tensor scores = at::matmul(grouped_q, keys.transpose(2, 3));  // scale is in the query RoPE factors
+    scores.view({batch, n_kv_heads_, group, length, num_keys}).add_(context.mask_bias);
+    const at::Tensor probs = at::softmax(scores, -1);
+    const at::Tensor mixed = at::matmul(probs, values)  // [B, KVH, group * T, head_dim]
+                                 .view({batch, n_kv_heads_, group, length, head_dim_})
+                                 .permute({0, 3, 1, 2, 4})
+                                 .reshape({batch * length, n_heads_ * head_dim_});
+    return at::linear(mixed, o_proj->weight).view({batch, length, -1});
+  }
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t n_heads_, n_kv_heads_, head_dim_;
+};
+TORCH_MODULE(Attention);
+
+// SwiGLU: down_proj(silu(gate_proj(x)) * up_proj(x)).
+class MlpImpl : public torch::nn::Module {
+ public:
+  explicit MlpImpl(const TransformerConfig& config) {
+    gate_proj = register_module("gate_proj", MakeLinear(config.d_model, config.ffn_hidden));
+    up_proj = register_module("up_proj", MakeLinear(config.d_model, config.ffn_hidden));
+    down_proj = register_module("down_proj", MakeLinear(config.ffn_hidden, config.d_model));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    const at::Tensor rows = x.reshape({-1, x.size(-1)});
+    at::Tensor gate = at::linear(rows, gate_proj->weight);
+    const at::Tensor up = at::linear(rows, up_proj->weight);
+    const at::Tensor hidden = InPlaceAllowed() ? at::silu_(gate).mul_(up) : at::silu(gate) * up;
+    return at::linear(hidden, down_proj->weight).view(x.sizes());
+  }
+
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+// One pre-norm block: x + attention(norm(x)), then h + mlp(norm(h)).
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const TransformerConfig& config) {
+    input_layernorm = register_module("input_layernorm", RMSNorm(config.d_model, config.norm_eps));
+    self_attn = register_module("self_attn", Attention(config));
+    post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(config.d_model, config.norm_eps));
+    mlp = register_module("mlp", Mlp(config));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& context, int64_t layer) {
+    if (InPlaceAllowed()) {  // the sublayer outputs are fresh tensors: add the residual into them
+      const at::Tensor h = self_attn->forward(input_layernorm->forward(x), context, layer).add_(x);
+      return mlp->forward(post_attention_layernorm->forward(h)).add_(h);
+    }
+    const at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), context, layer);
+    return h + mlp->forward(post_attention_layernorm->forward(h));
+  }
+
+  RMSNorm input_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  RMSNorm post_attention_layernorm{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// Hugging Face's LlamaModel: embeddings, the decoder layers, the final norm (hidden states, no logits).
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const TransformerConfig& config) {
+    embed_tokens = register_module("embed_tokens", torch::nn::Embedding(config.vocab_size, config.d_model));
+    {
+      torch::NoGradGuard no_grad;
+      embed_tokens->weight.normal_(0.0, kInitStd);
+    }
+    layers = register_module("layers", torch::nn::ModuleList());
+    for (int i = 0; i < config.n_layers; ++i) {
+      decoder_layers.push_back(DecoderLayer(config));
+      layers->push_back(decoder_layers.back());
+    }
+    norm = register_module("norm", RMSNorm(config.d_model, config.norm_eps));
+  }
+
+  torch::Tensor forward(const torch::Tensor& tokens, const AttentionContext& context) {
+    at::Tensor h = at::embedding(embed_tokens->weight, tokens);
+    for (size_t i = 0; i < decoder_layers.size(); ++i) {
+      h = decoder_layers[i]->forward(h, context, static_cast<int64_t>(i));
+    }
+    return norm->forward(h);
+  }
+
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  std::vector<DecoderLayer> decoder_layers;  // the same modules as `layers`, typed
+  RMSNorm norm{nullptr};
+};
+
+namespace {
+
+// [max_seq_len, 4, head_dim]: cos, signed sin, and the two scaled by 1/sqrt(head_dim); angles in double,
+// stored as float32. inv_freq[i] = theta^(-2i / head_dim), repeated over both halves as in Hugging Face.
+at::Tensor MakeRopeTable(const TransformerConfig& config) {
+  const int64_t head_dim = config.head_dim(), half = head_dim / 2;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  std::vector<float> table(static_cast<size_t>(config.max_seq_len) * 4 * head_dim);
+  for (int64_t pos = 0; pos < config.max_seq_len; ++pos) {
+    float* row = table.data() + pos * 4 * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const double inv_freq = std::pow(config.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+      const double angle = static_cast<double>(pos) * inv_freq;
+      const double c = std::cos(angle), s = std::sin(angle);
+      for (int64_t j : {i, i + half}) {
+        const double signed_s = j < half ? -s : s;
+        row[0 * head_dim + j] = static_cast<float>(c);
+        row[1 * head_dim + j] = static_cast<float>(signed_s);
+        row[2 * head_dim + j] = static_cast<float>(c * scale);
+        row[3 * head_dim + j] = static_cast<float>(signed_s * scale);
+      }
+    }
+  }
+  return torch::from_blob(table.data(), {config.max_seq_len, 4, head_dim}, torch::kFloat).clone();
+}
+
+// RoPE factors for positions [B, T], as [B, T, 1, head_dim] views of one gather.
+void GatherRope(const at::Tensor& table, const at::Tensor& positions, AttentionContext& context) {
+  const int64_t batch = positions.size(0), length = positions.size(1);
+  const at::Tensor rows = table.index_select(0, positions.reshape({-1})).view({batch, length, 4, 1, table.size(2)});
+  context.key_cos = rows.select(2, 0);
+  context.key_sin = rows.select(2, 1);
+  context.query_cos = rows.select(2, 2);
+  context.query_sin = rows.select(2, 3);
+}
+
+at::Tensor CheckTokens(const torch::Tensor& tokens, const TransformerConfig& config, const char* what) {
+  TORCH_CHECK(tokens.defined() && tokens.dim() == 2, what, ": tokens must be [B, T], got ", tokens.sizes());
+  TORCH_CHECK(tokens.size(0) > 0 && tokens.size(1) > 0, what, ": empty token batch ", tokens.sizes());
+  TORCH_CHECK(tokens.size(1) <= config.max_seq_len, what, ": ", tokens.size(1), " tokens exceed max_seq_len ",
+              config.max_seq_len);
+  return tokens.scalar_type() == at::kLong ? tokens : tokens.to(at::kLong);
+}
+
+}  // namespace
+
+TransformerImpl::TransformerImpl(const TransformerConfig& config) : config_(config) {
+  model_ = register_module("model", std::make_shared<LlamaModelImpl>(config));
+  if (config.tie_embeddings) {
+    lm_head_weight_ = model_->embed_tokens->weight;
+  } else {
+    lm_head_weight_ = register_module("lm_head", MakeLinear(config.d_model, config.vocab_size))->weight;
+  }
+  rope_table_ = register_buffer("rope_table", MakeRopeTable(config));
+}
+
+torch::Tensor TransformerImpl::Logits(const torch::Tensor& hidden) {
+  at::Tensor logits = at::linear(hidden, lm_head_weight_);
+  return logits.scalar_type() == at::kFloat ? logits : logits.to(at::kFloat);
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens_in, const torch::Tensor& positions_in,
+                                       const torch::Tensor& key_mask) {
+  const at::Tensor tokens = CheckTokens(tokens_in, config_, "Transformer::forward");
+  const int64_t batch = tokens.size(0), length = tokens.size(1);
+  at::Tensor positions = positions_in;
+  if (!positions.defined()) {
+    positions = at::arange(length, tokens.options()).view({1, length}).expand({batch, length});
+  }
+  TORCH_CHECK(positions.sizes() == tokens.sizes(), "Transformer::forward: positions ", positions.sizes(),
+              " must match tokens ", tokens.sizes());
+  if (key_mask.defined()) {
+    TORCH_CHECK(key_mask.sizes() == tokens.sizes(), "Transformer::forward: key_mask ", key_mask.sizes(),
+                " must match tokens ", tokens.sizes());
+  }
+  AttentionContext context;
+  GatherRope(rope_table_, positions.to(at::kLong), context);
+  const at::Tensor mask = key_mask.defined() ? key_mask.to(at::kBool) : key_mask;
+  context.mask_bias = MaskBias(mask, batch, 0, length, length, rope_table_.options());
+  return Logits(model_->forward(tokens, context));
+}
+
+torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& tokens_in, const torch::Tensor& positions,
+                                              KvCache& cache) {
+  const at::Tensor tokens = CheckTokens(tokens_in, config_, "Transformer::forward_cached");
+  const int64_t batch = tokens.size(0), length = tokens.size(1);
+  TORCH_CHECK(cache.num_layers() == config_.n_layers, "Transformer::forward_cached: cache has ", cache.num_layers(),
+              " layers, the model ", config_.n_layers);
+  TORCH_CHECK(cache.batch() == batch, "Transformer::forward_cached: cache holds ", cache.batch(), " rows, tokens ",
+              batch);
+  TORCH_CHECK(cache.pending() == length, "Transformer::forward_cached: ", length,
+              " new tokens but the cache has ", cache.pending(), " reserved slots (call KvCache::Append first)");
+  TORCH_CHECK(positions.defined() && positions.sizes() == tokens.sizes(), "Transformer::forward_cached: positions ",
+              positions.sizes(), " must match tokens ", tokens.sizes());
+  AttentionContext context;
+  GatherRope(rope_table_, positions.scalar_type() == at::kLong ? positions : positions.to(at::kLong), context);
+  context.cache = &cache;
+  context.cache_start = cache.length() - length;
+  context.mask_bias =
+      MaskBias(cache.key_mask(), batch, context.cache_start, length, cache.length(), rope_table_.options());
+  at::Tensor logits = Logits(model_->forward(tokens, context));
+  cache.MarkWritten();
+  return logits;
+}
+
+Transformer CloneTransformer(Transformer& source) {
+  Transformer copy(source->config());
+  torch::NoGradGuard no_grad;
+  const auto source_parameters = source->named_parameters(/*recurse=*/true);
+  auto copy_parameters = copy->named_parameters(/*recurse=*/true);
+  for (const auto& item : source_parameters) {
+    at::Tensor& target = copy_parameters[item.key()];
+    target.set_data(item.value().detach().clone());
+    target.set_requires_grad(item.value().requires_grad());
+  }
+  const auto source_buffers = source->named_buffers(/*recurse=*/true);
+  auto copy_buffers = copy->named_buffers(/*recurse=*/true);
+  for (const auto& item : source_buffers) copy_buffers[item.key()].set_data(item.value().detach().clone());
+  return copy;
+}
+
+}  // namespace rlj
