@@ -2,6 +2,7 @@
 // judge replica, read together by `rlj logs`. Committed rows survive a kill of the writing process.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -47,8 +48,10 @@ RewardLogRow MakeRewardLogRow(const v1::Sample& sample, const v1::Verdict& verdi
 
 class RewardLogWriter {
  public:
-  // Creates the file and schema when missing; appends otherwise.
-  static absl::StatusOr<std::unique_ptr<RewardLogWriter>> Open(const std::string& path);
+  // Creates the file (and its directory) and schema when missing; appends otherwise. `busy_timeout`: how long
+  // an Append waits for another connection's write lock before failing.
+  static absl::StatusOr<std::unique_ptr<RewardLogWriter>> Open(
+      const std::string& path, std::chrono::milliseconds busy_timeout = std::chrono::seconds(5));
   ~RewardLogWriter();
 
   // Appends rows in one transaction; thread-safe.

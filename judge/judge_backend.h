@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "rlj/v1/judge.pb.h"
 
 namespace rlj {
@@ -22,9 +23,35 @@ class JudgeBackend {
   // "rule", "openai", …: stored with every verdict.
   virtual std::string name() const = 0;
 
+  // The model that judges ("gpt-4o-mini"), or a short description of the rule ("numeric"); stored with every
+  // verdict whose backend left verdict.model empty.
+  virtual std::string model() const { return {}; }
+
   // Exactly one Judgement per sample, in order. A failure on one sample is an error in its verdict, never
   // a reward of 0 and never a failure of the whole batch. Called concurrently from several threads.
   virtual std::vector<Judgement> Score(const std::vector<v1::Sample>& samples) = 0;
 };
+
+// The kinds of SampleError.kind (judge.proto), one spelling for every backend.
+namespace error_kind {
+inline constexpr char kTimeout[] = "timeout";
+inline constexpr char kHttpError[] = "http_error";
+inline constexpr char kRateLimited[] = "rate_limited";
+inline constexpr char kParse[] = "parse";
+inline constexpr char kOutOfRange[] = "out_of_range";
+inline constexpr char kRefusal[] = "refusal";
+inline constexpr char kBackend[] = "backend";
+inline constexpr char kInvalid[] = "invalid";
+}  // namespace error_kind
+
+// Marks `verdict` as failed: code (never OK), kind (one of error_kind) and a message for people.
+inline void SetVerdictError(v1::Verdict* verdict, absl::StatusCode code, std::string kind, std::string message) {
+  if (code == absl::StatusCode::kOk) code = absl::StatusCode::kUnknown;
+  verdict->set_reward(0);
+  v1::SampleError* error = verdict->mutable_error();
+  error->set_code(static_cast<int32_t>(code));
+  error->set_kind(std::move(kind));
+  error->set_message(std::move(message));
+}
 
 }  // namespace rlj

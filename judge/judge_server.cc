@@ -1,0 +1,72 @@
+// judge_server.cc: wiring of a judge replica (run dir, reward log, backend, server) and its lifetime.
+#include "judge/judge_server.h"
+
+#include <grpcpp/server.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/run_dir.h"
+#include "common/shutdown.h"
+#include "common/status.h"
+
+namespace rlj {
+namespace {
+
+// Threads a synchronous gRPC server keeps polling for new calls, on top of those running handlers.
+
+}  // namespace
+
+JudgeServer::JudgeServer(v1::RunConfig config, JudgeServerOptions options, JudgeBackendDeps deps)
+    : config_(std::move(config)), options_(std::move(options)), deps_(std::move(deps)) {}
+
+JudgeServer::~JudgeServer() { Stop(); }
+
+absl::StatusOr<std::string> JudgeServer::Start() {
+  if (server_ != nullptr) return absl::FailedPreconditionError("judge server already started");
+  if (options_.run_dir.empty()) return absl::InvalidArgumentError("judge server: no run directory given");
+  if (options_.replica.empty()) return absl::InvalidArgumentError("judge server: empty replica name");
+  const v1::JudgeConfig& judge = config_.judge();
+  const RunDir run_dir(options_.run_dir);
+  RLJ_RETURN_IF_ERROR(run_dir.Create());
+  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<RewardLogWriter> reward_log,
+                       RewardLogWriter::Open(run_dir.reward_log_path(options_.replica)));
+  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<JudgeBackend> backend, MakeJudgeBackend(judge, deps_));
+  auto service = std::make_unique<JudgeService>(std::move(backend), std::move(reward_log));
+
+  ServerOptions server_options;
+  server_options.listen = options_.listen.empty() ? judge.listen() : options_.listen;
+  server_options.max_concurrent_rpcs = judge.threads();
+  RLJ_ASSIGN_OR_RETURN(RunningServer running, StartServer(server_options, {service.get()}));
+  service_ = std::move(service);
+  server_ = std::move(running.server);
+  address_ = running.address;
+  if (absl::Status written = run_dir.WriteEndpoint(options_.replica, address_); !written.ok()) {
+    Stop();
+    return written;
+  }
+  log::Info("judge backend {} ({}), reward log {}", service_->backend().name(), service_->backend().model(),
+            run_dir.reward_log_path(options_.replica));
+  log::Info("judge listening on {}", address_);
+  return address_;
+}
+
+void JudgeServer::Stop(std::chrono::milliseconds grace) {
+  if (server_ == nullptr) return;
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  server_->Wait();
+  server_.reset();
+}
+
+absl::Status RunJudgeServer(const v1::RunConfig& config, const JudgeServerOptions& options) {
+  JudgeServer server(config, options);
+  RLJ_RETURN_IF_ERROR(server.Start().status());
+  WaitForShutdown();
+  log::Info("judge {} shutting down", options.replica);
+  server.Stop(std::chrono::seconds(5));
+  const JudgeCounters counters = server.service()->counters();
+  log::Info("judge {} stopped: {} requests, {} samples, {} errors, {} reward log failures", options.replica,
+            counters.requests, counters.samples, counters.errors, counters.reward_log_failures);
+  return absl::OkStatus();
+}
+
+}  // namespace rlj
