@@ -1,0 +1,241 @@
+// learner_service.cc: Learner.PushRollouts (validate, drop stale, buffer with backpressure),
+// Learner.GetPolicy (manifest + chunks, or "unchanged" after a wait) and Learner.Status.
+#include "learner/learner_service.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace rlj {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr auto kSampleRateWindow = std::chrono::seconds(30);
+// Blocking waits inside a call are cut into slices this long so a cancelled call is noticed.
+constexpr milliseconds kWaitSlice{500};
+// An RPC without a deadline waits at most this long for room in the buffer.
+constexpr milliseconds kMaxPushWait{3600 * 1000};
+
+absl::Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids, int vocab_size, const char* field) {
+  for (int i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "] = ", ids[i], " is outside the vocabulary [0, ", vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string DescribeGroup(int index, const v1::RolloutGroup& group) {
+  return absl::StrCat("group ", index, " (group_id '", group.group_id(), "')");
+}
+
+}  // namespace
+
+absl::Status ValidateRolloutGroup(const v1::RolloutGroup& group, int vocab_size, int max_seq_len,
+                                  int64_t current_version) {
+  if (group.rollouts().empty()) return absl::InvalidArgumentError("has no rollouts");
+  if (group.prompt_tokens().empty()) return absl::InvalidArgumentError("prompt_tokens is empty");
+  RLJ_RETURN_IF_ERROR(CheckTokenIds(group.prompt_tokens(), vocab_size, "prompt_tokens"));
+  if (group.policy_version() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("policy_version ", group.policy_version(), " is negative"));
+  }
+  if (group.policy_version() > current_version) {
+    return absl::InvalidArgumentError(absl::StrCat("policy_version ", group.policy_version(),
+                                                   " is newer than the learner's version ", current_version));
+  }
+  for (int r = 0; r < group.rollouts_size(); ++r) {
+    const v1::Rollout& rollout = group.rollouts(r);
+    const std::string where = absl::StrCat("rollout ", r, " (sample_id '", rollout.sample_id(), "'): ");
+    if (rollout.completion_tokens_size() != rollout.behaviour_logprobs_size()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "completion_tokens has ", rollout.completion_tokens_size(),
+                                                     " ids but behaviour_logprobs has ",
+                                                     rollout.behaviour_logprobs_size(), " values"));
+    }
+    if (absl::Status s = CheckTokenIds(rollout.completion_tokens(), vocab_size, "completion_tokens"); !s.ok()) {
+      return Annotate(s, where.substr(0, where.size() - 2));
+    }
+    const int64_t length = static_cast<int64_t>(group.prompt_tokens_size()) + rollout.completion_tokens_size();
+    if (length > max_seq_len) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "prompt (", group.prompt_tokens_size(), ") + completion (",
+                                                     rollout.completion_tokens_size(), ") = ", length,
+                                                     " tokens exceed the model's max_seq_len ", max_seq_len));
+    }
+    for (int t = 0; t < rollout.behaviour_logprobs_size(); ++t) {
+      if (!std::isfinite(rollout.behaviour_logprobs(t))) {
+        return absl::InvalidArgumentError(absl::StrCat(where, "behaviour_logprobs[", t, "] is not finite"));
+      }
+    }
+    if (rollout.valid() && !std::isfinite(rollout.reward())) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "reward is not finite"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+LearnerService::LearnerService(LearnerServiceOptions options, RolloutBuffer* buffer, WeightPublisher* publisher)
+    : options_(options), buffer_(buffer), publisher_(publisher) {}
+
+grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::ServerReader<v1::RolloutBatch>* reader,
+                                          v1::PushRolloutsResponse* response) {
+  // Give up on a full buffer a little before the call's deadline, so the caller hears RESOURCE_EXHAUSTED
+  // rather than its own DEADLINE_EXCEEDED.
+  const Clock::time_point rpc_deadline = SteadyDeadline(context->deadline(), kMaxPushWait);
+  const Clock::time_point deadline = rpc_deadline - std::min<Clock::duration>((rpc_deadline - Clock::now()) / 10,
+                                                                               std::chrono::seconds(1));
+  int64_t accepted = 0;
+  int64_t stale = 0;
+  int batch_index = 0;
+  v1::RolloutBatch batch;
+  while (reader->Read(&batch)) {
+    const int64_t current_version = publisher_->latest_version();
+    for (int g = 0; g < batch.groups_size(); ++g) {
+      const absl::Status valid =
+          ValidateRolloutGroup(batch.groups(g), options_.vocab_size, options_.max_seq_len, current_version);
+      if (!valid.ok()) {
+        const std::string message =
+            absl::StrCat("batch ", batch_index, ", ", DescribeGroup(g, batch.groups(g)), ": ", valid.message(),
+                         " (nothing of this batch was applied)");
+        RLJ_EVERY(5, log::Warn("PushRollouts from {}: {}", context->peer(), message));
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+      }
+    }
+    int64_t batch_tokens = 0;
+    int64_t batch_stale = 0;
+    for (const v1::RolloutGroup& group : batch.groups()) {
+      for (const v1::Rollout& rollout : group.rollouts()) batch_tokens += rollout.completion_tokens_size();
+      if (group.policy_version() < current_version - options_.max_staleness) ++batch_stale;
+    }
+    RecordReceivedTokens(batch_tokens);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      groups_received_ += batch.groups_size();
+      groups_stale_on_arrival_ += batch_stale;
+    }
+    stale += batch_stale;
+    for (v1::RolloutGroup& group : *batch.mutable_groups()) {
+      if (group.policy_version() < current_version - options_.max_staleness) continue;
+      if (TrainingDone()) break;  // acknowledged, not buffered: no step will take it
+      bool pushed = false;
+      while (true) {
+        if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the push");
+        const Clock::time_point slice_end = std::min(deadline, Clock::now() + kWaitSlice);
+        if (buffer_->Push(std::move(group), slice_end)) {
+          pushed = true;
+          break;
+        }
+        if (TrainingDone()) break;
+        if (buffer_->closed()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the learner is shutting down");
+        if (Clock::now() >= deadline) {
+          return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              absl::StrCat("the rollout buffer stayed full (", buffer_->capacity(),
+                                           " groups) until the call's deadline; ", accepted,
+                                           " groups of this call were accepted"));
+        }
+      }
+      if (pushed) ++accepted;
+    }
+    ++batch_index;
+  }
+  response->set_accepted_groups(accepted);
+  response->set_rejected_stale_groups(stale);
+  response->set_learner_version(publisher_->latest_version());
+  return grpc::Status::OK;
+}
+
+grpc::Status LearnerService::GetPolicy(grpc::ServerContext* context, const v1::GetPolicyRequest* request,
+                                       grpc::ServerWriter<v1::PolicyMessage>* writer) {
+  std::shared_ptr<const PolicySnapshot> snapshot = publisher_->Latest();
+  if (snapshot == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no policy has been published yet");
+  const int64_t have_version = request->have_version();
+  if (snapshot->version() == have_version) {
+    milliseconds wait = std::clamp(milliseconds(request->wait_ms()), milliseconds(0), options_.max_policy_wait);
+    // Answer "unchanged" a little before the call's own deadline rather than letting it expire.
+    const auto rpc_left = std::chrono::duration_cast<milliseconds>(context->deadline() - std::chrono::system_clock::now());
+    wait = std::min(wait, std::max(milliseconds(0), rpc_left - rpc_left / 10));
+    const Clock::time_point give_up = Clock::now() + wait;
+    while (snapshot->version() == have_version && !publisher_->closed()) {
+      if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
+      const auto left = std::chrono::duration_cast<milliseconds>(give_up - Clock::now());
+      if (left <= milliseconds(0)) break;
+      snapshot = publisher_->WaitForNewer(have_version, std::min(left, kWaitSlice));
+    }
+    if (snapshot->version() == have_version) {
+      v1::PolicyMessage message;
+      message.mutable_manifest()->set_version(snapshot->version());
+      message.mutable_manifest()->set_unchanged(true);
+      writer->Write(message);
+      return grpc::Status::OK;
+    }
+  }
+  v1::PolicyMessage message;
+  *message.mutable_manifest() = snapshot->manifest();
+  if (!writer->Write(message)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+  for (size_t i = 0; i < snapshot->num_chunks(); ++i) {
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
+    v1::WeightChunk chunk = snapshot->Chunk(i);
+    message.Clear();
+    message.mutable_chunk()->Swap(&chunk);
+    if (!writer->Write(message)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status LearnerService::Status(grpc::ServerContext* context, const v1::StatusRequest* request,
+                                    v1::LearnerStatus* response) {
+  *response = CurrentStatus();
+  return grpc::Status::OK;
+}
+
+void LearnerService::UpdateProgress(const std::function<void(v1::LearnerStatus*)>& update) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  update(&progress_);
+}
+
+bool LearnerService::TrainingDone() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return progress_.done();
+}
+
+v1::LearnerStatus LearnerService::CurrentStatus() const {
+  v1::LearnerStatus status;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    status = progress_;
+    status.set_groups_received(groups_received_);
+    status.set_groups_dropped_stale(groups_stale_on_arrival_ + buffer_->total_dropped_stale());
+  }
+  status.set_version(publisher_->latest_version());
+  status.set_buffered_groups(buffer_->size());
+  status.set_sample_tokens_per_s(SampleTokensPerSecond());
+  return status;
+}
+
+void LearnerService::RecordReceivedTokens(int64_t tokens) {
+  const Clock::time_point now = Clock::now();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (recent_tokens_.empty() && first_tokens_at_ == Clock::time_point{}) first_tokens_at_ = now;
+  recent_tokens_.emplace_back(now, tokens);
+  while (!recent_tokens_.empty() && now - recent_tokens_.front().first > kSampleRateWindow) recent_tokens_.pop_front();
+}
+
+double LearnerService::SampleTokensPerSecond() const {
+  const Clock::time_point now = Clock::now();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (first_tokens_at_ == Clock::time_point{}) return 0;
+  int64_t tokens = 0;
+  for (const auto& [at, count] : recent_tokens_) {
+    if (now - at <= kSampleRateWindow) tokens += count;
+  }
+  // Over the window, or over the time since the first push when that is shorter (at least a second).
+  const double span = std::max(1.0, std::min(std::chrono::duration<double>(kSampleRateWindow).count(),
+                                             std::chrono::duration<double>(now - first_tokens_at_).count()));
+  return static_cast<double>(tokens) / span;
+}
+
+}  // namespace rlj

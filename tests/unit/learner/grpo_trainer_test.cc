@@ -1,0 +1,238 @@
+// grpo_trainer_test.cc: GRPO steps on a tiny random model: the direction of an update, groups without
+// signal, excluded invalid samples, non-finite losses, the KL reference and several epochs.
+#include "learner/grpo_trainer.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "common/model/logprobs.h"
+#include "common/model/transformer.h"
+#include "test_util.h"
+
+namespace rlj {
+namespace {
+
+v1::RunConfig TinyRunConfig() {
+  v1::RunConfig config;
+  config.mutable_runtime()->set_device("cpu");
+  auto* model = config.mutable_model();
+  model->set_vocab_size(32);
+  model->set_d_model(16);
+  model->set_n_layers(1);
+  model->set_n_heads(2);
+  model->set_ffn_hidden(32);
+  model->set_max_seq_len(32);
+  config.mutable_learner()->set_lr(1e-2);
+  return config;
+}
+
+Transformer TinyModel(const v1::RunConfig& config, uint64_t seed = 7) {
+  at::manual_seed(seed);
+  return Transformer(TransformerConfig::FromProto(config.model()).value());
+}
+
+// Per-token log-probs of `completion` after `prompt` under `model` (temperature 1).
+std::vector<float> CompletionLogProbs(Transformer& model, const std::vector<int32_t>& prompt,
+                                      const std::vector<int32_t>& completion) {
+  at::NoGradGuard no_grad;
+  std::vector<int64_t> sequence(prompt.begin(), prompt.end());
+  sequence.insert(sequence.end(), completion.begin(), completion.end());
+  const int64_t length = static_cast<int64_t>(sequence.size());
+  const at::Tensor tokens = at::tensor(sequence).view({1, length});
+  const at::Tensor logprobs =
+      TokenLogProbs(model->forward(tokens.narrow(1, 0, length - 1)), tokens.narrow(1, 1, length - 1), 1.0);
+  std::vector<float> out;
+  for (size_t j = 0; j < completion.size(); ++j) {
+    out.push_back(logprobs[0][static_cast<int64_t>(prompt.size() - 1 + j)].item<float>());
+  }
+  return out;
+}
+
+double Sum(const std::vector<float>& values) {
+  double total = 0;
+  for (float v : values) total += v;
+  return total;
+}
+
+v1::Rollout MakeRollout(Transformer& model, const std::vector<int32_t>& prompt, const std::vector<int32_t>& completion,
+                        double reward, bool valid = true) {
+  v1::Rollout rollout;
+  rollout.set_sample_id("s");
+  for (int32_t id : completion) rollout.add_completion_tokens(id);
+  // Sampled by the current policy: behaviour log-probs are the policy's own, so every ratio starts at 1.
+  for (float lp : CompletionLogProbs(model, prompt, completion)) rollout.add_behaviour_logprobs(lp);
+  rollout.set_reward(reward);
+  rollout.set_valid(valid);
+  return rollout;
+}
+
+v1::RolloutGroup MakeGroup(const std::vector<int32_t>& prompt, std::vector<v1::Rollout> rollouts) {
+  v1::RolloutGroup group;
+  group.set_group_id("g");
+  for (int32_t id : prompt) group.add_prompt_tokens(id);
+  for (auto& rollout : rollouts) *group.add_rollouts() = std::move(rollout);
+  return group;
+}
+
+bool SameParameters(Transformer& a, Transformer& b) {
+  const auto pa = a->parameters();
+  const auto pb = b->parameters();
+  if (pa.size() != pb.size()) return false;
+  for (size_t i = 0; i < pa.size(); ++i) {
+    if (!at::equal(pa[i], pb[i])) return false;
+  }
+  return true;
+}
+
+const std::vector<int32_t> kPrompt = {1, 2, 3};
+const std::vector<int32_t> kGood = {4, 5, 6};
+const std::vector<int32_t> kBad = {7, 8};
+
+TEST(GrpoTrainer, PositiveAdvantageRaisesTheCompletionsLogProb) {
+  const v1::RunConfig config = TinyRunConfig();
+  Transformer model = TinyModel(config);
+  const double good_before = Sum(CompletionLogProbs(model, kPrompt, kGood));
+  const double bad_before = Sum(CompletionLogProbs(model, kPrompt, kBad));
+  const v1::RolloutGroup group =
+      MakeGroup(kPrompt, {MakeRollout(model, kPrompt, kGood, 1.0), MakeRollout(model, kPrompt, kBad, 0.0)});
+
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, GrpoTrainer::Create(config, model));
+  EXPECT_EQ(trainer->device(), "cpu");
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics metrics, trainer->Step({group}));
+
+  // Rewards 1 and 0: mean 0.5, unbiased std sqrt(0.5), advantages ±0.5 / (0.7071068 + 1e-6) = ±0.7071058.
+  EXPECT_DOUBLE_EQ(metrics.reward_mean(), 0.5);
+  EXPECT_DOUBLE_EQ(metrics.reward_std(), 0.5);  // population std of the rewards
+  EXPECT_NEAR(metrics.advantage_abs_mean(), 0.7071058, 1e-6);
+  // Every ratio is 1, so the loss is -(3 * 0.7071058 - 2 * 0.7071058) / 5 tokens = -0.1414212.
+  EXPECT_NEAR(metrics.loss(), -0.1414212, 1e-4);
+  EXPECT_NEAR(metrics.clip_fraction(), 0.0, 1e-12);
+  EXPECT_EQ(metrics.kl(), 0.0);
+  EXPECT_GT(metrics.grad_norm(), 0.0);
+  EXPECT_GT(metrics.entropy(), 0.0);
+  EXPECT_LE(metrics.entropy(), std::log(32.0) + 1e-4);
+  EXPECT_GT(metrics.tokens_per_s(), 0.0);
+  EXPECT_EQ(metrics.groups(), 1);
+  EXPECT_EQ(metrics.samples(), 2);
+  EXPECT_EQ(metrics.masked_samples(), 0);
+  EXPECT_EQ(trainer->optimizer_steps(), 1);
+
+  // The trainer shares the module: `model` is the updated policy.
+  const double good_after = Sum(CompletionLogProbs(model, kPrompt, kGood));
+  const double bad_after = Sum(CompletionLogProbs(model, kPrompt, kBad));
+  EXPECT_GT(good_after, good_before);
+  EXPECT_LT(bad_after, bad_before);
+}
+
+TEST(GrpoTrainer, GroupWithEqualRewardsChangesNothing) {
+  const v1::RunConfig config = TinyRunConfig();
+  Transformer model = TinyModel(config);
+  Transformer before = CloneTransformer(model);
+  const v1::RolloutGroup group =
+      MakeGroup(kPrompt, {MakeRollout(model, kPrompt, kGood, 1.0), MakeRollout(model, kPrompt, kBad, 1.0)});
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, GrpoTrainer::Create(config, model));
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics metrics, trainer->Step({group}));
+  EXPECT_TRUE(SameParameters(model, before));
+  EXPECT_EQ(trainer->groups_skipped_no_signal(), 1);
+  EXPECT_EQ(trainer->optimizer_steps(), 0);
+  EXPECT_DOUBLE_EQ(metrics.reward_mean(), 1.0);
+  EXPECT_EQ(metrics.loss(), 0.0);
+  EXPECT_EQ(metrics.groups(), 1);
+}
+
+TEST(GrpoTrainer, InvalidSamplesAreExcluded) {
+  const v1::RunConfig config = TinyRunConfig();
+  Transformer base = TinyModel(config);
+  const v1::Rollout good = MakeRollout(base, kPrompt, kGood, 1.0);
+  const v1::Rollout bad = MakeRollout(base, kPrompt, kBad, 0.0);
+  // Two different invalid rollouts (other tokens, lengths and junk rewards) and none at all must train the
+  // policy identically: neither their rewards nor their tokens take part.
+  const v1::RolloutGroup with_invalid_a = MakeGroup(kPrompt, {good, bad, MakeRollout(base, kPrompt, {9, 9, 9, 9}, 100.0, false)});
+  const v1::RolloutGroup with_invalid_b = MakeGroup(kPrompt, {good, MakeRollout(base, kPrompt, {10}, -7.0, false), bad});
+  const v1::RolloutGroup without_invalid = MakeGroup(kPrompt, {good, bad});
+
+  Transformer model_a = CloneTransformer(base);
+  Transformer model_b = CloneTransformer(base);
+  Transformer model_c = CloneTransformer(base);
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer_a, GrpoTrainer::Create(config, model_a));
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer_b, GrpoTrainer::Create(config, model_b));
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer_c, GrpoTrainer::Create(config, model_c));
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics metrics_a, trainer_a->Step({with_invalid_a}));
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics metrics_b, trainer_b->Step({with_invalid_b}));
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics metrics_c, trainer_c->Step({without_invalid}));
+
+  EXPECT_FALSE(SameParameters(model_a, base));
+  EXPECT_TRUE(SameParameters(model_a, model_c));
+  EXPECT_TRUE(SameParameters(model_b, model_c));
+  EXPECT_EQ(metrics_a.samples(), 3);
+  EXPECT_EQ(metrics_a.masked_samples(), 1);
+  EXPECT_DOUBLE_EQ(metrics_a.reward_mean(), 0.5);
+  EXPECT_DOUBLE_EQ(metrics_a.loss(), metrics_c.loss());
+  EXPECT_EQ(trainer_a->samples_masked(), 1);
+}
+
+TEST(GrpoTrainer, NonFiniteLossIsNeverApplied) {
+  const v1::RunConfig config = TinyRunConfig();
+  Transformer model = TinyModel(config);
+  Transformer before = CloneTransformer(model);
+  v1::Rollout bad = MakeRollout(model, kPrompt, kBad, 0.0);
+  // exp(logp - (-1e30)) overflows; with a negative advantage the unclipped term -inf wins the min.
+  bad.set_behaviour_logprobs(0, -1e30f);
+  const v1::RolloutGroup group = MakeGroup(kPrompt, {MakeRollout(model, kPrompt, kGood, 1.0), bad});
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, GrpoTrainer::Create(config, model));
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics metrics, trainer->Step({group}));
+  EXPECT_FALSE(std::isfinite(metrics.loss()));
+  EXPECT_TRUE(metrics.update_skipped_nonfinite());
+  EXPECT_EQ(trainer->nonfinite_steps_skipped(), 1);
+  EXPECT_EQ(trainer->optimizer_steps(), 0);
+  EXPECT_TRUE(SameParameters(model, before));
+  for (const at::Tensor& parameter : model->parameters()) {
+    EXPECT_TRUE(!parameter.grad().defined() || parameter.grad().abs().sum().item<double>() == 0.0);
+  }
+
+  // The next, healthy step trains normally.
+  const v1::RolloutGroup healthy =
+      MakeGroup(kPrompt, {MakeRollout(model, kPrompt, kGood, 1.0), MakeRollout(model, kPrompt, kBad, 0.0)});
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics next, trainer->Step({healthy}));
+  EXPECT_TRUE(std::isfinite(next.loss()));
+  EXPECT_FALSE(next.update_skipped_nonfinite());
+  EXPECT_EQ(trainer->optimizer_steps(), 1);
+  EXPECT_FALSE(SameParameters(model, before));
+}
+
+TEST(GrpoTrainer, KlReferenceAndSeveralEpochs) {
+  v1::RunConfig config = TinyRunConfig();
+  config.mutable_learner()->set_kl_coef(0.1);
+  config.mutable_learner()->set_ppo_epochs(3);
+  config.mutable_sampling()->set_temperature(0.7);
+  Transformer model = TinyModel(config);
+  const v1::RolloutGroup group =
+      MakeGroup(kPrompt, {MakeRollout(model, kPrompt, kGood, 1.0), MakeRollout(model, kPrompt, kBad, 0.0)});
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, GrpoTrainer::Create(config, model));
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics metrics, trainer->Step({group}));
+  EXPECT_EQ(trainer->optimizer_steps(), 3);
+  // Epoch 0 matches the reference exactly (k3 = 0); later epochs have moved away from it.
+  EXPECT_GT(metrics.kl(), 0.0);
+  EXPECT_LT(metrics.kl(), 1.0);
+  EXPECT_TRUE(std::isfinite(metrics.loss()));
+  EXPECT_TRUE(std::isfinite(metrics.grad_norm()));
+}
+
+TEST(GrpoTrainer, RejectsOverlongSequences) {
+  v1::RunConfig config = TinyRunConfig();
+  Transformer model = TinyModel(config);
+  v1::RolloutGroup group =
+      MakeGroup(kPrompt, {MakeRollout(model, kPrompt, kGood, 1.0), MakeRollout(model, kPrompt, kBad, 0.0)});
+  for (int i = 0; i < 40; ++i) {
+    group.mutable_rollouts(0)->add_completion_tokens(4);
+    group.mutable_rollouts(0)->add_behaviour_logprobs(-1.0f);
+  }
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, GrpoTrainer::Create(config, model));
+  EXPECT_TRUE(testing::FailsWith(trainer->Step({group}), absl::StatusCode::kInvalidArgument, "max_seq_len"));
+}
+
+}  // namespace
+}  // namespace rlj

@@ -1,0 +1,148 @@
+// sft_trainer_test.cc: supervised warm start: sequence building, the warmup schedule, a tiny model that
+// lowers its loss on a tiny dataset, and `RunSft` end to end with its checkpoint.
+#include "learner/sft_trainer.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "common/checkpoint/checkpoint.h"
+#include "common/dataset.h"
+#include "common/model/transformer.h"
+#include "common/tokenizer/byte_tokenizer.h"
+#include "test_util.h"
+
+namespace rlj {
+namespace {
+
+v1::RunConfig TinyConfig() {
+  v1::RunConfig config;
+  config.set_seed(3);
+  config.mutable_runtime()->set_device("cpu");
+  auto* model = config.mutable_model();
+  model->set_vocab_size(259);
+  model->set_d_model(32);
+  model->set_n_layers(1);
+  model->set_n_heads(2);
+  model->set_ffn_hidden(64);
+  model->set_max_seq_len(32);
+  auto* sft = config.mutable_sft();
+  sft->set_lr(3e-3);
+  sft->set_warmup_steps(5);
+  sft->set_batch_size(8);
+  sft->set_steps(60);
+  return config;
+}
+
+std::vector<PromptRow> TinyRows() {
+  return {{"1", "1+2=", "3"}, {"2", "2+2=", "4"}, {"3", "4+1=", "5"}, {"4", "3+3=", "6"},
+          {"5", "0+7=", "7"}, {"6", "5+3=", "8"}, {"7", "6+3=", "9"}, {"8", "1+1=", "2"}};
+}
+
+std::vector<const SftExample*> All(const SftExamples& data) {
+  std::vector<const SftExample*> out;
+  for (const SftExample& example : data.examples) out.push_back(&example);
+  return out;
+}
+
+TEST(BuildSftExamples, PromptReferenceEos) {
+  ByteTokenizer tokenizer;
+  const SftExamples data =
+      BuildSftExamples({{"a", "ab", "c"}, {"b", "no reference", ""}, {"c", "abcdef", "gh"}}, tokenizer, 6);
+  ASSERT_EQ(data.examples.size(), 1u);
+  // <bos> a b | c <eos>
+  EXPECT_EQ(data.examples[0].tokens, std::vector<int32_t>({256, 97, 98, 99, 257}));
+  EXPECT_EQ(data.examples[0].prompt_length, 3);
+  EXPECT_EQ(data.skipped_no_reference, 1);
+  EXPECT_EQ(data.skipped_too_long, 1);  // 1 + 6 + 2 + 1 = 10 > 6
+}
+
+TEST(SftTrainer, WarmupThenConstantLearningRate) {
+  const v1::RunConfig config = TinyConfig();
+  at::manual_seed(1);
+  Transformer model(TransformerConfig::FromProto(config.model()).value());
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, SftTrainer::Create(config, model));
+  ByteTokenizer tokenizer;
+  const SftExamples data = BuildSftExamples(TinyRows(), tokenizer, 32);
+  const std::vector<double> expected = {0.6e-3, 1.2e-3, 1.8e-3, 2.4e-3, 3e-3, 3e-3, 3e-3};  // lr × (step+1)/5
+  for (double lr : expected) {
+    EXPECT_NEAR(trainer->scheduled_lr(), lr, 1e-12);
+    RLJ_ASSERT_OK(trainer->Step(All(data)));
+  }
+  EXPECT_EQ(trainer->steps(), 7);
+}
+
+TEST(SftTrainer, TinyModelLowersItsLoss) {
+  const v1::RunConfig config = TinyConfig();
+  at::manual_seed(1);
+  Transformer model(TransformerConfig::FromProto(config.model()).value());
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, SftTrainer::Create(config, model));
+  ByteTokenizer tokenizer;
+  const SftExamples data = BuildSftExamples(TinyRows(), tokenizer, 32);
+  RLJ_ASSERT_OK_AND_ASSIGN(double before, trainer->Loss(All(data)));
+  EXPECT_NEAR(before, std::log(259.0), 0.3);  // an untrained model is close to uniform
+  for (int step = 0; step < 60; ++step) RLJ_ASSERT_OK(trainer->Step(All(data)));
+  RLJ_ASSERT_OK_AND_ASSIGN(double after, trainer->Loss(All(data)));
+  EXPECT_LT(after, 0.5 * before);
+}
+
+TEST(RunSft, TrainsAndSavesTheCheckpoint) {
+  testing::ScratchDir dir;
+  RLJ_ASSERT_OK(WritePromptDataset(dir.file("train.jsonl"), TinyRows()));
+  v1::RunConfig config = TinyConfig();
+  config.mutable_data()->set_train_path(dir.file("train.jsonl"));
+  config.mutable_sft()->set_steps(40);
+  std::vector<double> losses;
+  SftOptions options;
+  options.run_dir = dir.file("run");
+  options.on_step = [&](int64_t step, double loss) {
+    EXPECT_EQ(step, static_cast<int64_t>(losses.size()) + 1);
+    losses.push_back(loss);
+  };
+  RLJ_ASSERT_OK(RunSft(config, options));
+  ASSERT_EQ(losses.size(), 40u);
+  EXPECT_LT(losses.back(), 0.5 * losses.front());
+
+  // Default output: <run_dir>/sft; state step = sft steps, policy version 0.
+  RLJ_ASSERT_OK_AND_ASSIGN(LoadedCheckpoint checkpoint, LoadCheckpoint(dir.file("run") + "/sft"));
+  EXPECT_EQ(checkpoint.state.step, 40);
+  EXPECT_EQ(checkpoint.state.policy_version, 0);
+
+  // The saved model beats the seeded initial model on the data.
+  ByteTokenizer tokenizer;
+  const SftExamples data = BuildSftExamples(TinyRows(), tokenizer, 32);
+  at::manual_seed(config.seed());
+  Transformer initial(TransformerConfig::FromProto(config.model()).value());
+  RLJ_ASSERT_OK_AND_ASSIGN(auto initial_trainer, SftTrainer::Create(config, initial));
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trained_trainer, SftTrainer::Create(config, checkpoint.model));
+  RLJ_ASSERT_OK_AND_ASSIGN(double initial_loss, initial_trainer->Loss(All(data)));
+  RLJ_ASSERT_OK_AND_ASSIGN(double trained_loss, trained_trainer->Loss(All(data)));
+  EXPECT_NEAR(initial_loss, losses.front(), 0.5);
+  EXPECT_LT(trained_loss, 0.5 * initial_loss);
+
+  // An explicit output directory wins, and init_checkpoint continues from the saved model.
+  config.mutable_model()->set_init_checkpoint(dir.file("run") + "/sft");
+  config.mutable_sft()->set_steps(2);
+  options.output_dir = dir.file("second");
+  losses.clear();
+  RLJ_ASSERT_OK(RunSft(config, options));
+  EXPECT_TRUE(std::filesystem::exists(dir.file("second") + "/model.safetensors"));
+  EXPECT_LT(losses.front(), 0.75 * initial_loss);
+}
+
+TEST(RunSft, ErrorsNameWhatIsMissing) {
+  testing::ScratchDir dir;
+  v1::RunConfig config = TinyConfig();
+  SftOptions options;
+  options.run_dir = dir.path();
+  EXPECT_TRUE(testing::FailsWith(RunSft(config, options), absl::StatusCode::kInvalidArgument, "data.train_path"));
+  RLJ_ASSERT_OK(WritePromptDataset(dir.file("train.jsonl"), {{"1", "a prompt", ""}}));
+  config.mutable_data()->set_train_path(dir.file("train.jsonl"));
+  EXPECT_TRUE(testing::FailsWith(RunSft(config, options), absl::StatusCode::kInvalidArgument, "no row has a reference"));
+  EXPECT_TRUE(testing::FailsWith(RunSft(config, SftOptions{}), absl::StatusCode::kInvalidArgument, "no output directory"));
+}
+
+}  // namespace
+}  // namespace rlj

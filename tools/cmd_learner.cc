@@ -1,0 +1,39 @@
+// cmd_learner.cc: `rlj learner`: the GRPO learner: takes pushed rollouts, trains, serves versioned weights.
+#include "common/grpc_util.h"
+#include "common/shutdown.h"
+#include "learner/learner_server.h"
+#include "tools/command.h"
+
+namespace rlj::tools {
+
+Command AddLearnerCommand(CLI::App& parent) {
+  auto* app = parent.add_subcommand("learner", "Train the policy with GRPO on pushed rollouts and serve its weights");
+  struct Flags {
+    ConfigFlags config;
+    std::string listen;
+    std::string run_dir;
+  };
+  auto flags = std::make_shared<Flags>();
+  AddConfigFlags(app, &flags->config);
+  app->add_option("--listen", flags->listen, "HOST:PORT to serve on (default learner.listen; port 0 picks a free one)");
+  app->add_option("--run-dir", flags->run_dir, "Run directory (default <runs_root>/<name>)");
+  return {app, [flags]() -> int {
+            InstallShutdownHandler();  // before any thread starts (PrepareCommand repeats it harmlessly)
+            if (!flags->listen.empty()) {
+              if (absl::Status s = CheckListenAddress(flags->listen); !s.ok()) {
+                return Fail("learner", "--listen: " + std::string(s.message()));
+              }
+            }
+            // Loads the config, creates the run directory, logs to <run_dir>/logs/learner.log.
+            auto prepared = PrepareCommand(flags->config, flags->run_dir, "learner");
+            if (!prepared.ok()) return Fail("learner", std::string(prepared.status().message()));
+            LearnerServerOptions options;
+            options.listen = flags->listen;
+            options.run_dir = prepared->run_dir;
+            absl::Status status = RunLearner(prepared->config, options);
+            if (!status.ok()) return Fail("learner", std::string(status.message()));
+            return 0;
+          }};
+}
+
+}  // namespace rlj::tools
