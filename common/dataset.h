@@ -28,7 +28,4 @@ absl::StatusOr<std::vector<PromptRow>> LoadPromptDataset(const std::string& path
 // Writes rows as JSONL (atomically).
 absl::Status WritePromptDataset(const std::string& path, const std::vector<PromptRow>& rows);
 
-// True when `text` is well-formed UTF-8.
-bool IsValidUtf8(std::string_view text);
-
 }  // namespace rlj

@@ -36,8 +36,11 @@ absl::StatusOr<RunningServer> StartServer(const ServerOptions& options, const st
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // a taken port must fail, not be shared
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  // The quota counts gRPC's own polling threads as well as the threads running handlers; leave room for
+  // them, or calls fail with "Server Threadpool Exhausted" below the intended concurrency.
+  constexpr int kPollerThreads = 2;
   grpc::ResourceQuota quota("rlj-server");
-  quota.SetMaxThreads(std::max(2, options.max_threads));
+  quota.SetMaxThreads(std::max(1, options.max_concurrent_rpcs) + kPollerThreads);
   builder.SetResourceQuota(quota);
   for (grpc::Service* service : services) builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

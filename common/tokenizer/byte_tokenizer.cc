@@ -2,6 +2,7 @@
 #include "common/tokenizer/byte_tokenizer.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/utf8.h"
 
 namespace rlj {
 
@@ -22,7 +23,7 @@ absl::StatusOr<std::string> ByteTokenizer::Decode(std::span<const int32_t> ids) 
     }
     if (id < 256) text.push_back(static_cast<char>(id));
   }
-  return text;
+  return ToValidUtf8(text);
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> MakeTokenizer(const v1::TokenizerConfig& config) {

@@ -19,7 +19,9 @@ class Tokenizer {
 
   // Text → ids, without special tokens.
   virtual std::vector<int32_t> Encode(std::string_view text) const = 0;
-  // Ids → text; special tokens are dropped. Ids outside the vocabulary are an error.
+  // Ids → text; special tokens are dropped. Ids outside the vocabulary are an error. The text is valid
+  // UTF-8: byte sequences that are not (a model can emit any bytes) become U+FFFD, as Hugging Face's
+  // decoders do; the ids stay exact.
   virtual absl::StatusOr<std::string> Decode(std::span<const int32_t> ids) const = 0;
 
   virtual int32_t vocab_size() const = 0;

@@ -8,6 +8,7 @@
 #include "common/crc32c.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
+#include "common/utf8.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -54,6 +55,23 @@ TEST(Utf8, AcceptsValidRejectsInvalid) {
   EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));      // overlong '/'
   EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));  // surrogate
   EXPECT_FALSE(IsValidUtf8("a\xe2\x82"));     // truncated at the end
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // beyond U+10FFFF
+}
+
+TEST(Utf8, RepairReplacesMaximalSubparts) {
+  const std::string kReplacement = "\xef\xbf\xbd";
+  EXPECT_EQ(ToValidUtf8("héllo 😀"), "héllo 😀");
+  EXPECT_EQ(ToValidUtf8("a\xff" "b"), "a" + kReplacement + "b");
+  // A truncated 3-byte sequence is one maximal subpart: one replacement, as from_utf8_lossy does.
+  EXPECT_EQ(ToValidUtf8("a\xe2\x82" "b"), "a" + kReplacement + "b");
+  EXPECT_EQ(ToValidUtf8("\xe2\x82"), kReplacement);
+  // An overlong lead byte and its continuation are two separate errors.
+  EXPECT_EQ(ToValidUtf8("\xc0\xaf"), kReplacement + kReplacement);
+  // A surrogate: ED is a valid lead but A0 is outside its range, so ED alone, then A0, then 80.
+  EXPECT_EQ(ToValidUtf8("\xed\xa0\x80"), kReplacement + kReplacement + kReplacement);
+  for (int byte = 0; byte < 256; ++byte) {
+    EXPECT_TRUE(IsValidUtf8(ToValidUtf8(std::string(1, static_cast<char>(byte)) + "\x80\xbf")));
+  }
 }
 
 TEST(FileUtil, AtomicWriteReplacesAndLeavesNoTemp) {

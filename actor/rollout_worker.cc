@@ -1,0 +1,348 @@
+// rollout_worker.cc: the actor loop. Judging and pushing of batch k overlap sampling of batch k+1.
+#include "actor/rollout_worker.h"
+
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <random>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "actor/policy_fetcher.h"
+#include "common/checkpoint/checkpoint.h"
+#include "common/config_validate.h"
+#include "common/dataset.h"
+#include "common/grpc_util.h"
+#include "common/log.h"
+#include "common/model/sampler.h"
+#include "common/model/transformer.h"
+#include "common/shutdown.h"
+#include "common/status.h"
+#include "common/tensor/torch_util.h"
+#include "common/tokenizer/tokenizer.h"
+
+namespace rlj {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool IsRetryable(absl::StatusCode code) {
+  // Transient conditions only; INTERNAL (e.g. a message that cannot be parsed) would fail again.
+  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
+         code == absl::StatusCode::kResourceExhausted || code == absl::StatusCode::kAborted;
+}
+
+// Calls `attempt` until it succeeds, fails with a non-retryable code, shutdown is requested, or `budget`
+// has passed; waits with exponential backoff and jitter between attempts.
+absl::Status RetryWithBackoff(const std::string& what, std::chrono::milliseconds budget,
+                              const std::function<absl::Status()>& attempt) {
+  const auto give_up = Clock::now() + budget;
+  std::chrono::milliseconds backoff(200);
+  std::mt19937 jitter(std::random_device{}());
+  while (true) {
+    absl::Status status = attempt();
+    if (status.ok() || !IsRetryable(status.code())) return status;
+    if (ShutdownRequested()) return absl::CancelledError(absl::StrCat(what, ": stopping"));
+    if (Clock::now() + backoff > give_up) return status;
+    RLJ_EVERY(10, log::Warn("{} failed, retrying: {}", what, std::string(status.message())));
+    const auto wait = std::chrono::milliseconds(
+        std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(jitter));
+    if (WaitForShutdown(wait)) return absl::CancelledError(absl::StrCat(what, ": stopping"));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+  }
+}
+
+// A batch sampled with one policy version, waiting for verdicts.
+struct SampledBatch {
+  std::vector<v1::RolloutGroup> groups;
+  v1::ScoreRequest request;  // one sample per rollout, in group order
+};
+
+}  // namespace
+
+struct RolloutWorker::State {
+  v1::RunConfig config;
+  ActorOptions options;
+  std::shared_ptr<v1::Learner::StubInterface> learner;
+  std::shared_ptr<v1::Judge::StubInterface> judge;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::vector<PromptRow> prompts;  // this actor's shard
+  std::vector<std::vector<int32_t>> prompt_tokens;
+  std::vector<size_t> order;
+  size_t cursor = 0;
+  std::mt19937_64 shuffle_rng;
+  std::unique_ptr<PolicyFetcher> fetcher;
+  Transformer model{nullptr};
+  int64_t version = -1;
+  int64_t next_group = 0;
+  int64_t iteration = 0;
+};
+
+RolloutWorker::RolloutWorker(std::unique_ptr<State> state) : state_(std::move(state)) {}
+RolloutWorker::~RolloutWorker() = default;
+
+absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
+    const v1::RunConfig& config, const ActorOptions& options, std::shared_ptr<v1::Learner::StubInterface> learner,
+    std::shared_ptr<v1::Judge::StubInterface> judge) {
+  if (options.count < 1 || options.index < 0 || options.index >= options.count) {
+    return absl::InvalidArgumentError(absl::StrCat("actor index ", options.index, " is outside 0..", options.count - 1));
+  }
+  if (config.data().train_path().empty()) return absl::InvalidArgumentError("data.train_path: required by actors");
+  auto state = std::make_unique<State>();
+  state->config = config;
+  state->options = options;
+  state->learner = std::move(learner);
+  state->judge = std::move(judge);
+  RLJ_ASSIGN_OR_RETURN(state->tokenizer, MakeTokenizer(config.tokenizer()));
+  RLJ_ASSIGN_OR_RETURN(std::vector<PromptRow> rows, LoadPromptDataset(config.data().train_path()));
+  const int max_prompt_tokens = config.model().max_seq_len() - config.sampling().max_new_tokens();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (static_cast<int>(i % static_cast<size_t>(options.count)) != options.index) continue;
+    std::vector<int32_t> tokens = state->tokenizer->EncodePrompt(rows[i].prompt);
+    if (static_cast<int>(tokens.size()) > max_prompt_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          config.data().train_path(), ": prompt \"", rows[i].id, "\" is ", tokens.size(),
+          " tokens; with sampling.max_new_tokens it must fit model.max_seq_len (at most ", max_prompt_tokens, ")"));
+    }
+    state->prompt_tokens.push_back(std::move(tokens));
+    state->prompts.push_back(std::move(rows[i]));
+  }
+  if (state->prompts.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("actor ", options.index, " of ", options.count, " has no prompts: ",
+                                                   config.data().train_path(), " has only ", rows.size(), " rows"));
+  }
+  state->order.resize(state->prompts.size());
+  for (size_t i = 0; i < state->order.size(); ++i) state->order[i] = i;
+  state->shuffle_rng.seed(config.seed() * 7919 + static_cast<uint64_t>(options.index));
+  std::shuffle(state->order.begin(), state->order.end(), state->shuffle_rng);
+  state->fetcher = std::make_unique<PolicyFetcher>(state->learner, options.name);
+  return std::unique_ptr<RolloutWorker>(new RolloutWorker(std::move(state)));
+}
+
+namespace {
+
+// Installs a fetched policy into `model`, building it on first use.
+absl::Status InstallPolicy(FetchedPolicy policy, const Tokenizer& tokenizer, Transformer* model) {
+  RLJ_ASSIGN_OR_RETURN(TransformerConfig shape, TransformerConfig::FromProto(policy.model));
+  if (shape.vocab_size < tokenizer.vocab_size()) {
+    return absl::FailedPreconditionError(absl::StrCat("the policy's vocab_size ", shape.vocab_size,
+                                                      " is smaller than the tokenizer's ", tokenizer.vocab_size()));
+  }
+  return TorchCall("installing policy weights", [&]() -> absl::Status {
+    if (model->is_empty() ||
+        (*model)->config().ToProto().SerializeAsString() != shape.ToProto().SerializeAsString()) {
+      *model = Transformer(shape);
+      (*model)->eval();
+    }
+    return LoadNamedTensors(*model, policy.tensors);
+  });
+}
+
+}  // namespace
+
+absl::Status RolloutWorker::Run() {
+  State& s = *state_;
+  const v1::SamplingConfig& sampling = s.config.sampling();
+  const int group_size = sampling.group_size();
+  const int prompts_per_batch = s.config.actor().prompts_per_batch();
+  const auto rpc_timeout = std::chrono::milliseconds(s.config.actor().rpc_timeout_ms());
+  const auto judge_timeout = std::chrono::milliseconds(s.config.judge().timeout_ms());
+  const auto retry_budget = std::chrono::milliseconds(std::max<int64_t>(60000, 2 * judge_timeout.count()));
+
+  // Asks the learner for a newer policy; installs it when there is one.
+  auto refresh_policy = [&](std::chrono::milliseconds wait) -> absl::Status {
+    std::optional<FetchedPolicy> fetched;
+    RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.GetPolicy", std::chrono::hours(24 * 365), [&]() -> absl::Status {
+      RLJ_ASSIGN_OR_RETURN(fetched, s.fetcher->Fetch(s.version, wait, rpc_timeout));
+      return absl::OkStatus();
+    }));
+    if (!fetched) return absl::OkStatus();
+    const int64_t version = fetched->version;
+    const uint64_t bytes = fetched->bytes;
+    RLJ_RETURN_IF_ERROR(InstallPolicy(std::move(*fetched), *s.tokenizer, &s.model));
+    if (s.version < 0) log::Info("{} got policy v{} ({} MB)", s.options.name, version, bytes / 1e6);
+    s.version = version;
+    stats_.policy_updates.fetch_add(1);
+    return absl::OkStatus();
+  };
+
+  // Learner.Status: done, and whether the learner restarted behind our version.
+  auto learner_status = [&]() -> absl::StatusOr<v1::LearnerStatus> {
+    v1::LearnerStatus status;
+    RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.Status", std::chrono::hours(24 * 365), [&]() -> absl::Status {
+      grpc::ClientContext context;
+      SetDeadline(&context, rpc_timeout);
+      return FromGrpcStatus(s.learner->Status(&context, v1::StatusRequest(), &status), "Learner.Status");
+    }));
+    return status;
+  };
+
+  // Scores one batch, marks failed verdicts invalid (never reward 0), pushes the groups.
+  auto score_and_push = [this, &s, judge_timeout, rpc_timeout, retry_budget](SampledBatch batch) {
+    const auto judge_start = Clock::now();
+    v1::ScoreResponse response;
+    absl::Status judged = RetryWithBackoff("Judge.Score", retry_budget, [&]() -> absl::Status {
+      grpc::ClientContext context;
+      SetDeadline(&context, judge_timeout);
+      response.Clear();
+      return FromGrpcStatus(s.judge->Score(&context, batch.request, &response), "Judge.Score");
+    });
+    if (judged.ok() && response.verdicts_size() != batch.request.samples_size()) {
+      judged = absl::DataLossError(absl::StrCat("Judge.Score returned ", response.verdicts_size(), " verdicts for ",
+                                                batch.request.samples_size(), " samples"));
+    }
+    if (!judged.ok()) {
+      stats_.batches_dropped.fetch_add(1);
+      if (!absl::IsCancelled(judged)) log::Error("dropping a batch of {} groups: {}", batch.groups.size(), std::string(judged.message()));
+      return;
+    }
+    const double judge_ms = std::chrono::duration<double, std::milli>(Clock::now() - judge_start).count();
+    std::unordered_map<std::string, const v1::Verdict*> by_id;
+    for (const v1::Verdict& verdict : response.verdicts()) by_id[verdict.sample_id()] = &verdict;
+    v1::RolloutBatch push;
+    for (v1::RolloutGroup& group : batch.groups) {
+      group.set_judge_ms(judge_ms);
+      for (v1::Rollout& rollout : *group.mutable_rollouts()) {
+        auto it = by_id.find(rollout.sample_id());
+        const v1::Verdict* verdict = it == by_id.end() ? nullptr : it->second;
+        stats_.samples_judged.fetch_add(1);
+        if (verdict == nullptr || verdict->has_error()) {
+          rollout.set_valid(false);
+          rollout.set_error(verdict == nullptr ? "no verdict for this sample" : verdict->error().message());
+          stats_.samples_failed.fetch_add(1);
+        } else {
+          rollout.set_valid(true);
+          rollout.set_reward(verdict->reward());
+        }
+      }
+      *push.add_groups() = std::move(group);
+    }
+    v1::PushRolloutsResponse pushed;
+    absl::Status status = RetryWithBackoff("Learner.PushRollouts", retry_budget, [&]() -> absl::Status {
+      grpc::ClientContext context;
+      SetDeadline(&context, rpc_timeout);
+      auto writer = s.learner->PushRollouts(&context, &pushed);
+      writer->Write(push);
+      writer->WritesDone();
+      return FromGrpcStatus(writer->Finish(), "Learner.PushRollouts");
+    });
+    if (!status.ok()) {
+      stats_.batches_dropped.fetch_add(1);
+      if (!absl::IsCancelled(status)) log::Error("dropping a batch of {} groups: {}", push.groups_size(), std::string(status.message()));
+      return;
+    }
+    stats_.groups_pushed.fetch_add(pushed.accepted_groups());
+  };
+
+  RLJ_RETURN_IF_ERROR(refresh_policy(std::chrono::milliseconds(0)));
+  if (ShutdownRequested()) return absl::OkStatus();
+  std::future<void> in_flight;
+  auto last_report = Clock::now();
+  absl::Status result = absl::OkStatus();
+  while (!ShutdownRequested()) {
+    RLJ_ASSIGN_OR_RETURN(v1::LearnerStatus status, learner_status());
+    if (status.done()) {
+      log::Info("{}: the learner is done (v{}); stopping", s.options.name, status.version());
+      break;
+    }
+    if (status.version() < s.version) {
+      log::Warn("{}: the learner is at v{} but this actor has v{} (learner restarted); refetching",
+                s.options.name, status.version(), s.version);
+      s.version = -1;
+    }
+    if (status.version() > s.version || s.version < 0) {
+      if (absl::Status st = refresh_policy(std::chrono::milliseconds(0)); !st.ok()) {
+        result = st;
+        break;
+      }
+    }
+
+    // Sample P prompts × G completions with the current version.
+    SampledBatch batch;
+    std::vector<std::vector<int32_t>> batch_prompts;
+    std::vector<size_t> rows;
+    for (int p = 0; p < prompts_per_batch; ++p) {
+      if (s.cursor == s.order.size()) {
+        std::shuffle(s.order.begin(), s.order.end(), s.shuffle_rng);
+        s.cursor = 0;
+      }
+      const size_t row = s.order[s.cursor++];
+      rows.push_back(row);
+      for (int g = 0; g < group_size; ++g) batch_prompts.push_back(s.prompt_tokens[row]);
+    }
+    SamplingOptions options;
+    options.temperature = sampling.temperature();
+    options.top_k = sampling.top_k();
+    options.top_p = sampling.top_p();
+    options.max_new_tokens = sampling.max_new_tokens();
+    options.stop_strings.assign(sampling.stop().begin(), sampling.stop().end());
+    options.seed = s.config.seed() * 1000003ULL + static_cast<uint64_t>(s.options.index) * 7919ULL +
+                   static_cast<uint64_t>(s.iteration++);
+    absl::StatusOr<std::vector<SampledCompletion>> completions =
+        SampleCompletions(s.model, *s.tokenizer, batch_prompts, options);
+    if (!completions.ok()) {
+      result = completions.status();
+      break;
+    }
+    const double now_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    for (size_t p = 0; p < rows.size(); ++p) {
+      const PromptRow& row = s.prompts[rows[p]];
+      v1::RolloutGroup& group = batch.groups.emplace_back();
+      group.set_group_id(absl::StrCat(s.options.name, "-g", s.next_group++));
+      group.set_prompt_id(row.id);
+      group.mutable_prompt_tokens()->Assign(s.prompt_tokens[rows[p]].begin(), s.prompt_tokens[rows[p]].end());
+      group.set_policy_version(s.version);
+      group.set_actor(s.options.name);
+      group.set_sampled_unix_s(now_unix);
+      for (int g = 0; g < group_size; ++g) {
+        const SampledCompletion& completion = (*completions)[p * static_cast<size_t>(group_size) + static_cast<size_t>(g)];
+        v1::Rollout* rollout = group.add_rollouts();
+        rollout->set_sample_id(absl::StrCat(group.group_id(), "/", g));
+        rollout->mutable_completion_tokens()->Assign(completion.tokens.begin(), completion.tokens.end());
+        rollout->mutable_behaviour_logprobs()->Assign(completion.logprobs.begin(), completion.logprobs.end());
+        rollout->set_truncated(completion.truncated());
+        stats_.completion_tokens.fetch_add(static_cast<int64_t>(completion.tokens.size()));
+        v1::Sample* sample = batch.request.add_samples();
+        sample->set_id(rollout->sample_id());
+        sample->set_prompt_id(row.id);
+        sample->set_prompt(row.prompt);
+        sample->set_completion(completion.text);
+        sample->set_reference(row.reference);
+        sample->set_group_id(group.group_id());
+        sample->set_index_in_group(g);
+        sample->set_run(s.config.name());
+        sample->set_actor(s.options.name);
+        sample->set_policy_version(s.version);
+      }
+    }
+    stats_.batches.fetch_add(1);
+
+    // At most one batch waits for the judge while the next one is sampled.
+    if (in_flight.valid()) in_flight.get();
+    in_flight = std::async(std::launch::async, score_and_push, std::move(batch));
+
+    if (Clock::now() - last_report > std::chrono::seconds(10)) {
+      last_report = Clock::now();
+      log::Info("{}: v{} batches {} groups pushed {} samples failed {} dropped batches {}", s.options.name, s.version,
+                stats_.batches.load(), stats_.groups_pushed.load(), stats_.samples_failed.load(),
+                stats_.batches_dropped.load());
+    }
+  }
+  if (in_flight.valid()) in_flight.get();
+  return result;
+}
+
+absl::Status RunActor(const v1::RunConfig& config, const ActorOptions& options, const std::string& learner_address,
+                      const std::string& judge_address) {
+  RLJ_RETURN_IF_ERROR(Annotate(CheckListenAddress(learner_address), "--learner"));
+  RLJ_RETURN_IF_ERROR(Annotate(CheckListenAddress(judge_address), "--judge"));
+  SetTorchThreads(ResolveThreads(config, config.actor().threads()));
+  std::shared_ptr<v1::Learner::StubInterface> learner = v1::Learner::NewStub(MakeChannel(learner_address));
+  std::shared_ptr<v1::Judge::StubInterface> judge = v1::Judge::NewStub(MakeChannel(judge_address));
+  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<RolloutWorker> worker, RolloutWorker::Create(config, options, learner, judge));
+  log::Info("{} starting: learner {}, judge {}", options.name, learner_address, judge_address);
+  return worker->Run();
+}
+
+}  // namespace rlj

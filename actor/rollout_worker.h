@@ -1,0 +1,61 @@
+// rollout_worker.h: the actor loop: keep the newest policy, sample G completions per prompt, have the judge
+// score them, push the scored groups (stamped with the policy version) to the learner; reconnect when a
+// peer restarts; stop when the learner is done or the process is asked to stop.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "rlj/v1/config.pb.h"
+#include "rlj/v1/judge.grpc.pb.h"
+#include "rlj/v1/learner.grpc.pb.h"
+
+namespace rlj {
+
+struct ActorOptions {
+  std::string name = "actor-0";  // appears in sample ids and the reward log
+  int index = 0;                 // this actor's shard of the training prompts
+  int count = 1;                 // number of shards
+};
+
+struct ActorStats {
+  std::atomic<int64_t> batches{0};
+  std::atomic<int64_t> groups_pushed{0};
+  std::atomic<int64_t> samples_judged{0};
+  std::atomic<int64_t> samples_failed{0};     // verdicts with an error: pushed as invalid (masked)
+  std::atomic<int64_t> batches_dropped{0};    // judge or learner unreachable past the retry budget
+  std::atomic<int64_t> completion_tokens{0};
+  std::atomic<int64_t> policy_updates{0};
+};
+
+class RolloutWorker {
+ public:
+  // Loads the training prompts (data.train_path) and the tokenizer; validates the actor options.
+  static absl::StatusOr<std::unique_ptr<RolloutWorker>> Create(const v1::RunConfig& config, const ActorOptions& options,
+                                                               std::shared_ptr<v1::Learner::StubInterface> learner,
+                                                               std::shared_ptr<v1::Judge::StubInterface> judge);
+  ~RolloutWorker();
+
+  // Runs until the learner reports done (OK) or shutdown is requested (OK); errors only for problems that
+  // retrying cannot fix (a policy that does not fit the tokenizer, invalid arguments from the learner).
+  absl::Status Run();
+
+  const ActorStats& stats() const { return stats_; }
+
+ private:
+  struct State;
+  explicit RolloutWorker(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+  ActorStats stats_;
+};
+
+// Connects to the learner and judge at the given addresses and runs a RolloutWorker.
+absl::Status RunActor(const v1::RunConfig& config, const ActorOptions& options, const std::string& learner_address,
+                      const std::string& judge_address);
+
+}  // namespace rlj

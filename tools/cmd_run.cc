@@ -1,0 +1,34 @@
+// cmd_run.cc: `rlj run CONFIG`: a whole supervised run on this machine (see run_supervisor.h).
+#include <unistd.h>
+
+#include "tools/command.h"
+#include "tools/run_supervisor.h"
+
+namespace rlj::tools {
+
+Command AddRunCommand(CLI::App& parent) {
+  auto* app = parent.add_subcommand("run", "Run learner, judge and actors as processes on this machine, with evaluation");
+  struct Flags {
+    ConfigFlags config;
+    std::string run_dir;
+    bool overwrite = false;
+  };
+  auto flags = std::make_shared<Flags>();
+  AddConfigFlags(app, &flags->config);
+  app->add_option("--run-dir", flags->run_dir, "Run directory (default <runs_root>/<name>)");
+  app->add_flag("--overwrite", flags->overwrite, "Replace an existing run directory");
+  return {app, [flags]() -> int {
+            auto prepared = PrepareCommand(flags->config, flags->run_dir, "run",
+                                           flags->overwrite ? ExistingRunDir::kReplace : ExistingRunDir::kRefuse);
+            if (!prepared.ok()) return Fail("run", std::string(prepared.status().message()));
+            SupervisorOptions options;
+            options.run_dir = prepared->run_dir;
+            options.config_source = flags->config.config_path;
+            options.progress_tty = ::isatty(STDERR_FILENO) != 0;
+            absl::Status status = SuperviseRun(prepared->config, options);
+            if (!status.ok()) return Fail("run", std::string(status.message()));
+            return 0;
+          }};
+}
+
+}  // namespace rlj::tools
