@@ -38,7 +38,7 @@ JudgeService::JudgeService(std::unique_ptr<JudgeBackend> backend, std::unique_pt
 
 JudgeService::~JudgeService() = default;
 
-grpc::Status JudgeService::Score(grpc::ServerContext* context, const v1::ScoreRequest* request,
+grpc::Status JudgeService::Score(grpc::ServerContext* /*context*/, const v1::ScoreRequest* request,
                                  v1::ScoreResponse* response) {
   absl::StatusOr<v1::ScoreResponse> result = ScoreSamples(*request);
   if (!result.ok()) return ToGrpcStatus(result.status());

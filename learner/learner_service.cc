@@ -186,7 +186,7 @@ grpc::Status LearnerService::GetPolicy(grpc::ServerContext* context, const v1::G
   return grpc::Status::OK;
 }
 
-grpc::Status LearnerService::Status(grpc::ServerContext* context, const v1::StatusRequest* request,
+grpc::Status LearnerService::Status(grpc::ServerContext* /*context*/, const v1::StatusRequest* /*request*/,
                                     v1::LearnerStatus* response) {
   *response = CurrentStatus();
   return grpc::Status::OK;

@@ -9,7 +9,7 @@ bash tools/build.sh
 RLJ=${BUILD_DIR:-build}/rlj
 CONFIG=${CONFIG:-configs/demo.yaml}
 start=$(date +%s)
-"$RLJ" dataset arithmetic --out data/arithmetic --train 20000 --eval 500 --seed 7
+"$RLJ" dataset arithmetic --out data/arithmetic --train 50000 --eval 500 --max-operand 999 --seed 7
 # The warm start begins from random weights; the RL run then starts from its checkpoint (model.init_checkpoint).
 "$RLJ" sft "$CONFIG" --set model.init_checkpoint= --run-dir runs/demo-warmstart --output runs/demo-warmstart/checkpoint "$@"
 "$RLJ" run "$CONFIG" --overwrite "$@"

@@ -2,7 +2,9 @@
 // and two actors started by hand, checked through Learner.Status and the SQLite reward log.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -180,6 +182,58 @@ TEST(Loop, StandaloneProcessesAdvanceVersionsAndDeliverRewards) {
   int64_t max_version = 0;
   for (const RewardLogRow& row : rows) max_version = std::max(max_version, row.policy_version);
   EXPECT_GE(max_version, 2) << "actors kept sampling with newer policies";
+}
+
+// Polls Learner.Status until `done(status)` or the deadline; returns the last status.
+v1::LearnerStatus WaitForStatus(v1::Learner::Stub* stub, const std::function<bool(const v1::LearnerStatus&)>& done,
+                                std::chrono::seconds timeout) {
+  v1::LearnerStatus status;
+  const auto give_up = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < give_up) {
+    grpc::ClientContext context;
+    SetDeadline(&context, std::chrono::seconds(10));
+    v1::StatusRequest request;
+    if (stub->Status(&context, request, &status).ok() && done(status)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling another process's progress
+  }
+  return status;
+}
+
+TEST(Loop, ActorReconnectsWhenTheJudgeRestarts) {
+  testing::ScratchDir dir;
+  const std::string config = WriteTinyRun(dir.path(), 100000, 1);
+  const std::string run_dir_path = dir.path() + "/runs/tiny";
+  const RunDir run_dir(run_dir_path);
+  auto learner = StartRlj({"learner", config, "--run-dir", run_dir_path}, dir.file("learner.out"));
+  auto judge = StartRlj({"judge", config, "--run-dir", run_dir_path}, dir.file("judge.out"));
+  std::string learner_address, judge_address;
+  for (int i = 0; i < 600 && (learner_address.empty() || judge_address.empty()); ++i) {
+    learner_address = run_dir.ReadEndpoint("learner").value_or("");
+    judge_address = run_dir.ReadEndpoint("judge-0").value_or("");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling files other processes write
+  }
+  ASSERT_FALSE(learner_address.empty() || judge_address.empty());
+  auto actor = StartRlj({"actor", config, "--run-dir", run_dir_path, "--learner", learner_address, "--judge", judge_address},
+                        dir.file("actor.out"));
+  auto stub = v1::Learner::NewStub(MakeChannel(learner_address));
+  v1::LearnerStatus status = WaitForStatus(stub.get(), [](const auto& s) { return s.version() >= 2; }, std::chrono::minutes(5));
+  ASSERT_GE(status.version(), 2);
+
+  // The judge dies hard; a new one comes up on the same address a little later.
+  judge->Signal(SIGKILL);
+  ASSERT_TRUE(judge->Wait(std::chrono::seconds(30)).has_value());
+  const int64_t version_at_kill = WaitForStatus(stub.get(), [](const auto&) { return true; }, std::chrono::seconds(10)).version();
+  judge = StartRlj({"judge", config, "--run-dir", run_dir_path, "--listen", judge_address}, dir.file("judge2.out"));
+  RLJ_ASSERT_OK(WaitForHealthy(judge_address, std::chrono::seconds(60)));
+
+  status = WaitForStatus(stub.get(), [&](const auto& s) { return s.version() >= version_at_kill + 3; }, std::chrono::minutes(5));
+  EXPECT_GE(status.version(), version_at_kill + 3) << ReadFile(dir.file("actor.out")).value_or("");
+  EXPECT_FALSE(actor->Poll().has_value()) << "the actor gave up instead of reconnecting";
+  EXPECT_EQ(status.samples_masked(), 0) << "no sample was trained on without a verdict";
+
+  actor->Stop(std::chrono::seconds(60));
+  judge->Stop(std::chrono::seconds(60));
+  learner->Stop(std::chrono::seconds(120));
 }
 
 }  // namespace
