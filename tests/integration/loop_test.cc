@@ -65,6 +65,19 @@ actor:
   return path;
 }
 
+// The addresses the learner and judge-0 report in the run directory ("" for one that has not within a minute).
+std::pair<std::string, std::string> WaitForEndpoints(const RunDir& run_dir) {
+  std::string learner, judge;
+  for (int i = 0; i < 600 && (learner.empty() || judge.empty()); ++i) {
+    learner = run_dir.ReadEndpoint("learner").value_or("");
+    judge = run_dir.ReadEndpoint("judge-0").value_or("");
+    if (learner.empty() || judge.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling files other processes write
+    }
+  }
+  return {learner, judge};
+}
+
 TEST(Loop, RunSupervisesLearnerJudgeAndActorsToTheEnd) {
   testing::ScratchDir dir;
   const std::string config = WriteTinyRun(dir.path(), 3, 2);
@@ -120,13 +133,7 @@ TEST(Loop, StandaloneProcessesAdvanceVersionsAndDeliverRewards) {
   ASSERT_TRUE(learner && judge);
 
   // Each server reports its ephemeral port in the run directory.
-  std::string learner_address, judge_address;
-  for (int i = 0; i < 600 && (learner_address.empty() || judge_address.empty()); ++i) {
-    learner_address = run_dir.ReadEndpoint("learner").value_or("");
-    judge_address = run_dir.ReadEndpoint("judge-0").value_or("");
-    if (learner->Poll() || judge->Poll()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling files other processes write
-  }
+  const auto [learner_address, judge_address] = WaitForEndpoints(run_dir);
   ASSERT_FALSE(learner_address.empty()) << ReadFile(dir.file("learner.out")).value_or("");
   ASSERT_FALSE(judge_address.empty()) << ReadFile(dir.file("judge.out")).value_or("");
   RLJ_ASSERT_OK(WaitForHealthy(learner_address, std::chrono::seconds(60)));
@@ -206,12 +213,7 @@ TEST(Loop, ActorReconnectsWhenTheJudgeRestarts) {
   const RunDir run_dir(run_dir_path);
   auto learner = StartRlj({"learner", config, "--run-dir", run_dir_path}, dir.file("learner.out"));
   auto judge = StartRlj({"judge", config, "--run-dir", run_dir_path}, dir.file("judge.out"));
-  std::string learner_address, judge_address;
-  for (int i = 0; i < 600 && (learner_address.empty() || judge_address.empty()); ++i) {
-    learner_address = run_dir.ReadEndpoint("learner").value_or("");
-    judge_address = run_dir.ReadEndpoint("judge-0").value_or("");
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling files other processes write
-  }
+  const auto [learner_address, judge_address] = WaitForEndpoints(run_dir);
   ASSERT_FALSE(learner_address.empty() || judge_address.empty());
   auto actor = StartRlj({"actor", config, "--run-dir", run_dir_path, "--learner", learner_address, "--judge", judge_address},
                         dir.file("actor.out"));

@@ -10,24 +10,13 @@
 
 #include "common/model/logprobs.h"
 #include "common/model/transformer.h"
+#include "learner_fixtures.h"
 #include "test_util.h"
 
 namespace rlj {
 namespace {
 
-v1::RunConfig TinyRunConfig() {
-  v1::RunConfig config;
-  config.mutable_runtime()->set_device("cpu");
-  auto* model = config.mutable_model();
-  model->set_vocab_size(32);
-  model->set_d_model(16);
-  model->set_n_layers(1);
-  model->set_n_heads(2);
-  model->set_ffn_hidden(32);
-  model->set_max_seq_len(32);
-  config.mutable_learner()->set_lr(1e-2);
-  return config;
-}
+v1::RunConfig TinyRunConfig() { return testing::TinyLearnerConfig(); }
 
 Transformer TinyModel(const v1::RunConfig& config, uint64_t seed = 7) {
   at::manual_seed(seed);

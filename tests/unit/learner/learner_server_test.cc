@@ -19,6 +19,7 @@
 #include "common/run_dir.h"
 #include "common/tensor/tensor_codec.h"
 #include "rlj/v1/learner.grpc.pb.h"
+#include "learner_fixtures.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -27,44 +28,21 @@ namespace {
 using std::chrono::milliseconds;
 
 v1::RunConfig TinyConfig(int steps) {
-  v1::RunConfig config;
+  v1::RunConfig config = testing::TinyLearnerConfig();
   config.set_name("learner-test");
   config.set_seed(5);
-  config.mutable_runtime()->set_device("cpu");
-  auto* model = config.mutable_model();
-  model->set_vocab_size(32);
-  model->set_d_model(16);
-  model->set_n_layers(1);
-  model->set_n_heads(2);
-  model->set_ffn_hidden(32);
-  model->set_max_seq_len(32);
   auto* learner = config.mutable_learner();
   learner->set_steps(steps);
   learner->set_groups_per_step(2);
   learner->set_buffer_groups(8);
-  learner->set_lr(1e-2);
   learner->set_checkpoint_every(2);
   learner->set_listen("127.0.0.1:0");
   return config;
 }
 
+// Behaviour log-probs of about log(1/32): what the untrained model gives.
 v1::RolloutGroup MakeGroup(const std::string& id, int64_t version) {
-  v1::RolloutGroup group;
-  group.set_group_id(id);
-  group.set_policy_version(version);
-  for (int32_t t : {1, 2, 3}) group.add_prompt_tokens(t);
-  const std::vector<std::pair<std::vector<int32_t>, double>> completions = {{{4, 5}, 1.0}, {{6, 7, 8}, 0.0}};
-  for (const auto& [tokens, reward] : completions) {
-    v1::Rollout* rollout = group.add_rollouts();
-    rollout->set_sample_id(absl::StrCat(id, "-", rollout - group.mutable_rollouts()->Mutable(0)));
-    for (int32_t token : tokens) {
-      rollout->add_completion_tokens(token);
-      rollout->add_behaviour_logprobs(-3.4f);  // about log(1/32): the untrained model's
-    }
-    rollout->set_reward(reward);
-    rollout->set_valid(true);
-  }
-  return group;
+  return testing::MakeTwoCompletionGroup(id, version, -3.4f);
 }
 
 class LearnerClient {

@@ -14,6 +14,7 @@
 #include "common/crc32c.h"
 #include "common/grpc_util.h"
 #include "common/tensor/tensor_codec.h"
+#include "learner_fixtures.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -24,27 +25,9 @@ using std::chrono::milliseconds;
 constexpr int kVocab = 32;
 constexpr int kMaxSeqLen = 16;
 
-v1::Rollout MakeRollout(const std::vector<int32_t>& completion, double reward = 1.0) {
-  v1::Rollout rollout;
-  rollout.set_sample_id("s");
-  for (int32_t id : completion) {
-    rollout.add_completion_tokens(id);
-    rollout.add_behaviour_logprobs(-1.0f);
-  }
-  rollout.set_reward(reward);
-  rollout.set_valid(true);
-  return rollout;
-}
+using testing::MakeRollout;
 
-v1::RolloutGroup MakeGroup(const std::string& id, int64_t version) {
-  v1::RolloutGroup group;
-  group.set_group_id(id);
-  group.set_policy_version(version);
-  for (int32_t t : {1, 2, 3}) group.add_prompt_tokens(t);
-  *group.add_rollouts() = MakeRollout({4, 5}, 1.0);
-  *group.add_rollouts() = MakeRollout({6, 7, 8}, 0.0);
-  return group;
-}
+v1::RolloutGroup MakeGroup(const std::string& id, int64_t version) { return testing::MakeTwoCompletionGroup(id, version); }
 
 v1::RolloutBatch Batch(std::vector<v1::RolloutGroup> groups) {
   v1::RolloutBatch batch;
@@ -192,7 +175,7 @@ TEST_F(LearnerServiceTest, InvalidGroupRejectsTheWholeBatch) {
       {"empty prompt", [](v1::RolloutGroup* g) { g->clear_prompt_tokens(); }, "prompt_tokens is empty"},
       {"prompt id", [](v1::RolloutGroup* g) { g->set_prompt_tokens(1, -1); }, "prompt_tokens[1] = -1 is outside the vocabulary [0, 32)"},
       {"completion id", [](v1::RolloutGroup* g) { g->mutable_rollouts(1)->set_completion_tokens(2, kVocab); },
-       "rollout 1 (sample_id 's'): completion_tokens[2] = 32 is outside the vocabulary"},
+       "rollout 1 (sample_id 'bad-one-1'): completion_tokens[2] = 32 is outside the vocabulary"},
       {"lengths", [](v1::RolloutGroup* g) { g->mutable_rollouts(0)->add_behaviour_logprobs(-2.0f); },
        "completion_tokens has 2 ids but behaviour_logprobs has 3 values"},
       {"too long",
