@@ -6,6 +6,8 @@
 
 namespace rlj::tools {
 
+namespace {
+
 Command AddActorCommand(CLI::App& parent) {
   auto* app = parent.add_subcommand("actor", "Sample groups of completions, have them judged, push them to the learner");
   struct Flags {
@@ -45,5 +47,9 @@ Command AddActorCommand(CLI::App& parent) {
             return 0;
           }};
 }
+
+}  // namespace
+
+RLJ_REGISTER_COMMAND("", 40, AddActorCommand);
 
 }  // namespace rlj::tools

@@ -7,6 +7,8 @@
 
 namespace rlj::tools {
 
+namespace {
+
 Command AddDatasetCommand(CLI::App& parent) {
   auto* app = parent.add_subcommand("dataset", "Generate prompt datasets with verifiable answers");
   app->require_subcommand(1);
@@ -35,5 +37,9 @@ Command AddDatasetCommand(CLI::App& parent) {
             return 0;
           }};
 }
+
+}  // namespace
+
+RLJ_REGISTER_COMMAND("", 90, AddDatasetCommand);
 
 }  // namespace rlj::tools

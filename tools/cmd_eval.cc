@@ -15,6 +15,8 @@
 
 namespace rlj::tools {
 
+namespace {
+
 Command AddEvalCommand(CLI::App& parent) {
   auto* app = parent.add_subcommand("eval", "Held-out accuracy of a checkpoint on data.eval_path");
   struct Flags {
@@ -64,5 +66,9 @@ Command AddEvalCommand(CLI::App& parent) {
             return 0;
           }};
 }
+
+}  // namespace
+
+RLJ_REGISTER_COMMAND("", 60, AddEvalCommand);
 
 }  // namespace rlj::tools

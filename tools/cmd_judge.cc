@@ -5,6 +5,8 @@
 
 namespace rlj::tools {
 
+namespace {
+
 Command AddJudgeCommand(CLI::App& parent) {
   auto* app = parent.add_subcommand("judge", "Serve Judge.Score: score completions with the configured judge backend");
   struct Flags {
@@ -36,5 +38,9 @@ Command AddJudgeCommand(CLI::App& parent) {
             return 0;
           }};
 }
+
+}  // namespace
+
+RLJ_REGISTER_COMMAND("", 30, AddJudgeCommand);
 
 }  // namespace rlj::tools

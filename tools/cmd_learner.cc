@@ -6,6 +6,8 @@
 
 namespace rlj::tools {
 
+namespace {
+
 Command AddLearnerCommand(CLI::App& parent) {
   auto* app = parent.add_subcommand("learner", "Train the policy with GRPO on pushed rollouts and serve its weights");
   struct Flags {
@@ -35,5 +37,9 @@ Command AddLearnerCommand(CLI::App& parent) {
             return 0;
           }};
 }
+
+}  // namespace
+
+RLJ_REGISTER_COMMAND("", 20, AddLearnerCommand);
 
 }  // namespace rlj::tools

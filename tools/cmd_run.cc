@@ -6,6 +6,8 @@
 
 namespace rlj::tools {
 
+namespace {
+
 Command AddRunCommand(CLI::App& parent) {
   auto* app = parent.add_subcommand("run", "Run learner, judge and actors as processes on this machine, with evaluation");
   struct Flags {
@@ -30,5 +32,9 @@ Command AddRunCommand(CLI::App& parent) {
             return 0;
           }};
 }
+
+}  // namespace
+
+RLJ_REGISTER_COMMAND("", 10, AddRunCommand);
 
 }  // namespace rlj::tools

@@ -5,6 +5,8 @@
 
 namespace rlj::tools {
 
+namespace {
+
 Command AddSftCommand(CLI::App& parent) {
   auto* app = parent.add_subcommand("sft", "Supervised warm start: next-token cross-entropy on prompt -> reference");
   struct Flags {
@@ -29,5 +31,9 @@ Command AddSftCommand(CLI::App& parent) {
             return 0;
           }};
 }
+
+}  // namespace
+
+RLJ_REGISTER_COMMAND("", 50, AddSftCommand);
 
 }  // namespace rlj::tools

@@ -18,13 +18,23 @@ struct Command {
   std::function<int()> run;  // the process exit code
 };
 
-Command AddDatasetCommand(CLI::App& parent);
-Command AddJudgeCommand(CLI::App& parent);
-Command AddLearnerCommand(CLI::App& parent);
-Command AddActorCommand(CLI::App& parent);
-Command AddSftCommand(CLI::App& parent);
-Command AddEvalCommand(CLI::App& parent);
-Command AddRunCommand(CLI::App& parent);
+// Adds a subcommand to `parent` and returns it with its runner.
+using CommandFactory = Command (*)(CLI::App& parent);
+
+// Commands register themselves from their own file, so adding one touches no shared file:
+//   RLJ_REGISTER_COMMAND("", 10, AddRunCommand);      // rlj run
+//   RLJ_REGISTER_COMMAND("bench", 10, AddSyncBench);  // rlj bench sync
+// `group` "" is the top level; any other group becomes a parent subcommand. `order` sorts the help.
+struct CommandRegistration {
+  std::string group;
+  int order;
+  CommandFactory factory;
+};
+bool RegisterCommand(const std::string& group, int order, CommandFactory factory);
+const std::vector<CommandRegistration>& RegisteredCommands();
+
+#define RLJ_REGISTER_COMMAND(group, order, factory) \
+  [[maybe_unused]] static const bool rlj_registered_##factory = ::rlj::tools::RegisterCommand(group, order, factory)
 
 // Adds the flags every config-driven subcommand shares: the config path and --set overrides.
 struct ConfigFlags {

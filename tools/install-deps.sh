@@ -10,7 +10,11 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev libsqlite3-dev sqlite3
   libcurl4-openssl-dev libcpp-httplib-dev libre2-dev libssl-dev
   libcli11-dev python3 curl
+  chromium prometheus python3-grpcio python3-protobuf
 )
+
+# Node.js runs the examples' and tests' JavaScript clients; a machine that already has one keeps it.
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,7 +3,9 @@
 
 #include <cstdio>
 #include <exception>
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -58,6 +60,25 @@ absl::StatusOr<PreparedCommand> PrepareCommand(const ConfigFlags& flags, const s
   return prepared;
 }
 
+bool RegisterCommand(const std::string& group, int order, CommandFactory factory) {
+  const_cast<std::vector<CommandRegistration>&>(RegisteredCommands()).push_back({group, order, factory});
+  return true;
+}
+
+const std::vector<CommandRegistration>& RegisteredCommands() {
+  static std::vector<CommandRegistration> registrations;  // filled by static initialisers of cmd_*.cc
+  return registrations;
+}
+
+namespace {
+
+// What each command group is for, in `rlj --help`.
+std::string GroupDescription(const std::string& group) {
+  if (group == "bench") return "Benchmarks; each prints one JSON line";
+  return "Commands of " + group;
+}
+
+}  // namespace
 }  // namespace rlj::tools
 
 int main(int argc, char** argv) {
@@ -69,10 +90,25 @@ int main(int argc, char** argv) {
   CLI::App app{"rlj: reinforcement learning of language models with a teacher model as the judge"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every subcommand");
-  const Command commands[] = {
-      AddRunCommand(app),   AddSftCommand(app),  AddEvalCommand(app),   AddLearnerCommand(app),
-      AddJudgeCommand(app), AddActorCommand(app), AddDatasetCommand(app),
-  };
+
+  std::vector<CommandRegistration> registrations = RegisteredCommands();
+  std::stable_sort(registrations.begin(), registrations.end(), [](const auto& a, const auto& b) {
+    return a.group != b.group ? a.group < b.group : a.order < b.order;
+  });
+  std::map<std::string, CLI::App*> groups;
+  std::vector<Command> commands;
+  for (const CommandRegistration& registration : registrations) {
+    CLI::App* parent = &app;
+    if (!registration.group.empty()) {
+      CLI::App*& group = groups[registration.group];
+      if (group == nullptr) {
+        group = app.add_subcommand(registration.group, GroupDescription(registration.group));
+        group->require_subcommand(1);
+      }
+      parent = group;
+    }
+    commands.push_back(registration.factory(*parent));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
