@@ -13,11 +13,17 @@ packages=(
   chromium prometheus python3-grpcio python3-protobuf
 )
 
+# RLJ_SKIP_TORCH=1: LibTorch comes from elsewhere (an official CUDA LibTorch, see deploy/docker/Dockerfile.cuda).
+if [ "${RLJ_SKIP_TORCH:-0}" = 1 ]; then
+  packages=("${packages[@]/libtorch-dev}")
+fi
+
 # Node.js runs the examples' and tests' JavaScript clients; a machine that already has one keeps it.
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
+  [ -n "$p" ] || continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
