@@ -12,13 +12,13 @@
 #include "actor/policy_fetcher.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/config_validate.h"
-#include "common/dataset.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
 #include "common/model/sampler.h"
 #include "common/model/transformer.h"
 #include "common/shutdown.h"
 #include "common/status.h"
+#include "common/telemetry/process_telemetry.h"
 #include "common/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
 
@@ -67,11 +67,6 @@ struct RolloutWorker::State {
   std::shared_ptr<v1::Learner::StubInterface> learner;
   std::shared_ptr<v1::Judge::StubInterface> judge;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::vector<PromptRow> prompts;  // this actor's shard
-  std::vector<std::vector<int32_t>> prompt_tokens;
-  std::vector<size_t> order;
-  size_t cursor = 0;
-  std::mt19937_64 shuffle_rng;
   std::unique_ptr<PolicyFetcher> fetcher;
   Transformer model{nullptr};
   int64_t version = -1;
@@ -88,34 +83,12 @@ absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
   if (options.count < 1 || options.index < 0 || options.index >= options.count) {
     return absl::InvalidArgumentError(absl::StrCat("actor index ", options.index, " is outside 0..", options.count - 1));
   }
-  if (config.data().train_path().empty()) return absl::InvalidArgumentError("data.train_path: required by actors");
   auto state = std::make_unique<State>();
   state->config = config;
   state->options = options;
   state->learner = std::move(learner);
   state->judge = std::move(judge);
   RLJ_ASSIGN_OR_RETURN(state->tokenizer, MakeTokenizer(config.tokenizer()));
-  RLJ_ASSIGN_OR_RETURN(std::vector<PromptRow> rows, LoadPromptDataset(config.data().train_path()));
-  const int max_prompt_tokens = config.model().max_seq_len() - config.sampling().max_new_tokens();
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (static_cast<int>(i % static_cast<size_t>(options.count)) != options.index) continue;
-    std::vector<int32_t> tokens = state->tokenizer->EncodePrompt(rows[i].prompt);
-    if (static_cast<int>(tokens.size()) > max_prompt_tokens) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          config.data().train_path(), ": prompt \"", rows[i].id, "\" is ", tokens.size(),
-          " tokens; with sampling.max_new_tokens it must fit model.max_seq_len (at most ", max_prompt_tokens, ")"));
-    }
-    state->prompt_tokens.push_back(std::move(tokens));
-    state->prompts.push_back(std::move(rows[i]));
-  }
-  if (state->prompts.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("actor ", options.index, " of ", options.count, " has no prompts: ",
-                                                   config.data().train_path(), " has only ", rows.size(), " rows"));
-  }
-  state->order.resize(state->prompts.size());
-  for (size_t i = 0; i < state->order.size(); ++i) state->order[i] = i;
-  state->shuffle_rng.seed(config.seed() * 7919 + static_cast<uint64_t>(options.index));
-  std::shuffle(state->order.begin(), state->order.end(), state->shuffle_rng);
   state->fetcher = std::make_unique<PolicyFetcher>(state->learner, options.name);
   return std::unique_ptr<RolloutWorker>(new RolloutWorker(std::move(state)));
 }
@@ -165,17 +138,6 @@ absl::Status RolloutWorker::Run() {
     s.version = version;
     stats_.policy_updates.fetch_add(1);
     return absl::OkStatus();
-  };
-
-  // Learner.Status: done, and whether the learner restarted behind our version.
-  auto learner_status = [&]() -> absl::StatusOr<v1::LearnerStatus> {
-    v1::LearnerStatus status;
-    RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.Status", std::chrono::hours(24 * 365), [&]() -> absl::Status {
-      grpc::ClientContext context;
-      SetDeadline(&context, rpc_timeout);
-      return FromGrpcStatus(s.learner->Status(&context, v1::StatusRequest(), &status), "Learner.Status");
-    }));
-    return status;
   };
 
   // Scores one batch, marks failed verdicts invalid (never reward 0), pushes the groups.
@@ -235,42 +197,65 @@ absl::Status RolloutWorker::Run() {
     stats_.groups_pushed.fetch_add(pushed.accepted_groups());
   };
 
+  // Learner.LeasePrompts: the next prompts of the learner's training order, with the learner's version.
+  auto lease_prompts = [&]() -> absl::StatusOr<v1::LeasePromptsResponse> {
+    v1::LeasePromptsResponse response;
+    v1::LeasePromptsRequest request;
+    request.set_actor(s.options.name);
+    request.set_count(prompts_per_batch);
+    RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.LeasePrompts", std::chrono::hours(24 * 365), [&]() -> absl::Status {
+      grpc::ClientContext context;
+      SetDeadline(&context, rpc_timeout);
+      response.Clear();
+      return FromGrpcStatus(s.learner->LeasePrompts(&context, request, &response), "Learner.LeasePrompts");
+    }));
+    return response;
+  };
+
   RLJ_RETURN_IF_ERROR(refresh_policy(std::chrono::milliseconds(0)));
   if (ShutdownRequested()) return absl::OkStatus();
   std::future<void> in_flight;
   auto last_report = Clock::now();
   absl::Status result = absl::OkStatus();
+  const int max_prompt_tokens = s.config.model().max_seq_len() - sampling.max_new_tokens();
   while (!ShutdownRequested()) {
-    RLJ_ASSIGN_OR_RETURN(v1::LearnerStatus status, learner_status());
-    if (status.done()) {
-      log::Info("{}: the learner is done (v{}); stopping", s.options.name, status.version());
+    absl::StatusOr<v1::LeasePromptsResponse> lease = lease_prompts();
+    if (!lease.ok()) {
+      if (!absl::IsCancelled(lease.status())) result = lease.status();
       break;
     }
-    if (status.version() < s.version) {
+    if (lease->done()) {
+      log::Info("{}: the learner is done (v{}); stopping", s.options.name, lease->learner_version());
+      break;
+    }
+    if (lease->learner_version() < s.version) {
       log::Warn("{}: the learner is at v{} but this actor has v{} (learner restarted); refetching",
-                s.options.name, status.version(), s.version);
+                s.options.name, lease->learner_version(), s.version);
       s.version = -1;
     }
-    if (status.version() > s.version || s.version < 0) {
+    if (lease->learner_version() > s.version || s.version < 0) {
       if (absl::Status st = refresh_policy(std::chrono::milliseconds(0)); !st.ok()) {
         result = st;
         break;
       }
     }
+    if (lease->prompts().empty()) continue;
 
-    // Sample P prompts × G completions with the current version.
+    // Sample the leased prompts × G completions with the current version.
     SampledBatch batch;
+    std::vector<std::vector<int32_t>> prompt_tokens;
     std::vector<std::vector<int32_t>> batch_prompts;
-    std::vector<size_t> rows;
-    for (int p = 0; p < prompts_per_batch; ++p) {
-      if (s.cursor == s.order.size()) {
-        std::shuffle(s.order.begin(), s.order.end(), s.shuffle_rng);
-        s.cursor = 0;
+    for (const v1::LeasedPrompt& prompt : lease->prompts()) {
+      prompt_tokens.push_back(s.tokenizer->EncodePrompt(prompt.prompt()));
+      if (static_cast<int>(prompt_tokens.back().size()) > max_prompt_tokens) {
+        result = absl::InvalidArgumentError(absl::StrCat("leased prompt \"", prompt.prompt_id(), "\" is ",
+                                                         prompt_tokens.back().size(), " tokens; at most ",
+                                                         max_prompt_tokens, " fit with sampling.max_new_tokens"));
+        break;
       }
-      const size_t row = s.order[s.cursor++];
-      rows.push_back(row);
-      for (int g = 0; g < group_size; ++g) batch_prompts.push_back(s.prompt_tokens[row]);
+      for (int g = 0; g < group_size; ++g) batch_prompts.push_back(prompt_tokens.back());
     }
+    if (!result.ok()) break;
     SamplingOptions options;
     options.temperature = sampling.temperature();
     options.top_k = sampling.top_k();
@@ -286,12 +271,14 @@ absl::Status RolloutWorker::Run() {
       break;
     }
     const double now_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    for (size_t p = 0; p < rows.size(); ++p) {
-      const PromptRow& row = s.prompts[rows[p]];
+    for (int p = 0; p < lease->prompts_size(); ++p) {
+      const v1::LeasedPrompt& row = lease->prompts(p);
       v1::RolloutGroup& group = batch.groups.emplace_back();
       group.set_group_id(absl::StrCat(s.options.name, "-g", s.next_group++));
-      group.set_prompt_id(row.id);
-      group.mutable_prompt_tokens()->Assign(s.prompt_tokens[rows[p]].begin(), s.prompt_tokens[rows[p]].end());
+      group.set_prompt_id(row.prompt_id());
+      group.mutable_prompt_tokens()->Assign(prompt_tokens[p].begin(), prompt_tokens[p].end());
+      group.set_lease_id(lease->lease_id());
+      group.set_item_id(row.item_id());
       group.set_policy_version(s.version);
       group.set_actor(s.options.name);
       group.set_sampled_unix_s(now_unix);
@@ -305,10 +292,10 @@ absl::Status RolloutWorker::Run() {
         stats_.completion_tokens.fetch_add(static_cast<int64_t>(completion.tokens.size()));
         v1::Sample* sample = batch.request.add_samples();
         sample->set_id(rollout->sample_id());
-        sample->set_prompt_id(row.id);
-        sample->set_prompt(row.prompt);
+        sample->set_prompt_id(row.prompt_id());
+        sample->set_prompt(row.prompt());
         sample->set_completion(completion.text);
-        sample->set_reference(row.reference);
+        sample->set_reference(row.reference());
         sample->set_group_id(group.group_id());
         sample->set_index_in_group(g);
         sample->set_run(s.config.name());
@@ -341,6 +328,21 @@ absl::Status RunActor(const v1::RunConfig& config, const ActorOptions& options, 
   std::shared_ptr<v1::Learner::StubInterface> learner = v1::Learner::NewStub(MakeChannel(learner_address));
   std::shared_ptr<v1::Judge::StubInterface> judge = v1::Judge::NewStub(MakeChannel(judge_address));
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<RolloutWorker> worker, RolloutWorker::Create(config, options, learner, judge));
+  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<telemetry::ProcessTelemetry> telemetry,
+                       telemetry::ProcessTelemetry::Start(config, options.run_dir, options.name, "actor", false));
+  const ActorStats* stats = &worker->stats();
+  const auto exported = telemetry->metrics().AddCollector([stats](telemetry::MetricsSnapshotWriter& out) {
+    const auto counter = [&out](const char* name, const char* help, const std::atomic<int64_t>& value) {
+      out.Counter(name, help, static_cast<double>(value.load()));
+    };
+    counter("rlj_actor_batches_total", "Batches of groups sampled", stats->batches);
+    counter("rlj_actor_groups_pushed_total", "Groups pushed to the learner", stats->groups_pushed);
+    counter("rlj_actor_samples_judged_total", "Completions judged", stats->samples_judged);
+    counter("rlj_actor_samples_failed_total", "Completions whose verdict failed (pushed masked)", stats->samples_failed);
+    counter("rlj_actor_batches_dropped_total", "Batches dropped: judge or learner unreachable", stats->batches_dropped);
+    counter("rlj_actor_completion_tokens_total", "Completion tokens sampled", stats->completion_tokens);
+    counter("rlj_actor_policy_updates_total", "Policy versions loaded", stats->policy_updates);
+  });
   log::Info("{} starting: learner {}, judge {}", options.name, learner_address, judge_address);
   return worker->Run();
 }

@@ -1,6 +1,7 @@
-// rollout_worker.h: the actor loop: keep the newest policy, sample G completions per prompt, have the judge
-// score them, push the scored groups (stamped with the policy version) to the learner; reconnect when a
-// peer restarts; stop when the learner is done or the process is asked to stop.
+// rollout_worker.h: the actor loop: lease prompts from the learner (Learner.LeasePrompts), keep the newest
+// policy, sample G completions per prompt, have the judge score them, push the scored groups (stamped with
+// the policy version and their lease) to the learner; reconnect when a peer restarts; stop when the learner
+// is done or the process is asked to stop. Actors need no dataset file.
 #pragma once
 
 #include <atomic>
@@ -19,8 +20,9 @@ namespace rlj {
 
 struct ActorOptions {
   std::string name = "actor-0";  // appears in sample ids and the reward log
-  int index = 0;                 // this actor's shard of the training prompts
-  int count = 1;                 // number of shards
+  int index = 0;                 // this actor's number (seeds its sampling)
+  int count = 1;                 // number of actors
+  std::string run_dir;           // RunActor: its /metrics address goes to <run_dir>/endpoints/metrics-<name>
 };
 
 struct ActorStats {
@@ -35,7 +37,7 @@ struct ActorStats {
 
 class RolloutWorker {
  public:
-  // Loads the training prompts (data.train_path) and the tokenizer; validates the actor options.
+  // Makes the tokenizer; validates the actor options.
   static absl::StatusOr<std::unique_ptr<RolloutWorker>> Create(const v1::RunConfig& config, const ActorOptions& options,
                                                                std::shared_ptr<v1::Learner::StubInterface> learner,
                                                                std::shared_ptr<v1::Judge::StubInterface> judge);

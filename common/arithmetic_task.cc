@@ -1,10 +1,13 @@
-// arithmetic_task.cc: deterministic generation of distinct arithmetic problems.
+// arithmetic_task.cc: deterministic generation of distinct arithmetic problems and of grading rows.
 #include "common/arithmetic_task.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <random>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 
 namespace rlj {
 
@@ -43,6 +46,154 @@ absl::StatusOr<ArithmeticSplit> MakeArithmeticTask(const ArithmeticTaskOptions& 
     split.eval.push_back(make_row(codes[static_cast<size_t>(options.train_size + i)], "eval", i));
   }
   return split;
+}
+
+namespace {
+
+// Uniform integer in [lo, hi].
+int64_t Uniform(std::mt19937_64& rng, int64_t lo, int64_t hi) {
+  return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+}
+
+// The digits of |value| with one or more of them changed, a digit dropped or repeated; never a leading
+// zero unless the result is the single digit 0.
+std::string MutateDigits(const std::string& digits, std::mt19937_64& rng) {
+  std::string out = digits;
+  const int64_t n = static_cast<int64_t>(out.size());
+  const int64_t kind = Uniform(rng, 0, 99);
+  if (kind < 70 || n == 1) {
+    // Change one digit (70%) or two (when there are two to change, 1 in 7 of these).
+    const int changes = (n >= 2 && Uniform(rng, 0, 6) == 0) ? 2 : 1;
+    std::vector<int64_t> positions(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) positions[static_cast<size_t>(i)] = i;
+    std::shuffle(positions.begin(), positions.end(), rng);
+    for (int c = 0; c < changes; ++c) {
+      const auto position = static_cast<size_t>(positions[static_cast<size_t>(c)]);
+      const int lowest = (position == 0 && n > 1) ? 1 : 0;
+      char digit = out[position];
+      while (digit == out[position]) digit = static_cast<char>('0' + Uniform(rng, lowest, 9));
+      out[position] = digit;
+    }
+  } else if (kind < 85) {
+    // Drop a digit (the number gets shorter; the leading digit stays non-zero).
+    const auto position = static_cast<size_t>(Uniform(rng, 0, n - 1));
+    out.erase(position, 1);
+    while (out.size() > 1 && out[0] == '0') out.erase(0, 1);
+  } else {
+    // Repeat a digit.
+    const auto position = static_cast<size_t>(Uniform(rng, 0, n - 1));
+    out.insert(position, 1, out[position]);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string NearMissAnswer(int64_t answer, std::mt19937_64& rng) {
+  const bool negative = answer < 0;
+  const int64_t magnitude = negative ? -answer : answer;
+  const std::string digits = std::to_string(magnitude);
+  while (true) {
+    int64_t candidate = magnitude;
+    const int64_t kind = Uniform(rng, 0, 99);
+    if (kind < 60) {
+      const std::string mutated = MutateDigits(digits, rng);
+      if (!absl::SimpleAtoi(mutated, &candidate)) continue;
+    } else if (kind < 80) {
+      candidate = magnitude + (Uniform(rng, 0, 1) == 0 ? -1 : 1) * Uniform(rng, 1, 3);  // off by a little
+    } else {
+      // Off by a power of ten below the number's size: a carry dropped or added.
+      int64_t power = 1;
+      const int64_t exponent = Uniform(rng, 1, std::max<int64_t>(1, static_cast<int64_t>(digits.size()) - 1));
+      for (int64_t e = 0; e < exponent; ++e) power *= 10;
+      candidate = magnitude + (Uniform(rng, 0, 1) == 0 ? -power : power);
+    }
+    if (candidate == magnitude || candidate < 0) continue;
+    return negative && candidate != 0 ? absl::StrCat("-", candidate) : absl::StrCat(candidate);
+  }
+}
+
+std::string JunkAnswer(const std::string& answer, std::mt19937_64& rng) {
+  static constexpr char kJunk[] = "0123456789+-=|? \nx";
+  auto junk_char = [&rng]() { return kJunk[Uniform(rng, 0, static_cast<int64_t>(sizeof(kJunk)) - 2)]; };
+  while (true) {
+    std::string out;
+    const int64_t kind = Uniform(rng, 0, 99);
+    if (kind < 15) {
+      // Nothing at all.
+    } else if (kind < 45) {
+      out = answer;  // the right answer with one or two characters after it
+      for (int64_t i = Uniform(rng, 1, 2); i > 0; --i) out.push_back(junk_char());
+    } else if (kind < 55) {
+      out = std::string(1, junk_char()) + answer;  // ... or before it
+    } else if (kind < 70 && answer.size() > 1) {
+      out = answer.substr(0, static_cast<size_t>(Uniform(rng, 1, static_cast<int64_t>(answer.size()) - 1)));
+    } else {
+      for (int64_t i = Uniform(rng, 1, 6); i > 0; --i) out.push_back(junk_char());
+    }
+    if (out != answer) return out;
+  }
+}
+
+absl::StatusOr<std::vector<PromptRow>> MakeGradingDataset(const std::vector<PromptRow>& problems,
+                                                          const GradingOptions& options) {
+  if (options.prompt_template.find("{completion}") == std::string::npos) {
+    return absl::InvalidArgumentError("the grading template must contain {completion}");
+  }
+  if (options.correct_label.empty() || options.wrong_label.empty() || options.correct_label == options.wrong_label) {
+    return absl::InvalidArgumentError("the correct and wrong labels must be two different non-empty strings");
+  }
+  if (!(options.correct_fraction >= 0 && options.correct_fraction <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("correct fraction must be in [0, 1], got ", options.correct_fraction));
+  }
+  if (!(options.junk_fraction >= 0 && options.junk_fraction <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("junk fraction must be in [0, 1], got ", options.junk_fraction));
+  }
+  if (options.rows_per_problem < 1) return absl::InvalidArgumentError("rows per problem must be >= 1");
+  const size_t completion_slot = options.prompt_template.find("{completion}");
+  const std::string before_completion = options.prompt_template.substr(0, completion_slot);
+  if (options.include_copies && before_completion.find("{reference}") == std::string::npos) {
+    return absl::InvalidArgumentError("copy rows need a template with {reference} before {completion}");
+  }
+  if (problems.empty()) return absl::InvalidArgumentError("no problems to grade");
+  std::mt19937_64 rng(options.seed);
+  std::bernoulli_distribution pick_correct(options.correct_fraction);
+  std::bernoulli_distribution pick_junk(options.junk_fraction);
+  std::vector<PromptRow> rows;
+  rows.reserve(problems.size() * static_cast<size_t>(options.rows_per_problem + (options.include_answers ? 1 : 0) +
+                                                    (options.include_copies ? 1 : 0)));
+  int64_t grade_index = 0;
+  int64_t answer_index = 0;
+  int64_t copy_index = 0;
+  for (const PromptRow& problem : problems) {
+    int64_t answer = 0;
+    if (!absl::SimpleAtoi(problem.reference, &answer)) {
+      return absl::InvalidArgumentError(absl::StrCat("row ", problem.id, ": the reference '", problem.reference,
+                                                     "' is not an integer; grading rows need integer answers"));
+    }
+    for (int r = 0; r < options.rows_per_problem; ++r) {
+      const bool correct = pick_correct(rng);
+      const std::string candidate = correct           ? problem.reference
+                                    : pick_junk(rng) ? JunkAnswer(problem.reference, rng)
+                                                     : NearMissAnswer(answer, rng);
+      rows.push_back(PromptRow{absl::StrCat("grade-", grade_index++),
+                               absl::StrReplaceAll(options.prompt_template, {{"{prompt}", problem.prompt},
+                                                                             {"{completion}", candidate},
+                                                                             {"{reference}", problem.reference}}),
+                               correct ? options.correct_label : options.wrong_label});
+    }
+    if (options.include_answers) {
+      rows.push_back(PromptRow{absl::StrCat("answer-", answer_index++), problem.prompt, problem.reference});
+    }
+    if (options.include_copies) {
+      rows.push_back(PromptRow{absl::StrCat("copy-", copy_index++),
+                               absl::StrReplaceAll(before_completion, {{"{prompt}", problem.prompt},
+                                                                       {"{reference}", problem.reference}}),
+                               problem.reference});
+    }
+  }
+  std::shuffle(rows.begin(), rows.end(), rng);
+  return rows;
 }
 
 }  // namespace rlj

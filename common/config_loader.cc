@@ -291,6 +291,42 @@ void EmitScalar(YAML::Emitter& out, const Message& message, const FieldDescripto
   }
 }
 
+constexpr char kDefaultCommentMarker[] = "default: ";
+
+// yaml-cpp writes comments after the preceding value ("n_heads: 2  # default n_kv_heads: 0  # default …") or,
+// first in a map, at column 0. Give each default its own line, indented like the keys of its map.
+std::string PutDefaultCommentsOnTheirOwnLines(const std::string& yaml) {
+  const std::string inline_marker = absl::StrCat("  # ", kDefaultCommentMarker);
+  const std::string leading_marker = absl::StrCat("# ", kDefaultCommentMarker);
+  std::vector<std::string> lines = absl::StrSplit(yaml, '\n');
+  std::string result;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string line = lines[i];
+    std::vector<std::string> defaults;
+    std::string indent;
+    if (line.rfind(leading_marker, 0) == 0) {
+      line = line.substr(leading_marker.size());
+      std::vector<std::string> parts = absl::StrSplit(line, inline_marker);
+      defaults = std::move(parts);
+      line.clear();
+      for (size_t j = i + 1; j < lines.size(); ++j) {  // the keys of this map are indented like the next key
+        if (lines[j].rfind(leading_marker, 0) == 0) continue;
+        indent = lines[j].substr(0, lines[j].find_first_not_of(' '));
+        break;
+      }
+    } else {
+      std::vector<std::string> parts = absl::StrSplit(line, inline_marker);
+      line = parts[0];
+      defaults.assign(parts.begin() + 1, parts.end());
+      indent = line.substr(0, line.find_first_not_of(' '));
+    }
+    if (!line.empty()) absl::StrAppend(&result, line, "\n");
+    for (const std::string& entry : defaults) absl::StrAppend(&result, indent, "# ", entry, "  (default)\n");
+  }
+  while (result.size() >= 2 && result.substr(result.size() - 2) == "\n\n") result.pop_back();
+  return result;
+}
+
 void EmitMessage(YAML::Emitter& out, const Message& message) {
   const Descriptor* descriptor = message.GetDescriptor();
   const Reflection* r = message.GetReflection();
@@ -313,10 +349,16 @@ void EmitMessage(YAML::Emitter& out, const Message& message) {
       out << YAML::Key << field->name() << YAML::Value << YAML::BeginSeq;
       for (int j = 0; j < r->FieldSize(message, field); ++j) EmitScalar(out, message, field, j);
       out << YAML::EndSeq;
-    } else if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE && field->has_presence() &&
-               !r->HasField(message, field) && !field->has_default_value() &&
-               field->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
-      continue;  // an unset string without a default: leave it out rather than print ""
+    } else if (field->has_presence() && !r->HasField(message, field)) {
+      // Presence is meaning (an unset key falls back to something else; a model shape key the user did not set
+      // is taken from the checkpoint), so an unset key stays unset when the resolved YAML is read back. Its
+      // schema default is shown as a comment, so the file still tells every value in force.
+      if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE && field->has_default_value()) {
+        YAML::Emitter value;
+        EmitScalar(value, message, field, -1);
+        out << YAML::Comment(absl::StrCat(kDefaultCommentMarker, field->name(), ": ", value.c_str()));
+      }
+      continue;
     } else {
       out << YAML::Key << field->name() << YAML::Value;
       EmitScalar(out, message, field, -1);
@@ -407,7 +449,7 @@ absl::StatusOr<v1::RunConfig> LoadRunConfig(const std::string& path, const std::
 std::string MessageToYaml(const Message& message) {
   YAML::Emitter out;
   EmitMessage(out, message);
-  return std::string(out.c_str()) + "\n";
+  return PutDefaultCommentsOnTheirOwnLines(out.c_str());
 }
 
 std::vector<std::string> SchemaKeyPaths(const Message& root) {

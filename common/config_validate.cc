@@ -32,7 +32,8 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
               "must be auto, cpu or cuda");
 
   const auto& m = c.model();
-  RLJ_REQUIRE(m.architecture() == "llama", "model.architecture", "must be llama");
+  RLJ_REQUIRE(m.architecture() == "llama" || m.architecture() == "qwen2" || m.architecture() == "mistral",
+              "model.architecture", "must be llama, qwen2 or mistral");
   RLJ_REQUIRE(m.vocab_size() > 0, "model.vocab_size", "must be > 0");
   RLJ_REQUIRE(m.d_model() > 0, "model.d_model", "must be > 0");
   RLJ_REQUIRE(m.n_layers() > 0, "model.n_layers", "must be > 0");
@@ -45,8 +46,29 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(m.max_seq_len() > 1, "model.max_seq_len", "must be > 1");
   RLJ_REQUIRE(m.rope_theta() > 0, "model.rope_theta", "must be > 0");
   RLJ_REQUIRE(m.norm_eps() > 0, "model.norm_eps", "must be > 0");
+  RLJ_REQUIRE(m.sliding_window() >= 0, "model.sliding_window", "must be >= 0 (0 = unlimited)");
+  RLJ_REQUIRE(!m.attention_bias() || m.architecture() == "llama", "model.attention_bias",
+              "is a llama option (qwen2 always has q/k/v biases, mistral none)");
+  const auto& rope_scaling = m.rope_scaling();
+  RLJ_REQUIRE(rope_scaling.type() == "none" || rope_scaling.type() == "linear" || rope_scaling.type() == "llama3",
+              "model.rope_scaling.type", "must be none, linear or llama3");
+  RLJ_REQUIRE(rope_scaling.factor() >= 1, "model.rope_scaling.factor", "must be >= 1");
+  if (rope_scaling.type() == "llama3") {
+    RLJ_REQUIRE(rope_scaling.low_freq_factor() > 0, "model.rope_scaling.low_freq_factor", "must be > 0");
+    RLJ_REQUIRE(rope_scaling.high_freq_factor() > rope_scaling.low_freq_factor(), "model.rope_scaling.high_freq_factor",
+                "must be > model.rope_scaling.low_freq_factor");
+    RLJ_REQUIRE(rope_scaling.original_max_position_embeddings() > 0,
+                "model.rope_scaling.original_max_position_embeddings", "must be > 0");
+  }
 
-  RLJ_REQUIRE(c.tokenizer().kind() == "byte", "tokenizer.kind", "must be byte");
+  const auto& tok = c.tokenizer();
+  RLJ_REQUIRE(tok.kind() == "byte" || tok.kind() == "hf", "tokenizer.kind", "must be byte or hf");
+  RLJ_REQUIRE(tok.kind() == "hf" || !tok.has_path(), "tokenizer.path", "is for tokenizer.kind: hf");
+  RLJ_REQUIRE(tok.kind() != "hf" || !tok.path().empty() || !m.init_checkpoint().empty(), "tokenizer.path",
+              "is required with tokenizer.kind: hf unless model.init_checkpoint holds a tokenizer.json");
+  RLJ_REQUIRE(tok.chat_template().empty() || tok.chat_template() == "chatml" || tok.chat_template() == "llama3" ||
+                  tok.chat_template() == "plain" || tok.chat_template().find("{prompt}") != std::string::npos,
+              "tokenizer.chat_template", "must be empty, chatml, llama3, plain or a template containing {prompt}");
 
   const auto& s = c.sampling();
   RLJ_REQUIRE(s.group_size() >= 1, "sampling.group_size", "must be >= 1");
@@ -60,15 +82,43 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   }
 
   const auto& j = c.judge();
-  RLJ_REQUIRE(j.backend() == "rule" || j.backend() == "openai", "judge.backend", "must be rule or openai");
-  RLJ_REQUIRE(j.rule().mode() == "exact" || j.rule().mode() == "numeric", "judge.rule.mode", "must be exact or numeric");
+  // The kinds of judge/backend_registry (the judge checks each backend's own section when it builds it).
+  const auto judge_kind = [](const std::string& name) {
+    return name == "rule" || name == "openai" || name == "anthropic" || name == "command" || name == "remote" ||
+           name == "ensemble";
+  };
+  const auto judge_backend_known = [&](const std::string& name) {
+    return judge_kind(name) || j.backends().count(name) > 0;
+  };
+  RLJ_REQUIRE(judge_backend_known(j.backend()), "judge.backend",
+              "must be rule or openai (or anthropic, command, remote, ensemble, or a judge.backends name)");
+  RLJ_REQUIRE(j.failover().empty() || (judge_backend_known(j.failover()) && j.failover() != "ensemble"),
+              "judge.failover", "must be empty, a backend kind other than ensemble, or a judge.backends name");
+  for (const auto& [name, entry] : j.backends()) {
+    RLJ_REQUIRE(judge_kind(entry.backend()) && entry.backend() != "ensemble", absl::StrCat("judge.backends.", name, ".backend"),
+                "must be rule, openai, anthropic, command or remote");
+  }
+  for (int i = 0; i < j.ensemble().components_size(); ++i) {
+    RLJ_REQUIRE(judge_backend_known(j.ensemble().components(i).backend()) &&
+                    j.ensemble().components(i).backend() != "ensemble",
+                absl::StrCat("judge.ensemble.components[", i, "].backend"),
+                "must be a backend kind other than ensemble, or a judge.backends name");
+  }
+  RLJ_REQUIRE(j.budget_usd() >= 0, "judge.budget_usd", "must be >= 0 (0 = no budget)");
+  RLJ_REQUIRE(j.replicas() >= 1 && j.replicas() <= 64, "judge.replicas", "must be in [1, 64]");
+  RLJ_REQUIRE(j.rule().mode() == "exact" || j.rule().mode() == "numeric" || j.rule().mode() == "regex" ||
+                  j.rule().mode() == "contains",
+              "judge.rule.mode", "must be exact, numeric, regex or contains");
   RLJ_REQUIRE(j.rule().tolerance() >= 0, "judge.rule.tolerance", "must be >= 0");
   RLJ_REQUIRE(j.threads() >= 1, "judge.threads", "must be >= 1");
   RLJ_REQUIRE(j.timeout_ms() > 0, "judge.timeout_ms", "must be > 0");
   if (j.backend() == "openai") {
     const auto& o = j.openai();
+    RLJ_REQUIRE(o.mode() == "rubric" || o.mode() == "label" || o.mode() == "likelihood", "judge.openai.mode",
+                "must be rubric, label or likelihood");
     RLJ_REQUIRE(!o.model().empty(), "judge.openai.model", "is required with judge.backend: openai");
-    RLJ_REQUIRE(!o.rubric().empty(), "judge.openai.rubric", "is required with judge.backend: openai");
+    RLJ_REQUIRE(o.mode() == "likelihood" || !o.rubric().empty(), "judge.openai.rubric",
+                "is required with judge.backend: openai (rubric and label modes)");
     RLJ_REQUIRE(o.score_max() > o.score_min(), "judge.openai.score_max", "must be > judge.openai.score_min");
     RLJ_REQUIRE(o.timeout_ms() > 0, "judge.openai.timeout_ms", "must be > 0");
     RLJ_REQUIRE(o.max_retries() >= 0, "judge.openai.max_retries", "must be >= 0");
@@ -76,7 +126,8 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   }
 
   const auto& l = c.learner();
-  RLJ_REQUIRE(l.algorithm() == "grpo", "learner.algorithm", "must be grpo");
+  RLJ_REQUIRE(l.algorithm() == "grpo" || l.algorithm() == "dr_grpo" || l.algorithm() == "rloo", "learner.algorithm",
+              "must be grpo, dr_grpo or rloo");
   RLJ_REQUIRE(l.steps() >= 0, "learner.steps", "must be >= 0");
   RLJ_REQUIRE(l.groups_per_step() >= 1, "learner.groups_per_step", "must be >= 1");
   RLJ_REQUIRE(l.lr() > 0, "learner.lr", "must be > 0");
@@ -94,6 +145,34 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(!l.has_device() || l.device() == "auto" || l.device() == "cpu" || l.device() == "cuda",
               "learner.device", "must be auto, cpu or cuda");
   RLJ_REQUIRE(l.ppo_epochs() >= 1, "learner.ppo_epochs", "must be >= 1");
+  RLJ_REQUIRE(!l.has_reward_scaling() || l.reward_scaling() == "group" || l.reward_scaling() == "batch" ||
+                  l.reward_scaling() == "none",
+              "learner.reward_scaling", "must be group, batch or none");
+  RLJ_REQUIRE(!l.has_clip_eps_low() || (l.clip_eps_low() > 0 && l.clip_eps_low() < 1), "learner.clip_eps_low",
+              "must be in (0, 1)");
+  RLJ_REQUIRE(!l.has_clip_eps_high() || l.clip_eps_high() > 0, "learner.clip_eps_high", "must be > 0");
+  RLJ_REQUIRE(l.dual_clip() == 0 || l.dual_clip() > 1, "learner.dual_clip", "must be 0 (off) or > 1");
+  RLJ_REQUIRE(l.loss_aggregation() == "token_mean" || l.loss_aggregation() == "seq_mean_token_mean" ||
+                  l.loss_aggregation() == "seq_mean_token_sum",
+              "learner.loss_aggregation", "must be token_mean, seq_mean_token_mean or seq_mean_token_sum");
+  RLJ_REQUIRE(l.kl_estimator() == "k1" || l.kl_estimator() == "k2" || l.kl_estimator() == "k3",
+              "learner.kl_estimator", "must be k1, k2 or k3");
+  RLJ_REQUIRE(l.entropy_coef() >= 0, "learner.entropy_coef", "must be >= 0");
+  RLJ_REQUIRE(l.truncated() == "keep" || l.truncated() == "mask" || l.truncated() == "penalize", "learner.truncated",
+              "must be keep, mask or penalize");
+  RLJ_REQUIRE(l.tis_cap() == 0 || l.tis_cap() >= 1, "learner.tis_cap", "must be 0 (off) or >= 1");
+  RLJ_REQUIRE(l.warmup_steps() >= 0, "learner.warmup_steps", "must be >= 0");
+  RLJ_REQUIRE(l.lr_schedule() == "constant" || l.lr_schedule() == "cosine", "learner.lr_schedule",
+              "must be constant or cosine");
+  RLJ_REQUIRE(l.min_lr_ratio() >= 0 && l.min_lr_ratio() <= 1, "learner.min_lr_ratio", "must be in [0, 1]");
+  RLJ_REQUIRE(l.micro_batch_tokens() >= 0, "learner.micro_batch_tokens", "must be >= 0 (0 = the whole step)");
+  RLJ_REQUIRE(l.keep_checkpoints() >= 0, "learner.keep_checkpoints", "must be >= 0 (0 = all)");
+  RLJ_REQUIRE(l.wire_dtype() == "float32" || l.wire_dtype() == "bfloat16", "learner.wire_dtype",
+              "must be float32 or bfloat16");
+  RLJ_REQUIRE(l.weight_chunk_kib() >= 1024 && l.weight_chunk_kib() <= 4096, "learner.weight_chunk_kib",
+              "must be in 1024..4096");
+  RLJ_REQUIRE(l.lease_timeout_s() >= 1, "learner.lease_timeout_s", "must be >= 1");
+  RLJ_REQUIRE(l.ranks() >= 1, "learner.ranks", "must be >= 1");
 
   const auto& a = c.actor();
   RLJ_REQUIRE(a.count() >= 0, "actor.count", "must be >= 0");
@@ -111,6 +190,57 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(e.max_prompts() >= 0, "eval.max_prompts", "must be >= 0");
   RLJ_REQUIRE(e.max_new_tokens() >= 0, "eval.max_new_tokens", "must be >= 0");
   RLJ_REQUIRE(e.batch_size() >= 1, "eval.batch_size", "must be >= 1");
+
+  if (c.has_teacher()) {
+    const auto& tc = c.teacher();
+    const size_t colon = tc.listen().rfind(':');
+    const std::string port = colon == std::string::npos ? "" : tc.listen().substr(colon + 1);
+    RLJ_REQUIRE(colon != std::string::npos && colon > 0 && !port.empty() && port.size() <= 5 &&
+                    port.find_first_not_of("0123456789") == std::string::npos && std::stoi(port) <= 65535,
+                "teacher.listen", "must be HOST:PORT (port 0 picks a free one)");
+    RLJ_REQUIRE(!tc.served_model_name().empty(), "teacher.served_model_name", "must not be empty");
+    RLJ_REQUIRE(tc.max_batch() >= 1, "teacher.max_batch", "must be >= 1");
+    RLJ_REQUIRE(tc.batch_wait_ms() >= 0, "teacher.batch_wait_ms", "must be >= 0");
+    RLJ_REQUIRE(tc.threads() >= 0, "teacher.threads", "must be >= 0");
+    RLJ_REQUIRE(!tc.has_device() || tc.device() == "auto" || tc.device() == "cpu" || tc.device() == "cuda",
+                "teacher.device", "must be auto, cpu or cuda");
+    RLJ_REQUIRE(tc.http_threads() >= 1, "teacher.http_threads", "must be >= 1");
+    RLJ_REQUIRE(tc.max_body_bytes() >= 1024, "teacher.max_body_bytes", "must be >= 1024");
+    RLJ_REQUIRE(tc.startup_timeout_ms() > 0, "teacher.startup_timeout_ms", "must be > 0");
+    // rlj run points the openai judge at its teacher unless judge.openai.base_url names another server.
+    if (c.judge().backend() == "openai" && !c.judge().openai().has_base_url()) {
+      RLJ_REQUIRE(c.judge().openai().model() == tc.served_model_name(), "judge.openai.model",
+                  absl::StrCat("must be the teacher's teacher.served_model_name ('", tc.served_model_name(),
+                               "'): rlj run sends the judge to the teacher"));
+    }
+  }
+
+  const auto& t = c.telemetry();
+  for (const auto& [key, address] : {std::pair<const char*, const std::string*>{"telemetry.metrics_listen", &t.metrics_listen()},
+                                     {"telemetry.learner_metrics_listen", &t.learner_metrics_listen()},
+                                     {"telemetry.judge_metrics_listen", &t.judge_metrics_listen()},
+                                     {"telemetry.actor_metrics_listen", &t.actor_metrics_listen()},
+                                     {"telemetry.teacher_metrics_listen", &t.teacher_metrics_listen()}}) {
+    if (address->empty()) continue;
+    const size_t colon = address->rfind(':');
+    const std::string port = colon == std::string::npos ? "" : address->substr(colon + 1);
+    RLJ_REQUIRE(colon != std::string::npos && colon > 0 && !port.empty() && port.size() <= 5 &&
+                    port.find_first_not_of("0123456789") == std::string::npos && std::stoi(port) <= 65535,
+                key, "must be HOST:PORT (port 0 picks a free one)");
+  }
+
+  const auto& q = c.quality();
+  RLJ_REQUIRE(q.canary_rate() >= 0 && q.canary_rate() <= 1, "quality.canary_rate", "must be in [0, 1]");
+  RLJ_REQUIRE(q.canary_tolerance() >= 0, "quality.canary_tolerance", "must be >= 0");
+  RLJ_REQUIRE(q.self_consistency_rate() >= 0 && q.self_consistency_rate() <= 1, "quality.self_consistency_rate",
+              "must be in [0, 1]");
+  RLJ_REQUIRE(q.self_consistency_tolerance() >= 0, "quality.self_consistency_tolerance", "must be >= 0");
+  RLJ_REQUIRE(q.length_correlation_threshold() > 0 && q.length_correlation_threshold() <= 1,
+              "quality.length_correlation_threshold", "must be in (0, 1]");
+  RLJ_REQUIRE(q.length_correlation_window() >= 2, "quality.length_correlation_window", "must be >= 2");
+  RLJ_REQUIRE(q.length_correlation_min_samples() >= 2 &&
+                  q.length_correlation_min_samples() <= q.length_correlation_window(),
+              "quality.length_correlation_min_samples", "must be in [2, quality.length_correlation_window]");
   return absl::OkStatus();
 }
 

@@ -1,5 +1,6 @@
 // reward_log.cc: the reward log on SQLite (WAL journal, one `verdicts` table, schema version in
-// PRAGMA user_version): writer with one transaction per Append, and a reader that merges replica files.
+// PRAGMA user_version; columns added later are added in place, so older readers keep working): writer with
+// one transaction per Append, and a reader that merges replica files.
 #include "common/reward_log.h"
 
 #include <sqlite3.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
@@ -53,12 +55,26 @@ CREATE INDEX IF NOT EXISTS verdicts_by_time ON verdicts(time_unix_s);
 CREATE INDEX IF NOT EXISTS verdicts_by_prompt_id ON verdicts(prompt_id);
 )sql";
 
+// Columns added after schema version 1, each with the SQL that adds it to an older file. A reader treats a
+// missing one as its default.
+struct AddedColumn {
+  const char* name;
+  const char* definition;
+};
+constexpr AddedColumn kAddedColumns[] = {
+    {"kind", "kind TEXT NOT NULL DEFAULT 'train'"},
+    {"expected_reward", "expected_reward REAL"},
+    {"canary_pass", "canary_pass INTEGER"},
+    // The learner's step of a row: the policy version that sampled it (an alias, not stored).
+    {"step", "step INTEGER GENERATED ALWAYS AS (policy_version) VIRTUAL"},
+};
+
 // Column order shared by the INSERT and the SELECT (id first, assigned by SQLite on insert).
 constexpr char kColumns[] =
     "time_unix_s, run, policy_version, actor, sample_id, prompt_id, group_id, index_in_group, prompt, completion, "
     "reference, reward, components_json, rationale, raw_response, backend, model, latency_ms, tokens_in, tokens_out, "
-    "cost_usd, cache_hit, error_kind, error_message";
-constexpr int kColumnCount = 24;
+    "cost_usd, cache_hit, error_kind, error_message, kind, expected_reward, canary_pass";
+constexpr int kColumnCount = 27;
 
 absl::Status SqliteError(const std::string& path, sqlite3* db, std::string_view what) {
   const char* detail = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
@@ -111,8 +127,36 @@ std::string ColumnText(sqlite3_stmt* statement, int column) {
   return std::string(reinterpret_cast<const char*>(text), sqlite3_column_bytes(statement, column));
 }
 
+// The names of the verdicts table's columns.
+absl::StatusOr<std::set<std::string>> TableColumns(const std::string& path, sqlite3* db) {
+  sqlite3_stmt* statement = nullptr;
+  // table_xinfo lists generated columns too.
+  if (sqlite3_prepare_v2(db, "PRAGMA table_xinfo(verdicts)", -1, &statement, nullptr) != SQLITE_OK) {
+    return SqliteError(path, db, "cannot list the verdicts columns");
+  }
+  std::set<std::string> names;
+  int rc;
+  while ((rc = sqlite3_step(statement)) == SQLITE_ROW) names.insert(ColumnText(statement, 1));
+  sqlite3_finalize(statement);
+  if (rc != SQLITE_DONE) return SqliteError(path, db, "cannot list the verdicts columns");
+  return names;
+}
+
+// Adds the columns of kAddedColumns a file written by an older rlj lacks (inside the caller's transaction).
+absl::Status AddMissingColumns(const std::string& path, sqlite3* db) {
+  RLJ_ASSIGN_OR_RETURN(std::set<std::string> present, TableColumns(path, db));
+  for (const AddedColumn& column : kAddedColumns) {
+    if (present.count(column.name) > 0) continue;
+    RLJ_RETURN_IF_ERROR(Exec(path, db, absl::StrCat("ALTER TABLE verdicts ADD COLUMN ", column.definition).c_str()));
+  }
+  return absl::OkStatus();
+}
+
+std::string ReplicaOf(const std::string& path) { return std::filesystem::path(path).stem().string(); }
+
 // Reads one file (read-only) in time order.
-absl::Status ReadOneFile(const std::string& path, std::vector<RewardLogRow>* rows) {
+absl::Status ReadOneFile(const std::string& path, const RewardLogReadOptions& options,
+                         std::vector<RewardLogRow>* rows) {
   sqlite3* db = nullptr;
   const int open_rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
   // The connection is closed on every return below.
@@ -126,7 +170,24 @@ absl::Status ReadOneFile(const std::string& path, std::vector<RewardLogRow>* row
   if (version == 0 || table.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("reward log ", path, ": not a reward log (no verdicts table)"));
   }
-  const std::string sql = absl::StrCat("SELECT id, ", kColumns, " FROM verdicts ORDER BY time_unix_s, id");
+  RLJ_ASSIGN_OR_RETURN(std::set<std::string> present, TableColumns(path, db));
+  // Text columns become '' without with_text; columns an older file lacks read as their defaults.
+  const auto text = [&](const char* column) { return options.with_text ? std::string(column) : std::string("''"); };
+  const auto added = [&](const char* column, const char* fallback) {
+    return present.count(column) > 0 ? std::string(column) : std::string(fallback);
+  };
+  const std::string columns = absl::StrCat(
+      "id, time_unix_s, run, policy_version, actor, sample_id, prompt_id, group_id, index_in_group, ",
+      text("prompt"), ", ", text("completion"), ", ", text("reference"), ", reward, components_json, ",
+      text("rationale"), ", ", text("raw_response"),
+      ", backend, model, latency_ms, tokens_in, tokens_out, cost_usd, cache_hit, error_kind, ", text("error_message"),
+      ", ", added("kind", "'train'"), ", ", added("expected_reward", "NULL"), ", ", added("canary_pass", "NULL"),
+      ", length(completion)");
+  const std::string replica = ReplicaOf(path);
+  const auto after = options.after_id.find(replica);
+  const int64_t after_id = after == options.after_id.end() ? 0 : after->second;
+  const std::string sql =
+      absl::StrCat("SELECT ", columns, " FROM verdicts WHERE id > ", after_id, " ORDER BY time_unix_s, id");
   sqlite3_stmt* statement = nullptr;
   if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) != SQLITE_OK) {
     return SqliteError(path, db, "cannot read the verdicts table");
@@ -137,6 +198,7 @@ absl::Status ReadOneFile(const std::string& path, std::vector<RewardLogRow>* row
     RewardLogRow row;
     int c = 0;
     row.id = sqlite3_column_int64(statement, c++);
+    row.replica = replica;
     row.time_unix_s = sqlite3_column_double(statement, c++);
     row.run = ColumnText(statement, c++);
     row.policy_version = sqlite3_column_int64(statement, c++);
@@ -162,6 +224,12 @@ absl::Status ReadOneFile(const std::string& path, std::vector<RewardLogRow>* row
     row.cache_hit = sqlite3_column_int(statement, c++) != 0;
     row.error_kind = ColumnText(statement, c++);
     row.error_message = ColumnText(statement, c++);
+    row.kind = ColumnText(statement, c++);
+    if (sqlite3_column_type(statement, c) != SQLITE_NULL) row.expected_reward = sqlite3_column_double(statement, c);
+    ++c;
+    if (sqlite3_column_type(statement, c) != SQLITE_NULL) row.canary_pass = sqlite3_column_int(statement, c) != 0;
+    ++c;
+    row.completion_chars = sqlite3_column_int64(statement, c++);
     rows->push_back(std::move(row));
   }
   if (rc != SQLITE_DONE) return SqliteError(path, db, "reading rows");
@@ -239,12 +307,14 @@ absl::StatusOr<std::unique_ptr<RewardLogWriter>> RewardLogWriter::Open(const std
     return absl::FailedPreconditionError(
         absl::StrCat("reward log ", path, ": cannot use the WAL journal here (got '", journal, "')"));
   }
-  RLJ_RETURN_IF_ERROR(Exec(path, db, "PRAGMA synchronous=NORMAL"));
+  // FULL: every commit is on disk when Append returns (NORMAL would survive a process kill but not a power loss).
+  RLJ_RETURN_IF_ERROR(Exec(path, db, "PRAGMA synchronous=FULL"));
   RLJ_RETURN_IF_ERROR(Exec(path, db, "BEGIN IMMEDIATE"));
   absl::Status schema = [&]() -> absl::Status {
     RLJ_ASSIGN_OR_RETURN(int version, SchemaVersion(path, db));
     RLJ_RETURN_IF_ERROR(CheckNotNewer(path, version));
     RLJ_RETURN_IF_ERROR(Exec(path, db, kCreateSchema));
+    RLJ_RETURN_IF_ERROR(AddMissingColumns(path, db));
     if (version < kSchemaVersion) {
       RLJ_RETURN_IF_ERROR(Exec(path, db, absl::StrCat("PRAGMA user_version=", kSchemaVersion).c_str()));
     }
@@ -304,6 +374,9 @@ absl::Status RewardLogWriter::Append(const std::vector<RewardLogRow>& rows) {
     check(sqlite3_bind_int(insert, c++, row.cache_hit ? 1 : 0));
     check(text(c++, row.error_kind));
     check(text(c++, row.error_message));
+    check(text(c++, row.kind));
+    check(row.expected_reward ? sqlite3_bind_double(insert, c++, *row.expected_reward) : sqlite3_bind_null(insert, c++));
+    check(row.canary_pass ? sqlite3_bind_int(insert, c++, *row.canary_pass ? 1 : 0) : sqlite3_bind_null(insert, c++));
     if (rc == SQLITE_OK) {
       rc = sqlite3_step(insert);
       if (rc == SQLITE_DONE) rc = SQLITE_OK;
@@ -323,7 +396,7 @@ absl::Status RewardLogWriter::Append(const std::vector<RewardLogRow>& rows) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<RewardLogRow>> ReadRewardLog(const std::string& file_or_dir) {
+absl::StatusOr<std::vector<std::string>> RewardLogFiles(const std::string& file_or_dir) {
   std::error_code error;
   const auto status = std::filesystem::status(file_or_dir, error);
   if (error || !std::filesystem::exists(status)) {
@@ -341,8 +414,14 @@ absl::StatusOr<std::vector<RewardLogRow>> ReadRewardLog(const std::string& file_
   } else {
     files.push_back(file_or_dir);
   }
+  return files;
+}
+
+absl::StatusOr<std::vector<RewardLogRow>> ReadRewardLog(const std::string& file_or_dir,
+                                                        const RewardLogReadOptions& options) {
+  RLJ_ASSIGN_OR_RETURN(std::vector<std::string> files, RewardLogFiles(file_or_dir));
   std::vector<RewardLogRow> rows;
-  for (const std::string& file : files) RLJ_RETURN_IF_ERROR(ReadOneFile(file, &rows));
+  for (const std::string& file : files) RLJ_RETURN_IF_ERROR(ReadOneFile(file, options, &rows));
   // Each file is in time order; a stable sort merges them and keeps a file's own order on equal times.
   std::stable_sort(rows.begin(), rows.end(),
                    [](const RewardLogRow& a, const RewardLogRow& b) { return a.time_unix_s < b.time_unix_s; });

@@ -1,5 +1,5 @@
-// judge_backend.h: the interface every judge backend implements (rule, openai, …), and what one verdict
-// carries besides the wire Verdict.
+// judge_backend.h: the interface every judge backend implements (rule, openai, anthropic, command, remote,
+// ensemble), what one verdict carries besides the wire Verdict, and the spelling of error kinds.
 #pragma once
 
 #include <memory>
@@ -30,7 +30,14 @@ class JudgeBackend {
   // Exactly one Judgement per sample, in order. A failure on one sample is an error in its verdict, never
   // a reward of 0 and never a failure of the whole batch. Called concurrently from several threads.
   virtual std::vector<Judgement> Score(const std::vector<v1::Sample>& samples) = 0;
+
+  // Adds this backend's live state (and its parts': ensemble components, failover) to `status`, merging
+  // into the entry of the same name when the usage ledger already made one. Thread-safe.
+  virtual void CollectStatus(v1::JudgeStatus* /*status*/) const {}
 };
+
+// The entry for `name` in status->backends(), added when missing.
+v1::JudgeBackendStatus* BackendStatusEntry(v1::JudgeStatus* status, const std::string& name);
 
 // The kinds of SampleError.kind (judge.proto), one spelling for every backend.
 namespace error_kind {
@@ -42,6 +49,13 @@ inline constexpr char kOutOfRange[] = "out_of_range";
 inline constexpr char kRefusal[] = "refusal";
 inline constexpr char kBackend[] = "backend";
 inline constexpr char kInvalid[] = "invalid";
+inline constexpr char kBudget[] = "budget";             // the judge's budget is spent
+inline constexpr char kCircuitOpen[] = "circuit_open";  // the backend's circuit breaker is open
+inline constexpr char kUnavailable[] = "unavailable";   // a command or remote judge could not be reached
+
+// Kinds that say the backend could not be reached (not that the sample is bad): a failover backend gets
+// these samples.
+bool IsAvailabilityError(const std::string& kind);
 }  // namespace error_kind
 
 // Marks `verdict` as failed: code (never OK), kind (one of error_kind) and a message for people.

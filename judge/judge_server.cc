@@ -8,14 +8,10 @@
 #include "common/run_dir.h"
 #include "common/shutdown.h"
 #include "common/status.h"
+#include "judge/quality/judge_counters_metrics.h"
+#include "judge/quality/judge_quality.h"
 
 namespace rlj {
-namespace {
-
-// Threads a synchronous gRPC server keeps polling for new calls, on top of those running handlers.
-
-}  // namespace
-
 JudgeServer::JudgeServer(v1::RunConfig config, JudgeServerOptions options, JudgeBackendDeps deps)
     : config_(std::move(config)), options_(std::move(options)), deps_(std::move(deps)) {}
 
@@ -30,22 +26,37 @@ absl::StatusOr<std::string> JudgeServer::Start() {
   RLJ_RETURN_IF_ERROR(run_dir.Create());
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<RewardLogWriter> reward_log,
                        RewardLogWriter::Open(run_dir.reward_log_path(options_.replica)));
-  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<JudgeBackend> backend, MakeJudgeBackend(judge, deps_));
-  auto service = std::make_unique<JudgeService>(std::move(backend), std::move(reward_log));
+  JudgeBackendDeps deps = deps_;
+  if (judge.cache().enabled() && deps.cache == nullptr) {
+    const std::string cache_path =
+        judge.cache().path().empty() ? run_dir.root() + "/judge_cache.sqlite" : judge.cache().path();
+    RLJ_ASSIGN_OR_RETURN(cache_, JudgeCache::Open(cache_path));
+    deps.cache = cache_.get();
+  }
+  ledger_ = std::make_shared<UsageLedger>(judge.budget_usd());
+  if (deps.ledger == nullptr) deps.ledger = ledger_.get();
+  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<JudgeBackend> backend, MakeJudgeBackend(judge, deps));
+  auto service = std::make_unique<JudgeService>(std::move(backend), std::move(reward_log), ledger_);
+  RLJ_ASSIGN_OR_RETURN(telemetry_, telemetry::ProcessTelemetry::Start(config_, options_.run_dir, options_.replica,
+                                                                      "judge", /*with_tensorboard=*/true));
+  RLJ_ASSIGN_OR_RETURN(std::shared_ptr<JudgeQuality> quality, JudgeQuality::Create(config_, telemetry_));
+  service->SetQuality(std::move(quality));
 
   ServerOptions server_options;
   server_options.listen = options_.listen.empty() ? judge.listen() : options_.listen;
   server_options.max_concurrent_rpcs = judge.threads();
   RLJ_ASSIGN_OR_RETURN(RunningServer running, StartServer(server_options, {service.get()}));
   service_ = std::move(service);
+  counters_metrics_ = ExportJudgeCounters(service_.get(), &telemetry_->metrics());
   server_ = std::move(running.server);
   address_ = running.address;
   if (absl::Status written = run_dir.WriteEndpoint(options_.replica, address_); !written.ok()) {
     Stop();
     return written;
   }
-  log::Info("judge backend {} ({}), reward log {}", service_->backend().name(), service_->backend().model(),
-            run_dir.reward_log_path(options_.replica));
+  log::Info("judge backend {} ({}), reward log {}, cache {}{}", service_->backend().name(), service_->backend().model(),
+            run_dir.reward_log_path(options_.replica), cache_ != nullptr ? cache_->path() : std::string("off"),
+            judge.budget_usd() > 0 ? absl::StrCat(", budget $", judge.budget_usd()) : std::string());
   log::Info("judge listening on {}", address_);
   return address_;
 }
@@ -63,9 +74,12 @@ absl::Status RunJudgeServer(const v1::RunConfig& config, const JudgeServerOption
   WaitForShutdown();
   log::Info("judge {} shutting down", options.replica);
   server.Stop(std::chrono::seconds(5));
-  const JudgeCounters counters = server.service()->counters();
-  log::Info("judge {} stopped: {} requests, {} samples, {} errors, {} reward log failures", options.replica,
-            counters.requests, counters.samples, counters.errors, counters.reward_log_failures);
+  const v1::JudgeStatus status = server.service()->StatusNow();
+  log::Info("judge {} stopped: {} requests, {} samples, {} errors, {} cache hits, {} tokens in, {} tokens out, "
+            "${:.4f} spent{}, {} reward log failures",
+            options.replica, status.requests(), status.samples(), status.errors(), status.cache_hits(),
+            status.tokens_in(), status.tokens_out(), status.cost_usd(),
+            status.budget_exhausted() ? " (budget exhausted)" : "", status.reward_log_failures());
   return absl::OkStatus();
 }
 

@@ -1,5 +1,5 @@
-// judge_server.h: a judge replica as a process: reward log in the run directory, backend, gRPC server,
-// endpoint file. JudgeServer runs in-process (tests, `rlj run`); RunJudgeServer blocks until shutdown.
+// judge_server.h: a judge replica as a process: reward log and answer cache in the run directory, usage
+// ledger with the budget, backend, gRPC server, endpoint file. JudgeServer runs in-process (tests, `rlj run`); RunJudgeServer blocks until shutdown.
 #pragma once
 
 #include <chrono>
@@ -9,8 +9,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/grpc_util.h"
+#include "common/telemetry/metrics_registry.h"
+#include "common/telemetry/process_telemetry.h"
 #include "judge/backend_registry.h"
+#include "judge/judge_cache.h"
 #include "judge/judge_service.h"
+#include "judge/usage_ledger.h"
 #include "rlj/v1/config.pb.h"
 
 namespace rlj {
@@ -43,7 +47,11 @@ class JudgeServer {
   v1::RunConfig config_;
   JudgeServerOptions options_;
   JudgeBackendDeps deps_;
+  std::unique_ptr<JudgeCache> cache_;       // outlives the backend that uses it
+  std::shared_ptr<UsageLedger> ledger_;
+  std::shared_ptr<telemetry::ProcessTelemetry> telemetry_;  // /metrics and TensorBoard (outlives service_)
   std::unique_ptr<JudgeService> service_;
+  telemetry::MetricsRegistry::CollectorHandle counters_metrics_;  // destroyed before service_
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
 };

@@ -1,5 +1,6 @@
 // judge_service.h: the Judge gRPC service: validates a ScoreRequest, asks the backend, checks and stamps
-// each verdict, appends every verdict to the reward log, and keeps counters.
+// each verdict, appends every verdict to the reward log, keeps counters, books spend per step, enforces the
+// budget (new samples fail with kind "budget" once it is spent) and answers Judge.Status.
 #pragma once
 
 #include <cstdint>
@@ -10,9 +11,12 @@
 #include "absl/synchronization/mutex.h"
 #include "common/reward_log.h"
 #include "judge/judge_backend.h"
+#include "judge/usage_ledger.h"
 #include "rlj/v1/judge.grpc.pb.h"
 
 namespace rlj {
+
+class JudgeQuality;
 
 // Requests with more samples than this are rejected (INVALID_ARGUMENT).
 inline constexpr int kMaxSamplesPerScoreRequest = 4096;
@@ -28,24 +32,39 @@ struct JudgeCounters {
 
 class JudgeService final : public v1::Judge::Service {
  public:
-  // `reward_log` may be null (nothing is logged).
-  JudgeService(std::unique_ptr<JudgeBackend> backend, std::unique_ptr<RewardLogWriter> reward_log);
+  // `reward_log` may be null (nothing is logged). `ledger`: the one the backend books its calls into (its
+  // budget applies); null = a ledger without a budget.
+  JudgeService(std::unique_ptr<JudgeBackend> backend, std::unique_ptr<RewardLogWriter> reward_log,
+               std::shared_ptr<UsageLedger> ledger = nullptr);
   ~JudgeService() override;
 
   grpc::Status Score(grpc::ServerContext* context, const v1::ScoreRequest* request,
                      v1::ScoreResponse* response) override;
 
+  grpc::Status Status(grpc::ServerContext* context, const v1::JudgeStatusRequest* request,
+                      v1::JudgeStatus* response) override;
+
   // The same without gRPC: one verdict per sample in order, or INVALID_ARGUMENT for a bad request.
   absl::StatusOr<v1::ScoreResponse> ScoreSamples(const v1::ScoreRequest& request);
 
+  // Counters, spend per backend and per step, budget state, live backend state.
+  v1::JudgeStatus StatusNow() const;
+
   JudgeCounters counters() const;
+  UsageLedger& ledger() const { return *ledger_; }
   const JudgeBackend& backend() const { return *backend_; }
+
+  // Quality signals (canaries, second scorings, reward/length correlation, metrics, TensorBoard); set before
+  // serving. Null = none.
+  void SetQuality(std::shared_ptr<JudgeQuality> quality) { quality_ = std::move(quality); }
 
  private:
   void Count(const v1::ScoreResponse& response);
 
   std::unique_ptr<JudgeBackend> backend_;
   std::unique_ptr<RewardLogWriter> reward_log_;
+  std::shared_ptr<UsageLedger> ledger_;
+  std::shared_ptr<JudgeQuality> quality_;
   mutable absl::Mutex mutex_;
   JudgeCounters counters_ ABSL_GUARDED_BY(mutex_);
 };

@@ -1,11 +1,32 @@
-// grpo.h: the GRPO math: group-relative advantages and the clipped, KL-penalised policy loss.
+// grpo.h: the policy-gradient math: group-relative advantages (GRPO, Dr. GRPO, RLOO) and the clipped,
+// KL-penalised, importance-corrected per-token policy loss.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "rlj/v1/config.pb.h"
+
 namespace rlj {
+
+inline constexpr double kAdvantageStdEpsilon = 1e-6;
+
+// How a group's baseline is formed: the group mean (grpo, dr_grpo) or, for each sample, the mean of the
+// other valid samples of its group (rloo).
+enum class AdvantageBaseline { kGroupMean, kLeaveOneOut };
+// Whose unbiased standard deviation divides the centred rewards.
+enum class RewardScaling { kGroup, kBatch, kNone };
+
+struct AdvantageOptions {
+  AdvantageBaseline baseline = AdvantageBaseline::kGroupMean;
+  RewardScaling scaling = RewardScaling::kGroup;
+};
+
+// learner.algorithm and learner.reward_scaling → options; an unknown name is an error naming the key.
+absl::StatusOr<AdvantageOptions> AdvantageOptionsFromConfig(const v1::LearnerConfig& learner);
 
 // Advantages of one group of G completions of a prompt.
 struct GroupAdvantageResult {
@@ -16,29 +37,94 @@ struct GroupAdvantageResult {
   double std = 0;   // unbiased (n - 1) standard deviation over the valid rewards
 };
 
-// (r - mean) / (std + 1e-6) over the valid entries, with the unbiased std (as TRL's GRPO); invalid
+// GRPO: (r - mean) / (std + 1e-6) over the valid entries, with the unbiased std (as TRL's GRPO); invalid
 // entries get 0. `rewards` and `valid` have the same length G.
 GroupAdvantageResult GroupAdvantages(const std::vector<double>& rewards, const std::vector<bool>& valid);
 
-inline constexpr double kAdvantageStdEpsilon = 1e-6;
-
-struct PolicyLossResult {
-  at::Tensor loss;            // scalar, differentiable w.r.t. logprobs
-  double kl_mean = 0;         // masked mean of the k3 estimator (0 without a reference)
-  double clip_fraction = 0;   // share of masked tokens where the clipped term was chosen and differs
-  double ratio_mean = 0;      // masked mean of exp(logp - behaviour)
-  double masked_tokens = 0;   // number of tokens in the mask
+// The rewards of one group, as the advantage functions take them.
+struct GroupRewards {
+  std::vector<double> rewards;
+  std::vector<bool> valid;
 };
 
-// PPO-clipped policy loss with a k3 KL penalty, token-mean over `mask` across the whole batch:
-//   ratio = exp(logp - behaviour)
-//   per token: -min(ratio * A, clamp(ratio, 1 - clip_eps, 1 + clip_eps) * A) + kl_coef * k3
-//   k3 = exp(ref - logp) - (ref - logp) - 1
-// logprobs, behaviour_logprobs, ref_logprobs [N, T] float; ref_logprobs may be undefined (no KL term);
-// advantages [N]; mask [N, T] (bool or float, 1 = train on this token). behaviour, ref and advantages are
-// treated as constants. An empty mask gives a zero loss (still connected to `logprobs`).
-PolicyLossResult GrpoPolicyLoss(const at::Tensor& logprobs, const at::Tensor& behaviour_logprobs,
-                                const at::Tensor& ref_logprobs, const at::Tensor& advantages, const at::Tensor& mask,
-                                double clip_eps, double kl_coef);
+struct BatchAdvantageResult {
+  std::vector<GroupAdvantageResult> groups;  // one per input group, in order
+  double batch_std = 0;  // RewardScaling::kBatch: unbiased std of the valid rewards of the groups with signal
+  int groups_without_signal = 0;
+};
+
+// Advantages of a step's groups:
+//   centred  = r - mean(group)                        (kGroupMean)
+//            = r - mean(other valid rewards of group)  (kLeaveOneOut) = n/(n-1) · (r - mean)
+//   advantage = centred / (std + 1e-6), std of the group (kGroup) or of the batch (kBatch); = centred (kNone)
+// Groups without signal get zeros and are counted. Invalid entries get 0.
+BatchAdvantageResult ComputeAdvantages(const std::vector<GroupRewards>& groups, const AdvantageOptions& options);
+
+enum class KlEstimator { kK1, kK2, kK3 };
+
+struct PolicyLossOptions {
+  double clip_low = 0.2;    // ratio clipped to [1 - clip_low, 1 + clip_high]
+  double clip_high = 0.2;
+  double dual_clip = 0;     // c > 1: a negative-advantage token's loss is at most c·|A|; 0 = off
+  KlEstimator kl_estimator = KlEstimator::kK3;
+  double kl_coef = 0;       // used when ref_logprobs are given
+  double entropy_coef = 0;  // used when entropy is given
+  double tis_cap = 0;       // > 0: weight each token by min(exp(old - behaviour), tis_cap); needs old_logprobs
+};
+
+// learner.* → options; names the key of a bad value.
+absl::StatusOr<PolicyLossOptions> PolicyLossOptionsFromConfig(const v1::LearnerConfig& learner);
+
+// The inputs of one (micro-)batch, all [N, T] float except advantages [N]. Everything but logprobs and
+// entropy is treated as a constant.
+struct PolicyLossInputs {
+  at::Tensor logprobs;            // the policy's log-probs (differentiable)
+  at::Tensor behaviour_logprobs;  // the sampler's
+  at::Tensor old_logprobs;        // the learner's at the start of the step; undefined → behaviour is the proximal policy
+  at::Tensor ref_logprobs;        // the frozen reference's; undefined → no KL term
+  at::Tensor entropy;             // per-token entropy (differentiable); undefined → no entropy bonus
+  at::Tensor advantages;          // [N]
+  at::Tensor weights;             // each token's share of the step's loss; 0 = not trained (see TokenLossWeights)
+};
+
+// Per token (prox = old_logprobs when given, else behaviour_logprobs):
+//   ratio = exp(logp - prox)
+//   pg    = -min(ratio·A, clamp(ratio, 1 - clip_low, 1 + clip_high)·A)
+//   pg    = min(pg, -c·A) when A < 0 and dual_clip c > 0
+//   pg   *= min(exp(prox - behaviour), tis_cap) when tis_cap > 0 and old_logprobs are given
+//   kl    = k1: logp - ref | k2: (logp - ref)²/2 | k3: exp(ref - logp) - (ref - logp) - 1
+//   term  = pg + kl_coef·kl - entropy_coef·entropy
+// loss = Σ weights · term. Tokens with weight 0 are computed from zeros, so padding never makes inf/NaN.
+struct PolicyLossResult {
+  at::Tensor loss;   // scalar, differentiable w.r.t. logprobs (and entropy)
+  // Sums over the tokens with weight > 0, as one float64 tensor on the loss's device (no device sync):
+  // [tokens, kl, ratio, clipped, dual_clipped, is_weight, is_capped, entropy] (see PolicyLossStat).
+  at::Tensor stats;
+};
+enum PolicyLossStat {
+  kStatTokens = 0,
+  kStatKl,
+  kStatRatio,
+  kStatClipped,      // the clipped term was chosen and differs from the unclipped one
+  kStatDualClipped,  // the dual clip bound the loss
+  kStatIsWeight,
+  kStatIsCapped,
+  kStatEntropy,      // only when entropy was given
+  kNumPolicyLossStats,
+};
+
+PolicyLossResult PolicyLoss(const PolicyLossInputs& inputs, const PolicyLossOptions& options);
+
+// How token losses are averaged over a step (learner.loss_aggregation).
+enum class LossAggregation { kTokenMean, kSeqMeanTokenMean, kSeqMeanTokenSum };
+absl::StatusOr<LossAggregation> LossAggregationFromName(const std::string& name);
+
+// The weight of each of a sequence's tokens so that Σ weight · term over the whole step is
+//   token_mean:           Σ_all tokens term / total_tokens
+//   seq_mean_token_mean:  (1/N) Σ_sequences (1/n_i) Σ_tokens term
+//   seq_mean_token_sum:   (1/N) Σ_sequences Σ_tokens term
+// given the sequence's trained tokens n_i, the step's N sequences and total_tokens. Weights are global, so
+// micro-batches and data-parallel ranks just add up their shares.
+double TokenLossWeight(LossAggregation aggregation, int64_t sequence_tokens, int64_t sequences, int64_t total_tokens);
 
 }  // namespace rlj

@@ -1,13 +1,21 @@
-// grpo_trainer.cc: batches scored groups into right-padded prompt+completion sequences and takes GRPO
-// optimiser steps on the policy.
+// grpo_trainer.cc: turns scored groups into weighted training rows, shards them across data-parallel ranks,
+// packs them into token-budget micro-batches and takes policy-gradient optimiser steps on the policy.
 #include "learner/grpo_trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <torch/optim/adamw.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <torch/version.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "common/model/logprobs.h"
@@ -15,40 +23,46 @@
 #include "common/status.h"
 #include "common/tensor/torch_util.h"
 #include "learner/grpo.h"
+#include "learner/rank_group.h"
 
 namespace rlj {
 namespace {
 
-// One trained completion: which group/rollout it is and its advantage.
+constexpr double kPi = 3.14159265358979323846;
+
+// One trained completion: which group/rollout it is, its advantage and its tokens' loss weight.
 struct TrainRow {
   const v1::RolloutGroup* group;
   const v1::Rollout* rollout;
   float advantage;
+  double weight = 0;   // each completion token's share of the step's loss
+  int64_t length = 0;  // input positions: prompt + completion - 1
 };
 
-// The step's batch; logits at input position t predict target t (= sequence token t + 1).
+// A micro-batch; logits at input position t predict target t (= sequence token t + 1).
 struct Batch {
   at::Tensor inputs;      // [B, T] int64, right-padded with 0
   at::Tensor targets;     // [B, T] int64
   at::Tensor behaviour;   // [B, T] float, the sampler's log-prob at completion targets, 0 elsewhere
-  at::Tensor mask;        // [B, T] bool, true at completion targets
+  at::Tensor weights;     // [B, T] float, TrainRow::weight at completion targets, 0 elsewhere
+  at::Tensor mask;        // [B, T] bool, weights > 0
   at::Tensor advantages;  // [B] float
+  at::Tensor ref_logprobs;  // the reference's log-probs, once per step (kl_coef > 0)
+  at::Tensor old_logprobs;  // the policy's at the step's first pass (tis_cap > 0)
 };
 
-Batch BuildBatch(const std::vector<TrainRow>& rows, const c10::Device& device) {
+Batch BuildBatch(const std::vector<const TrainRow*>& rows, const c10::Device& device) {
   const int64_t batch = static_cast<int64_t>(rows.size());
   int64_t length = 1;
-  for (const TrainRow& row : rows) {
-    length = std::max<int64_t>(length, row.group->prompt_tokens_size() + row.rollout->completion_tokens_size() - 1);
-  }
+  for (const TrainRow* row : rows) length = std::max(length, row->length);
   std::vector<int64_t> inputs(batch * length, 0);
   std::vector<int64_t> targets(batch * length, 0);
   std::vector<float> behaviour(batch * length, 0.0f);
-  std::vector<uint8_t> mask(batch * length, 0);
+  std::vector<float> weights(batch * length, 0.0f);
   std::vector<float> advantages(batch);
   for (int64_t b = 0; b < batch; ++b) {
-    const v1::RolloutGroup& group = *rows[b].group;
-    const v1::Rollout& rollout = *rows[b].rollout;
+    const v1::RolloutGroup& group = *rows[b]->group;
+    const v1::Rollout& rollout = *rows[b]->rollout;
     const int64_t prompt = group.prompt_tokens_size();
     const int64_t completion = rollout.completion_tokens_size();
     const auto token = [&](int64_t i) -> int64_t {
@@ -62,10 +76,10 @@ Batch BuildBatch(const std::vector<TrainRow>& rows, const c10::Device& device) {
     }
     for (int64_t j = 0; j < completion; ++j) {
       const int64_t t = prompt - 1 + j;
-      mask[b * length + t] = 1;
+      weights[b * length + t] = static_cast<float>(rows[b]->weight);
       behaviour[b * length + t] = rollout.behaviour_logprobs(j);
     }
-    advantages[b] = rows[b].advantage;
+    advantages[b] = rows[b]->advantage;
   }
   const auto to_device = [&](void* data, std::vector<int64_t> shape, at::ScalarType type) {
     return at::from_blob(data, shape, at::TensorOptions().dtype(type)).to(device, /*non_blocking=*/false, /*copy=*/true);
@@ -74,39 +88,152 @@ Batch BuildBatch(const std::vector<TrainRow>& rows, const c10::Device& device) {
   out.inputs = to_device(inputs.data(), {batch, length}, at::kLong);
   out.targets = to_device(targets.data(), {batch, length}, at::kLong);
   out.behaviour = to_device(behaviour.data(), {batch, length}, at::kFloat);
-  out.mask = to_device(mask.data(), {batch, length}, at::kByte).to(at::kBool);
+  out.weights = to_device(weights.data(), {batch, length}, at::kFloat);
+  out.mask = out.weights.gt(0);
   out.advantages = to_device(advantages.data(), {batch}, at::kFloat);
   return out;
 }
 
+// Splits `rows` (sorted longest first) into micro-batches whose padded size (rows × longest) stays within
+// `budget` tokens; a row longer than the budget gets a batch of its own. budget <= 0: one batch.
+std::vector<std::vector<const TrainRow*>> MicroBatches(const std::vector<const TrainRow*>& rows, int64_t budget) {
+  std::vector<std::vector<const TrainRow*>> batches;
+  for (const TrainRow* row : rows) {
+    if (batches.empty() ||
+        (budget > 0 && static_cast<int64_t>(batches.back().size() + 1) * batches.back().front()->length > budget)) {
+      batches.emplace_back();
+    }
+    batches.back().push_back(row);
+  }
+  return batches;
+}
+
+// bf16 autocast for CUDA forward passes (the API moved in LibTorch 2.4).
+class CudaAutocast {
+ public:
+  explicit CudaAutocast(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    previous_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    previous_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+#else
+    previous_ = at::autocast::is_enabled();
+    previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~CudaAutocast() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, previous_);
+    at::autocast::set_autocast_dtype(at::kCUDA, previous_dtype_);
+#else
+    at::autocast::set_enabled(previous_);
+    at::autocast::set_autocast_gpu_dtype(previous_dtype_);
+#endif
+  }
+  CudaAutocast(const CudaAutocast&) = delete;
+  CudaAutocast& operator=(const CudaAutocast&) = delete;
+
+ private:
+  bool enabled_;
+  bool previous_ = false;
+  at::ScalarType previous_dtype_ = at::kBFloat16;
+};
+
+std::string TensorBytes(const at::Tensor& tensor) {
+  const at::Tensor host = tensor.to(at::kCPU).contiguous();
+  return std::string(static_cast<const char*>(host.data_ptr()), static_cast<size_t>(host.nbytes()));
+}
+
+// TrainerState ⇄ one byte string (data-parallel broadcast).
+std::string PackState(const TrainerState& state) {
+  std::string out;
+  const auto put_int = [&](int64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  for (int64_t v : {state.steps, state.optimizer_steps, state.nonfinite_steps_skipped, state.groups_skipped_no_signal,
+                    state.samples_masked}) {
+    put_int(v);
+  }
+  put_int(static_cast<int64_t>(state.optimizer.size()));
+  out += state.optimizer;
+  out += state.rng;
+  return out;
+}
+
+absl::StatusOr<TrainerState> UnpackState(const std::string& in) {
+  constexpr size_t kHeader = 6 * sizeof(int64_t);
+  if (in.size() < kHeader) return absl::DataLossError("trainer state: too short");
+  int64_t values[6];
+  std::memcpy(values, in.data(), kHeader);
+  if (values[5] < 0 || static_cast<size_t>(values[5]) > in.size() - kHeader) {
+    return absl::DataLossError("trainer state: bad optimizer size");
+  }
+  TrainerState state{values[0], values[1], values[2], values[3], values[4], {}, {}};
+  state.optimizer = in.substr(kHeader, static_cast<size_t>(values[5]));
+  state.rng = in.substr(kHeader + static_cast<size_t>(values[5]));
+  return state;
+}
+
 }  // namespace
+
+double ScheduledLearningRate(const v1::LearnerConfig& learner, int64_t step, int64_t total_steps) {
+  const double lr = learner.lr();
+  const int64_t warmup = learner.warmup_steps();
+  if (warmup > 0 && step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  if (learner.lr_schedule() != "cosine") return lr;
+  const double floor = learner.min_lr_ratio() * lr;
+  const int64_t span = std::max<int64_t>(1, total_steps - warmup);
+  const double progress = std::clamp(static_cast<double>(step - warmup) / static_cast<double>(span), 0.0, 1.0);
+  return floor + (lr - floor) * 0.5 * (1.0 + std::cos(kPi * progress));
+}
 
 struct GrpoTrainer::State {
   v1::LearnerConfig learner;
+  AdvantageOptions advantage_options;
+  PolicyLossOptions loss_options;
+  LossAggregation aggregation = LossAggregation::kTokenMean;
+  int64_t total_steps = 0;
   double temperature = 1.0;
   c10::Device device{c10::kCPU};
+  bool autocast = false;
+  RankGroup* ranks = nullptr;
   Transformer policy{nullptr};
   Transformer reference{nullptr};  // only when kl_coef > 0
   std::unique_ptr<torch::optim::AdamW> optimizer;
+  int64_t steps = 0;
   int64_t optimizer_steps = 0;
   int64_t nonfinite_steps_skipped = 0;
   int64_t groups_skipped_no_signal = 0;
   int64_t samples_masked = 0;
+
+  int rank() const { return ranks == nullptr ? 0 : ranks->rank(); }
+  int world() const { return ranks == nullptr ? 1 : ranks->world_size(); }
 };
 
 GrpoTrainer::GrpoTrainer(std::unique_ptr<State> state) : state_(std::move(state)) {}
 GrpoTrainer::~GrpoTrainer() = default;
 
-absl::StatusOr<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(const v1::RunConfig& config,
-                                                                 const Transformer& policy) {
+absl::StatusOr<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(const v1::RunConfig& config, const Transformer& policy,
+                                                                 RankGroup* ranks) {
   auto state = std::make_unique<State>();
   state->learner = config.learner();
+  state->total_steps = config.learner().steps();
+  state->ranks = ranks;
   state->temperature = config.sampling().temperature();
   if (!(state->temperature > 0)) {
     return absl::InvalidArgumentError("sampling.temperature: must be > 0 for the learner's log-probs");
   }
+  RLJ_ASSIGN_OR_RETURN(state->advantage_options, AdvantageOptionsFromConfig(state->learner));
+  RLJ_ASSIGN_OR_RETURN(state->loss_options, PolicyLossOptionsFromConfig(state->learner));
+  RLJ_ASSIGN_OR_RETURN(state->aggregation, LossAggregationFromName(state->learner.loss_aggregation()));
   const std::string requested = config.learner().has_device() ? config.learner().device() : config.runtime().device();
   RLJ_ASSIGN_OR_RETURN(state->device, ResolveDevice(requested));
+  state->autocast = state->device.is_cuda() && state->learner.bf16();
   RLJ_RETURN_IF_ERROR(TorchCall("set up the GRPO trainer", [&] {
     state->policy = policy;
     state->policy->to(state->device);
@@ -129,6 +256,7 @@ absl::StatusOr<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(const v1::RunCo
 
 Transformer& GrpoTrainer::policy() { return state_->policy; }
 std::string GrpoTrainer::device() const { return state_->device.str(); }
+int64_t GrpoTrainer::steps() const { return state_->steps; }
 int64_t GrpoTrainer::optimizer_steps() const { return state_->optimizer_steps; }
 int64_t GrpoTrainer::nonfinite_steps_skipped() const { return state_->nonfinite_steps_skipped; }
 int64_t GrpoTrainer::groups_skipped_no_signal() const { return state_->groups_skipped_no_signal; }
@@ -140,41 +268,60 @@ absl::StatusOr<v1::StepMetrics> GrpoTrainer::Step(const std::vector<v1::RolloutG
 
 absl::StatusOr<v1::StepMetrics> GrpoTrainer::StepUnchecked(const std::vector<v1::RolloutGroup>& groups) {
   State& s = *state_;
+  const v1::LearnerConfig& l = s.learner;
   v1::StepMetrics metrics;
   metrics.set_groups(static_cast<int64_t>(groups.size()));
+  metrics.set_ranks(s.world());
 
-  // Rewards over every valid sample; advantages per group; the rows worth training on.
-  std::vector<TrainRow> rows;
+  // Rewards (truncated completions penalised when configured), advantages per group, the rows to train.
+  const bool mask_truncated = l.truncated() == "mask";
+  const bool penalize_truncated = l.truncated() == "penalize";
+  std::vector<GroupRewards> rewards(groups.size());
   double reward_sum = 0;
   double reward_squares = 0;
   int64_t valid_samples = 0;
   int64_t samples = 0;
   int64_t masked = 0;
-  double advantage_abs_sum = 0;
-  const int max_seq_len = s.policy->config().max_seq_len;
-  for (const v1::RolloutGroup& group : groups) {
-    std::vector<double> rewards;
-    std::vector<bool> valid;
-    for (const v1::Rollout& rollout : group.rollouts()) {
-      rewards.push_back(rollout.reward());
-      valid.push_back(rollout.valid());
+  int64_t truncated = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (const v1::Rollout& rollout : groups[g].rollouts()) {
+      double reward = rollout.reward();
       ++samples;
+      if (rollout.truncated()) ++truncated;
       if (!rollout.valid()) {
         ++masked;
-        continue;
+      } else {
+        reward_sum += reward;
+        reward_squares += reward * reward;
+        ++valid_samples;
+        if (penalize_truncated && rollout.truncated()) reward += l.truncation_penalty();
       }
-      reward_sum += rollout.reward();
-      reward_squares += rollout.reward() * rollout.reward();
-      ++valid_samples;
+      rewards[g].rewards.push_back(reward);
+      rewards[g].valid.push_back(rollout.valid());
     }
-    const GroupAdvantageResult advantages = GroupAdvantages(rewards, valid);
-    if (!advantages.has_signal) {
-      ++s.groups_skipped_no_signal;
-      continue;
-    }
+  }
+  const BatchAdvantageResult advantages = ComputeAdvantages(rewards, s.advantage_options);
+  s.groups_skipped_no_signal += advantages.groups_without_signal;
+  s.samples_masked += masked;
+  metrics.set_groups_skipped_no_signal(advantages.groups_without_signal);
+  metrics.set_samples(samples);
+  metrics.set_masked_samples(masked);
+  metrics.set_truncated_samples(truncated);
+  if (valid_samples > 0) {
+    const double mean = reward_sum / valid_samples;
+    metrics.set_reward_mean(mean);
+    metrics.set_reward_std(std::sqrt(std::max(0.0, reward_squares / valid_samples - mean * mean)));
+  }
+
+  std::vector<TrainRow> rows;
+  const int max_seq_len = s.policy->config().max_seq_len;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const v1::RolloutGroup& group = groups[g];
+    if (!advantages.groups[g].has_signal) continue;
     for (int r = 0; r < group.rollouts_size(); ++r) {
       const v1::Rollout& rollout = group.rollouts(r);
       if (!rollout.valid() || rollout.completion_tokens().empty()) continue;
+      if (mask_truncated && rollout.truncated()) continue;
       if (group.prompt_tokens().empty()) {
         return absl::InvalidArgumentError(absl::StrCat("group '", group.group_id(), "' has an empty prompt"));
       }
@@ -186,70 +333,157 @@ absl::StatusOr<v1::StepMetrics> GrpoTrainer::StepUnchecked(const std::vector<v1:
         return absl::InvalidArgumentError(
             absl::StrCat("group '", group.group_id(), "' rollout ", r, " exceeds max_seq_len ", max_seq_len));
       }
-      rows.push_back(TrainRow{&group, &rollout, advantages.advantages[r]});
-      advantage_abs_sum += std::abs(advantages.advantages[r]);
+      TrainRow row{&group, &rollout, advantages.groups[g].advantages[r]};
+      row.length = group.prompt_tokens_size() + rollout.completion_tokens_size() - 1;
+      rows.push_back(row);
     }
   }
-  s.samples_masked += masked;
-  metrics.set_samples(samples);
-  metrics.set_masked_samples(masked);
-  if (valid_samples > 0) {
-    const double mean = reward_sum / valid_samples;
-    metrics.set_reward_mean(mean);
-    metrics.set_reward_std(std::sqrt(std::max(0.0, reward_squares / valid_samples - mean * mean)));
-  }
   if (rows.empty()) return metrics;  // nothing to learn from: the policy is left exactly as it was
-  metrics.set_advantage_abs_mean(advantage_abs_sum / static_cast<double>(rows.size()));
 
+  int64_t total_tokens = 0;
+  double advantage_sum = 0, advantage_squares = 0, advantage_abs = 0;
+  for (const TrainRow& row : rows) {
+    total_tokens += row.rollout->completion_tokens_size();
+    advantage_sum += row.advantage;
+    advantage_squares += static_cast<double>(row.advantage) * row.advantage;
+    advantage_abs += std::abs(row.advantage);
+  }
+  const double row_count = static_cast<double>(rows.size());
+  for (TrainRow& row : rows) {
+    row.weight = TokenLossWeight(s.aggregation, row.rollout->completion_tokens_size(),
+                                 static_cast<int64_t>(rows.size()), total_tokens);
+  }
+  metrics.set_trained_samples(static_cast<int64_t>(rows.size()));
+  metrics.set_trained_tokens(total_tokens);
+  metrics.set_advantage_abs_mean(advantage_abs / row_count);
+  metrics.set_advantage_mean(advantage_sum / row_count);
+  metrics.set_advantage_std(std::sqrt(std::max(0.0, advantage_squares / row_count -
+                                                        (advantage_sum / row_count) * (advantage_sum / row_count))));
+
+  // This rank's share: rows sorted longest first and dealt round-robin (balanced work, identical on every
+  // rank), then packed into micro-batches.
+  std::vector<size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rows[a].length > rows[b].length; });
+  std::vector<const TrainRow*> mine;
+  for (size_t i = static_cast<size_t>(s.rank()); i < order.size(); i += static_cast<size_t>(s.world())) {
+    mine.push_back(&rows[order[i]]);
+  }
   const auto start = std::chrono::steady_clock::now();
-  const Batch batch = BuildBatch(rows, s.device);
-  at::Tensor ref_logprobs;
+  std::vector<Batch> batches;
+  for (const auto& micro : MicroBatches(mine, l.micro_batch_tokens())) batches.push_back(BuildBatch(micro, s.device));
+  metrics.set_micro_batches(static_cast<int64_t>(batches.size()));
   if (s.reference) {
     at::NoGradGuard no_grad;
-    ref_logprobs = TokenLogProbs(s.reference->forward(batch.inputs), batch.targets, s.temperature);
+    CudaAutocast autocast(s.autocast);
+    for (Batch& batch : batches) {
+      batch.ref_logprobs = TokenLogProbs(s.reference->forward(batch.inputs), batch.targets, s.temperature);
+    }
   }
+
   const std::vector<at::Tensor> parameters = s.policy->parameters();
-  const int epochs = std::max(1, s.learner.ppo_epochs());
-  double loss_sum = 0, kl_sum = 0, clip_sum = 0, norm_sum = 0;
+  const bool want_old = s.loss_options.tis_cap > 0;
+  const bool entropy_in_loss = s.loss_options.entropy_coef != 0;
+  const double lr = ScheduledLearningRate(l, s.steps, s.total_steps);
+  metrics.set_lr(lr);
+  for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+
+  const auto stat_options = at::TensorOptions().dtype(at::kDouble).device(s.device);
+  const int epochs = std::max(1, l.ppo_epochs());
+  std::vector<double> stat_sums(kNumPolicyLossStats, 0.0);
+  double loss_sum = 0, norm_sum = 0, entropy_sum = 0, entropy_tokens = 0;
   int epochs_run = 0;
   int norms_taken = 0;
   double trained_tokens = 0;
   bool skipped = false;
   for (int epoch = 0; epoch < epochs; ++epoch) {
     s.optimizer->zero_grad();
-    const at::Tensor logits = s.policy->forward(batch.inputs);
-    const at::Tensor logprobs = TokenLogProbs(logits, batch.targets, s.temperature);
-    const PolicyLossResult loss = GrpoPolicyLoss(logprobs, batch.behaviour, ref_logprobs, batch.advantages,
-                                                 batch.mask, s.learner.clip_eps(), s.learner.kl_coef());
-    if (epoch == 0) {
-      at::NoGradGuard no_grad;
-      const at::Tensor entropy = TokenEntropy(logits.detach(), s.temperature);
-      const at::Tensor weight = batch.mask.to(at::kFloat);
-      metrics.set_entropy((entropy * weight).sum().item<double>() / std::max(1.0, loss.masked_tokens));
+    // [loss, PolicyLossStat..., entropy metric sum, entropy metric tokens], summed over micro-batches.
+    at::Tensor sums = at::zeros({kNumPolicyLossStats + 3}, stat_options);
+    for (Batch& batch : batches) {
+      at::Tensor logits;
+      {
+        CudaAutocast autocast(s.autocast);
+        logits = s.policy->forward(batch.inputs);
+      }
+      PolicyLossInputs inputs;
+      inputs.logprobs = TokenLogProbs(logits, batch.targets, s.temperature);
+      if (want_old) {
+        if (epoch == 0) batch.old_logprobs = inputs.logprobs.detach();
+        inputs.old_logprobs = batch.old_logprobs;
+      }
+      inputs.behaviour_logprobs = batch.behaviour;
+      inputs.ref_logprobs = batch.ref_logprobs;
+      inputs.advantages = batch.advantages;
+      inputs.weights = batch.weights;
+      if (entropy_in_loss) inputs.entropy = TokenEntropy(logits, s.temperature);
+      const PolicyLossResult loss = PolicyLoss(inputs, s.loss_options);
+      loss.loss.backward();
+      at::Tensor entropy_metric = at::zeros({2}, stat_options);
+      if (epoch == 0 && !entropy_in_loss) {
+        at::NoGradGuard no_grad;
+        const at::Tensor trained_logits = logits.detach()
+                                              .reshape({-1, logits.size(-1)})
+                                              .index_select(0, batch.mask.reshape({-1}).nonzero().squeeze(1));
+        entropy_metric = at::stack({TokenEntropy(trained_logits, s.temperature).sum().to(at::kDouble),
+                                    at::scalar_tensor(static_cast<double>(trained_logits.size(0)), stat_options)});
+      } else if (epoch == 0) {
+        entropy_metric = at::stack({loss.stats[kStatEntropy], loss.stats[kStatTokens]});
+      }
+      sums.add_(at::cat({loss.loss.detach().to(at::kDouble).reshape({1}), loss.stats, entropy_metric}));
     }
-    const double loss_value = loss.loss.item<double>();
+    if (s.world() > 1) {
+      // Each rank's loss is its share of the step's global mean, so the summed gradient is the union's.
+      std::vector<at::Tensor> flat;
+      flat.reserve(parameters.size());
+      for (const at::Tensor& parameter : parameters) {
+        flat.push_back(parameter.grad().defined() ? parameter.grad().reshape({-1})
+                                                  : at::zeros({parameter.numel()}, parameter.options()));
+      }
+      at::Tensor gradients = at::cat(flat);
+      RLJ_RETURN_IF_ERROR(s.ranks->AllReduceSum(gradients));
+      RLJ_RETURN_IF_ERROR(s.ranks->AllReduceSum(sums));
+      at::NoGradGuard no_grad;
+      int64_t offset = 0;
+      for (const at::Tensor& parameter : parameters) {
+        at::Tensor slice = gradients.narrow(0, offset, parameter.numel()).view(parameter.sizes());
+        if (parameter.grad().defined()) {
+          parameter.grad().copy_(slice);
+        } else {
+          at::Tensor target = parameter;
+          target.mutable_grad() = slice.clone();
+        }
+        offset += parameter.numel();
+      }
+    }
+    const at::Tensor host = sums.cpu();
+    const double* values = host.data_ptr<double>();
+    const double loss_value = values[0];
     ++epochs_run;
     loss_sum += loss_value;
-    kl_sum += loss.kl_mean;
-    clip_sum += loss.clip_fraction;
+    for (int k = 0; k < kNumPolicyLossStats; ++k) stat_sums[k] += values[1 + k];
+    if (epoch == 0) {
+      entropy_sum = values[1 + kNumPolicyLossStats];
+      entropy_tokens = values[2 + kNumPolicyLossStats];
+    }
     if (!std::isfinite(loss_value)) {
       skipped = true;
       break;
     }
-    loss.loss.backward();
     // Global L2 norm of every gradient, in one device sync.
-    at::Tensor squares = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(s.device));
+    std::vector<at::Tensor> norms;
+    norms.reserve(parameters.size());
     for (const at::Tensor& parameter : parameters) {
-      if (parameter.grad().defined()) squares = squares + parameter.grad().to(at::kDouble).square().sum();
+      if (parameter.grad().defined()) norms.push_back(parameter.grad().norm().to(at::kDouble));
     }
-    const double grad_norm = std::sqrt(squares.item<double>());
+    const double grad_norm = norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
     norm_sum += grad_norm;
     ++norms_taken;
     if (!std::isfinite(grad_norm)) {
       skipped = true;
       break;
     }
-    const double clip = s.learner.grad_clip();
+    const double clip = l.grad_clip();
     if (clip > 0 && grad_norm > clip) {
       at::NoGradGuard no_grad;
       const double scale = clip / (grad_norm + 1e-6);
@@ -259,21 +493,98 @@ absl::StatusOr<v1::StepMetrics> GrpoTrainer::StepUnchecked(const std::vector<v1:
     }
     s.optimizer->step();
     ++s.optimizer_steps;
-    trained_tokens += loss.masked_tokens;
+    trained_tokens += values[1 + kStatTokens];
   }
   if (skipped) {
     s.optimizer->zero_grad();
     ++s.nonfinite_steps_skipped;
   }
+  ++s.steps;
   metrics.set_update_skipped_nonfinite(skipped);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double tokens = std::max(1.0, stat_sums[kStatTokens]);
   metrics.set_loss(loss_sum / epochs_run);
-  metrics.set_kl(kl_sum / epochs_run);
-  metrics.set_clip_fraction(clip_sum / epochs_run);
+  metrics.set_kl(stat_sums[kStatKl] / tokens);
+  metrics.set_clip_fraction(stat_sums[kStatClipped] / tokens);
+  metrics.set_ratio_mean(stat_sums[kStatRatio] / tokens);
+  metrics.set_dual_clip_fraction(stat_sums[kStatDualClipped] / tokens);
+  metrics.set_is_weight_mean(stat_sums[kStatIsWeight] / tokens);
+  metrics.set_is_capped_fraction(stat_sums[kStatIsCapped] / tokens);
+  metrics.set_entropy(entropy_tokens > 0 ? entropy_sum / entropy_tokens : 0.0);
   // No norm was taken when the first loss was already non-finite: report NaN rather than a made-up 0.
   metrics.set_grad_norm(norms_taken > 0 ? norm_sum / norms_taken : std::numeric_limits<double>::quiet_NaN());
+  metrics.set_compute_s(seconds);
   metrics.set_tokens_per_s(seconds > 0 ? trained_tokens / seconds : 0);
   return metrics;
+}
+
+absl::StatusOr<TrainerState> GrpoTrainer::ExportState() const {
+  const State& s = *state_;
+  TrainerState state{s.steps, s.optimizer_steps, s.nonfinite_steps_skipped, s.groups_skipped_no_signal,
+                     s.samples_masked, {}, {}};
+  RLJ_RETURN_IF_ERROR(TorchCall("saving the optimiser state", [&] {
+    torch::serialize::OutputArchive archive;
+    s.optimizer->save(archive);
+    archive.save_to([&](const void* data, size_t size) -> size_t {
+      state.optimizer.append(static_cast<const char*>(data), size);
+      return size;
+    });
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    state.rng = TensorBytes(generator.get_state());
+  }));
+  return state;
+}
+
+absl::Status GrpoTrainer::ImportState(const TrainerState& state) {
+  State& s = *state_;
+  RLJ_RETURN_IF_ERROR(TorchCall("restoring the optimiser state", [&] {
+    torch::serialize::InputArchive archive;
+    archive.load_from(state.optimizer.data(), state.optimizer.size());
+    s.optimizer->load(archive);
+    // The moments follow the parameters' device.
+    for (auto& [key, param_state] : s.optimizer->state()) {
+      auto& adam = static_cast<torch::optim::AdamWParamState&>(*param_state);
+      adam.exp_avg(adam.exp_avg().to(s.device));
+      adam.exp_avg_sq(adam.exp_avg_sq().to(s.device));
+      if (adam.max_exp_avg_sq().defined()) adam.max_exp_avg_sq(adam.max_exp_avg_sq().to(s.device));
+    }
+    if (!state.rng.empty()) {
+      at::Generator generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      at::Tensor rng = at::empty({static_cast<int64_t>(state.rng.size())}, at::TensorOptions().dtype(at::kByte));
+      std::memcpy(rng.data_ptr(), state.rng.data(), state.rng.size());
+      generator.set_state(rng);
+    }
+  }));
+  s.steps = state.steps;
+  s.optimizer_steps = state.optimizer_steps;
+  s.nonfinite_steps_skipped = state.nonfinite_steps_skipped;
+  s.groups_skipped_no_signal = state.groups_skipped_no_signal;
+  s.samples_masked = state.samples_masked;
+  return absl::OkStatus();
+}
+
+absl::Status GrpoTrainer::SynchronizeFromRankZero() {
+  State& s = *state_;
+  if (s.world() <= 1) return absl::OkStatus();
+  std::vector<at::Tensor> tensors = s.policy->parameters();
+  if (s.reference) {
+    for (const at::Tensor& t : s.reference->parameters()) tensors.push_back(t);
+  }
+  for (at::Tensor& tensor : tensors) {
+    at::Tensor data = tensor.detach();
+    RLJ_RETURN_IF_ERROR(s.ranks->Broadcast(data, 0));
+  }
+  std::string packed;
+  if (s.rank() == 0) {
+    RLJ_ASSIGN_OR_RETURN(TrainerState state, ExportState());
+    packed = PackState(state);
+  }
+  RLJ_RETURN_IF_ERROR(s.ranks->BroadcastBytes(&packed, 0));
+  if (s.rank() == 0) return absl::OkStatus();
+  RLJ_ASSIGN_OR_RETURN(TrainerState state, UnpackState(packed));
+  return ImportState(state);
 }
 
 }  // namespace rlj

@@ -1,13 +1,17 @@
 // learner_server.cc: builds the learner's parts, serves Learner over gRPC and runs the training loop:
-// take a step's groups from the buffer, take a GRPO step, publish the next version, checkpoint.
+// take a step's groups from the buffer, take a policy-gradient step (on every data-parallel rank), publish
+// the next version, checkpoint; resumes from the newest checkpoint that verifies.
 #include "learner/learner_server.h"
 
 #include <ATen/Context.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -15,17 +19,24 @@
 #include "absl/strings/str_join.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/config_validate.h"
+#include "common/dataset.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
 #include "common/metrics_log.h"
+#include "common/model/model_source.h"
 #include "common/model/transformer.h"
 #include "common/run_dir.h"
 #include "common/shutdown.h"
 #include "common/status.h"
+#include "common/telemetry/process_telemetry.h"
 #include "common/tensor/torch_util.h"
+#include "common/tokenizer/tokenizer.h"
 #include "learner/grpo_trainer.h"
+#include "learner/learner_checkpoint.h"
 #include "learner/learner_service.h"
+#include "learner/prompt_dispatcher.h"
+#include "learner/rank_group.h"
 #include "learner/rollout_buffer.h"
 #include "learner/weight_publisher.h"
 
@@ -35,41 +46,70 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr int kServerThreads = 16;
 
-// Names every architecture field on which the checkpoint and the config disagree.
-absl::Status CheckSameArchitecture(const TransformerConfig& checkpoint, const TransformerConfig& config,
-                                   const std::string& dir) {
-  std::vector<std::string> differences;
-  const auto compare = [&](const char* key, auto a, auto b) {
-    if (a != b) differences.push_back(absl::StrCat(key, " ", a, " (config: ", b, ")"));
-  };
-  compare("vocab_size", checkpoint.vocab_size, config.vocab_size);
-  compare("d_model", checkpoint.d_model, config.d_model);
-  compare("n_layers", checkpoint.n_layers, config.n_layers);
-  compare("n_heads", checkpoint.n_heads, config.n_heads);
-  compare("n_kv_heads", checkpoint.n_kv_heads, config.n_kv_heads);
-  compare("ffn_hidden", checkpoint.ffn_hidden, config.ffn_hidden);
-  compare("max_seq_len", checkpoint.max_seq_len, config.max_seq_len);
-  compare("tie_embeddings", checkpoint.tie_embeddings, config.tie_embeddings);
-  if (differences.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("model.init_checkpoint: ", dir, " does not match the model config: ",
-                                                 absl::StrJoin(differences, ", ")));
+double NowUnixSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// The starting policy: model.init_checkpoint, else a random init seeded with config.seed() (the same
-// model `rlj run` evaluates before training). An output parameter, since a ModuleHolder converts from
-// anything and makes StatusOr<Transformer> ambiguous.
-absl::Status LoadStartingPolicy(const v1::RunConfig& config, Transformer* policy) {
-  RLJ_ASSIGN_OR_RETURN(TransformerConfig shape, TransformerConfig::FromProto(config.model()));
-  at::manual_seed(config.seed());
-  const std::string& init = config.model().init_checkpoint();
-  if (!init.empty()) {
-    RLJ_ASSIGN_OR_RETURN(LoadedCheckpoint checkpoint, LoadCheckpoint(init));
-    RLJ_RETURN_IF_ERROR(CheckSameArchitecture(checkpoint.config, shape, init));
-    *policy = checkpoint.model;
-    log::Info("policy from {} (its step {})", init, checkpoint.state.step);
-    return absl::OkStatus();
+// The training set the dispatcher hands out; every prompt must leave room for sampling.max_new_tokens.
+absl::StatusOr<std::unique_ptr<PromptDispatcher>> MakeDispatcher(const v1::RunConfig& config, int max_seq_len) {
+  const std::string& path = config.data().train_path();
+  if (path.empty()) return std::unique_ptr<PromptDispatcher>();
+  RLJ_ASSIGN_OR_RETURN(std::vector<PromptRow> rows, LoadPromptDataset(path));
+  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, MakeTokenizer(config.tokenizer()));
+  const int max_prompt_tokens = max_seq_len - config.sampling().max_new_tokens();
+  for (const PromptRow& row : rows) {
+    const size_t tokens = tokenizer->EncodePrompt(row.prompt).size();
+    if (static_cast<int>(tokens) > max_prompt_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": prompt \"", row.id, "\" is ", tokens,
+          " tokens; with sampling.max_new_tokens it must fit model.max_seq_len (at most ", max_prompt_tokens, ")"));
+    }
   }
-  return TorchCall("build the initial policy", [&] { *policy = Transformer(shape); });
+  return std::make_unique<PromptDispatcher>(std::move(rows), config.seed(),
+                                            std::chrono::milliseconds(int64_t{1000} * config.learner().lease_timeout_s()));
+}
+
+absl::StatusOr<v1::DType> WireDType(const std::string& name) {
+  if (name == "float32") return v1::FLOAT32;
+  if (name == "bfloat16") return v1::BFLOAT16;
+  return absl::InvalidArgumentError(absl::StrCat("learner.wire_dtype: '", name, "' is not float32 or bfloat16"));
+}
+
+// Keeps the lines of metrics.jsonl up to `step` (a resumed run redoes the later ones).
+absl::Status TruncateMetricsLog(const std::string& path, int64_t step) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return absl::OkStatus();  // no log yet
+  std::istringstream in(*text);
+  std::string line, kept;
+  int64_t dropped = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    int64_t line_step = -1;
+    try {
+      const nlohmann::json json = nlohmann::json::parse(line);
+      const auto& value = json.at("step");
+      line_step = value.is_string() ? std::stoll(value.get<std::string>()) : value.get<int64_t>();
+    } catch (const std::exception&) {
+      ++dropped;  // a torn last line
+      continue;
+    }
+    if (line_step > step) {
+      ++dropped;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  if (dropped > 0) log::Info("metrics log: dropped {} lines past step {} (they are trained again)", dropped, step);
+  return WriteFileAtomically(path, kept);
+}
+
+// The item ids of leased groups.
+std::vector<uint64_t> LeasedItems(const std::vector<v1::RolloutGroup>& groups) {
+  std::vector<uint64_t> items;
+  for (const auto& group : groups) {
+    if (!group.lease_id().empty()) items.push_back(group.item_id());
+  }
+  return items;
 }
 
 }  // namespace
@@ -80,10 +120,13 @@ struct LearnerServer::State {
   RunDir run_dir{""};
   Transformer policy{nullptr};
   v1::ModelConfig model_proto;
+  std::unique_ptr<RankGroup> ranks;
   std::unique_ptr<GrpoTrainer> trainer;
   std::unique_ptr<RolloutBuffer> buffer;
   std::unique_ptr<WeightPublisher> publisher;
+  std::unique_ptr<PromptDispatcher> dispatcher;
   std::unique_ptr<MetricsLogWriter> metrics_log;
+  std::unique_ptr<telemetry::ProcessTelemetry> telemetry;  // /metrics and TensorBoard scalars per step
   std::unique_ptr<LearnerService> service;
   RunningServer server;
   std::thread loop;
@@ -107,17 +150,31 @@ struct LearnerServer::State {
   }
 
   absl::Status WriteCheckpoint() {
-    const std::string name = absl::StrCat("step-", step);
-    const std::string dir = absl::StrCat(run_dir.checkpoints_dir(), "/", name);
     const auto start = Clock::now();
-    RLJ_RETURN_IF_ERROR(MakeDirectories(run_dir.checkpoints_dir()));
-    RLJ_RETURN_IF_ERROR(SaveCheckpoint(dir, policy, CheckpointState{step, version}));
-    RLJ_RETURN_IF_ERROR(WriteFileAtomically(run_dir.checkpoints_dir() + "/latest", name + "\n"));
+    LearnerCheckpointContents contents;
+    contents.step = step;
+    contents.version = version;
+    RLJ_ASSIGN_OR_RETURN(contents.trainer, trainer->ExportState());
+    if (dispatcher) contents.dispatcher = dispatcher->SaveState();
+    RLJ_ASSIGN_OR_RETURN(const std::string dir, WriteLearnerCheckpoint(run_dir.checkpoints_dir(), policy, contents,
+                                                                       config.learner().keep_checkpoints()));
     last_checkpoint_step = step;
     service->UpdateProgress([&](v1::LearnerStatus* status) { status->set_checkpoint(dir); });
-    log::Info("checkpoint {} (v{}) in {:.2f} s", dir, version,
-              std::chrono::duration<double>(Clock::now() - start).count());
+    log::Info("checkpoint {} (v{}) in {:.2f} s", dir, version, std::chrono::duration<double>(Clock::now() - start).count());
     return absl::OkStatus();
+  }
+
+  // Data-parallel: tells every other rank what comes next.
+  absl::Status Broadcast(v1::RankWork::Kind kind, const std::vector<v1::RolloutGroup>* groups) {
+    if (!ranks) return absl::OkStatus();
+    v1::RankWork work;
+    work.set_kind(kind);
+    work.set_step(step + 1);
+    if (groups != nullptr) {
+      for (const auto& group : *groups) *work.add_groups() = group;
+    }
+    std::string bytes = work.SerializeAsString();
+    return Annotate(ranks->BroadcastBytes(&bytes, 0), "telling the other learner ranks");
   }
 
   void Finish(absl::Status status) {
@@ -137,27 +194,72 @@ LearnerServer::~LearnerServer() { Stop().IgnoreError(); }
 absl::StatusOr<std::unique_ptr<LearnerServer>> LearnerServer::Start(const v1::RunConfig& config,
                                                                     const LearnerServerOptions& options) {
   if (options.run_dir.empty()) return absl::InvalidArgumentError("the learner needs a run directory");
+  if (options.ranks.rank != 0) return absl::InvalidArgumentError("LearnerServer runs on rank 0 only");
   auto state = std::make_unique<State>();
   state->config = config;
   state->options = options;
   state->run_dir = RunDir(options.run_dir);
   RLJ_RETURN_IF_ERROR(state->run_dir.Create());
-  RLJ_ASSIGN_OR_RETURN(state->metrics_log, MetricsLogWriter::Open(state->run_dir.metrics_path()));
   const v1::LearnerConfig& l = config.learner();
 
-  RLJ_RETURN_IF_ERROR(LoadStartingPolicy(config, &state->policy));
+  RLJ_RETURN_IF_ERROR(LoadStartingModel(config, &state->policy));
   state->model_proto = state->policy->config().ToProto();
-  RLJ_ASSIGN_OR_RETURN(state->trainer, GrpoTrainer::Create(config, state->policy));
+  if (options.ranks.world_size > 1) {
+    RankGroupOptions rank_options = options.ranks;
+    RLJ_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(l.has_device() ? l.device() : config.runtime().device()));
+    rank_options.device = device.is_cuda() ? "cuda" : "cpu";
+    RLJ_ASSIGN_OR_RETURN(state->ranks, RankGroup::Connect(rank_options));
+    log::Info("rank 0 of {} data-parallel learner ranks ({})", state->ranks->world_size(), state->ranks->backend());
+  }
+  RLJ_ASSIGN_OR_RETURN(state->trainer, GrpoTrainer::Create(config, state->policy, state->ranks.get()));
+  RLJ_ASSIGN_OR_RETURN(state->dispatcher, MakeDispatcher(config, state->policy->config().max_seq_len));
   state->buffer = std::make_unique<RolloutBuffer>(l.buffer_groups());
-  state->publisher = std::make_unique<WeightPublisher>();
+  WeightPublisherOptions publisher_options;
+  publisher_options.chunk_bytes = static_cast<size_t>(l.weight_chunk_kib()) * 1024;
+  RLJ_ASSIGN_OR_RETURN(publisher_options.wire_dtype, WireDType(l.wire_dtype()));
+  state->publisher = std::make_unique<WeightPublisher>(publisher_options);
+
+  int64_t resumed_from = 0;
+  if (options.resume) {
+    RLJ_ASSIGN_OR_RETURN(std::optional<ResumePoint> point, FindResumePoint(state->run_dir.checkpoints_dir()));
+    if (!point) {
+      log::Info("--resume: no checkpoint in {}; starting from the beginning", state->run_dir.checkpoints_dir());
+    } else {
+      RLJ_RETURN_IF_ERROR(Annotate(LoadNamedTensors(state->policy, point->weights), point->dir));
+      RLJ_RETURN_IF_ERROR(Annotate(state->trainer->ImportState(point->contents.trainer), point->dir));
+      if (state->dispatcher && !point->contents.dispatcher.empty()) {
+        RLJ_RETURN_IF_ERROR(Annotate(state->dispatcher->RestoreState(point->contents.dispatcher), point->dir));
+      }
+      state->step = point->contents.step;
+      state->version = point->contents.version;
+      state->last_checkpoint_step = state->step;
+      resumed_from = state->step;
+      RLJ_RETURN_IF_ERROR(TruncateMetricsLog(state->run_dir.metrics_path(), state->step));
+      log::Info("resumed from {} (step {}, policy v{}{})", point->dir, state->step, state->version,
+                point->refused.empty() ? "" : absl::StrCat("; refused: ", absl::StrJoin(point->refused, "; ")));
+    }
+  }
+  if (state->ranks) RLJ_RETURN_IF_ERROR(state->trainer->SynchronizeFromRankZero());
+  RLJ_ASSIGN_OR_RETURN(state->metrics_log, MetricsLogWriter::Open(state->run_dir.metrics_path()));
+  RLJ_ASSIGN_OR_RETURN(state->telemetry, telemetry::ProcessTelemetry::Start(config, state->run_dir.root(), "learner",
+                                                                           "learner", /*with_tensorboard=*/true));
   RLJ_RETURN_IF_ERROR(state->Publish());
 
   LearnerServiceOptions service_options;
   service_options.vocab_size = state->policy->config().vocab_size;
   service_options.max_seq_len = state->policy->config().max_seq_len;
   service_options.max_staleness = l.max_staleness();
-  state->service = std::make_unique<LearnerService>(service_options, state->buffer.get(), state->publisher.get());
-  state->service->UpdateProgress([&](v1::LearnerStatus* status) { status->set_total_steps(l.steps()); });
+  state->service = std::make_unique<LearnerService>(service_options, state->buffer.get(), state->publisher.get(),
+                                                    state->dispatcher.get());
+  state->service->UpdateProgress([&](v1::LearnerStatus* status) {
+    status->set_total_steps(l.steps());
+    status->set_step(state->step);
+    status->set_ranks(options.ranks.world_size);
+    status->set_resumed_from_step(resumed_from);
+    status->set_groups_skipped_no_signal(state->trainer->groups_skipped_no_signal());
+    status->set_samples_masked(state->trainer->samples_masked());
+    status->set_steps_skipped_nonfinite(state->trainer->nonfinite_steps_skipped());
+  });
 
   ServerOptions server_options;
   server_options.listen = options.listen.empty() ? l.listen() : options.listen;
@@ -165,9 +267,10 @@ absl::StatusOr<std::unique_ptr<LearnerServer>> LearnerServer::Start(const v1::Ru
   RLJ_ASSIGN_OR_RETURN(state->server, StartServer(server_options, {state->service.get()}));
   std::unique_ptr<LearnerServer> server(new LearnerServer(std::move(state)));
   State& s = *server->state_;
-  log::Info("learner serving on {}: {} parameters on {}, {} steps of {} groups, policy v0 published ({:.1f} MB)",
-            s.server.address, s.policy->config().num_parameters(), s.trainer->device(), l.steps(),
-            l.groups_per_step(), s.publisher->Latest()->manifest().total_bytes() / 1e6);
+  log::Info("learner serving on {}: {} parameters on {}, steps {}..{} of {} groups, policy v{} published ({:.1f} MB){}",
+            s.server.address, s.policy->config().num_parameters(), s.trainer->device(), s.step + 1, l.steps(),
+            l.groups_per_step(), s.version, s.publisher->Latest()->manifest().total_bytes() / 1e6,
+            s.dispatcher ? absl::StrCat(", ", s.dispatcher->size(), " training prompts") : "");
   if (absl::Status written = s.run_dir.WriteEndpoint("learner", s.server.address); !written.ok()) {
     server->Stop().IgnoreError();
     return written;
@@ -185,6 +288,7 @@ void LearnerServer::TrainingLoop() {
   const int64_t groups_per_step = l.groups_per_step();
   absl::Status result = absl::OkStatus();
   bool interrupted = false;
+  auto last_heartbeat = Clock::now();
   while (s.step < total_steps) {
     const auto step_start = Clock::now();
     std::vector<v1::RolloutGroup> groups;
@@ -196,21 +300,50 @@ void LearnerServer::TrainingLoop() {
                          Clock::now() + s.options.take_timeout);
       waited_s += taken.waited_s;
       dropped += taken.dropped_stale;
+      if (s.dispatcher) {
+        for (uint64_t item : taken.dropped_items) s.dispatcher->Return(item);  // sampled again, fresher
+      }
       for (auto& group : taken.groups) groups.push_back(std::move(group));
       if (taken.closed) break;
+      if (s.ranks && Clock::now() - last_heartbeat > s.options.rank_heartbeat) {
+        last_heartbeat = Clock::now();
+        if (absl::Status sent = s.Broadcast(v1::RankWork::IDLE, nullptr); !sent.ok()) {
+          result = sent;
+          break;
+        }
+      }
     }
+    if (!result.ok()) break;
     if (s.stop_requested.load() || static_cast<int64_t>(groups.size()) < groups_per_step) {
+      if (s.dispatcher) {
+        for (uint64_t item : LeasedItems(groups)) s.dispatcher->Return(item);
+      }
       interrupted = true;
       break;
     }
-    double staleness_sum = 0;
-    for (const auto& group : groups) staleness_sum += static_cast<double>(s.version - group.policy_version());
+    const double now_unix = NowUnixSeconds();
+    double staleness_sum = 0, staleness_max = 0, seconds_sum = 0, seconds_max = 0, judge_ms_sum = 0;
+    for (const auto& group : groups) {
+      const double versions = static_cast<double>(s.version - group.policy_version());
+      staleness_sum += versions;
+      staleness_max = std::max(staleness_max, versions);
+      const double seconds = group.sampled_unix_s() > 0 ? std::max(0.0, now_unix - group.sampled_unix_s()) : 0.0;
+      seconds_sum += seconds;
+      seconds_max = std::max(seconds_max, seconds);
+      judge_ms_sum += group.judge_ms();
+    }
 
+    if (absl::Status sent = s.Broadcast(v1::RankWork::STEP, &groups); !sent.ok()) {
+      result = sent;
+      break;
+    }
+    last_heartbeat = Clock::now();
     absl::StatusOr<v1::StepMetrics> stepped = s.trainer->Step(groups);
     if (!stepped.ok()) {
       result = Annotate(stepped.status(), absl::StrCat("step ", s.step + 1));
       break;
     }
+    if (s.dispatcher) s.dispatcher->MarkTrained(LeasedItems(groups));
     ++s.step;
     ++s.version;
     if (absl::Status published = s.Publish(); !published.ok()) {
@@ -219,15 +352,21 @@ void LearnerServer::TrainingLoop() {
     }
     v1::StepMetrics metrics = *std::move(stepped);
     const double step_s = std::chrono::duration<double>(Clock::now() - step_start).count();
+    const double count = static_cast<double>(groups.size());
     metrics.set_step(s.step);
-    metrics.set_staleness_mean(staleness_sum / static_cast<double>(groups.size()));
+    metrics.set_staleness_mean(staleness_sum / count);
+    metrics.set_staleness_max(staleness_max);
+    metrics.set_staleness_s_mean(seconds_sum / count);
+    metrics.set_staleness_s_max(seconds_max);
+    metrics.set_judge_ms_mean(judge_ms_sum / count);
     metrics.set_step_s(step_s);
     metrics.set_idle_fraction(step_s > 0 ? std::min(1.0, waited_s / step_s) : 0.0);
     metrics.set_version(s.version);
-    metrics.set_time_unix_s(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+    metrics.set_time_unix_s(NowUnixSeconds());
     if (absl::Status logged = s.metrics_log->Append(metrics); !logged.ok()) {
       RLJ_EVERY(30, log::Error("step metrics not logged: {}", std::string(logged.message())));
     }
+    s.telemetry->RecordLearnerStep(metrics);
     s.service->UpdateProgress([&](v1::LearnerStatus* status) {
       status->set_step(s.step);
       *status->mutable_last() = metrics;
@@ -235,10 +374,10 @@ void LearnerServer::TrainingLoop() {
       status->set_samples_masked(s.trainer->samples_masked());
       status->set_steps_skipped_nonfinite(s.trainer->nonfinite_steps_skipped());
     });
-    log::Info("step {}/{} | reward {:.3f} | kl {:.4f} | loss {:.4f} | {:.0f} tok/s | staleness {:.2f} | idle {:.0f}% | "
-              "{:.2f} s{}{}",
+    log::Info("step {}/{} | reward {:.3f} | kl {:.4f} | loss {:.4f} | {:.0f} tok/s | staleness {:.2f} v {:.1f} s | "
+              "idle {:.0f}% | {:.2f} s{}{}",
               s.step, total_steps, metrics.reward_mean(), metrics.kl(), metrics.loss(), metrics.tokens_per_s(),
-              metrics.staleness_mean(), 100 * metrics.idle_fraction(), step_s,
+              metrics.staleness_mean(), metrics.staleness_s_mean(), 100 * metrics.idle_fraction(), step_s,
               dropped > 0 ? absl::StrCat(" | dropped ", dropped, " stale") : "",
               std::isfinite(metrics.loss()) && std::isfinite(metrics.grad_norm()) ? ""
                                                                                   : " | NON-FINITE: update skipped");
@@ -247,6 +386,9 @@ void LearnerServer::TrainingLoop() {
         log::Error("checkpoint at step {} failed (training continues): {}", s.step, std::string(saved.message()));
       }
     }
+  }
+  if (absl::Status sent = s.Broadcast(v1::RankWork::STOP, nullptr); !sent.ok() && result.ok()) {
+    log::Warn("the other ranks were not told to stop: {}", std::string(sent.message()));
   }
   if (result.ok() && s.last_checkpoint_step != s.step) {
     if (interrupted) log::Info("stopping at step {}/{}: checkpointing the current state", s.step, total_steps);
@@ -292,6 +434,7 @@ absl::Status LearnerServer::Stop(std::chrono::milliseconds grace) {
 }
 
 absl::Status RunLearner(const v1::RunConfig& config, const LearnerServerOptions& options) {
+  if (options.ranks.rank != 0) return RunLearnerRank(config, options);
   SetTorchThreads(ResolveThreads(config, config.learner().threads()));
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<LearnerServer> server, LearnerServer::Start(config, options));
   // Serve until a signal; a failed training loop ends the process early.
@@ -300,6 +443,38 @@ absl::Status RunLearner(const v1::RunConfig& config, const LearnerServerOptions&
   }
   if (ShutdownRequested()) log::Info("shutdown requested; stopping the learner");
   return server->Stop();
+}
+
+absl::Status RunLearnerRank(const v1::RunConfig& config, const LearnerServerOptions& options) {
+  SetTorchThreads(ResolveThreads(config, config.learner().threads()));
+  const v1::LearnerConfig& l = config.learner();
+  Transformer policy{nullptr};
+  RLJ_RETURN_IF_ERROR(LoadStartingModel(config, &policy));
+  RankGroupOptions rank_options = options.ranks;
+  RLJ_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(l.has_device() ? l.device() : config.runtime().device()));
+  rank_options.device = device.is_cuda() ? "cuda" : "cpu";
+  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<RankGroup> ranks, RankGroup::Connect(rank_options));
+  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<GrpoTrainer> trainer, GrpoTrainer::Create(config, policy, ranks.get()));
+  RLJ_RETURN_IF_ERROR(trainer->SynchronizeFromRankZero());
+  log::Info("learner rank {} of {} ({}) ready", ranks->rank(), ranks->world_size(), ranks->backend());
+  int64_t steps = 0;
+  while (true) {
+    std::string bytes;
+    RLJ_RETURN_IF_ERROR(Annotate(ranks->BroadcastBytes(&bytes, 0), "waiting for rank 0"));
+    v1::RankWork work;
+    if (!work.ParseFromString(bytes)) return absl::DataLossError("rank 0 sent an unreadable step");
+    if (work.kind() == v1::RankWork::STOP) break;
+    if (work.kind() == v1::RankWork::IDLE) continue;
+    const std::vector<v1::RolloutGroup> groups(work.groups().begin(), work.groups().end());
+    absl::StatusOr<v1::StepMetrics> stepped = trainer->Step(groups);
+    if (!stepped.ok()) return Annotate(stepped.status(), absl::StrCat("rank ", ranks->rank(), " step ", work.step()));
+    const v1::StepMetrics& metrics = *stepped;
+    ++steps;
+    RLJ_EVERY(30, log::Info("rank {}: step {} ({} micro-batches, {:.2f} s)", ranks->rank(), work.step(),
+                            metrics.micro_batches(), metrics.compute_s()));
+  }
+  log::Info("learner rank {}: rank 0 is done after {} steps", ranks->rank(), steps);
+  return absl::OkStatus();
 }
 
 }  // namespace rlj

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "learner/rank_group.h"
 #include "rlj/v1/config.pb.h"
 #include "rlj/v1/learner.pb.h"
 
@@ -18,6 +19,14 @@ struct LearnerServerOptions {
   std::string run_dir;  // checkpoints go to <run_dir>/checkpoints/step-<N>; the endpoint to endpoints/learner
   // How long one wait for rollouts lasts before the loop looks at its stop flag again.
   std::chrono::milliseconds take_timeout{1000};
+  // Continue from the newest checkpoint of <run_dir>/checkpoints that verifies (weights, optimiser, RNG,
+  // step, version, dispatcher position); without one, start fresh.
+  bool resume = false;
+  // Data-parallel ranks (world_size > 1): this process's rank and the rendezvous. Rank 0 serves and
+  // checkpoints; the others run RunLearnerRank.
+  RankGroupOptions ranks;
+  // While rank 0 waits for rollouts, it tells the other ranks it is alive this often.
+  std::chrono::milliseconds rank_heartbeat{30000};
 };
 
 // Non-blocking: Start builds everything, publishes version 0, serves, and runs the training loop on its
@@ -58,7 +67,11 @@ class LearnerServer {
 };
 
 // The `rlj learner` process: sets torch threads, starts a LearnerServer, trains, marks itself done and
-// keeps serving until WaitForShutdown() (a signal), then stops.
+// keeps serving until WaitForShutdown() (a signal), then stops. A rank other than 0 runs RunLearnerRank.
 absl::Status RunLearner(const v1::RunConfig& config, const LearnerServerOptions& options);
+
+// A data-parallel rank > 0: joins the rank group, takes rank 0's state, then trains its share of every
+// step rank 0 broadcasts until rank 0 says stop (OK) or goes away (an error).
+absl::Status RunLearnerRank(const v1::RunConfig& config, const LearnerServerOptions& options);
 
 }  // namespace rlj

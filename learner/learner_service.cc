@@ -78,8 +78,9 @@ absl::Status ValidateRolloutGroup(const v1::RolloutGroup& group, int vocab_size,
   return absl::OkStatus();
 }
 
-LearnerService::LearnerService(LearnerServiceOptions options, RolloutBuffer* buffer, WeightPublisher* publisher)
-    : options_(options), buffer_(buffer), publisher_(publisher) {}
+LearnerService::LearnerService(LearnerServiceOptions options, RolloutBuffer* buffer, WeightPublisher* publisher,
+                               PromptDispatcher* dispatcher)
+    : options_(options), buffer_(buffer), publisher_(publisher), dispatcher_(dispatcher) {}
 
 grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::ServerReader<v1::RolloutBatch>* reader,
                                           v1::PushRolloutsResponse* response) {
@@ -90,6 +91,7 @@ grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::Se
                                                                                std::chrono::seconds(1));
   int64_t accepted = 0;
   int64_t stale = 0;
+  int64_t duplicates = 0;
   int batch_index = 0;
   v1::RolloutBatch batch;
   while (reader->Read(&batch)) {
@@ -107,31 +109,67 @@ grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::Se
     }
     int64_t batch_tokens = 0;
     int64_t batch_stale = 0;
-    for (const v1::RolloutGroup& group : batch.groups()) {
+    int64_t batch_duplicates = 0;
+    const bool done = TrainingDone();
+    // Exactly-once bookkeeping of leased items: a duplicate is dropped here; an accepted item that will
+    // not be buffered (stale) is handed out again.
+    std::vector<bool> keep(batch.groups_size(), true);
+    for (int g = 0; g < batch.groups_size(); ++g) {
+      const v1::RolloutGroup& group = batch.groups(g);
       for (const v1::Rollout& rollout : group.rollouts()) batch_tokens += rollout.completion_tokens_size();
-      if (group.policy_version() < current_version - options_.max_staleness) ++batch_stale;
+      const bool is_stale = group.policy_version() < current_version - options_.max_staleness;
+      if (dispatcher_ != nullptr && !group.lease_id().empty() && !done) {
+        const PromptDispatcher::Receipt receipt =
+            dispatcher_->Receive(group.lease_id(), group.item_id(), Clock::now());
+        if (receipt != PromptDispatcher::Receipt::kAccepted) {
+          keep[g] = false;
+          ++batch_duplicates;
+          continue;
+        }
+        if (is_stale) dispatcher_->Return(group.item_id());
+      }
+      if (is_stale) {
+        keep[g] = false;
+        ++batch_stale;
+      }
     }
     RecordReceivedTokens(batch_tokens);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       groups_received_ += batch.groups_size();
       groups_stale_on_arrival_ += batch_stale;
+      groups_duplicate_ += batch_duplicates;
     }
     stale += batch_stale;
-    for (v1::RolloutGroup& group : *batch.mutable_groups()) {
-      if (group.policy_version() < current_version - options_.max_staleness) continue;
-      if (TrainingDone()) break;  // acknowledged, not buffered: no step will take it
+    duplicates += batch_duplicates;
+    for (int g = 0; g < batch.groups_size(); ++g) {
+      v1::RolloutGroup& group = *batch.mutable_groups(g);
+      if (!keep[g]) continue;
+      if (done || TrainingDone()) break;  // acknowledged, not buffered: no step will take it
+      const bool leased = dispatcher_ != nullptr && !group.lease_id().empty();
+      const uint64_t item_id = group.item_id();
+      // Hands the item out again when this call gives up on buffering it.
+      auto give_back = [&] {
+        if (leased) dispatcher_->Return(item_id);
+      };
       bool pushed = false;
       while (true) {
-        if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the push");
+        if (context->IsCancelled()) {
+          give_back();
+          return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the push");
+        }
         const Clock::time_point slice_end = std::min(deadline, Clock::now() + kWaitSlice);
         if (buffer_->Push(std::move(group), slice_end)) {
           pushed = true;
           break;
         }
         if (TrainingDone()) break;
-        if (buffer_->closed()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the learner is shutting down");
+        if (buffer_->closed()) {
+          give_back();
+          return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the learner is shutting down");
+        }
         if (Clock::now() >= deadline) {
+          give_back();
           return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                               absl::StrCat("the rollout buffer stayed full (", buffer_->capacity(),
                                            " groups) until the call's deadline; ", accepted,
@@ -144,6 +182,7 @@ grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::Se
   }
   response->set_accepted_groups(accepted);
   response->set_rejected_stale_groups(stale);
+  response->set_rejected_duplicate_groups(duplicates);
   response->set_learner_version(publisher_->latest_version());
   return grpc::Status::OK;
 }
@@ -192,6 +231,23 @@ grpc::Status LearnerService::Status(grpc::ServerContext* /*context*/, const v1::
   return grpc::Status::OK;
 }
 
+grpc::Status LearnerService::LeasePrompts(grpc::ServerContext* /*context*/, const v1::LeasePromptsRequest* request,
+                                          v1::LeasePromptsResponse* response) {
+  if (dispatcher_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "this learner has no training set (data.train_path) to hand out");
+  }
+  if (request->count() < 1 || request->count() > 4096) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("count ", request->count(), " is outside 1..4096"));
+  }
+  if (!TrainingDone()) *response = dispatcher_->Lease(request->actor(), request->count(), Clock::now());
+  response->set_done(TrainingDone());
+  if (response->done()) response->clear_prompts();
+  response->set_learner_version(publisher_->latest_version());
+  return grpc::Status::OK;
+}
+
 void LearnerService::UpdateProgress(const std::function<void(v1::LearnerStatus*)>& update) {
   std::lock_guard<std::mutex> lock(mutex_);
   update(&progress_);
@@ -209,6 +265,12 @@ v1::LearnerStatus LearnerService::CurrentStatus() const {
     status = progress_;
     status.set_groups_received(groups_received_);
     status.set_groups_dropped_stale(groups_stale_on_arrival_ + buffer_->total_dropped_stale());
+    status.set_groups_duplicate(groups_duplicate_);
+  }
+  if (dispatcher_ != nullptr) {
+    status.set_prompts_leased(dispatcher_->prompts_leased());
+    status.set_leases_expired(dispatcher_->leases_expired());
+    status.set_epoch(dispatcher_->epoch());
   }
   status.set_version(publisher_->latest_version());
   status.set_buffered_groups(buffer_->size());

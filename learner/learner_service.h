@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "learner/prompt_dispatcher.h"
 #include "learner/rollout_buffer.h"
 #include "learner/weight_publisher.h"
 #include "rlj/v1/learner.grpc.pb.h"
@@ -30,13 +31,17 @@ absl::Status ValidateRolloutGroup(const v1::RolloutGroup& group, int vocab_size,
 
 class LearnerService final : public v1::Learner::Service {
  public:
-  // `buffer` and `publisher` outlive the service.
-  LearnerService(LearnerServiceOptions options, RolloutBuffer* buffer, WeightPublisher* publisher);
+  // `buffer`, `publisher` and `dispatcher` outlive the service; without a dispatcher (a learner without a
+  // training set) LeasePrompts answers FAILED_PRECONDITION and groups carry no lease.
+  LearnerService(LearnerServiceOptions options, RolloutBuffer* buffer, WeightPublisher* publisher,
+                 PromptDispatcher* dispatcher = nullptr);
 
   // Reads the stream batch by batch. A batch with an invalid group is rejected whole (INVALID_ARGUMENT naming
   // the group and the problem) and ends the call; stale groups are counted, not buffered; the rest are
   // pushed, waiting while the buffer is full until the call's deadline (then RESOURCE_EXHAUSTED). After
   // training is done, valid groups are acknowledged but not buffered (accepted_groups counts none of them).
+  // A group from a lease counts only on the first arrival of its item (later ones are duplicates); a
+  // stale or unbuffered leased group hands its item out again.
   grpc::Status PushRollouts(grpc::ServerContext* context, grpc::ServerReader<v1::RolloutBatch>* reader,
                             v1::PushRolloutsResponse* response) override;
 
@@ -48,6 +53,10 @@ class LearnerService final : public v1::Learner::Service {
 
   grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
                       v1::LearnerStatus* response) override;
+
+  // Up to `count` prompts from the dispatcher in one lease (none once training is done).
+  grpc::Status LeasePrompts(grpc::ServerContext* context, const v1::LeasePromptsRequest* request,
+                            v1::LeasePromptsResponse* response) override;
 
   // The training loop records its progress (step, total_steps, done, last, groups_skipped_no_signal,
   // samples_masked, checkpoint) here; the service fills in the rest when asked.
@@ -66,11 +75,13 @@ class LearnerService final : public v1::Learner::Service {
   const LearnerServiceOptions options_;
   RolloutBuffer* const buffer_;
   WeightPublisher* const publisher_;
+  PromptDispatcher* const dispatcher_;
 
   mutable std::mutex mutex_;
   v1::LearnerStatus progress_;
   int64_t groups_received_ = 0;
   int64_t groups_stale_on_arrival_ = 0;
+  int64_t groups_duplicate_ = 0;
   std::chrono::steady_clock::time_point first_tokens_at_{};
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_tokens_;  // sliding window
 };

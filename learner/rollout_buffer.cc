@@ -19,9 +19,13 @@ bool RolloutBuffer::Push(v1::RolloutGroup&& group, Clock::time_point deadline) {
   return true;
 }
 
-int64_t RolloutBuffer::DropStaleLocked(int64_t current_version, int64_t max_staleness) {
+int64_t RolloutBuffer::DropStaleLocked(int64_t current_version, int64_t max_staleness,
+                                       std::vector<uint64_t>* dropped_items) {
   const int64_t oldest_allowed = current_version - max_staleness;
   const auto stale = [&](const v1::RolloutGroup& group) { return group.policy_version() < oldest_allowed; };
+  for (const v1::RolloutGroup& group : groups_) {
+    if (stale(group) && !group.lease_id().empty()) dropped_items->push_back(group.item_id());
+  }
   const auto removed = std::remove_if(groups_.begin(), groups_.end(), stale);
   const int64_t dropped = std::distance(removed, groups_.end());
   groups_.erase(removed, groups_.end());
@@ -35,7 +39,7 @@ RolloutBuffer::TakeResult RolloutBuffer::Take(int64_t n, int64_t current_version
   n = std::max<int64_t>(0, n);
   std::unique_lock<std::mutex> lock(mutex_);
   const auto ready = [&] {
-    const int64_t dropped = DropStaleLocked(current_version, max_staleness);
+    const int64_t dropped = DropStaleLocked(current_version, max_staleness, &result.dropped_items);
     result.dropped_stale += dropped;
     if (dropped > 0) not_full_.notify_all();
     return closed_ || static_cast<int64_t>(groups_.size()) >= n;

@@ -30,6 +30,7 @@ class RolloutBuffer {
   struct TakeResult {
     std::vector<v1::RolloutGroup> groups;  // oldest first; at most n
     int64_t dropped_stale = 0;             // groups discarded by this call for being too old
+    std::vector<uint64_t> dropped_items;   // the dispatcher items of those groups (leased ones only)
     double waited_s = 0;                   // time spent blocked waiting for groups (the learner's idle time)
     bool closed = false;                   // the buffer was closed
   };
@@ -48,8 +49,9 @@ class RolloutBuffer {
   int64_t total_dropped_stale() const;  // over every Take
 
  private:
-  // Drops stale groups from the front and anywhere else; returns how many. Requires mutex_.
-  int64_t DropStaleLocked(int64_t current_version, int64_t max_staleness);
+  // Drops stale groups from the front and anywhere else (their leased items go to `dropped_items`);
+  // returns how many. Requires mutex_.
+  int64_t DropStaleLocked(int64_t current_version, int64_t max_staleness, std::vector<uint64_t>* dropped_items);
 
   const int64_t capacity_;
   mutable std::mutex mutex_;

@@ -16,6 +16,7 @@
 #include "common/config_validate.h"
 #include "common/log.h"
 #include "common/model/logprobs.h"
+#include "common/model/model_source.h"
 #include "common/model/transformer.h"
 #include "common/run_dir.h"
 #include "common/status.h"
@@ -195,22 +196,12 @@ absl::Status RunSft(const v1::RunConfig& config, const SftOptions& options) {
   SetTorchThreads(ResolveThreads(config, 0));
   RLJ_ASSIGN_OR_RETURN(std::vector<PromptRow> rows, LoadPromptDataset(config.data().train_path()));
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, MakeTokenizer(config.tokenizer()));
-  RLJ_ASSIGN_OR_RETURN(TransformerConfig shape, TransformerConfig::FromProto(config.model()));
+  Transformer model{nullptr};
+  RLJ_RETURN_IF_ERROR(LoadStartingModel(config, &model));
+  const TransformerConfig shape = model->config();
   if (tokenizer->vocab_size() > shape.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("model.vocab_size ", shape.vocab_size, " is smaller than the ",
                                                    config.tokenizer().kind(), " tokenizer's ", tokenizer->vocab_size()));
-  }
-
-  Transformer model{nullptr};
-  if (!config.model().init_checkpoint().empty()) {
-    RLJ_ASSIGN_OR_RETURN(LoadedCheckpoint checkpoint, LoadCheckpoint(config.model().init_checkpoint()));
-    model = checkpoint.model;
-    shape = checkpoint.config;
-  } else {
-    RLJ_RETURN_IF_ERROR(TorchCall("build the initial model", [&] {
-      at::manual_seed(config.seed());
-      model = Transformer(shape);
-    }));
   }
 
   const SftExamples data = BuildSftExamples(rows, *tokenizer, shape.max_seq_len);

@@ -32,6 +32,7 @@ Command AddActorCommand(CLI::App& parent) {
             auto prepared = PrepareCommand(flags->config, flags->run_dir, flags->actor.name);
             if (!prepared.ok()) return Fail("actor", std::string(prepared.status().message()));
             const RunDir run_dir(prepared->run_dir);
+            flags->actor.run_dir = prepared->run_dir;
             for (auto [address, service] : {std::pair{&flags->learner, "learner"}, std::pair{&flags->judge, "judge-0"}}) {
               if (!address->empty()) continue;
               auto from_file = run_dir.ReadEndpoint(service);

@@ -1,8 +1,12 @@
 // run_supervisor.cc: process orchestration for `rlj run`.
 #include "tools/run_supervisor.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -22,7 +26,9 @@
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
+#include "common/logs/judge_traffic.h"
 #include "common/metrics_log.h"
+#include "common/model/model_source.h"
 #include "common/model/transformer.h"
 #include <torch/utils.h>
 #include "common/run_dir.h"
@@ -31,6 +37,8 @@
 #include "common/subprocess.h"
 #include "common/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
+#include "judge/teacher/teacher_probe.h"
+#include "rlj/v1/judge.grpc.pb.h"
 #include "rlj/v1/learner.grpc.pb.h"
 
 namespace rlj::tools {
@@ -50,6 +58,7 @@ struct Child {
   std::unique_ptr<Subprocess> process;
   int restarts = 0;
   Clock::time_point restart_at{};
+  std::vector<std::string> env;  // "K=V" entries for this child only (data-parallel learner ranks)
 };
 
 // Environment for children. Several processes share the cores, so OpenMP threads must sleep rather than
@@ -62,9 +71,26 @@ std::vector<std::string> ChildEnvironment() {
 }
 
 absl::Status StartChild(Child* child) {
-  RLJ_ASSIGN_OR_RETURN(child->process, Subprocess::Spawn(child->argv, child->console_path, ChildEnvironment()));
+  std::vector<std::string> env = ChildEnvironment();
+  env.insert(env.end(), child->env.begin(), child->env.end());
+  RLJ_ASSIGN_OR_RETURN(child->process, Subprocess::Spawn(child->argv, child->console_path, env));
   log::Info("started {} (pid {})", child->name, child->process->pid());
   return absl::OkStatus();
+}
+
+// A loopback TCP port free right now (for the data-parallel ranks' TCPStore).
+absl::StatusOr<int> FreeLoopbackPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::UnavailableError("socket() failed");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  ::close(fd);
+  if (!ok) return absl::UnavailableError("no free loopback port for the learner ranks");
+  return static_cast<int>(ntohs(address.sin_port));
 }
 
 std::string ChildFailure(const Child& child, const ExitInfo& exit) {
@@ -92,19 +118,25 @@ absl::StatusOr<std::string> AwaitEndpoint(Child* child, const RunDir& run_dir, c
   }
 }
 
-// The student as the run starts: model.init_checkpoint, else the seeded random init the learner also makes.
-// (An output parameter: StatusOr<Transformer> is ambiguous, since ModuleHolder converts from anything.)
-absl::Status LoadStartingModel(const v1::RunConfig& config, Transformer* model) {
-  if (!config.model().init_checkpoint().empty()) {
-    RLJ_ASSIGN_OR_RETURN(LoadedCheckpoint checkpoint, LoadCheckpoint(config.model().init_checkpoint()));
-    *model = checkpoint.model;
-    return absl::OkStatus();
+// Waits for the teacher's endpoint file, then for its HTTP /health; fails early if the teacher dies.
+absl::StatusOr<std::string> AwaitTeacher(Child* child, const RunDir& run_dir, milliseconds timeout) {
+  const auto give_up = Clock::now() + timeout;
+  absl::Status last = absl::UnavailableError("no endpoint file yet");
+  while (true) {
+    if (auto exit = child->process->Poll()) return absl::UnavailableError(ChildFailure(*child, *exit));
+    if (ShutdownRequested()) return absl::CancelledError("stopped while starting " + child->name);
+    auto address = run_dir.ReadEndpoint("teacher");
+    if (address.ok()) {
+      last = teacher::ProbeTeacherHealth(*address, milliseconds(2000));
+      if (last.ok()) return *address;
+    }
+    if (Clock::now() > give_up) {
+      return absl::DeadlineExceededError(absl::StrCat(child->name, " was not healthy within ", timeout.count() / 1000,
+                                                      " s (", std::string(last.message()), "); see ",
+                                                      child->console_path));
+    }
+    std::this_thread::sleep_for(milliseconds(100));  // polling a file another process writes
   }
-  RLJ_ASSIGN_OR_RETURN(TransformerConfig shape, TransformerConfig::FromProto(config.model()));
-  return TorchCall("building the initial model", [&] {
-    torch::manual_seed(config.seed());
-    *model = Transformer(shape);
-  });
 }
 
 absl::StatusOr<nlohmann::json> Evaluate(Transformer& model, const v1::RunConfig& config, const Tokenizer& tokenizer,
@@ -128,7 +160,8 @@ std::string FormatDuration(double seconds) {
   return absl::StrFormat("%02d:%02d", s / 60, s % 60);
 }
 
-std::string ProgressLine(const v1::LearnerStatus& status, double elapsed_s, double training_start_s) {
+std::string ProgressLine(const v1::LearnerStatus& status, const logs::JudgeTrafficSnapshot& judge, double elapsed_s,
+                         double training_start_s) {
   const v1::StepMetrics& m = status.last();
   std::string eta = "--:--";
   if (status.step() > 0 && status.total_steps() > status.step()) {
@@ -136,10 +169,13 @@ std::string ProgressLine(const v1::LearnerStatus& status, double elapsed_s, doub
     eta = FormatDuration(per_step * (status.total_steps() - status.step()));
   }
   return absl::StrFormat("step %d/%d v%d | reward %.3f ±%.3f | kl %.4f | train tok/s %.0f | sample tok/s %.0f | "
-                         "groups %d (stale %d, masked samples %d) | %s ETA %s",
+                         "groups %d (stale %d, masked samples %d) | judge p50/p95 %.0f/%.0f ms, cache %.0f%%, $%.4f | "
+                         "%s ETA %s",
                          status.step(), status.total_steps(), status.version(), m.reward_mean(), m.reward_std(), m.kl(),
                          m.tokens_per_s(), status.sample_tokens_per_s(), status.groups_received(),
-                         status.groups_dropped_stale(), status.samples_masked(), FormatDuration(elapsed_s), eta);
+                         status.groups_dropped_stale(), status.samples_masked(), judge.latency_p50_ms,
+                         judge.latency_p95_ms, 100 * judge.cache_hit_rate(), judge.cost_usd, FormatDuration(elapsed_s),
+                         eta);
 }
 
 }  // namespace
@@ -157,6 +193,12 @@ void MakePathsAbsolute(v1::RunConfig* config) {
     config->mutable_model()->set_init_checkpoint(absolute(config->model().init_checkpoint()));
   }
   config->set_runs_root(absolute(config->runs_root()));
+  if (config->has_teacher() && config->teacher().has_model()) {
+    config->mutable_teacher()->set_model(absolute(config->teacher().model()));
+  }
+  if (config->teacher().tokenizer().has_path()) {
+    config->mutable_teacher()->mutable_tokenizer()->set_path(absolute(config->teacher().tokenizer().path()));
+  }
 }
 
 absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOptions& options) {
@@ -183,10 +225,25 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
   SetTorchThreads(ResolveThreads(config, 0));
 
   nlohmann::json summary = {{"name", config.name()}, {"run_dir", run_dir.root()}, {"config", run_dir.config_path()}};
-  if (evaluate) {
+  // The before-eval is kept in eval_before.json, so a resumed run (--resume) reuses it instead of redoing it.
+  const std::string eval_before_path = run_dir.root() + "/eval_before.json";
+  if (evaluate && options.resume) {
+    if (auto saved = ReadFile(eval_before_path); saved.ok()) {
+      summary["eval_before"] = nlohmann::json::parse(*saved, nullptr, /*allow_exceptions=*/false);
+      if (summary["eval_before"].is_discarded() || !summary["eval_before"].contains("accuracy")) {
+        summary.erase("eval_before");
+      } else {
+        log::Info("resume: reusing the before-RL evaluation of {}", eval_before_path);
+      }
+    }
+  }
+  if (evaluate && !summary.contains("eval_before")) {
     Transformer initial{nullptr};
     RLJ_RETURN_IF_ERROR(LoadStartingModel(config, &initial));
     RLJ_ASSIGN_OR_RETURN(summary["eval_before"], Evaluate(initial, config, *tokenizer, eval_rows, "before RL"));
+    RLJ_RETURN_IF_ERROR(WriteFileAtomically(eval_before_path, summary["eval_before"].dump(2) + "\n"));
+  }
+  if (evaluate) {
     std::fprintf(stderr, "eval before RL: accuracy %.3f on %zu held-out prompts\n",
                  summary["eval_before"]["accuracy"].get<double>(), eval_rows.size());
   }
@@ -207,25 +264,78 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
     return child;
   };
 
-  std::unique_ptr<Child> learner = make_child("learner", {"learner", config_path, "--run-dir", run_dir.root()}, false);
+  // The local teacher (config.teacher) starts first and loads while the learner does; the judge needs it.
+  std::unique_ptr<Child> teacher;
+  if (config.has_teacher()) {
+    if (config.teacher().model().empty()) return absl::InvalidArgumentError("teacher.model: required by rlj run");
+    teacher = make_child("teacher", {"teacher", config_path, "--run-dir", run_dir.root()}, true);
+    RLJ_RETURN_IF_ERROR(StartChild(teacher.get()));
+  }
+
+  std::vector<std::string> learner_args = {"learner", config_path, "--run-dir", run_dir.root()};
+  if (options.resume) learner_args.push_back("--resume");
+  // One learner process is restarted after a crash: it resumes from its newest good checkpoint on the same
+  // address. Data-parallel ranks are not (a rank's crash ends the run; `rlj run --resume` continues it).
+  std::unique_ptr<Child> learner = make_child("learner", learner_args, config.learner().ranks() <= 1);
+  // Data-parallel ranks (learner.ranks > 1): every rank gets the torchrun variables; rank 0 is "learner" and
+  // serves, ranks 1.. train their share and end when rank 0 tells them to.
+  std::vector<std::unique_ptr<Child>> learner_ranks;
+  const int rank_count = std::max(1, config.learner().ranks());
+  if (rank_count > 1) {
+    RLJ_ASSIGN_OR_RETURN(const int master_port, FreeLoopbackPort());
+    const auto rank_env = [&](int rank) {
+      return std::vector<std::string>{absl::StrCat("RANK=", rank), absl::StrCat("WORLD_SIZE=", rank_count),
+                                      "MASTER_ADDR=127.0.0.1", absl::StrCat("MASTER_PORT=", master_port)};
+    };
+    learner->env = rank_env(0);
+    for (int rank = 1; rank < rank_count; ++rank) {
+      learner_ranks.push_back(make_child(absl::StrCat("learner-", rank), learner_args, false));
+      learner_ranks.back()->env = rank_env(rank);
+    }
+  }
   RLJ_RETURN_IF_ERROR(StartChild(learner.get()));
+  for (auto& rank : learner_ranks) RLJ_RETURN_IF_ERROR(StartChild(rank.get()));
   RLJ_ASSIGN_OR_RETURN(std::string learner_address, AwaitEndpoint(learner.get(), run_dir, "learner", milliseconds(180000)));
   log::Info("learner at {}", learner_address);
+  learner->argv.insert(learner->argv.end(), {"--listen", learner_address});
+  if (!options.resume) learner->argv.push_back("--resume");
 
-  std::unique_ptr<Child> judge =
-      make_child("judge-0", {"judge", config_path, "--run-dir", run_dir.root(), "--replica", "judge-0"}, true);
-  RLJ_RETURN_IF_ERROR(StartChild(judge.get()));
-  RLJ_ASSIGN_OR_RETURN(std::string judge_address, AwaitEndpoint(judge.get(), run_dir, "judge-0", milliseconds(60000)));
-  // A restarted judge must come back on the same address the actors already use.
-  judge->argv.insert(judge->argv.end(), {"--listen", judge_address});
-  log::Info("judge at {}", judge_address);
+  if (teacher != nullptr) {
+    RLJ_ASSIGN_OR_RETURN(std::string teacher_address,
+                         AwaitTeacher(teacher.get(), run_dir, milliseconds(config.teacher().startup_timeout_ms())));
+    const std::string teacher_url = absl::StrCat("http://", teacher_address, "/v1");
+    teacher->argv.insert(teacher->argv.end(), {"--listen", teacher_address});  // a restart comes back here
+    log::Info("teacher at {}", teacher_url);
+    summary["teacher"] = teacher_url;
+    // The judge reads the run's config: point its openai backend at this teacher unless it names a server.
+    if (config.judge().backend() == "openai" && !config.judge().openai().has_base_url()) {
+      config.mutable_judge()->mutable_openai()->set_base_url(teacher_url);
+      RLJ_RETURN_IF_ERROR(WriteFileAtomically(run_dir.config_path(), MessageToYaml(config)));
+    }
+  }
+
+  // judge.replicas judge processes, each with its own reward log; they start in parallel.
+  std::vector<std::unique_ptr<Child>> judges;
+  std::vector<std::string> judge_addresses;
+  for (int i = 0; i < config.judge().replicas(); ++i) {
+    const std::string replica = absl::StrCat("judge-", i);
+    judges.push_back(make_child(replica, {"judge", config_path, "--run-dir", run_dir.root(), "--replica", replica}, true));
+    RLJ_RETURN_IF_ERROR(StartChild(judges.back().get()));
+  }
+  for (auto& judge : judges) {
+    RLJ_ASSIGN_OR_RETURN(std::string address, AwaitEndpoint(judge.get(), run_dir, judge->name, milliseconds(60000)));
+    // A restarted judge must come back on the same address the actors already use.
+    judge->argv.insert(judge->argv.end(), {"--listen", address});
+    log::Info("{} at {}", judge->name, address);
+    judge_addresses.push_back(std::move(address));
+  }
 
   std::vector<std::unique_ptr<Child>> actors;
   const int actor_count = config.actor().count();
   for (int i = 0; i < actor_count; ++i) {
     actors.push_back(make_child(absl::StrCat("actor-", i),
                                 {"actor", config_path, "--run-dir", run_dir.root(), "--learner", learner_address,
-                                 "--judge", judge_address, "--index", std::to_string(i), "--count",
+                                 "--judge", judge_addresses[i % judge_addresses.size()], "--index", std::to_string(i), "--count",
                                  std::to_string(actor_count)},
                                 true));
     RLJ_RETURN_IF_ERROR(StartChild(actors.back().get()));
@@ -233,7 +343,14 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
 
   // Monitor until the learner is done, a child fails for good, or we are asked to stop.
   auto stub = v1::Learner::NewStub(MakeChannel(learner_address));
+  // With a judge budget, the judges are polled: once their spend together reaches it (or one of them has spent
+  // its own), the run stops like on Ctrl-C.
+  std::vector<std::unique_ptr<v1::Judge::Stub>> judge_stubs;
+  for (const std::string& address : judge_addresses) judge_stubs.push_back(v1::Judge::NewStub(MakeChannel(address)));
+  auto next_budget_check = Clock::now();
+  std::string stop_reason;
   const double training_start_s = elapsed();
+  logs::JudgeTrafficMonitor judge_traffic(run_dir.reward_log_dir());
   v1::LearnerStatus status;
   auto last_line = Clock::now() - std::chrono::hours(1);
   absl::Status failure = absl::OkStatus();
@@ -244,11 +361,17 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
       log::Warn("stop requested (signal {}): stopping the run", ShutdownSignal());
       break;
     }
-    if (auto exit = learner->process->Poll()) {
-      failure = absl::InternalError(ChildFailure(*learner, *exit));
-      break;
+    if (learner->process != nullptr) {
+      if (auto exit = learner->process->Poll(); exit && (exit->ok() || !learner->restartable)) {
+        failure = absl::InternalError(ChildFailure(*learner, *exit));
+        break;
+      }
     }
-    std::vector<Child*> workers{judge.get()};
+    // Restarted with backoff after a crash: the learner (it resumes from its newest good checkpoint), the
+    // teacher and the judges (on the addresses the others already use) and the actors.
+    std::vector<Child*> workers{learner.get()};
+    if (teacher != nullptr) workers.push_back(teacher.get());
+    for (auto& judge : judges) workers.push_back(judge.get());
     for (auto& actor : actors) workers.push_back(actor.get());
     for (Child* child : workers) {
       if (!child->restartable) continue;
@@ -279,10 +402,36 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
     }
     if (!failure.ok()) break;
 
+    if (config.judge().budget_usd() > 0 && Clock::now() >= next_budget_check) {
+      next_budget_check = Clock::now() + std::chrono::seconds(2);
+      double spent = 0;
+      bool exhausted = false;
+      for (auto& judge_stub : judge_stubs) {
+        grpc::ClientContext judge_context;
+        SetDeadline(&judge_context, milliseconds(5000));
+        v1::JudgeStatus judge_status;
+        if (!judge_stub->Status(&judge_context, v1::JudgeStatusRequest(), &judge_status).ok()) continue;
+        spent += judge_status.cost_usd();
+        exhausted = exhausted || judge_status.budget_exhausted();
+      }
+      if (exhausted || spent >= config.judge().budget_usd()) {
+        interrupted = true;
+        stop_reason = absl::StrFormat("the judge's budget is spent ($%.4f of judge.budget_usd $%.4f)", spent,
+                                      config.judge().budget_usd());
+        log::Warn("{}: stopping the run (the learner checkpoints)", stop_reason);
+        if (options.progress_tty) std::fprintf(stderr, "\n");
+        std::fprintf(stderr, "%s: stopping the run\n", stop_reason.c_str());
+        break;
+      }
+    }
+
     grpc::ClientContext context;
     SetDeadline(&context, milliseconds(5000));
     if (!stub->Status(&context, v1::StatusRequest(), &status).ok()) continue;
-    const std::string line = ProgressLine(status, elapsed(), training_start_s);
+    if (absl::Status read = judge_traffic.Refresh(); !read.ok()) {
+      RLJ_EVERY(60, log::Warn("progress: reading the reward logs: {}", read.ToString()));
+    }
+    const std::string line = ProgressLine(status, judge_traffic.Snapshot(), elapsed(), training_start_s);
     if (options.progress_tty) {
       std::fprintf(stderr, "\r\033[K%s", line.c_str());
       std::fflush(stderr);
@@ -298,8 +447,14 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
   for (auto& actor : actors) {
     if (actor->process) actor->process->Stop(milliseconds(15000));
   }
-  if (judge->process) judge->process->Stop(milliseconds(15000));
-  const ExitInfo learner_exit = learner->process->Stop(milliseconds(60000));
+  for (auto& judge : judges) {
+    if (judge->process) judge->process->Stop(milliseconds(15000));
+  }
+  if (teacher != nullptr && teacher->process) teacher->process->Stop(milliseconds(15000));
+  const ExitInfo learner_exit = learner->process ? learner->process->Stop(milliseconds(60000)) : ExitInfo{.exit_code = 0};
+  for (auto& rank : learner_ranks) {
+    if (rank->process) rank->process->Stop(milliseconds(15000));  // rank 0 already told them to stop
+  }
   if (!learner_exit.ok() && failure.ok() && !(learner_exit.signal == SIGTERM)) {
     failure = absl::InternalError(ChildFailure(*learner, learner_exit));
   }
@@ -308,6 +463,7 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
   summary["steps"] = status.step();
   summary["policy_version"] = status.version();
   summary["interrupted"] = interrupted;
+  if (!stop_reason.empty()) summary["stop_reason"] = stop_reason;
   summary["groups_received"] = status.groups_received();
   summary["groups_dropped_stale"] = status.groups_dropped_stale();
   summary["groups_skipped_no_signal"] = status.groups_skipped_no_signal();

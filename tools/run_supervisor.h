@@ -14,6 +14,9 @@ struct SupervisorOptions {
   std::string run_dir;
   std::string config_source;  // the file the config came from, for messages
   bool progress_tty = false;  // redraw one progress line instead of printing lines
+  // Continue a stopped run in the same directory: the learner resumes from its newest good checkpoint
+  // (learner --resume), the before-RL evaluation is reused, metrics.jsonl keeps growing.
+  bool resume = false;
 };
 
 // Runs to the end; OK also when stopped by a signal (children stopped, learner checkpointed).

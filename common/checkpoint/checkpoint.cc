@@ -1,5 +1,6 @@
-// checkpoint.cc: Hugging Face-style checkpoint directories (config.json, model.safetensors,
-// rlj_state.json), written into a temporary sibling and swapped into place.
+// checkpoint.cc: Hugging Face-style checkpoint directories (config.json for llama / qwen2 / mistral,
+// model.safetensors or sharded weights, tokenizer files, rlj_state.json), written into a temporary sibling and
+// swapped into place.
 #include "common/checkpoint/checkpoint.h"
 
 #include <fcntl.h>
@@ -27,6 +28,7 @@ namespace {
 
 constexpr const char* kConfigFile = "config.json";
 constexpr const char* kWeightsFile = "model.safetensors";
+constexpr const char* kIndexFile = "model.safetensors.index.json";
 constexpr const char* kStateFile = "rlj_state.json";
 
 std::string ShapeText(at::IntArrayRef shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
@@ -69,8 +71,10 @@ absl::StatusOr<T> Field(const nlohmann::json& json, const char* key, std::string
       return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be an integer"));
     }
     const int64_t value = it->get<int64_t>();
-    if (value <= 0 || value > INT32_MAX) {
-      return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be a positive int32, got ", value));
+    if (std::is_same_v<T, int64_t> ? value < 0 : (value <= 0 || value > INT32_MAX)) {
+      return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be a ",
+                                                     std::is_same_v<T, int64_t> ? "non-negative integer" : "positive int32",
+                                                     ", got ", value));
     }
   } else if constexpr (std::is_floating_point_v<T>) {
     if (!it->is_number()) return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be a number"));
@@ -108,10 +112,12 @@ absl::StatusOr<CheckpointState> ParseState(std::string_view text, const std::str
 
 }  // namespace
 
-std::string TransformerConfigToHfJson(const TransformerConfig& config) {
+std::string TransformerConfigToHfJson(const TransformerConfig& config, const HfConfigExtras& extras) {
+  static const std::map<std::string, std::string> kClass = {
+      {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"mistral", "MistralForCausalLM"}};
   nlohmann::ordered_json json;
-  json["architectures"] = {"LlamaForCausalLM"};
-  json["model_type"] = "llama";
+  json["architectures"] = {kClass.count(config.architecture) ? kClass.at(config.architecture) : "LlamaForCausalLM"};
+  json["model_type"] = config.architecture;
   json["hidden_size"] = config.d_model;
   json["intermediate_size"] = config.ffn_hidden;
   json["num_attention_heads"] = config.n_heads;
@@ -124,12 +130,98 @@ std::string TransformerConfigToHfJson(const TransformerConfig& config) {
   json["vocab_size"] = config.vocab_size;
   json["max_position_embeddings"] = config.max_seq_len;
   json["hidden_act"] = "silu";
-  json["attention_bias"] = false;
-  json["mlp_bias"] = false;
+  if (config.architecture == "llama") {
+    json["attention_bias"] = config.attention_bias;
+    json["mlp_bias"] = false;
+  } else if (config.architecture == "qwen2") {
+    // Layers from max_window_layers on use the window (Qwen2Attention): 0 puts it on every layer.
+    json["use_sliding_window"] = config.sliding_window > 0;
+    json["sliding_window"] = config.sliding_window > 0 ? nlohmann::ordered_json(config.sliding_window) : nullptr;
+    json["max_window_layers"] = config.sliding_window > 0 ? 0 : config.n_layers;
+  } else {
+    json["sliding_window"] = config.sliding_window > 0 ? nlohmann::ordered_json(config.sliding_window) : nullptr;
+  }
+  const RopeScaling& scaling = config.rope_scaling;
+  if (scaling.type == "linear") {
+    json["rope_scaling"] = {{"rope_type", "linear"}, {"type", "linear"}, {"factor", scaling.factor}};
+  } else if (scaling.type == "llama3") {
+    json["rope_scaling"] = {{"rope_type", "llama3"},
+                            {"factor", scaling.factor},
+                            {"low_freq_factor", scaling.low_freq_factor},
+                            {"high_freq_factor", scaling.high_freq_factor},
+                            {"original_max_position_embeddings", scaling.original_max_position_embeddings}};
+  } else {
+    json["rope_scaling"] = nullptr;
+  }
   json["initializer_range"] = 0.02;
-  json["torch_dtype"] = "float32";
+  json["torch_dtype"] = extras.torch_dtype;
+  if (extras.bos_token_id >= 0) json["bos_token_id"] = extras.bos_token_id;
+  if (extras.eos_token_ids.size() == 1) json["eos_token_id"] = extras.eos_token_ids.front();
+  if (extras.eos_token_ids.size() > 1) json["eos_token_id"] = extras.eos_token_ids;
+  json["use_cache"] = true;
   return json.dump(2) + "\n";
 }
+
+namespace {
+
+absl::Status Unsupported(std::string_view source, std::string_view field, std::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", AsAbsl(field), "' ", AsAbsl(what)));
+}
+
+// config.json's rope_scaling: null, "default", "linear" or "llama3"; anything else is refused.
+absl::StatusOr<RopeScaling> ParseRopeScaling(const nlohmann::json& json, std::string_view source) {
+  RopeScaling scaling;
+  const auto it = json.find("rope_scaling");
+  if (it == json.end() || it->is_null()) return scaling;
+  if (!it->is_object()) return Unsupported(source, "rope_scaling", "must be an object or null");
+  const nlohmann::json& object = *it;
+  std::string type;
+  for (const char* key : {"rope_type", "type"}) {
+    if (const auto t = object.find(key); t != object.end() && t->is_string()) {
+      type = t->get<std::string>();
+      break;
+    }
+  }
+  if (type.empty()) return Unsupported(source, "rope_scaling.rope_type", "is missing");
+  if (type == "default") return scaling;
+  if (type != "linear" && type != "llama3") {
+    return Unsupported(source, "rope_scaling.rope_type",
+                       absl::StrCat("is '", type, "'; only default, linear and llama3 are supported"));
+  }
+  scaling.type = type;
+  RLJ_ASSIGN_OR_RETURN(scaling.factor, Field<double>(object, "factor", absl::StrCat(AsAbsl(source), ": rope_scaling")));
+  if (!(scaling.factor >= 1)) return Unsupported(source, "rope_scaling.factor", "must be >= 1");
+  if (type == "llama3") {
+    const std::string where = absl::StrCat(AsAbsl(source), ": rope_scaling");
+    RLJ_ASSIGN_OR_RETURN(scaling.low_freq_factor, Field<double>(object, "low_freq_factor", where));
+    RLJ_ASSIGN_OR_RETURN(scaling.high_freq_factor, Field<double>(object, "high_freq_factor", where));
+    RLJ_ASSIGN_OR_RETURN(scaling.original_max_position_embeddings,
+                         Field<int>(object, "original_max_position_embeddings", where));
+  }
+  return scaling;
+}
+
+// The sliding window config.json asks for: Mistral's sliding_window (null = none); Qwen2's when
+// use_sliding_window is true, which must then cover every layer (max_window_layers 0).
+absl::StatusOr<int> ParseSlidingWindow(const nlohmann::json& json, const std::string& model_type, int n_layers,
+                                       std::string_view source) {
+  if (model_type == "llama") return 0;
+  if (model_type == "qwen2") {
+    RLJ_ASSIGN_OR_RETURN(const bool use, OptionalField<bool>(json, "use_sliding_window", source, false));
+    if (!use) return 0;
+    RLJ_ASSIGN_OR_RETURN(const int64_t window_layers, OptionalField<int64_t>(json, "max_window_layers", source, 0));
+    if (window_layers >= n_layers) return 0;  // no layer reaches max_window_layers
+    if (window_layers != 0) {
+      return Unsupported(source, "max_window_layers",
+                         absl::StrCat("is ", window_layers, ": a sliding window on only some layers is not supported"));
+    }
+  }
+  const auto it = json.find("sliding_window");
+  if (it == json.end() || it->is_null()) return 0;
+  return Field<int>(json, "sliding_window", source);
+}
+
+}  // namespace
 
 absl::StatusOr<TransformerConfig> TransformerConfigFromHfJson(std::string_view text, std::string_view source) {
   nlohmann::json json;
@@ -140,24 +232,24 @@ absl::StatusOr<TransformerConfig> TransformerConfigFromHfJson(std::string_view t
   }
   if (!json.is_object()) return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": not a JSON object"));
   RLJ_ASSIGN_OR_RETURN(const std::string model_type, Field<std::string>(json, "model_type", source));
-  if (model_type != "llama") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(AsAbsl(source), ": field 'model_type' is '", model_type, "'; only 'llama' is supported"));
+  if (model_type != "llama" && model_type != "qwen2" && model_type != "mistral") {
+    return Unsupported(source, "model_type", absl::StrCat("is '", model_type, "'; supported: llama, qwen2, mistral"));
   }
   RLJ_ASSIGN_OR_RETURN(const std::string hidden_act, OptionalField<std::string>(json, "hidden_act", source, "silu"));
   if (hidden_act != "silu") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(AsAbsl(source), ": field 'hidden_act' is '", hidden_act, "'; only 'silu' is supported"));
+    return Unsupported(source, "hidden_act", absl::StrCat("is '", hidden_act, "'; only 'silu' is supported"));
   }
-  for (const char* key : {"attention_bias", "mlp_bias"}) {
-    RLJ_ASSIGN_OR_RETURN(const bool has_bias, OptionalField<bool>(json, key, source, false));
-    if (has_bias) return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be false"));
-  }
-  if (const auto scaling = json.find("rope_scaling"); scaling != json.end() && !scaling->is_null()) {
-    return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field 'rope_scaling' is not supported"));
-  }
+  RLJ_ASSIGN_OR_RETURN(const bool mlp_bias, OptionalField<bool>(json, "mlp_bias", source, false));
+  if (mlp_bias) return Unsupported(source, "mlp_bias", "must be false");
 
   TransformerConfig config;
+  config.architecture = model_type;
+  if (model_type == "llama") {
+    RLJ_ASSIGN_OR_RETURN(config.attention_bias, OptionalField<bool>(json, "attention_bias", source, false));
+  } else if (model_type == "mistral") {
+    RLJ_ASSIGN_OR_RETURN(const bool bias, OptionalField<bool>(json, "attention_bias", source, false));
+    if (bias) return Unsupported(source, "attention_bias", "must be false for mistral");
+  }
   RLJ_ASSIGN_OR_RETURN(config.d_model, Field<int>(json, "hidden_size", source));
   RLJ_ASSIGN_OR_RETURN(config.ffn_hidden, Field<int>(json, "intermediate_size", source));
   RLJ_ASSIGN_OR_RETURN(config.n_heads, Field<int>(json, "num_attention_heads", source));
@@ -168,6 +260,8 @@ absl::StatusOr<TransformerConfig> TransformerConfigFromHfJson(std::string_view t
   RLJ_ASSIGN_OR_RETURN(config.n_kv_heads, OptionalField<int>(json, "num_key_value_heads", source, config.n_heads));
   RLJ_ASSIGN_OR_RETURN(config.rope_theta, OptionalField<double>(json, "rope_theta", source, 10000.0));
   RLJ_ASSIGN_OR_RETURN(config.tie_embeddings, OptionalField<bool>(json, "tie_word_embeddings", source, false));
+  RLJ_ASSIGN_OR_RETURN(config.rope_scaling, ParseRopeScaling(json, source));
+  RLJ_ASSIGN_OR_RETURN(config.sliding_window, ParseSlidingWindow(json, model_type, config.n_layers, source));
   if (config.d_model % config.n_heads == 0) {
     RLJ_ASSIGN_OR_RETURN(const int head_dim, OptionalField<int>(json, "head_dim", source, config.d_model / config.n_heads));
     if (head_dim != config.d_model / config.n_heads) {
@@ -182,7 +276,8 @@ absl::StatusOr<TransformerConfig> TransformerConfigFromHfJson(std::string_view t
                            {"model.n_kv_heads", "num_key_value_heads"}, {"model.ffn_hidden", "intermediate_size"},
                            {"model.n_layers", "num_hidden_layers"}, {"model.vocab_size", "vocab_size"},
                            {"model.max_seq_len", "max_position_embeddings"}, {"model.rope_theta", "rope_theta"},
-                           {"model.norm_eps", "rms_norm_eps"}});
+                           {"model.norm_eps", "rms_norm_eps"}, {"model.sliding_window", "sliding_window"},
+                           {"model.rope_scaling.", "rope_scaling."}});
     return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field ", message));
   }
   return config;
@@ -238,6 +333,12 @@ absl::Status LoadNamedTensors(Transformer& model, const NamedTensors& tensors) {
   });
 }
 
+const std::vector<std::string>& TokenizerFileNames() {
+  static const std::vector<std::string> names = {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                                                 "special_tokens_map.json"};
+  return names;
+}
+
 absl::Status SaveCheckpoint(const std::string& dir, Transformer& model, const CheckpointState& state) {
   static std::atomic<int> counter{0};
   const std::filesystem::path target = std::filesystem::path(dir).lexically_normal();
@@ -253,6 +354,14 @@ absl::Status SaveCheckpoint(const std::string& dir, Transformer& model, const Ch
   auto write_all = [&]() -> absl::Status {
     RLJ_RETURN_IF_ERROR(WriteFileAtomically(tmp + "/" + kConfigFile, TransformerConfigToHfJson(model->config())));
     RLJ_RETURN_IF_ERROR(WriteSafetensors(tmp + "/" + kWeightsFile, NamedParameters(model), {{"format", "pt"}}));
+    if (!model->source_dir().empty()) {  // the tokenizer travels with the weights
+      for (const std::string& name : TokenizerFileNames()) {
+        const std::string from = model->source_dir() + "/" + name;
+        if (!std::filesystem::is_regular_file(from, ec)) continue;
+        RLJ_ASSIGN_OR_RETURN(const std::string content, ReadFile(from));
+        RLJ_RETURN_IF_ERROR(WriteFileAtomically(tmp + "/" + name, content));
+      }
+    }
     nlohmann::ordered_json json;
     json["step"] = state.step;
     json["policy_version"] = state.policy_version;
@@ -266,19 +375,72 @@ absl::Status SaveCheckpoint(const std::string& dir, Transformer& model, const Ch
   return Annotate(status, absl::StrCat("saving checkpoint ", clean));
 }
 
+absl::StatusOr<NamedTensors> ReadCheckpointTensors(const std::string& dir) {
+  const std::string single = dir + "/" + kWeightsFile;
+  const std::string index_path = dir + "/" + kIndexFile;
+  std::error_code ec;
+  if (std::filesystem::exists(single, ec)) return ReadSafetensors(single);
+  if (!std::filesystem::exists(index_path, ec)) {
+    return absl::NotFoundError(absl::StrCat(single, " does not exist (nor a sharded ", kIndexFile, ")"));
+  }
+  RLJ_ASSIGN_OR_RETURN(const std::string index_text, ReadFile(index_path));
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(index_text);
+  } catch (const nlohmann::json::exception& error) {
+    return absl::DataLossError(absl::StrCat(index_path, ": not valid JSON: ", error.what()));
+  }
+  const auto weight_map = index.is_object() ? index.find("weight_map") : index.end();
+  if (weight_map == index.end() || !weight_map->is_object() || weight_map->empty()) {
+    return absl::DataLossError(absl::StrCat(index_path, ": no 'weight_map' object of tensor name -> shard file"));
+  }
+  std::map<std::string, std::string> shard_of;  // tensor → shard file
+  std::set<std::string> shards;
+  for (const auto& [name, shard] : weight_map->items()) {
+    if (!shard.is_string() || shard.get<std::string>().empty() || shard.get<std::string>().find('/') != std::string::npos) {
+      return absl::DataLossError(absl::StrCat(index_path, ": weight_map['", name, "'] must be a file name in ", dir));
+    }
+    shard_of[name] = shard.get<std::string>();
+    shards.insert(shard.get<std::string>());
+  }
+  NamedTensors all;
+  std::set<std::string> seen;
+  for (const std::string& shard : shards) {  // each shard mapped once
+    RLJ_ASSIGN_OR_RETURN(NamedTensors tensors, ReadSafetensors(dir + "/" + shard));
+    for (auto& [name, tensor] : tensors) {
+      const auto it = shard_of.find(name);
+      if (it == shard_of.end()) {
+        return absl::DataLossError(absl::StrCat(dir, "/", shard, ": tensor '", name, "' is not in ", kIndexFile));
+      }
+      if (it->second != shard) {
+        return absl::DataLossError(absl::StrCat(dir, "/", shard, ": tensor '", name, "' belongs to ", it->second,
+                                                " according to ", kIndexFile));
+      }
+      if (!seen.insert(name).second) {
+        return absl::DataLossError(absl::StrCat(dir, "/", shard, ": tensor '", name, "' appears twice"));
+      }
+      all.emplace_back(std::move(name), std::move(tensor));
+    }
+  }
+  for (const auto& [name, shard] : shard_of) {
+    if (!seen.count(name)) {
+      return absl::DataLossError(absl::StrCat(dir, "/", shard, ": missing tensor '", name, "' that ", kIndexFile,
+                                              " places there"));
+    }
+  }
+  return all;
+}
+
 absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& dir) {
   const std::string config_path = dir + "/" + kConfigFile;
   RLJ_ASSIGN_OR_RETURN(const std::string config_text, ReadFile(config_path));
   RLJ_ASSIGN_OR_RETURN(const TransformerConfig config, TransformerConfigFromHfJson(config_text, config_path));
-  const std::string weights_path = dir + "/" + kWeightsFile;
-  if (!std::filesystem::exists(weights_path)) {
-    return absl::NotFoundError(absl::StrCat(weights_path, " does not exist (sharded checkpoints are not supported)"));
-  }
-  RLJ_ASSIGN_OR_RETURN(const NamedTensors tensors, ReadSafetensors(weights_path));
+  RLJ_ASSIGN_OR_RETURN(const NamedTensors tensors, ReadCheckpointTensors(dir));
   LoadedCheckpoint loaded;
   loaded.config = config;
-  RLJ_ASSIGN_OR_RETURN(loaded.model, TorchCall("building the model", [&]() -> absl::StatusOr<Transformer> { return Transformer(config); }));
-  RLJ_RETURN_IF_ERROR(Annotate(LoadNamedTensors(loaded.model, tensors), weights_path));
+  RLJ_RETURN_IF_ERROR(TorchCall("building the model", [&] { loaded.model = Transformer(config); }));
+  RLJ_RETURN_IF_ERROR(Annotate(LoadNamedTensors(loaded.model, tensors), dir));
+  loaded.model->set_source_dir(dir);
   const std::string state_path = dir + "/" + kStateFile;
   if (std::filesystem::exists(state_path)) {  // absent in a plain Hugging Face directory
     RLJ_ASSIGN_OR_RETURN(const std::string state_text, ReadFile(state_path));

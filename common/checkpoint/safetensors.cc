@@ -1,8 +1,9 @@
-// safetensors.cc: the safetensors reader (one mmap of the file, every header field checked) and the
-// atomic writer.
+// safetensors.cc: the safetensors reader (one copy-on-write mmap of the file, every header field checked,
+// tensors as views of the mapping) and the streaming atomic writer.
 #include "common/checkpoint/safetensors.h"
 
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -12,6 +13,8 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -52,7 +55,8 @@ const DTypeInfo* FindDType(c10::ScalarType type) {
   return nullptr;
 }
 
-// A read-only mapping of a whole file, unmapped on destruction.
+// A private (copy-on-write) mapping of a whole file, unmapped on destruction: tensors viewing it may be written
+// to without touching the file, and the pages are read from the page cache once, when first used.
 class MappedFile {
  public:
   ~MappedFile() {
@@ -74,7 +78,7 @@ class MappedFile {
     }
     size_ = static_cast<size_t>(info.st_size);
     if (size_ > 0) {
-      void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      void* mapped = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
       if (mapped == MAP_FAILED) {
         const int err = errno;
         ::close(fd);
@@ -86,7 +90,7 @@ class MappedFile {
     return absl::OkStatus();
   }
 
-  const char* data() const { return static_cast<const char*>(data_); }
+  char* data() const { return static_cast<char*>(data_); }
   size_t size() const { return size_; }
 
  private:
@@ -150,17 +154,35 @@ absl::StatusOr<HeaderEntry> ParseEntry(const std::string& path, const std::strin
 
 }  // namespace
 
+namespace {
+
+// Writes all of `bytes` to `fd`.
+absl::Status WriteAll(int fd, const char* bytes, size_t size, const std::string& path) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, bytes, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+    }
+    bytes += n;
+    size -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
                               const std::map<std::string, std::string>& metadata) {
-  return TorchCall(absl::StrCat("writing ", path), [&]() -> absl::Status {
+  std::string header_text;
+  std::vector<const at::Tensor*> sources;
+  RLJ_RETURN_IF_ERROR(TorchCall(absl::StrCat("writing ", path), [&]() -> absl::Status {
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
     if (!metadata.empty()) {
       nlohmann::ordered_json meta = nlohmann::ordered_json::object();
       for (const auto& [key, value] : metadata) meta[key] = value;
       header[kMetadataKey] = std::move(meta);
     }
-    std::vector<at::Tensor> data;
-    data.reserve(tensors.size());
     std::set<std::string> names;
     uint64_t offset = 0;
     for (const auto& [name, tensor] : tensors) {
@@ -176,27 +198,48 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
         return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", name, "': dtype ",
                                                        c10::toString(tensor.scalar_type()), " has no safetensors code here"));
       }
-      data.push_back(tensor.detach().to(c10::kCPU).contiguous());
-      const uint64_t bytes = static_cast<uint64_t>(data.back().numel()) * dtype->size;
+      const uint64_t bytes = static_cast<uint64_t>(tensor.numel()) * dtype->size;
       header[name] = {{"dtype", dtype->name}, {"shape", tensor.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
       offset += bytes;
+      sources.push_back(&tensor);
     }
-    std::string header_text = header.dump();
-    header_text.append((8 - header_text.size() % 8) % 8, ' ');
-    std::string content;
-    content.reserve(8 + header_text.size() + offset);
+    header_text = header.dump();
+    header_text.append((8 - header_text.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
+    return absl::OkStatus();
+  }));
+
+  // Streamed to a temporary file (one tensor in memory at a time), fsync'ed and renamed into place.
+  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+  auto write_body = [&]() -> absl::Status {
     const uint64_t header_size = header_text.size();
-    content.append(reinterpret_cast<const char*>(&header_size), 8);
-    content += header_text;
-    for (const at::Tensor& tensor : data) {
-      content.append(static_cast<const char*>(tensor.data_ptr()), tensor.numel() * tensor.element_size());
+    RLJ_RETURN_IF_ERROR(WriteAll(fd, reinterpret_cast<const char*>(&header_size), 8, tmp));
+    RLJ_RETURN_IF_ERROR(WriteAll(fd, header_text.data(), header_text.size(), tmp));
+    for (const at::Tensor* source : sources) {
+      at::Tensor cpu;
+      RLJ_RETURN_IF_ERROR(TorchCall(absl::StrCat("writing ", path), [&] { cpu = source->detach().to(c10::kCPU).contiguous(); }));
+      RLJ_RETURN_IF_ERROR(WriteAll(fd, static_cast<const char*>(cpu.data_ptr()), cpu.numel() * cpu.element_size(), tmp));
     }
-    return WriteFileAtomically(path, content);
-  });
+    if (::fsync(fd) != 0) return absl::UnavailableError(absl::StrCat("cannot fsync ", tmp, ": ", std::strerror(errno)));
+    return absl::OkStatus();
+  };
+  absl::Status status = write_body();
+  ::close(fd);
+  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    status = absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " onto ", path, ": ", std::strerror(errno)));
+  }
+  if (!status.ok()) {
+    ::unlink(tmp.c_str());
+    return status;
+  }
+  const std::string parent = std::filesystem::path(path).parent_path().string();
+  return SyncDirectory(parent.empty() ? "." : parent);
 }
 
 absl::StatusOr<NamedTensors> ReadSafetensors(const std::string& path) {
-  MappedFile file;
+  auto mapping = std::make_shared<MappedFile>();
+  MappedFile& file = *mapping;
   RLJ_RETURN_IF_ERROR(file.Open(path));
   if (file.size() < 8) return Malformed(path, absl::StrCat("truncated: ", file.size(), " bytes, no header size"));
   uint64_t header_size = 0;
@@ -251,13 +294,21 @@ absl::StatusOr<NamedTensors> ReadSafetensors(const std::string& path) {
     return Malformed(path, absl::StrCat("the tensors cover ", covered, " of ", data_size, " data bytes"));
   }
 
-  const char* data = file.data() + 8 + header_size;
+  char* data = file.data() + 8 + header_size;
   return TorchCall(absl::StrCat("reading ", path), [&]() -> absl::StatusOr<NamedTensors> {
     NamedTensors tensors;
     tensors.reserve(entries.size());
     for (const HeaderEntry& entry : entries) {
-      at::Tensor tensor = at::empty(entry.shape, at::TensorOptions().dtype(entry.dtype->type));
-      if (entry.end > entry.begin) std::memcpy(tensor.data_ptr(), data + entry.begin, entry.end - entry.begin);
+      const auto options = at::TensorOptions().dtype(entry.dtype->type);
+      char* bytes = data + entry.begin;
+      at::Tensor tensor;
+      if (entry.end > entry.begin && reinterpret_cast<uintptr_t>(bytes) % entry.dtype->size == 0) {
+        // A view of the mapping, which lives as long as any of its tensors.
+        tensor = at::from_blob(bytes, entry.shape, [mapping](void*) {}, options);
+      } else {  // empty, or misaligned (a writer that did not pad the header): a copy
+        tensor = at::empty(entry.shape, options);
+        if (entry.end > entry.begin) std::memcpy(tensor.data_ptr(), bytes, entry.end - entry.begin);
+      }
       tensors.emplace_back(entry.name, std::move(tensor));
     }
     return tensors;

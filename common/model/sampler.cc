@@ -41,9 +41,11 @@ absl::Status ValidateRequest(const TransformerConfig& config, const Tokenizer& t
           absl::StrCat("stop token id ", id, " is outside the vocabulary (0..", config.vocab_size - 1, ")"));
     }
   }
-  if (tokenizer.eos_id() < 0 || tokenizer.eos_id() >= config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("the tokenizer's <eos> id ", tokenizer.eos_id(),
-                                                   " is outside the model's vocabulary (0..", config.vocab_size - 1, ")"));
+  for (const int32_t id : tokenizer.stop_ids()) {
+    if (id < 0 || id >= config.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("the tokenizer's stop id ", id,
+                                                     " is outside the model's vocabulary (0..", config.vocab_size - 1, ")"));
+    }
   }
   if (tokenizer.vocab_size() > config.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("the tokenizer's vocabulary (", tokenizer.vocab_size(),
@@ -122,7 +124,7 @@ class CompletionBuilder {
  public:
   CompletionBuilder(const Tokenizer& tokenizer, const SamplingOptions& options, int32_t vocab)
       : tokenizer_(tokenizer), options_(options), is_stop_token_(vocab, false) {
-    is_stop_token_[tokenizer.eos_id()] = true;
+    for (const int32_t id : tokenizer.stop_ids()) is_stop_token_[id] = true;  // <eos>, <|eot_id|>, ...
     for (const int32_t id : options.stop_token_ids) is_stop_token_[id] = true;
   }
 

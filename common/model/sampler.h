@@ -18,7 +18,7 @@ struct SamplingOptions {
   int top_k = 0;             // 0 = off
   double top_p = 1.0;        // 1 = off
   int max_new_tokens = 32;
-  std::vector<int32_t> stop_token_ids;    // the tokenizer's <eos> is always a stop token
+  std::vector<int32_t> stop_token_ids;    // besides the tokenizer's stop_ids() (<eos>, <|eot_id|>, ...)
   std::vector<std::string> stop_strings;  // stop once the decoded completion contains one
   uint64_t seed = 0;                      // same seed, weights and prompts → same completions
 };

@@ -1,5 +1,6 @@
-// transformer.cc: the Llama decoder (RMSNorm, RoPE attention with grouped-query heads and a KV cache,
-// SwiGLU MLP) as torch::nn::Modules whose parameter names match Hugging Face's LlamaForCausalLM.
+// transformer.cc: the Llama-family decoder (RMSNorm, RoPE attention with grouped-query heads, optional
+// q/k/v(/o) biases and a sliding window, a KV cache, SwiGLU MLP) as torch::nn::Modules whose parameter names
+// match Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM.
 #include "common/model/transformer.h"
 
 #include <torch/nn/modules/container/modulelist.h>
@@ -41,13 +42,16 @@ at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
 }
 
 // allowed[b, i, j] = key j is at or before query i (absolute slots query_start + i) and is real; a query
-// always sees itself, so the rows of pad queries are not empty (their outputs are never used).
+// always sees itself, so the rows of pad queries are not empty (their outputs are never used). With a sliding
+// window W > 0, key j must also be within the last W slots (j > i - W): a row's real tokens occupy consecutive
+// slots (left-padded prompts, then the completion), so slot distance is position distance.
 at::Tensor MaskBias(const at::Tensor& key_mask, int64_t batch, int64_t query_start, int64_t num_queries,
-                    int64_t num_keys, const at::TensorOptions& options) {
+                    int64_t num_keys, int64_t window, const at::TensorOptions& options) {
   const auto long_options = at::TensorOptions().dtype(at::kLong).device(options.device());
   const at::Tensor key_index = at::arange(num_keys, long_options).view({1, num_keys});
   const at::Tensor query_index = at::arange(query_start, query_start + num_queries, long_options).view({num_queries, 1});
   at::Tensor allowed = key_index.le(query_index);  // [T, S]
+  if (window > 0 && query_start + num_queries > window) allowed = allowed.logical_and(key_index.gt(query_index - window));
   if (key_mask.defined()) {
     allowed = allowed.logical_and(key_mask.view({batch, 1, num_keys}).logical_or(key_index.eq(query_index)));
   } else {
@@ -79,22 +83,27 @@ class RMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
-torch::nn::Linear MakeLinear(int64_t in, int64_t out) {
-  torch::nn::Linear linear(torch::nn::LinearOptions(in, out).bias(false));
+// Weights from normal(0, 0.02), biases zero (Hugging Face's _init_weights).
+torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias = false) {
+  torch::nn::Linear linear(torch::nn::LinearOptions(in, out).bias(bias));
   torch::NoGradGuard no_grad;
   linear->weight.normal_(0.0, kInitStd);
+  if (bias) linear->bias.zero_();
   return linear;
 }
+
+// x W^T (+ b): the Linear's bias is undefined when it has none.
+at::Tensor Project(const at::Tensor& x, const torch::nn::Linear& linear) { return at::linear(x, linear->weight, linear->bias); }
 
 // Multi-head attention with grouped key/value heads: query head h uses key/value head h / (H / KVH).
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const TransformerConfig& config)
       : n_heads_(config.n_heads), n_kv_heads_(config.n_kv_heads), head_dim_(config.head_dim()) {
-    q_proj = register_module("q_proj", MakeLinear(config.d_model, n_heads_ * head_dim_));
-    k_proj = register_module("k_proj", MakeLinear(config.d_model, n_kv_heads_ * head_dim_));
-    v_proj = register_module("v_proj", MakeLinear(config.d_model, n_kv_heads_ * head_dim_));
-    o_proj = register_module("o_proj", MakeLinear(n_heads_ * head_dim_, config.d_model));
+    q_proj = register_module("q_proj", MakeLinear(config.d_model, n_heads_ * head_dim_, config.qkv_bias()));
+    k_proj = register_module("k_proj", MakeLinear(config.d_model, n_kv_heads_ * head_dim_, config.qkv_bias()));
+    v_proj = register_module("v_proj", MakeLinear(config.d_model, n_kv_heads_ * head_dim_, config.qkv_bias()));
+    o_proj = register_module("o_proj", MakeLinear(n_heads_ * head_dim_, config.d_model, config.o_proj_bias()));
   }
 
   // x [B, T, D] → [B, T, D].
@@ -102,11 +111,11 @@ class AttentionImpl : public torch::nn::Module {
     const int64_t batch = x.size(0), length = x.size(1);
     const int64_t group = n_heads_ / n_kv_heads_;
     const at::Tensor rows = x.reshape({batch * length, x.size(2)});
-    const at::Tensor q = ApplyRope(at::linear(rows, q_proj->weight).view({batch, length, n_heads_, head_dim_}),
+    const at::Tensor q = ApplyRope(Project(rows, q_proj).view({batch, length, n_heads_, head_dim_}),
                                    context.query_cos, context.query_sin);
-    const at::Tensor k = ApplyRope(at::linear(rows, k_proj->weight).view({batch, length, n_kv_heads_, head_dim_}),
+    const at::Tensor k = ApplyRope(Project(rows, k_proj).view({batch, length, n_kv_heads_, head_dim_}),
                                    context.key_cos, context.key_sin);
-    const at::Tensor v = at::linear(rows, v_proj->weight).view({batch, length, n_kv_heads_, head_dim_});
+    const at::Tensor v = Project(rows, v_proj).view({batch, length, n_kv_heads_, head_dim_});
 
     at::Tensor keys, values;  // [B, KVH, S, head_dim]
     if (context.cache != nullptr) {
@@ -148,7 +157,7 @@ class AttentionImpl : public torch::nn::Module {
         products = probs.mul(shared_values);
       }
       const at::Tensor mixed = products.sum(3);  // [B, KVH, group, hd]
-      return at::linear(mixed.view({batch, n_heads_ * head_dim_}), o_proj->weight).view({batch, 1, -1});
+      return Project(mixed.view({batch, n_heads_ * head_dim_}), o_proj).view({batch, 1, -1});
     }
     // Queries of one key/value group side by side: [B, KVH, group * T, head_dim].
     const at::Tensor grouped_q = q.view({batch, length, n_kv_heads_, group, head_dim_})
@@ -161,7 +170,7 @@ class AttentionImpl : public torch::nn::Module {
                                  .view({batch, n_kv_heads_, group, length, head_dim_})
                                  .permute({0, 3, 1, 2, 4})
                                  .reshape({batch * length, n_heads_ * head_dim_});
-    return at::linear(mixed, o_proj->weight).view({batch, length, -1});
+    return Project(mixed, o_proj).view({batch, length, -1});
   }
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
@@ -251,38 +260,26 @@ class LlamaModelImpl : public torch::nn::Module {
 
 namespace {
 
-// [max_seq_len, 4, head_dim]: cos, signed sin, and the two scaled by 1/sqrt(head_dim); angles in double,
-// stored as float32. inv_freq[i] = theta^(-2i / head_dim), repeated over both halves as in Hugging Face.
-at::Tensor MakeRopeTable(const TransformerConfig& config) {
-  const int64_t head_dim = config.head_dim(), half = head_dim / 2;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
-  std::vector<float> table(static_cast<size_t>(config.max_seq_len) * 4 * head_dim);
-  for (int64_t pos = 0; pos < config.max_seq_len; ++pos) {
-    float* row = table.data() + pos * 4 * head_dim;
-    for (int64_t i = 0; i < half; ++i) {
-      const double inv_freq = std::pow(config.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-      const double angle = static_cast<double>(pos) * inv_freq;
-      const double c = std::cos(angle), s = std::sin(angle);
-      for (int64_t j : {i, i + half}) {
-        const double signed_s = j < half ? -s : s;
-        row[0 * head_dim + j] = static_cast<float>(c);
-        row[1 * head_dim + j] = static_cast<float>(signed_s);
-        row[2 * head_dim + j] = static_cast<float>(c * scale);
-        row[3 * head_dim + j] = static_cast<float>(signed_s * scale);
-      }
-    }
-  }
-  return torch::from_blob(table.data(), {config.max_seq_len, 4, head_dim}, torch::kFloat).clone();
-}
-
-// RoPE factors for positions [B, T], as [B, T, 1, head_dim] views of one gather.
-void GatherRope(const at::Tensor& table, const at::Tensor& positions, AttentionContext& context) {
+// RoPE factors for positions [B, T], as [B, T, 1, head_dim] tensors in `dtype`: cos, rotate-half-signed sin,
+// and both times 1/sqrt(head_dim) (queries carry the attention scale). Angles position * inv_freq are
+// computed in double from the positions themselves, so no table bounds the context and long positions keep
+// their precision; inv_freq repeats over both halves as in Hugging Face.
+void ComputeRope(const at::Tensor& inv_freq, int64_t head_dim, const at::Tensor& positions, c10::ScalarType dtype,
+                 AttentionContext& context) {
   const int64_t batch = positions.size(0), length = positions.size(1);
-  const at::Tensor rows = table.index_select(0, positions.reshape({-1})).view({batch, length, 4, 1, table.size(2)});
-  context.key_cos = rows.select(2, 0);
-  context.key_sin = rows.select(2, 1);
-  context.query_cos = rows.select(2, 2);
-  context.query_sin = rows.select(2, 3);
+  const at::Tensor angles = positions.to(at::kDouble).unsqueeze(-1).mul(inv_freq.to(positions.device()));  // [B, T, hd/2]
+  const at::Tensor cos = angles.cos(), sin = angles.sin();
+  const at::Tensor full_cos = at::cat({cos, cos}, -1);
+  const at::Tensor signed_sin = at::cat({sin.neg(), sin}, -1);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  // One conversion for the four: [B, T, 4, 1, head_dim].
+  const at::Tensor factors = at::stack({full_cos, signed_sin, full_cos.mul(scale), signed_sin.mul(scale)}, 2)
+                                 .to(dtype)
+                                 .view({batch, length, 4, 1, head_dim});
+  context.key_cos = factors.select(2, 0);
+  context.key_sin = factors.select(2, 1);
+  context.query_cos = factors.select(2, 2);
+  context.query_sin = factors.select(2, 3);
 }
 
 at::Tensor CheckTokens(const torch::Tensor& tokens, const TransformerConfig& config, const char* what) {
@@ -302,8 +299,13 @@ TransformerImpl::TransformerImpl(const TransformerConfig& config) : config_(conf
   } else {
     lm_head_weight_ = register_module("lm_head", MakeLinear(config.d_model, config.vocab_size))->weight;
   }
-  rope_table_ = register_buffer("rope_table", MakeRopeTable(config));
+  const std::vector<double> inv_freq = config.RopeInverseFrequencies();
+  rope_inv_freq_ = torch::from_blob(const_cast<double*>(inv_freq.data()), {static_cast<int64_t>(inv_freq.size())},
+                                    torch::kDouble)
+                       .clone();
 }
+
+c10::ScalarType TransformerImpl::ActivationType() { return model_->embed_tokens->weight.scalar_type(); }
 
 torch::Tensor TransformerImpl::Logits(const torch::Tensor& hidden) {
   at::Tensor logits = at::linear(hidden, lm_head_weight_);
@@ -325,9 +327,10 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens_in, const tor
                 " must match tokens ", tokens.sizes());
   }
   AttentionContext context;
-  GatherRope(rope_table_, positions.to(at::kLong), context);
+  ComputeRope(rope_inv_freq_, config_.head_dim(), positions, ActivationType(), context);
   const at::Tensor mask = key_mask.defined() ? key_mask.to(at::kBool) : key_mask;
-  context.mask_bias = MaskBias(mask, batch, 0, length, length, rope_table_.options());
+  context.mask_bias = MaskBias(mask, batch, 0, length, length, config_.sliding_window,
+                               at::TensorOptions().dtype(ActivationType()).device(tokens.device()));
   return Logits(model_->forward(tokens, context));
 }
 
@@ -344,11 +347,11 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& tokens_in, co
   TORCH_CHECK(positions.defined() && positions.sizes() == tokens.sizes(), "Transformer::forward_cached: positions ",
               positions.sizes(), " must match tokens ", tokens.sizes());
   AttentionContext context;
-  GatherRope(rope_table_, positions.scalar_type() == at::kLong ? positions : positions.to(at::kLong), context);
+  ComputeRope(rope_inv_freq_, config_.head_dim(), positions, ActivationType(), context);
   context.cache = &cache;
   context.cache_start = cache.length() - length;
-  context.mask_bias =
-      MaskBias(cache.key_mask(), batch, context.cache_start, length, cache.length(), rope_table_.options());
+  context.mask_bias = MaskBias(cache.key_mask(), batch, context.cache_start, length, cache.length(),
+                               config_.sliding_window, at::TensorOptions().dtype(ActivationType()).device(tokens.device()));
   at::Tensor logits = Logits(model_->forward(tokens, context));
   cache.MarkWritten();
   return logits;
@@ -356,6 +359,7 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& tokens_in, co
 
 Transformer CloneTransformer(Transformer& source) {
   Transformer copy(source->config());
+  copy->set_source_dir(source->source_dir());
   torch::NoGradGuard no_grad;
   const auto source_parameters = source->named_parameters(/*recurse=*/true);
   auto copy_parameters = copy->named_parameters(/*recurse=*/true);

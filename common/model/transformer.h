@@ -1,10 +1,12 @@
-// transformer.h: a Llama-style causal LM (RMSNorm, RoPE, SwiGLU, optional tied embeddings) as
-// torch::nn::Modules. Parameter names follow Hugging Face's LlamaForCausalLM ("model.layers.0.self_attn.
-// q_proj.weight", …) so checkpoints are Hugging Face directories.
+// transformer.h: a Llama-family causal LM (RMSNorm, RoPE, SwiGLU, optional tied embeddings; Qwen2's q/k/v
+// biases, Mistral's sliding window) as torch::nn::Modules. Parameter names follow Hugging Face's
+// LlamaForCausalLM ("model.layers.0.self_attn.q_proj.weight", …) so checkpoints are Hugging Face directories.
 #pragma once
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
+
+#include <string>
 
 #include "common/model/model_config.h"
 
@@ -29,16 +31,24 @@ class TransformerImpl : public torch::nn::Module {
 
   const TransformerConfig& config() const { return config_; }
 
+  // The checkpoint directory the weights were loaded from ("" for a fresh model): where SaveCheckpoint finds
+  // the tokenizer files to carry along. CloneTransformer copies it.
+  const std::string& source_dir() const { return source_dir_; }
+  void set_source_dir(std::string dir) { source_dir_ = std::move(dir); }
+
  private:
   // The final hidden states → logits float32 [B, T, vocab].
   torch::Tensor Logits(const torch::Tensor& hidden);
+  // The dtype of the activations (the parameters').
+  c10::ScalarType ActivationType();
 
   TransformerConfig config_;
+  std::string source_dir_;
   std::shared_ptr<LlamaModelImpl> model_;  // registered as "model"
   torch::Tensor lm_head_weight_;           // lm_head.weight, or model.embed_tokens.weight when tied
-  // RoPE table [max_seq_len, 4, head_dim]: cos, rotate-half-signed sin, and both times 1/sqrt(head_dim)
-  // (queries carry the attention scale). A buffer, so Module::to moves it; not a parameter.
-  torch::Tensor rope_table_;
+  // RoPE inverse frequencies [head_dim / 2], double, on the CPU; not a buffer, so Module::to(dtype) never
+  // rounds them. The angles are computed per pass from the positions.
+  torch::Tensor rope_inv_freq_;
 };
 TORCH_MODULE(Transformer);
 

@@ -1,6 +1,8 @@
 // byte_tokenizer.h: ids 0..255 are the bytes of UTF-8 text; 256 <bos>, 257 <eos>, 258 <pad>.
 #pragma once
 
+#include <string>
+
 #include "common/tokenizer/tokenizer.h"
 
 namespace rlj {
@@ -19,5 +21,12 @@ class ByteTokenizer final : public Tokenizer {
   int32_t eos_id() const override { return kEos; }
   int32_t pad_id() const override { return kPad; }
 };
+
+// The byte tokenizer as a Hugging Face tokenizer.json (byte-level BPE without merges, <bos> <eos> <pad> as
+// special added tokens, <bos> prepended by the post-processor): Hugging Face's tokenizers library gives the
+// same ids and text, so an exported byte-level student works with transformers.
+std::string ByteTokenizerJson();
+// Its tokenizer_config.json (bos/eos/pad, no chat template unless `chat_template_jinja` is given).
+std::string ByteTokenizerConfigJson(const std::string& chat_template_jinja = "");
 
 }  // namespace rlj

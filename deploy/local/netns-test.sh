@@ -109,8 +109,13 @@ ip -n "${HOST_NS[actor1]}" link set eth0 down
 cut_at=$(date +%s)
 log "cut actor-1's link at version $v"
 v2=$(wait_version $(( v + 5 )) 180) || fail "the run stalled while actor-1 was cut off"
+# Stay cut for longer than the actor's RPC deadline (5 s), so its calls really fail and it has to rejoin.
+while [ "$(date +%s)" -lt $(( cut_at + 12 )) ]; do sleep 1; done
+v2=$(wait_version $(( v2 + 1 )) 180) || fail "the run stalled while actor-1 was cut off"
 log "the run went on without actor-1: version $v2"
 kill -0 "$ACTOR1_PID" 2>/dev/null || fail "actor-1 exited while cut off instead of waiting to rejoin"
+during=$(groups_from actor-1 $(( cut_at + 6 )))
+[ "$during" -eq 0 ] || fail "actor-1 was still judged while its link was down ($during rows): the cut did not cut"
 
 ip -n "${HOST_NS[actor1]}" link set eth0 up
 restored_at=$(date +%s)

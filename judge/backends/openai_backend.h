@@ -1,83 +1,71 @@
-// openai_backend.h: the `openai` judge: asks a teacher model behind an OpenAI-compatible
-// POST {base_url}/chat/completions to grade each completion with a rubric, and reads a score from its answer.
+// openai_backend.h: the `openai` judge: a teacher behind any OpenAI-compatible API (OpenAI, vLLM, SGLang,
+// Ollama, llama.cpp server, `rlj teacher`), in one of three modes:
+//   rubric      POST /chat/completions with the rubric; the score parsed from the answer (JSON or pattern)
+//               and mapped from [score_min, score_max] onto [reward_min, reward_max];
+//   label       POST /chat/completions with logprobs; the reward is the expected value of judge.openai.labels
+//               under the teacher's top_logprobs of its first answer token (dense and calibrated);
+//   likelihood  POST /completions with echo and logprobs; the reward is the teacher's mean log-probability
+//               of the student's completion tokens (an on-policy distillation signal).
+// Requests go through a TeacherClient (cache, limits, retries, breaker, accounting).
 #pragma once
 
-#include <chrono>
+#include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "judge/backend_registry.h"
-#include "judge/http_client.h"
+#include "judge/chat_teacher.h"
 #include "judge/judge_backend.h"
-#include "judge/score_parser.h"
+#include "judge/rubric_scorer.h"
+#include "judge/teacher_client.h"
 #include "rlj/v1/config.pb.h"
 
 namespace rlj {
 
-// One sample's conversation with the teacher is: build a request (per judging mode), send it with retries
-// (shared), read the answer (per mode). Only the rubric mode exists today; a label mode (the teacher picks
-// a label mapped to a reward) or a likelihood mode (logprobs of the reference) adds a request builder and
-// an answer reader next to the rubric ones and reuses Exchange.
-class OpenAIBackend final : public JudgeBackend {
+class OpenAIBackend final : public JudgeBackend, public ChatTeacher {
  public:
-  // Exponential backoff with full jitter: a retry waits uniform(0, min(cap, base · 2^attempt)), or the
-  // server's Retry-After (seconds) when it sent one.
-  struct RetryPolicy {
-    std::chrono::milliseconds base{250};
-    std::chrono::milliseconds cap{8000};
-  };
-
-  // Uses config.openai() for the teacher and config.timeout_ms() (the actors' deadline for one Score call)
-  // as every sample's overall deadline, retries included. Fails when api_key_env names a variable that is
-  // unset or empty, naming it; without api_key_env no Authorization header is sent (local servers).
+  // Uses config.openai() and config.timeout_ms() (the actors' deadline for one Score call) as every sample's
+  // overall deadline, retries included. Fails when api_key_env names a variable that is unset or empty,
+  // naming it; without api_key_env no Authorization header is sent (local servers).
   static absl::StatusOr<std::unique_ptr<OpenAIBackend>> Create(const v1::JudgeConfig& config,
                                                                const JudgeBackendDeps& deps);
   ~OpenAIBackend() override;
 
-  std::string name() const override { return "openai"; }
+  std::string name() const override { return label_; }
   std::string model() const override { return config_.model(); }
-
-  // Samples go to the teacher concurrently, at most openai.max_concurrency at a time for this call.
   std::vector<Judgement> Score(const std::vector<v1::Sample>& samples) override;
+  void CollectStatus(v1::JudgeStatus* status) const override { client_->CollectStatus(status); }
+
+  ChatReplies AskChat(const std::vector<ChatQuestion>& questions, SteadyTime deadline) override;
+  std::string teacher_model() const override { return config_.model(); }
 
  private:
-  using Clock = std::chrono::steady_clock;
+  OpenAIBackend(const v1::JudgeConfig& config, std::string label, std::unique_ptr<TeacherClient> client,
+                std::optional<RubricScorer> rubric);
 
-  // What one HTTP exchange (with its retries) ended in: a 2xx response, or a verdict error.
-  struct ExchangeResult {
-    std::optional<HttpResponse> response;
-    absl::StatusCode code = absl::StatusCode::kOk;
-    std::string kind;     // error_kind when there is no response
-    std::string message;  // redacted
-    int attempts = 0;
+  std::vector<Judgement> ScoreRubric(const std::vector<v1::Sample>& samples, SteadyTime deadline);
+  std::vector<Judgement> ScoreLabels(const std::vector<v1::Sample>& samples, SteadyTime deadline);
+  std::vector<Judgement> ScoreLikelihood(const std::vector<v1::Sample>& samples, SteadyTime deadline);
+
+  // Label mode: reads choices[0].logprobs into the verdict; true on success.
+  bool ReadLabels(const std::string& body, Judgement* judgement, int64_t* tokens_in, int64_t* tokens_out) const;
+  // Likelihood mode: the completion is the text between code points/bytes [begin, end) of the scored text.
+  struct Span {
+    size_t begin_bytes = 0, end_bytes = 0;
+    size_t begin_chars = 0, end_chars = 0;
   };
-
-  OpenAIBackend(const v1::JudgeConfig& config, std::string api_key, HttpClient* http,
-                std::unique_ptr<HttpClient> owned_http, ScoreParser parser);
-
-  Judgement ScoreOne(const v1::Sample& sample, Clock::time_point deadline) const;
-  ExchangeResult Exchange(HttpRequest request, Clock::time_point deadline) const;
-  std::chrono::milliseconds Backoff(int attempt) const;
-
-  // Rubric mode.
-  std::string RubricRequestBody(const v1::Sample& sample) const;
-  void ReadRubricAnswer(const HttpResponse& response, Judgement* judgement) const;
-
-  // `text` with every occurrence of the API key replaced, for anything that leaves this class.
-  std::string Redact(std::string text) const;
+  bool ReadLikelihood(const std::string& body, const Span& span, Judgement* judgement, int64_t* tokens_in,
+                      int64_t* tokens_out) const;
 
   v1::OpenAIJudgeConfig config_;
+  std::string label_;
+  std::string base_url_;
   std::chrono::milliseconds call_timeout_;
-  std::string url_;
-  std::string api_key_;  // empty: no Authorization header
-  std::unique_ptr<HttpClient> owned_http_;
-  HttpClient* http_;
-  ScoreParser parser_;
-  ScoreScale scale_;
-  RetryPolicy retry_;
+  std::unique_ptr<TeacherClient> client_;
+  std::optional<RubricScorer> rubric_;
+  ChatWireFormat chat_format_;
 };
 
 }  // namespace rlj

@@ -1,8 +1,16 @@
-// rule_backend.cc: exact / numeric answer checks turned into verdicts with a one-line rationale.
+// rule_backend.cc: exact / numeric / regex / contains checks and the length penalty, turned into verdicts
+// with a one-line rationale.
 #include "judge/backends/rule_backend.h"
 
+#include <re2/re2.h>
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/answer_match.h"
 #include "common/status.h"
 #include "judge/score_parser.h"
@@ -21,9 +29,63 @@ std::string Quote(std::string_view text) {
 // 46 → "46", 3.5 → "3.5", 1234567 → "1234567" (absl::StrCat would print 1.23457e+06).
 std::string FormatNumber(double value) { return absl::StrFormat("%.15g", value); }
 
+bool KnownCheck(const std::string& check) {
+  return check == "exact" || check == "numeric" || check == "regex" || check == "contains";
+}
+
+std::string Lower(std::string_view text) { return absl::AsciiStrToLower(AsAbsl(text)); }
+
+size_t CodePoints(std::string_view text) {
+  size_t n = 0;
+  for (unsigned char c : text) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
 }  // namespace
 
-RuleBackend::RuleBackend(const v1::RuleJudgeConfig& config) : config_(config) {}
+absl::StatusOr<std::unique_ptr<RuleBackend>> RuleBackend::Create(const v1::RuleJudgeConfig& config,
+                                                                  const JudgeBackendDeps& deps) {
+  auto backend = std::make_unique<RuleBackend>(config, deps.label.empty() ? "rule" : deps.label);
+  if (!backend->config_error_.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(deps.section.empty() ? "judge.rule" : deps.section, ": ", backend->config_error_));
+  }
+  return backend;
+}
+
+RuleBackend::RuleBackend(const v1::RuleJudgeConfig& config, std::string label)
+    : config_(config), label_(std::move(label)) {
+  if (config_.checks().empty()) {
+    checks_.push_back(config_.mode());
+  } else {
+    checks_.assign(config_.checks().begin(), config_.checks().end());
+  }
+  for (const std::string& check : checks_) {
+    if (!KnownCheck(check)) {
+      config_error_ = absl::StrCat("unknown rule check '", check, "' (exact | numeric | regex | contains)");
+      return;
+    }
+    if (check == "regex") {
+      if (config_.pattern().empty()) {
+        config_error_ = "the regex check needs a pattern";
+        return;
+      }
+      const std::string probe = absl::StrReplaceAll(config_.pattern(), {{"{reference}", "x"}});
+      RE2 compiled(probe, RE2::Quiet);
+      if (!compiled.ok()) {
+        config_error_ = absl::StrCat("pattern does not compile: ", compiled.error());
+        return;
+      }
+    }
+  }
+  if (config_.length_penalty_per_char() < 0 || config_.length_free_chars() < 0 || config_.length_penalty_max() < 0) {
+    config_error_ = "length_penalty_per_char, length_free_chars and length_penalty_max must be >= 0";
+  }
+}
+
+RuleBackend::~RuleBackend() = default;
+
+std::string RuleBackend::model() const { return absl::StrJoin(checks_, "+"); }
 
 std::vector<Judgement> RuleBackend::Score(const std::vector<v1::Sample>& samples) {
   std::vector<Judgement> judgements;
@@ -32,38 +94,83 @@ std::vector<Judgement> RuleBackend::Score(const std::vector<v1::Sample>& samples
   return judgements;
 }
 
+double RuleBackend::LengthPenalty(std::string_view completion) const {
+  if (config_.length_penalty_per_char() <= 0) return 0;
+  const int64_t over = static_cast<int64_t>(CodePoints(TrimAnswer(completion))) - config_.length_free_chars();
+  if (over <= 0) return 0;
+  double penalty = static_cast<double>(over) * config_.length_penalty_per_char();
+  if (config_.length_penalty_max() > 0) penalty = std::min(penalty, config_.length_penalty_max());
+  return penalty;
+}
+
 Judgement RuleBackend::ScoreOne(const v1::Sample& sample) const {
   Judgement judgement;
   v1::Verdict& verdict = judgement.verdict;
   verdict.set_sample_id(sample.id());
+  if (!config_error_.empty()) {
+    SetVerdictError(&verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid, config_error_);
+    return judgement;
+  }
   const std::string_view reference = TrimAnswer(sample.reference());
   const std::string_view completion = sample.completion();
-  if (reference.empty()) {
-    SetVerdictError(&verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
-                    "the sample has no reference answer; the rule judge needs one");
-    return judgement;
-  }
-  bool correct = false;
-  if (config_.mode() == "exact") {
-    correct = ExactMatch(completion, reference);
-    verdict.set_rationale(absl::StrCat("expected ", Quote(reference), ", got ", Quote(TrimAnswer(completion))));
-  } else if (config_.mode() == "numeric") {
-    const std::optional<double> expected = LastNumber(reference);
-    if (!expected) {
+  bool all_pass = true;
+  std::vector<std::string> rationales;
+  std::map<std::string, double> passes;
+  for (const std::string& check : checks_) {
+    const bool needs_reference = check != "regex" || config_.pattern().find("{reference}") != std::string::npos;
+    if (needs_reference && reference.empty()) {
       SetVerdictError(&verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
-                      absl::StrCat("reference ", Quote(reference), " has no number; numeric mode needs one"));
+                      absl::StrCat("the sample has no reference answer; the rule check '", check, "' needs one"));
       return judgement;
     }
-    const std::optional<double> got = LastNumber(completion);
-    correct = got.has_value() && NumericMatch(completion, reference, config_.tolerance());
-    verdict.set_rationale(got ? absl::StrCat("expected ", FormatNumber(*expected), ", got ", FormatNumber(*got)) : "no number in completion");
-  } else {
-    SetVerdictError(&verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
-                    absl::StrCat("unknown rule mode '", config_.mode(), "' (exact | numeric)"));
-    return judgement;
+    bool pass = false;
+    if (check == "exact") {
+      pass = config_.case_sensitive() ? ExactMatch(completion, reference)
+                                      : Lower(TrimAnswer(completion)) == Lower(reference);
+      rationales.push_back(absl::StrCat("expected ", Quote(reference), ", got ", Quote(TrimAnswer(completion))));
+    } else if (check == "numeric") {
+      const std::optional<double> expected = LastNumber(reference);
+      if (!expected) {
+        SetVerdictError(&verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+                        absl::StrCat("reference ", Quote(reference), " has no number; numeric mode needs one"));
+        return judgement;
+      }
+      const std::optional<double> got = LastNumber(completion);
+      pass = got.has_value() && NumericMatch(completion, reference, config_.tolerance());
+      rationales.push_back(got ? absl::StrCat("expected ", FormatNumber(*expected), ", got ", FormatNumber(*got))
+                               : "no number in completion");
+    } else if (check == "regex") {
+      const std::string pattern =
+          absl::StrReplaceAll(config_.pattern(),
+                              {{"{reference}", RE2::QuoteMeta(re2::StringPiece(reference.data(), reference.size()))}});
+      RE2 compiled(pattern, RE2::Quiet);
+      if (!compiled.ok()) {
+        SetVerdictError(&verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+                        absl::StrCat("pattern does not compile: ", compiled.error()));
+        return judgement;
+      }
+      pass = RE2::PartialMatch(re2::StringPiece(completion.data(), completion.size()), compiled);
+      rationales.push_back(absl::StrCat(pass ? "matches " : "does not match ", Quote(pattern)));
+    } else {  // contains
+      pass = config_.case_sensitive() ? completion.find(reference) != std::string_view::npos
+                                      : Lower(completion).find(Lower(reference)) != std::string::npos;
+      rationales.push_back(absl::StrCat(pass ? "contains " : "does not contain ", Quote(reference)));
+    }
+    passes[check] = pass ? 1.0 : 0.0;
+    all_pass = all_pass && pass;
   }
-  verdict.set_reward(correct ? config_.correct_reward() : config_.wrong_reward());
-  (*verdict.mutable_components())["correct"] = correct ? 1.0 : 0.0;
+  const double penalty = LengthPenalty(completion);
+  verdict.set_reward((all_pass ? config_.correct_reward() : config_.wrong_reward()) - penalty);
+  auto& components = *verdict.mutable_components();
+  components["correct"] = all_pass ? 1.0 : 0.0;
+  if (checks_.size() > 1) {
+    for (const auto& [check, pass] : passes) components[check] = pass;
+  }
+  if (config_.length_penalty_per_char() > 0) {
+    components["length_penalty"] = -penalty;
+    if (penalty > 0) rationales.push_back(absl::StrFormat("length penalty %.4g", penalty));
+  }
+  verdict.set_rationale(absl::StrJoin(rationales, "; "));
   return judgement;
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """make_llama_golden.py: expected logits for the golden test, from an independent NumPy Llama forward.
 
-Reads the small checkpoints tests/golden/tiny_llama/ (multi-head, tied embeddings) and
-tests/golden/tiny_llama_gqa/ (grouped-query: 2 key/value heads for 4 query heads, untied lm_head) -
+Reads the small checkpoints tests/golden/tiny_llama/ (multi-head, tied embeddings),
+tests/golden/tiny_llama_gqa/ (grouped-query: 2 key/value heads for 4 query heads, untied lm_head),
+tests/golden/tiny_qwen2/ (q/k/v biases, grouped-query) and tests/golden/tiny_mistral/ (sliding window 4) -
 config.json and model.safetensors as Hugging Face writes them - runs a float64 NumPy implementation of
 LlamaForCausalLM written from the Hugging Face modeling code (not from the C++), and writes the logits for a
 fixed token sequence to tests/golden/tiny_llama_logits.json. The C++ test Golden.LogitsMatchNumPyReference
@@ -24,7 +25,7 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CHECKPOINTS = ["tiny_llama", "tiny_llama_gqa"]
+CHECKPOINTS = ["tiny_llama", "tiny_llama_gqa", "tiny_qwen2", "tiny_mistral"]
 TOKENS = [1, 7, 13, 2, 40, 47, 0, 5, 9, 30, 31, 12, 44, 3]
 
 DTYPES = {"F32": np.float32, "F16": np.float16, "I32": np.int32, "I64": np.int64, "U8": np.uint8}
@@ -72,13 +73,23 @@ def llama_logits(config, w, tokens):
     cos, sin = np.cos(emb)[None], np.sin(emb)[None]  # broadcast over heads: [1, T, head_dim]
 
     causal = np.tril(np.ones((seq, seq), dtype=bool))
+    # Mistral's sliding window (transformers' sliding_window_overlay): key j is visible to query i when
+    # i - window < j <= i. Qwen2 uses it only with use_sliding_window (not in these checkpoints).
+    window = config.get("sliding_window") if config["model_type"] == "mistral" else None
+    if window:
+        index = np.arange(seq)
+        causal &= index[None, :] > index[:, None] - window
     x = w["model.embed_tokens.weight"][np.array(tokens)]  # [T, D]
     for i in range(config["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        q = (h @ w[p + "self_attn.q_proj.weight"].T).reshape(seq, n_heads, head_dim).transpose(1, 0, 2)
-        k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(seq, n_kv, head_dim).transpose(1, 0, 2)
-        v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(seq, n_kv, head_dim).transpose(1, 0, 2)
+        # Qwen2 (and Llama with attention_bias) add biases to q/k/v: nn.Linear(bias=True).
+        def project(name):
+            y = h @ w[p + f"self_attn.{name}.weight"].T
+            return y + w[p + f"self_attn.{name}.bias"] if p + f"self_attn.{name}.bias" in w else y
+        q = project("q_proj").reshape(seq, n_heads, head_dim).transpose(1, 0, 2)
+        k = project("k_proj").reshape(seq, n_kv, head_dim).transpose(1, 0, 2)
+        v = project("v_proj").reshape(seq, n_kv, head_dim).transpose(1, 0, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         # repeat_kv: query head j uses key/value head j // (n_heads // n_kv).
@@ -90,7 +101,8 @@ def llama_logits(config, w, tokens):
         probs = np.exp(scores)
         probs /= probs.sum(axis=-1, keepdims=True)
         attn = (probs @ v).transpose(1, 0, 2).reshape(seq, n_heads * head_dim)
-        x = x + attn @ w[p + "self_attn.o_proj.weight"].T
+        out = attn @ w[p + "self_attn.o_proj.weight"].T
+        x = x + (out + w[p + "self_attn.o_proj.bias"] if p + "self_attn.o_proj.bias" in w else out)
 
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
         gate = h @ w[p + "mlp.gate_proj.weight"].T

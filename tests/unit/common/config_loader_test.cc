@@ -107,6 +107,23 @@ TEST(ConfigLoader, ResolvedYamlRoundTrips) {
   EXPECT_EQ(again.name(), "rt");
 }
 
+TEST(ConfigLoader, ResolvedYamlKeepsUnsetKeysUnsetAndShowsTheirDefaultsAsComments) {
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig c, ParseRunConfig("model:\n  n_heads: 2\n  ffn_hidden: 64\n", "c.yaml"));
+  const std::string yaml = MessageToYaml(c);
+  // Each default on a line of its own, indented like its map's keys, after the keys that were set.
+  EXPECT_NE(yaml.find("model:\n  # architecture: \"llama\"  (default)\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("\n  n_heads: 2\n  # n_kv_heads: 0  (default)\n  ffn_hidden: 64\n"), std::string::npos) << yaml;
+  EXPECT_EQ(yaml.find("  # n_kv_heads: 0  (default)  #"), std::string::npos) << yaml;
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig again, ParseRunConfig(yaml, "resolved.yaml"));
+  // A key the user did not set (here: shapes a checkpoint may define) is still unset when read back.
+  EXPECT_FALSE(again.model().has_d_model());
+  EXPECT_FALSE(again.model().has_n_kv_heads());
+  EXPECT_TRUE(again.model().has_n_heads());
+  EXPECT_EQ(again.model().d_model(), c.model().d_model());
+  EXPECT_FALSE(again.has_judge());  // an unset section stays unset
+  EXPECT_EQ(MessageToYaml(again), yaml);
+}
+
 TEST(ConfigLoader, SchemaKeyPathsCoverNestedFields) {
   const std::vector<std::string> paths = SchemaKeyPaths(v1::RunConfig());
   EXPECT_NE(std::find(paths.begin(), paths.end(), "learner.lr"), paths.end());

@@ -10,6 +10,8 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
+#include <cctype>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,6 +37,7 @@ struct TeacherRequest {
   bool has_authorization = false;
   int remote_port = 0;        // the client's port: equal for requests on one kept-alive connection
   std::string header_x_test;  // the X-Test request header, for client tests
+  std::map<std::string, std::string> headers;  // every request header, names lower-cased
 };
 
 // A chat completion whose choices[0].message.content is `content`.
@@ -121,6 +124,11 @@ class TeacherServer {
     seen.authorization = request.get_header_value("Authorization");
     seen.header_x_test = request.get_header_value("X-Test");
     seen.remote_port = request.remote_port;
+    for (const auto& [name, value] : request.headers) {
+      std::string lower = name;
+      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+      seen.headers[lower] = value;
+    }
     TeacherReply reply;
     Handler handler;
     {

@@ -210,6 +210,64 @@ TEST(GrpoTrainer, KlReferenceAndSeveralEpochs) {
   EXPECT_TRUE(std::isfinite(metrics.grad_norm()));
 }
 
+TEST(GrpoTrainer, TokenBudgetMicroBatchesAccumulateToTheWholeStep) {
+  v1::RunConfig whole_config = TinyRunConfig();
+  whole_config.mutable_learner()->set_loss_aggregation("seq_mean_token_mean");
+  v1::RunConfig micro_config = whole_config;
+  micro_config.mutable_learner()->set_micro_batch_tokens(6);  // rows of 5 and 4 positions: one row per batch
+  Transformer base = TinyModel(whole_config);
+  std::vector<v1::RolloutGroup> groups;
+  for (int g = 0; g < 3; ++g) {
+    groups.push_back(MakeGroup(kPrompt, {MakeRollout(base, kPrompt, kGood, 1.0 + g), MakeRollout(base, kPrompt, kBad, 0.0)}));
+  }
+  Transformer whole_model = CloneTransformer(base);
+  Transformer micro_model = CloneTransformer(base);
+  RLJ_ASSERT_OK_AND_ASSIGN(auto whole, GrpoTrainer::Create(whole_config, whole_model));
+  RLJ_ASSERT_OK_AND_ASSIGN(auto micro, GrpoTrainer::Create(micro_config, micro_model));
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics whole_metrics, whole->Step(groups));
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics micro_metrics, micro->Step(groups));
+  EXPECT_EQ(whole_metrics.micro_batches(), 1);
+  EXPECT_EQ(micro_metrics.micro_batches(), 6);
+  EXPECT_NEAR(micro_metrics.loss(), whole_metrics.loss(), 1e-6);
+  EXPECT_NEAR(micro_metrics.grad_norm(), whole_metrics.grad_norm(), 1e-5);
+  EXPECT_EQ(micro_metrics.trained_tokens(), whole_metrics.trained_tokens());
+  const auto a = whole_model->parameters();
+  const auto b = micro_model->parameters();
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), 2e-6) << i;
+  }
+}
+
+TEST(GrpoTrainer, TruncatedCompletionsKeptMaskedOrPenalised) {
+  // Dr. GRPO (no std) so the penalty shows in the advantages. Rewards 1, 0 (truncated), 1:
+  //   keep:     mean 2/3 → advantages 1/3, -2/3, 1/3; |A| mean 4/9
+  //   penalize: the truncated reward becomes 0 - 1 = -1: mean 1/3 → 2/3, -4/3, 2/3; |A| mean 8/9
+  //   mask:     advantages as keep, the truncated completion is not trained: |A| mean over the 2 rows 1/3
+  v1::RunConfig config = TinyRunConfig();
+  config.mutable_learner()->set_algorithm("dr_grpo");
+  Transformer base = TinyModel(config);
+  v1::Rollout truncated = MakeRollout(base, kPrompt, kBad, 0.0);
+  truncated.set_truncated(true);
+  const v1::RolloutGroup group = MakeGroup(
+      kPrompt, {MakeRollout(base, kPrompt, kGood, 1.0), truncated, MakeRollout(base, kPrompt, {4, 6}, 1.0)});
+  struct Case {
+    const char* mode;
+    int64_t trained;
+    double abs_mean;
+  };
+  for (const Case& c : {Case{"keep", 3, 4.0 / 9.0}, Case{"penalize", 3, 8.0 / 9.0}, Case{"mask", 2, 1.0 / 3.0}}) {
+    SCOPED_TRACE(c.mode);
+    config.mutable_learner()->set_truncated(c.mode);
+    Transformer model = CloneTransformer(base);
+    RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, GrpoTrainer::Create(config, model));
+    RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics metrics, trainer->Step({group}));
+    EXPECT_EQ(metrics.truncated_samples(), 1);
+    EXPECT_EQ(metrics.trained_samples(), c.trained);
+    EXPECT_NEAR(metrics.advantage_abs_mean(), c.abs_mean, 1e-6);
+    EXPECT_NEAR(metrics.reward_mean(), 2.0 / 3.0, 1e-12);  // the judge's rewards, before any penalty
+  }
+}
+
 TEST(GrpoTrainer, RejectsOverlongSequences) {
   v1::RunConfig config = TinyRunConfig();
   Transformer model = TinyModel(config);

@@ -212,7 +212,7 @@ TEST(LearnerServer, StartsFromInitCheckpointAndChecksItsShape) {
   }
   config.mutable_model()->set_d_model(32);
   EXPECT_TRUE(testing::FailsWith(LearnerServer::Start(config, InRunDir(dir.file("run2"))),
-                                 absl::StatusCode::kInvalidArgument, "d_model 16 (config: 32)"));
+                                 absl::StatusCode::kInvalidArgument, "model.d_model is 32 in the config but 16"));
 }
 
 TEST(LearnerServer, RandomInitIsSeeded) {

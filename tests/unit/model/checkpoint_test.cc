@@ -189,8 +189,8 @@ TEST(HfConfig, RejectsUnsupportedOrMissingFields) {
     change(json);
     return TransformerConfigFromHfJson(json.dump(), "dir/config.json");
   };
-  EXPECT_TRUE(FailsWith(with([](auto& j) { j["model_type"] = "mistral"; }), code,
-                        "dir/config.json: field 'model_type' is 'mistral'; only 'llama' is supported"));
+  EXPECT_TRUE(FailsWith(with([](auto& j) { j["model_type"] = "gemma"; }), code,
+                        "dir/config.json: field 'model_type' is 'gemma'; supported: llama, qwen2, mistral"));
   EXPECT_TRUE(FailsWith(with([](auto& j) { j.erase("model_type"); }), code, "missing field 'model_type'"));
   for (const char* field : {"hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "vocab_size",
                             "max_position_embeddings", "rms_norm_eps"}) {
@@ -202,8 +202,15 @@ TEST(HfConfig, RejectsUnsupportedOrMissingFields) {
   EXPECT_TRUE(FailsWith(with([](auto& j) { j["num_key_value_heads"] = 3; }), code, "num_key_value_heads"));
   EXPECT_TRUE(FailsWith(with([](auto& j) { j["hidden_size"] = 34; j.erase("head_dim"); }), code, "hidden_size: must be divisible by num_attention_heads"));
   EXPECT_TRUE(FailsWith(with([](auto& j) { j["hidden_act"] = "gelu"; }), code, "'hidden_act' is 'gelu'"));
-  EXPECT_TRUE(FailsWith(with([](auto& j) { j["attention_bias"] = true; }), code, "'attention_bias' must be false"));
-  EXPECT_TRUE(FailsWith(with([](auto& j) { j["rope_scaling"] = {{"type", "linear"}}; }), code, "rope_scaling"));
+  EXPECT_TRUE(FailsWith(with([](auto& j) { j["model_type"] = "mistral"; j["attention_bias"] = true; }), code,
+                        "'attention_bias' must be false for mistral"));
+  EXPECT_TRUE(FailsWith(with([](auto& j) { j["mlp_bias"] = true; }), code, "'mlp_bias' must be false"));
+  EXPECT_TRUE(FailsWith(with([](auto& j) { j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }), code,
+                        "'rope_scaling.rope_type' is 'yarn'; only default, linear and llama3 are supported"));
+  EXPECT_TRUE(FailsWith(with([](auto& j) { j["rope_scaling"] = {{"type", "linear"}}; }), code, "rope_scaling: missing field 'factor'"));
+  EXPECT_TRUE(FailsWith(with([](auto& j) { j["model_type"] = "qwen2"; j["use_sliding_window"] = true; j["max_window_layers"] = 1;
+                                           j["sliding_window"] = 8; j["num_hidden_layers"] = 2; }),
+                        code, "'max_window_layers' is 1: a sliding window on only some layers is not supported"));
   EXPECT_TRUE(FailsWith(with([](auto& j) { j["head_dim"] = 16; }), code, "head_dim"));
   EXPECT_TRUE(FailsWith(TransformerConfigFromHfJson("{nope", "x.json"), code, "x.json: not valid JSON"));
 }

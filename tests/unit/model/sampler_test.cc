@@ -344,7 +344,8 @@ TEST(Sampler, RejectsBadRequests) {
   EXPECT_TRUE(FailsWith(with([](auto& o) { o.max_new_tokens = 0; }), code, "max_new_tokens"));
   EXPECT_TRUE(FailsWith(with([](auto& o) { o.stop_strings = {""}; }), code, "stop strings"));
   EXPECT_TRUE(FailsWith(with([](auto& o) { o.stop_token_ids = {300}; }), code, "stop token id 300"));
-  EXPECT_TRUE(FailsWith(SampleCompletions(model, EosTokenizer(300), {{256}}, options), code, "<eos> id 300"));
+  EXPECT_TRUE(FailsWith(SampleCompletions(model, EosTokenizer(300), {{256}}, options), code,
+                        "the tokenizer's stop id 300 is outside the model's vocabulary (0..258)"));
   RLJ_ASSERT_OK_AND_ASSIGN(const auto none, SampleCompletions(model, tokenizer, {}, options));
   EXPECT_TRUE(none.empty());
 }

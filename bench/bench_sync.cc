@@ -1,0 +1,188 @@
+// bench_sync.cc: `rlj bench sync`: aggregate weight-sync throughput: a real Learner gRPC server on loopback
+// publishes an M-MB policy and A actors (threads, each with its own channel and TCP connection) fetch it
+// concurrently through PolicyFetcher (chunk CRC checks and reassembly included); prints gb_per_s.
+#include <ATen/ATen.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "actor/policy_fetcher.h"
+#include "common/grpc_util.h"
+#include "common/status.h"
+#include "common/tensor/torch_util.h"
+#include "learner/heap_tuning.h"
+#include "learner/learner_service.h"
+#include "learner/rollout_buffer.h"
+#include "learner/weight_publisher.h"
+#include "tools/command.h"
+
+namespace rlj::tools {
+namespace {
+
+struct SyncFlags {
+  double params_mb = 100;
+  int actors = 4;
+  int chunk_kib = 1024;
+  std::string wire_dtype = "float32";
+  int repeats = 3;
+  double tensor_mb = 4;  // the policy is cut into tensors of about this size (like a model's weight matrices)
+  bool default_heap = false;
+};
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// A channel of its own per actor (no subchannel sharing), so each actor has its own TCP connection.
+std::shared_ptr<grpc::Channel> OwnChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
+  if (!(flags.params_mb > 0) || flags.actors < 1 || flags.repeats < 1 || !(flags.tensor_mb > 0)) {
+    return absl::InvalidArgumentError("--params-mb, --actors, --repeats and --tensor-mb must be > 0");
+  }
+  WeightPublisherOptions publisher_options;
+  publisher_options.chunk_bytes = static_cast<size_t>(flags.chunk_kib) * 1024;
+  if (flags.wire_dtype == "float32") {
+    publisher_options.wire_dtype = v1::FLOAT32;
+  } else if (flags.wire_dtype == "bfloat16") {
+    publisher_options.wire_dtype = v1::BFLOAT16;
+  } else {
+    return absl::InvalidArgumentError("--wire-dtype must be float32 or bfloat16");
+  }
+  // float32 parameters of params_mb MB in total, in tensors of about tensor_mb MB.
+  const int64_t total = static_cast<int64_t>(flags.params_mb * 1e6 / 4);
+  const int64_t per_tensor = std::max<int64_t>(1, static_cast<int64_t>(flags.tensor_mb * 1e6 / 4));
+  NamedTensors tensors;
+  RLJ_RETURN_IF_ERROR(TorchCall("random policy", [&] {
+    at::manual_seed(1);
+    for (int64_t offset = 0, i = 0; offset < total; offset += per_tensor, ++i) {
+      tensors.emplace_back(absl::StrCat("layers.", i, ".weight"), at::randn({std::min(per_tensor, total - offset)}));
+    }
+  }));
+  WeightPublisher publisher(publisher_options);
+  v1::ModelConfig model;
+  const auto publish_start = std::chrono::steady_clock::now();
+  RLJ_RETURN_IF_ERROR(publisher.Publish(1, model, tensors));
+  const double publish_s = SecondsSince(publish_start);
+  const uint64_t wire_bytes = publisher.Latest()->manifest().total_bytes();
+
+  RolloutBuffer buffer(1);
+  LearnerServiceOptions service_options;
+  service_options.vocab_size = 1;
+  service_options.max_seq_len = 2;
+  LearnerService service(service_options, &buffer, &publisher);
+  ServerOptions server_options;
+  server_options.max_concurrent_rpcs = std::max(16, flags.actors + 4);
+  RLJ_ASSIGN_OR_RETURN(RunningServer server, StartServer(server_options, {&service}));
+
+  std::vector<std::shared_ptr<v1::Learner::Stub>> stubs;
+  for (int a = 0; a < flags.actors; ++a) stubs.push_back(v1::Learner::NewStub(OwnChannel(server.address)));
+
+  // One fetch per actor to connect and warm up, then timed rounds where every actor fetches at once.
+  auto round = [&](double* seconds) -> absl::Status {
+    std::vector<absl::Status> results(static_cast<size_t>(flags.actors));
+    std::vector<uint64_t> received(static_cast<size_t>(flags.actors), 0);
+    std::atomic<int> ready{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (int a = 0; a < flags.actors; ++a) {
+      threads.emplace_back([&, a] {
+        PolicyFetcher fetcher(stubs[static_cast<size_t>(a)], absl::StrCat("bench-", a));
+        ready.fetch_add(1);
+        while (!go.load()) std::this_thread::yield();  // a start line, so the fetches overlap
+        auto fetched = fetcher.Fetch(-1, std::chrono::milliseconds(0), std::chrono::milliseconds(600000));
+        if (!fetched.ok()) {
+          results[static_cast<size_t>(a)] = fetched.status();
+        } else if (!fetched->has_value()) {
+          results[static_cast<size_t>(a)] = absl::InternalError("the learner answered 'unchanged'");
+        } else {
+          received[static_cast<size_t>(a)] = (*fetched)->bytes;
+        }
+      });
+    }
+    while (ready.load() < flags.actors) std::this_thread::yield();
+    const auto start = std::chrono::steady_clock::now();
+    go.store(true);
+    for (auto& thread : threads) thread.join();
+    *seconds = SecondsSince(start);
+    for (int a = 0; a < flags.actors; ++a) {
+      RLJ_RETURN_IF_ERROR(results[static_cast<size_t>(a)]);
+      if (received[static_cast<size_t>(a)] != wire_bytes) {
+        return absl::DataLossError(absl::StrCat("actor ", a, " received ", received[static_cast<size_t>(a)],
+                                                " bytes of ", wire_bytes));
+      }
+    }
+    return absl::OkStatus();
+  };
+  double warmup_s = 0;
+  RLJ_RETURN_IF_ERROR(round(&warmup_s));
+  std::vector<double> seconds;
+  for (int r = 0; r < flags.repeats; ++r) {
+    double s = 0;
+    RLJ_RETURN_IF_ERROR(round(&s));
+    seconds.push_back(s);
+  }
+  server.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server.server->Wait();
+  std::sort(seconds.begin(), seconds.end());
+  const double median = seconds[seconds.size() / 2];
+  const double delivered = static_cast<double>(wire_bytes) * flags.actors;
+
+  nlohmann::json out;
+  out["bench"] = "sync";
+  out["params_mb"] = flags.params_mb;
+  out["actors"] = flags.actors;
+  out["chunk_kib"] = flags.chunk_kib;
+  out["wire_dtype"] = flags.wire_dtype;
+  out["heap"] = flags.default_heap ? "glibc default" : "large buffers kept in the heap";
+  out["wire_bytes_per_actor"] = wire_bytes;
+  out["chunks"] = publisher.Latest()->num_chunks();
+  out["publish_s"] = publish_s;
+  out["seconds"] = median;
+  out["gb_per_s"] = delivered / median / 1e9;
+  out["best_gb_per_s"] = delivered / seconds.front() / 1e9;
+  out["warmup_gb_per_s"] = delivered / warmup_s / 1e9;
+  return out;
+}
+
+Command AddSyncBench(CLI::App& parent) {
+  auto* app = parent.add_subcommand(
+      "sync", "Aggregate GB/s of A actors fetching a published M-MB policy at once over loopback gRPC; one JSON line");
+  auto flags = std::make_shared<SyncFlags>();
+  app->add_option("--params-mb", flags->params_mb, "Policy size in MB (float32 parameters)")->capture_default_str();
+  app->add_option("--actors", flags->actors, "Concurrent fetching clients (threads, one channel each)")
+      ->capture_default_str();
+  app->add_option("--chunk-kib", flags->chunk_kib, "Stream chunk size (learner.weight_chunk_kib)")->capture_default_str();
+  app->add_option("--wire-dtype", flags->wire_dtype, "float32 or bfloat16 (learner.wire_dtype)")->capture_default_str();
+  app->add_option("--repeats", flags->repeats, "Timed rounds after one warm-up; the median is reported")
+      ->capture_default_str();
+  app->add_option("--tensor-mb", flags->tensor_mb, "Size of each tensor of the random policy")->capture_default_str();
+  app->add_flag("--default-heap", flags->default_heap,
+                "Keep glibc's default mmap threshold (the learner and actors raise it; see learner/heap_tuning.h)");
+  return {app, [flags]() -> int {
+            if (!flags->default_heap) KeepLargeBuffersInTheHeap();
+            const absl::StatusOr<nlohmann::json> result = RunBench(*flags);
+            if (!result.ok()) return Fail("bench sync", std::string(result.status().message()));
+            std::printf("%s\n", result->dump().c_str());
+            return 0;
+          }};
+}
+
+}  // namespace
+
+RLJ_REGISTER_COMMAND("bench", 35, AddSyncBench);
+
+}  // namespace rlj::tools

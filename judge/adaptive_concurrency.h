@@ -1,0 +1,46 @@
+// adaptive_concurrency.h: how many requests one teacher backend may have in flight, adapted by AIMD: it
+// starts at the configured maximum, halves on a 429, shrinks by a quarter when latency grows well past its
+// baseline, and grows back by one per window of successful requests. Each request carries the epoch it
+// started in; only a signal from the current epoch cuts the limit, so one burst of 429s (all from requests
+// sent under the old limit) cuts it once. Not thread-safe (the dispatcher's loop owns it).
+#pragma once
+
+#include <cstdint>
+
+namespace rlj {
+
+class AdaptiveConcurrency {
+ public:
+  struct Options {
+    int min_limit = 1;
+    int max_limit = 16;
+    bool adaptive = true;            // false: the limit stays at max_limit
+    double latency_factor = 3;       // latency above factor x baseline is "growth"; <= 1 turns the signal off
+    double rate_limited_decrease = 0.5;
+    double latency_decrease = 0.75;
+  };
+
+  explicit AdaptiveConcurrency(Options options);
+
+  int limit() const { return static_cast<int>(limit_); }
+  // Stamp for a request about to start.
+  int64_t epoch() const { return epoch_; }
+
+  // A request started in `epoch` succeeded after `latency_ms`.
+  void OnSuccess(int64_t epoch, double latency_ms);
+  // A request started in `epoch` was answered 429.
+  void OnRateLimited(int64_t epoch);
+
+  double baseline_ms() const { return baseline_ms_; }
+  double smoothed_latency_ms() const { return smoothed_ms_; }
+
+ private:
+  void Decrease(int64_t epoch, double factor);
+  Options options_;
+  double limit_;
+  int64_t epoch_ = 0;
+  double baseline_ms_ = 0;   // the lowest recent latency; drifts up 1% of the gap per success
+  double smoothed_ms_ = 0;   // EWMA of latency (alpha 0.1)
+};
+
+}  // namespace rlj

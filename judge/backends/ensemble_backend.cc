@@ -1,0 +1,286 @@
+// ensemble_backend.cc: weighted sums of component verdicts, and group ranking in two orders.
+#include "judge/backends/ensemble_backend.h"
+
+#include <cmath>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "judge/group_ranking.h"
+#include "judge/score_parser.h"
+
+namespace rlj {
+namespace {
+
+std::string Ordinal(int n) {
+  const int last = n % 10;
+  const char* suffix = (n % 100 >= 11 && n % 100 <= 13) ? "th" : last == 1 ? "st" : last == 2 ? "nd" : last == 3 ? "rd" : "th";
+  return absl::StrCat(n, suffix);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EnsembleBackend>> EnsembleBackend::Create(const v1::JudgeConfig& config,
+                                                                         const JudgeBackendDeps& deps) {
+  const v1::EnsembleJudgeConfig& e = config.ensemble();
+  if (e.mode() != "weighted" && e.mode() != "group_rank") {
+    return absl::InvalidArgumentError(absl::StrCat("judge.ensemble.mode '", e.mode(), "' is unknown (weighted | group_rank)"));
+  }
+  if (e.components().empty()) return absl::InvalidArgumentError("judge.ensemble.components must list at least one backend");
+  std::vector<Component> components;
+  std::set<std::string> names;
+  for (int i = 0; i < e.components_size(); ++i) {
+    const v1::EnsembleComponentConfig& c = e.components(i);
+    const std::string path = absl::StrCat("judge.ensemble.components[", i, "]");
+    if (c.backend().empty()) return absl::InvalidArgumentError(absl::StrCat(path, ".backend is required"));
+    if (!std::isfinite(c.weight())) return absl::InvalidArgumentError(absl::StrCat(path, ".weight must be finite"));
+    Component component;
+    component.name = c.name().empty() ? c.backend() : c.name();
+    component.weight = c.weight();
+    if (!names.insert(component.name).second) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": two components are named '", component.name, "'"));
+    }
+    auto made = MakeNamedJudgeBackend(config, c.backend(), component.name, deps, /*allow_ensemble=*/false);
+    if (!made.ok()) return Annotate(made.status(), path);
+    component.backend = std::move(made).value();
+    if (e.mode() == "group_rank") {
+      component.teacher = dynamic_cast<ChatTeacher*>(component.backend.get());
+      if (component.teacher == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": group_rank needs a chat teacher (openai in rubric mode, "
+                                                       "anthropic); '", c.backend(), "' is not one"));
+      }
+    }
+    components.push_back(std::move(component));
+  }
+  if (e.mode() == "group_rank") {
+    if (e.rank_template().find("{completions}") == std::string::npos) {
+      return absl::InvalidArgumentError("judge.ensemble.rank_template must contain {completions}");
+    }
+    if (e.rank_key().empty()) return absl::InvalidArgumentError("judge.ensemble.rank_key must not be empty");
+  }
+  const int64_t call_ms = config.timeout_ms();
+  return std::make_unique<EnsembleBackend>(e, std::move(components), deps.label.empty() ? "ensemble" : deps.label,
+                                           std::chrono::milliseconds(call_ms - std::min<int64_t>(1000, call_ms / 10)));
+}
+
+EnsembleBackend::EnsembleBackend(const v1::EnsembleJudgeConfig& config, std::vector<Component> components,
+                                 std::string label, std::chrono::milliseconds call_timeout)
+    : config_(config), components_(std::move(components)), label_(std::move(label)), call_timeout_(call_timeout) {
+  std::vector<std::string> terms;
+  for (const Component& c : components_) terms.push_back(absl::StrFormat("%g·%s", c.weight, c.name));
+  model_ = absl::StrJoin(terms, " + ");
+  if (config_.mode() == "group_rank") model_ = absl::StrCat("rank(", model_, ")");
+}
+
+EnsembleBackend::~EnsembleBackend() = default;
+
+void EnsembleBackend::CollectStatus(v1::JudgeStatus* status) const {
+  for (const Component& c : components_) c.backend->CollectStatus(status);
+}
+
+std::vector<Judgement> EnsembleBackend::Score(const std::vector<v1::Sample>& samples) {
+  if (config_.mode() == "group_rank") return ScoreGroupRank(samples);
+  return ScoreWeighted(samples);
+}
+
+std::vector<Judgement> EnsembleBackend::ScoreWeighted(const std::vector<v1::Sample>& samples) {
+  // Components score concurrently: the slowest one sets the latency, not their sum.
+  std::vector<std::vector<Judgement>> parts(components_.size());
+  std::vector<std::thread> threads;
+  for (size_t c = 1; c < components_.size(); ++c) {
+    threads.emplace_back([&, c] { parts[c] = components_[c].backend->Score(samples); });
+  }
+  parts[0] = components_[0].backend->Score(samples);
+  for (std::thread& thread : threads) thread.join();
+
+  std::vector<Judgement> judgements(samples.size());
+  for (size_t i = 0; i < samples.size(); ++i) {
+    Judgement& judgement = judgements[i];
+    v1::Verdict& verdict = judgement.verdict;
+    verdict.set_sample_id(samples[i].id());
+    verdict.set_model(model_);
+    double reward = 0;
+    std::vector<std::string> rationales;
+    std::vector<std::string> raws;
+    const v1::Verdict* failed = nullptr;
+    std::string failed_name;
+    for (size_t c = 0; c < components_.size(); ++c) {
+      const Component& component = components_[c];
+      if (parts[c].size() != samples.size()) {
+        SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kBackend,
+                        absl::StrCat("component '", component.name, "' returned ", parts[c].size(), " verdicts for ",
+                                     samples.size(), " samples"));
+        failed = &verdict;
+        break;
+      }
+      const Judgement& part = parts[c][i];
+      const v1::Verdict& v = part.verdict;
+      verdict.set_tokens_in(verdict.tokens_in() + v.tokens_in());
+      verdict.set_tokens_out(verdict.tokens_out() + v.tokens_out());
+      verdict.set_cost_usd(verdict.cost_usd() + v.cost_usd());
+      verdict.set_cache_hit(verdict.cache_hit() || v.cache_hit());
+      verdict.set_latency_ms(std::max(verdict.latency_ms(), v.latency_ms()));
+      if (!v.rationale().empty()) rationales.push_back(absl::StrCat(component.name, ": ", v.rationale()));
+      if (!part.raw_response.empty()) raws.push_back(absl::StrCat(component.name, ": ", part.raw_response));
+      if (v.has_error()) {
+        if (failed == nullptr) {
+          failed = &v;
+          failed_name = component.name;
+        }
+        continue;
+      }
+      reward += component.weight * v.reward();
+      (*verdict.mutable_components())[component.name] = v.reward();
+      for (const auto& [key, value] : v.components()) {
+        (*verdict.mutable_components())[absl::StrCat(component.name, ".", key)] = value;
+      }
+    }
+    verdict.set_rationale(TruncateUtf8(absl::StrJoin(rationales, " | "), kMaxRationaleBytes));
+    judgement.raw_response = absl::StrJoin(raws, "\n");
+    if (failed == &verdict) continue;
+    if (failed != nullptr) {
+      SetVerdictError(&verdict, static_cast<absl::StatusCode>(failed->error().code()), failed->error().kind(),
+                      absl::StrCat("component '", failed_name, "': ", failed->error().message()));
+      verdict.clear_components();
+      continue;
+    }
+    verdict.set_reward(reward);
+  }
+  return judgements;
+}
+
+std::vector<Judgement> EnsembleBackend::ScoreGroupRank(const std::vector<v1::Sample>& samples) {
+  const SteadyTime deadline = std::chrono::steady_clock::now() + call_timeout_;
+  std::vector<Judgement> judgements(samples.size());
+  for (size_t i = 0; i < samples.size(); ++i) {
+    judgements[i].verdict.set_sample_id(samples[i].id());
+    judgements[i].verdict.set_model(model_);
+  }
+  // Groups in order of first appearance; members in sampled order (index_in_group).
+  std::vector<std::vector<size_t>> groups;
+  std::map<std::string, size_t> group_of;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (samples[i].group_id().empty()) {
+      SetVerdictError(&judgements[i].verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+                      "group_rank needs samples with a group_id (the completions of one prompt)");
+      continue;
+    }
+    auto [it, added] = group_of.try_emplace(samples[i].group_id(), groups.size());
+    if (added) groups.emplace_back();
+    groups[it->second].push_back(i);
+  }
+  std::vector<size_t> ranked;  // groups big enough to rank
+  for (size_t g = 0; g < groups.size(); ++g) {
+    std::stable_sort(groups[g].begin(), groups[g].end(),
+                     [&](size_t a, size_t b) { return samples[a].index_in_group() < samples[b].index_in_group(); });
+    if (groups[g].size() < 2) {
+      for (size_t i : groups[g]) {
+        SetVerdictError(&judgements[i].verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+                        "group_rank needs at least 2 completions of the group in one request");
+      }
+    } else {
+      ranked.push_back(g);
+    }
+  }
+  if (ranked.empty()) return judgements;
+
+  // Questions: for each ranked group, the forward and the reversed presentation.
+  std::vector<ChatQuestion> questions;
+  for (size_t g : ranked) {
+    const std::vector<size_t>& members = groups[g];
+    std::vector<std::string_view> forward, reversed;
+    for (size_t i : members) forward.push_back(samples[i].completion());
+    reversed.assign(forward.rbegin(), forward.rend());
+    const v1::Sample& first = samples[members[0]];
+    questions.push_back({"", RenderRankQuestion(config_.rank_template(), first.prompt(), first.reference(), forward)});
+    questions.push_back({"", RenderRankQuestion(config_.rank_template(), first.prompt(), first.reference(), reversed)});
+  }
+  std::vector<ChatReplies> replies(components_.size());
+  std::vector<std::thread> threads;
+  for (size_t c = 1; c < components_.size(); ++c) {
+    threads.emplace_back([&, c] { replies[c] = components_[c].teacher->AskChat(questions, deadline); });
+  }
+  replies[0] = components_[0].teacher->AskChat(questions, deadline);
+  for (std::thread& thread : threads) thread.join();
+
+  for (size_t k = 0; k < ranked.size(); ++k) {
+    const std::vector<size_t>& members = groups[ranked[k]];
+    const size_t n = members.size();
+    std::vector<double> rewards(n, 0.0);
+    std::vector<std::string> rationales(n);
+    bool group_failed = false;
+    for (size_t c = 0; c < components_.size() && !group_failed; ++c) {
+      const Component& component = components_[c];
+      const ChatAnswer& forward = replies[c].answers[2 * k];
+      const ChatAnswer& reversed = replies[c].answers[2 * k + 1];
+      // The group's spend, shared by its samples.
+      const int64_t tokens_in = forward.tokens_in + reversed.tokens_in;
+      const int64_t tokens_out = forward.tokens_out + reversed.tokens_out;
+      for (size_t m = 0; m < n; ++m) {
+        v1::Verdict& verdict = judgements[members[m]].verdict;
+        verdict.set_tokens_in(verdict.tokens_in() + tokens_in / static_cast<int64_t>(n) +
+                              (m == 0 ? tokens_in % static_cast<int64_t>(n) : 0));
+        verdict.set_tokens_out(verdict.tokens_out() + tokens_out / static_cast<int64_t>(n) +
+                               (m == 0 ? tokens_out % static_cast<int64_t>(n) : 0));
+        verdict.set_cost_usd(verdict.cost_usd() + (forward.cost_usd + reversed.cost_usd) / static_cast<double>(n));
+        verdict.set_cache_hit(verdict.cache_hit() || (forward.cache_hit && reversed.cache_hit));
+        verdict.set_latency_ms(std::max({verdict.latency_ms(), forward.latency_ms, reversed.latency_ms}));
+        judgements[members[m]].raw_response += absl::StrCat(component.name, " forward: ", forward.raw, "\n",
+                                                            component.name, " reversed: ", reversed.raw, "\n");
+      }
+      const ChatAnswer* bad = !forward.ok ? &forward : !reversed.ok ? &reversed : nullptr;
+      absl::StatusOr<std::vector<int>> forward_ranking = absl::UnknownError("");
+      absl::StatusOr<std::vector<int>> reversed_ranking = absl::UnknownError("");
+      std::string failure;
+      absl::StatusCode code = absl::StatusCode::kInternal;
+      std::string kind = error_kind::kParse;
+      if (bad != nullptr) {
+        failure = bad->message;
+        code = bad->code;
+        kind = bad->kind;
+      } else {
+        forward_ranking = ParseRanking(forward.content, config_.rank_key(), static_cast<int>(n));
+        reversed_ranking = ParseRanking(reversed.content, config_.rank_key(), static_cast<int>(n));
+        if (!forward_ranking.ok()) failure = absl::StrCat("forward order: ", forward_ranking.status().message());
+        else if (!reversed_ranking.ok()) failure = absl::StrCat("reversed order: ", reversed_ranking.status().message());
+      }
+      std::vector<size_t> usable;
+      if (forward.ok && forward_ranking.ok()) usable.push_back(2 * k);
+      if (reversed.ok && reversed_ranking.ok()) usable.push_back(2 * k + 1);
+      replies[c].Remember(usable);
+      if (!failure.empty()) {
+        for (size_t i : members) {
+          SetVerdictError(&judgements[i].verdict, code, kind, absl::StrCat("component '", component.name, "': ", failure));
+        }
+        group_failed = true;
+        break;
+      }
+      const ItemPositions positions = PositionsFromRankings(*forward_ranking, *reversed_ranking);
+      const std::vector<double> component_rewards =
+          RewardsFromPositions(positions, config_.rank_reward_best(), config_.rank_reward_worst());
+      for (size_t m = 0; m < n; ++m) {
+        v1::Verdict& verdict = judgements[members[m]].verdict;
+        rewards[m] += component.weight * component_rewards[m];
+        auto& parts = *verdict.mutable_components();
+        parts[component.name] = component_rewards[m];
+        parts[absl::StrCat(component.name, ".position_forward")] = positions.forward[m] + 1;
+        parts[absl::StrCat(component.name, ".position_reversed")] = positions.reversed[m] + 1;
+        if (!rationales[m].empty()) rationales[m] += " | ";
+        absl::StrAppend(&rationales[m], component.name, ": ranked ", Ordinal(positions.forward[m] + 1), " of ", n,
+                        " in sampled order, ", Ordinal(positions.reversed[m] + 1), " reversed");
+      }
+    }
+    if (group_failed) continue;
+    for (size_t m = 0; m < n; ++m) {
+      judgements[members[m]].verdict.set_reward(rewards[m]);
+      judgements[members[m]].verdict.set_rationale(rationales[m]);
+    }
+  }
+  return judgements;
+}
+
+}  // namespace rlj

@@ -1,0 +1,15 @@
+// judge_counters_metrics.h: the JudgeService's own counters (requests, samples, errors, reward log write
+// failures) as Prometheus metrics, read at scrape time.
+#pragma once
+
+#include "common/telemetry/metrics_registry.h"
+
+namespace rlj {
+
+class JudgeService;
+
+// The returned handle must be destroyed before `service`.
+[[nodiscard]] telemetry::MetricsRegistry::CollectorHandle ExportJudgeCounters(const JudgeService* service,
+                                                                              telemetry::MetricsRegistry* registry);
+
+}  // namespace rlj

@@ -1,0 +1,18 @@
+// heap_tuning.cc: glibc mallopt settings that keep multi-MiB transfer buffers in the reused heap.
+#include "learner/heap_tuning.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace rlj {
+
+void KeepLargeBuffersInTheHeap() {
+#if defined(__GLIBC__)
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  ::mallopt(M_TOP_PAD, 64 << 20);
+#endif
+}
+
+}  // namespace rlj

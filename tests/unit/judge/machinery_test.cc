@@ -1,0 +1,200 @@
+// machinery_test.cc: the deterministic arithmetic of the shared HTTP machinery, with time passed in:
+// token buckets and the RPM/TPM limiter, jittered backoff and Retry-After, the circuit breaker, AIMD.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <random>
+
+#include "judge/adaptive_concurrency.h"
+#include "judge/circuit_breaker.h"
+#include "judge/rate_limiter.h"
+#include "judge/retry_backoff.h"
+
+namespace rlj {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::nanoseconds;
+using std::chrono::seconds;
+
+const SteadyTime kT0 = SteadyTime() + std::chrono::hours(1);
+
+TEST(TokenBucket, TakesRefillsAndSaysHowLongToWait) {
+  TokenBucket bucket(/*capacity=*/10, /*per_second=*/2, kT0);
+  EXPECT_DOUBLE_EQ(bucket.level(kT0), 10);
+  EXPECT_TRUE(bucket.TryTake(4, kT0));
+  EXPECT_DOUBLE_EQ(bucket.level(kT0), 6);
+  EXPECT_FALSE(bucket.TryTake(7, kT0));  // nothing taken
+  EXPECT_DOUBLE_EQ(bucket.level(kT0), 6);
+  EXPECT_EQ(bucket.TimeUntil(7, kT0), milliseconds(500));  // (7 - 6) / 2 per second
+  EXPECT_EQ(bucket.TimeUntil(6, kT0), nanoseconds(0));
+  EXPECT_TRUE(bucket.TryTake(7, kT0 + milliseconds(500)));
+  EXPECT_NEAR(bucket.level(kT0 + milliseconds(500)), 0, 1e-9);
+  // Refill stops at the capacity.
+  EXPECT_DOUBLE_EQ(bucket.level(kT0 + seconds(100)), 10);
+}
+
+TEST(TokenBucket, OversizedTakeWaitsForAFullBucketAndLeavesDebt) {
+  TokenBucket bucket(10, 2, kT0);
+  EXPECT_TRUE(bucket.TryTake(10, kT0));
+  EXPECT_FALSE(bucket.TryTake(15, kT0));
+  EXPECT_EQ(bucket.TimeUntil(15, kT0), seconds(5));  // needs min(15, capacity) = 10 at 2/s
+  EXPECT_TRUE(bucket.TryTake(15, kT0 + seconds(5)));
+  EXPECT_DOUBLE_EQ(bucket.level(kT0 + seconds(5)), -5);
+  EXPECT_EQ(bucket.TimeUntil(1, kT0 + seconds(5)), seconds(3));  // (1 - (-5)) / 2
+}
+
+TEST(TokenBucket, AdjustCorrectsAndIsCappedAtCapacity) {
+  TokenBucket bucket(100, 1, kT0);
+  bucket.Adjust(-150, kT0);
+  EXPECT_DOUBLE_EQ(bucket.level(kT0), -50);
+  bucket.Adjust(1000, kT0);
+  EXPECT_DOUBLE_EQ(bucket.level(kT0), 100);
+}
+
+TEST(RateLimiter, TokensPerMinuteAndTheCorrectionOfEstimates) {
+  RateLimiter limiter(/*requests_per_minute=*/60, /*tokens_per_minute=*/600, kT0);  // 1 request/s, 10 tokens/s
+  ASSERT_TRUE(limiter.limits_requests());
+  ASSERT_TRUE(limiter.limits_tokens());
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(limiter.Reserve(100, kT0), nanoseconds(0)) << i;
+  EXPECT_EQ(limiter.Reserve(100, kT0), seconds(10));  // token bucket empty: 100 tokens at 10/s
+  // The six requests used 40 tokens each, not 100: 360 come back.
+  for (int i = 0; i < 6; ++i) limiter.Correct(100, 40, kT0);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(limiter.Reserve(100, kT0), nanoseconds(0)) << i;
+  EXPECT_EQ(limiter.Reserve(100, kT0), seconds(4));  // 60 left: (100 - 60) / 10
+  EXPECT_EQ(limiter.Reserve(100, kT0 + seconds(4)), nanoseconds(0));
+}
+
+TEST(RateLimiter, RequestsPerMinuteAlone) {
+  RateLimiter limiter(/*requests_per_minute=*/2, /*tokens_per_minute=*/0, kT0);
+  EXPECT_FALSE(limiter.limits_tokens());
+  EXPECT_EQ(limiter.Reserve(1e9, kT0), nanoseconds(0));  // tokens are not limited
+  EXPECT_EQ(limiter.Reserve(1e9, kT0), nanoseconds(0));
+  EXPECT_EQ(limiter.Reserve(1, kT0), seconds(30));  // 2 per minute: one every 30 s
+  EXPECT_EQ(limiter.Reserve(1, kT0 + seconds(15)), seconds(15));
+  EXPECT_EQ(limiter.Reserve(1, kT0 + seconds(30)), nanoseconds(0));
+}
+
+TEST(RateLimiter, NoLimitsNeverWait) {
+  RateLimiter limiter(0, 0, kT0);
+  EXPECT_FALSE(limiter.limits_requests());
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(limiter.Reserve(1e6, kT0), nanoseconds(0));
+}
+
+TEST(BackoffDelay, FullJitterUnderTheExponentialCeiling) {
+  const BackoffPolicy policy{milliseconds(100), milliseconds(1000)};
+  std::mt19937_64 random(7);
+  // Ceilings: 100, 200, 400, 800, then the cap 1000.
+  const int64_t ceilings[] = {100, 200, 400, 800, 1000, 1000};
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    int64_t lowest = 1 << 30, highest = -1;
+    for (int i = 0; i < 2000; ++i) {
+      const int64_t delay = BackoffDelay(attempt, policy, random).count();
+      lowest = std::min(lowest, delay);
+      highest = std::max(highest, delay);
+    }
+    EXPECT_GE(lowest, 0) << attempt;
+    EXPECT_LE(highest, ceilings[attempt]) << attempt;
+    // 2000 uniform draws: the extremes come within 2% of both ends.
+    EXPECT_LE(lowest, ceilings[attempt] / 50 + 1) << attempt;
+    EXPECT_GE(highest, ceilings[attempt] * 49 / 50) << attempt;
+  }
+  EXPECT_LE(BackoffDelay(63, policy, random).count(), 1000);  // no overflow for huge attempts
+}
+
+TEST(ParseRetryAfter, SecondsAndHttpDates) {
+  // Wed, 21 Oct 2015 07:28:00 GMT
+  const auto now = std::chrono::system_clock::from_time_t(1445412480);
+  EXPECT_EQ(ParseRetryAfter("2", now), milliseconds(2000));
+  EXPECT_EQ(ParseRetryAfter(" 0.25 ", now), milliseconds(250));
+  EXPECT_EQ(ParseRetryAfter("0", now), milliseconds(0));
+  EXPECT_EQ(ParseRetryAfter("Wed, 21 Oct 2015 07:28:30 GMT", now), milliseconds(30000));
+  EXPECT_EQ(ParseRetryAfter("Wed, 21 Oct 2015 07:00:00 GMT", now), milliseconds(0));  // in the past
+  EXPECT_EQ(ParseRetryAfter("", now), std::nullopt);
+  EXPECT_EQ(ParseRetryAfter("-1", now), std::nullopt);
+  EXPECT_EQ(ParseRetryAfter("soon", now), std::nullopt);
+  EXPECT_EQ(ParseRetryAfter("100000", now), std::nullopt);  // over a day
+  EXPECT_EQ(ParseRetryAfter("Fri, 21 Oct 2016 07:28:00 GMT", now), std::nullopt);
+}
+
+TEST(CircuitBreaker, OpensAfterConsecutiveFailuresAndProbesAfterTheCooldown) {
+  CircuitBreaker breaker(/*failure_threshold=*/3, seconds(10));
+  EXPECT_TRUE(breaker.Allow(kT0));
+  breaker.OnFailure(kT0);
+  breaker.OnFailure(kT0);
+  breaker.OnSuccess();  // resets the count
+  breaker.OnFailure(kT0);
+  breaker.OnFailure(kT0);
+  EXPECT_EQ(breaker.state(kT0), CircuitBreaker::State::kClosed);
+  breaker.OnFailure(kT0);
+  EXPECT_EQ(breaker.state(kT0), CircuitBreaker::State::kOpen);
+  EXPECT_EQ(breaker.times_opened(), 1);
+  EXPECT_FALSE(breaker.Allow(kT0 + seconds(9)));
+  breaker.OnFailure(kT0 + seconds(9));  // a request sent before it opened: no effect
+  EXPECT_EQ(breaker.state(kT0 + seconds(10)), CircuitBreaker::State::kHalfOpen);
+  EXPECT_TRUE(breaker.Allow(kT0 + seconds(10)));   // the probe
+  EXPECT_FALSE(breaker.Allow(kT0 + seconds(10)));  // only one
+  breaker.OnFailure(kT0 + seconds(11));           // the probe failed: open again for a cooldown
+  EXPECT_EQ(breaker.times_opened(), 2);
+  EXPECT_FALSE(breaker.Allow(kT0 + seconds(20)));
+  EXPECT_TRUE(breaker.Allow(kT0 + seconds(21)));
+  breaker.OnSuccess();  // the probe succeeded
+  EXPECT_EQ(breaker.state(kT0 + seconds(21)), CircuitBreaker::State::kClosed);
+  EXPECT_TRUE(breaker.Allow(kT0 + seconds(21)));
+  EXPECT_TRUE(breaker.Allow(kT0 + seconds(21)));
+  EXPECT_EQ(CircuitBreaker::StateName(CircuitBreaker::State::kHalfOpen), "half_open");
+}
+
+TEST(CircuitBreaker, ThresholdZeroNeverOpens) {
+  CircuitBreaker breaker(0, seconds(10));
+  for (int i = 0; i < 100; ++i) breaker.OnFailure(kT0);
+  EXPECT_EQ(breaker.state(kT0), CircuitBreaker::State::kClosed);
+  EXPECT_TRUE(breaker.Allow(kT0));
+}
+
+TEST(AdaptiveConcurrency, HalvesOncePerEpochOn429AndGrowsBackAdditively) {
+  AdaptiveConcurrency concurrency({.min_limit = 2, .max_limit = 16, .adaptive = true, .latency_factor = 3});
+  EXPECT_EQ(concurrency.limit(), 16);
+  const int64_t first = concurrency.epoch();
+  concurrency.OnRateLimited(first);
+  EXPECT_EQ(concurrency.limit(), 8);
+  concurrency.OnRateLimited(first);  // sent under the old limit: already cut
+  concurrency.OnRateLimited(first);
+  EXPECT_EQ(concurrency.limit(), 8);
+  concurrency.OnRateLimited(concurrency.epoch());
+  EXPECT_EQ(concurrency.limit(), 4);
+  concurrency.OnRateLimited(concurrency.epoch());
+  concurrency.OnRateLimited(concurrency.epoch());
+  EXPECT_EQ(concurrency.limit(), 2);  // the floor
+  // +1/limit per success: 2 → 2.5 → 2.9 → 3.24…
+  concurrency.OnSuccess(concurrency.epoch(), 100);
+  concurrency.OnSuccess(concurrency.epoch(), 100);
+  EXPECT_EQ(concurrency.limit(), 2);
+  concurrency.OnSuccess(concurrency.epoch(), 100);
+  EXPECT_EQ(concurrency.limit(), 3);
+  for (int i = 0; i < 1000; ++i) concurrency.OnSuccess(concurrency.epoch(), 100);
+  EXPECT_EQ(concurrency.limit(), 16);  // the ceiling
+}
+
+TEST(AdaptiveConcurrency, BacksOffWhenLatencyGrowsPastTheBaseline) {
+  AdaptiveConcurrency concurrency({.min_limit = 1, .max_limit = 16, .adaptive = true, .latency_factor = 3});
+  concurrency.OnSuccess(concurrency.epoch(), 10);
+  EXPECT_DOUBLE_EQ(concurrency.baseline_ms(), 10);
+  EXPECT_EQ(concurrency.limit(), 16);
+  // baseline → 10 + 0.01·990 = 19.9; smoothed → 0.9·10 + 0.1·1000 = 109 > 3 × 19.9: cut by a quarter.
+  concurrency.OnSuccess(concurrency.epoch(), 1000);
+  EXPECT_EQ(concurrency.limit(), 12);
+  EXPECT_NEAR(concurrency.baseline_ms(), 19.9, 1e-9);
+  EXPECT_NEAR(concurrency.smoothed_latency_ms(), 19.9, 1e-9);  // restarted from the baseline
+}
+
+TEST(AdaptiveConcurrency, FixedWhenNotAdaptive) {
+  AdaptiveConcurrency concurrency({.min_limit = 1, .max_limit = 7, .adaptive = false});
+  concurrency.OnRateLimited(concurrency.epoch());
+  concurrency.OnSuccess(concurrency.epoch(), 5);
+  concurrency.OnSuccess(concurrency.epoch(), 5000);
+  EXPECT_EQ(concurrency.limit(), 7);
+}
+
+}  // namespace
+}  // namespace rlj

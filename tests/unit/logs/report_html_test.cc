@@ -1,0 +1,174 @@
+// report_html_test.cc: the HTML report of a run with several steps, components, errors, canaries and
+// learner metrics: self-contained (no external URL), escaped, and rendered in headless Chromium, where
+// every chart draws with no JavaScript error; a screenshot is kept in <test cwd>/test_output/report/.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/logs/report_html.h"
+#include "common/logs/run_logs.h"
+#include "common/logs/summary.h"
+#include "logs_fixtures.h"
+#include "re2/re2.h"
+#include "test_util.h"
+
+namespace rlj::logs {
+namespace {
+
+using rlj::testing::MakeRow;
+using rlj::testing::ScratchDir;
+
+// A run of 8 steps: rewards rising with the step, a judge error every 7th row, a canary per step (one
+// failing), learner metrics per step, and one completion trying to break out of the page.
+void WriteDemoRun(const std::string& run_dir) {
+  std::vector<RewardLogRow> rows;
+  int n = 0;
+  for (int step = 0; step < 8; ++step) {
+    for (int i = 0; i < 6; ++i, ++n) {
+      const bool failed = n % 7 == 3;
+      RewardLogRow row = MakeRow(step, failed ? std::nullopt : std::optional<double>(0.1 * step + 0.05 * i),
+                                 std::string(static_cast<size_t>(10 + 3 * i), 'a'), 1.7e9 + n);
+      row.components_json = failed ? "{}" : absl::StrCat("{\"correct\":", i % 2, ",\"format\":", 0.5 + 0.05 * step, "}");
+      row.latency_ms = 20 + step;
+      row.cache_hit = i == 0;
+      row.cost_usd = 0.0005;
+      rows.push_back(row);
+    }
+    RewardLogRow canary = MakeRow(step, 1.0, "canary answer", 1.7e9 + n);
+    canary.kind = row_kind::kCanary;
+    canary.expected_reward = 1.0;
+    canary.canary_pass = step != 5;
+    rows.push_back(canary);
+  }
+  rows[2].completion = "</script><script>window.injected=1</script><b>bold</b>";
+  rows[2].rationale = "<img src=x onerror=alert(1)> & friends";
+  rows[2].reward = 5.0;  // the top sample
+  testing::WriteRows(run_dir, "judge-0", rows);
+  std::vector<v1::StepMetrics> steps;
+  for (int step = 1; step <= 8; ++step) {
+    v1::StepMetrics m;
+    m.set_step(step);
+    m.set_version(step);
+    m.set_loss(1.0 / step);
+    m.set_kl(0.01 * step);
+    m.set_entropy(2.0 - 0.1 * step);
+    m.set_reward_mean(0.1 * step);
+    steps.push_back(m);
+  }
+  testing::WriteMetrics(run_dir, steps);
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+CommandResult RunShell(const std::string& command) {
+  CommandResult result;
+  std::FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buffer[8192];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+std::string Chromium() {
+  for (const char* name : {"chromium", "chromium-browser", "google-chrome"}) {
+    if (RunShell(absl::StrCat("command -v ", name, " 2>/dev/null")).exit_code == 0) return name;
+  }
+  return "";
+}
+
+std::string Attribute(const std::string& dom, const std::string& name) {
+  std::string value;
+  RE2::PartialMatch(dom, absl::StrCat("<body[^>]*\\s", name, "=\"([^\"]*)\""), &value);
+  return value;
+}
+
+TEST(ReportHtml, IsSelfContainedAndEscapesWhatTheLogHolds) {
+  ScratchDir dir;
+  WriteDemoRun(dir.path());
+  RLJ_ASSERT_OK_AND_ASSIGN(RunLogs logs, LoadRunLogs(dir.path()));
+  const RunSummary summary = Summarize(logs, SummaryOptions());
+  ReportOptions options;
+  options.samples_shown = 3;
+  const std::string html = RenderHtmlReport(logs, summary, options);
+  EXPECT_TRUE(absl::StartsWith(html, "<!DOCTYPE html>"));
+  // Nothing is fetched: no URL in any src/href, no <link>, and a CSP that forbids loading anything.
+  EXPECT_FALSE(RE2::PartialMatch(html, R"((?i)(src|href)\s*=\s*["']?\s*(https?:|//))")) << "external reference";
+  EXPECT_FALSE(absl::StrContains(html, "<link"));
+  EXPECT_TRUE(absl::StrContains(html, "default-src 'none'"));
+  // 8 fixed charts and 4 histogram ranges over 8 steps.
+  EXPECT_EQ(ReportChartCount(logs, options), 12);
+  EXPECT_TRUE(absl::StrContains(html, "data-charts-expected=\"12\""));
+  // The log's text cannot end the data script or add markup: only the page's own two </script> tags.
+  size_t closes = 0;
+  for (size_t at = html.find("</script>"); at != std::string::npos; at = html.find("</script>", at + 1)) ++closes;
+  EXPECT_EQ(closes, 2u);
+  EXPECT_FALSE(absl::StrContains(html, "<img src=x"));
+  EXPECT_TRUE(absl::StrContains(html, "&lt;img src=x onerror=alert(1)&gt; &amp; friends"));
+  EXPECT_TRUE(absl::StrContains(html, "Top 3 samples by reward"));
+  EXPECT_EQ(HtmlEscape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+}
+
+TEST(ReportHtml, RendersInHeadlessChromiumWithEveryChartDrawnAndNoErrors) {
+  const std::string chromium = Chromium();
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed (tools/install-deps.sh installs it)";
+  ScratchDir dir;
+  WriteDemoRun(dir.path());
+  RLJ_ASSERT_OK_AND_ASSIGN(RunLogs logs, LoadRunLogs(dir.path()));
+  const RunSummary summary = Summarize(logs, SummaryOptions());
+  const std::string html = RenderHtmlReport(logs, summary, ReportOptions());
+  const std::filesystem::path out_dir = std::filesystem::current_path() / "test_output" / "report";
+  std::filesystem::create_directories(out_dir);
+  const std::string page = (out_dir / "report.html").string();
+  {
+    std::ofstream file(page, std::ios::binary | std::ios::trunc);
+    file << html;
+  }
+  const std::string flags = absl::StrCat(" --headless --no-sandbox --disable-gpu --disable-background-networking",
+                                         " --no-first-run --disable-extensions --user-data-dir=", dir.file("profile"),
+                                         " --enable-logging=stderr --v=0");
+  // --dump-dom prints the DOM after the page's scripts ran; console messages go to stderr (2>file).
+  const CommandResult dom = RunShell(absl::StrCat("timeout 180 ", chromium, flags, " --dump-dom 'file://", page,
+                                                  "' 2>'", dir.file("console.txt"), "'"));
+  ASSERT_EQ(dom.exit_code, 0) << dom.output;
+  const std::string expected = Attribute(dom.output, "data-charts-expected");
+  EXPECT_EQ(expected, "12");
+  EXPECT_EQ(Attribute(dom.output, "data-charts-drawn"), expected) << "not every chart drew";
+  EXPECT_EQ(Attribute(dom.output, "data-errors"), "") << "JavaScript errors on the page";
+  std::ifstream console_file(dir.file("console.txt"));
+  const std::string console((std::istreambuf_iterator<char>(console_file)), std::istreambuf_iterator<char>());
+  EXPECT_FALSE(absl::StrContains(console, "Uncaught")) << console;
+  EXPECT_FALSE(RE2::PartialMatch(console, R"(CONSOLE\(\d+\).*(?i:error))")) << console;
+  EXPECT_FALSE(absl::StrContains(console, "Content Security Policy")) << console;
+  EXPECT_FALSE(absl::StrContains(dom.output, "window.injected=1</script><b>")) << "log text escaped into markup";
+
+  const std::string screenshot = (out_dir / "report.png").string();
+  std::filesystem::remove(screenshot);
+  const CommandResult shot = RunShell(absl::StrCat("timeout 180 ", chromium, flags, " --hide-scrollbars",
+                                                   " --window-size=1280,2400 --screenshot='", screenshot, "' 'file://",
+                                                   page, "' 2>&1"));
+  ASSERT_EQ(shot.exit_code, 0) << shot.output;
+  ASSERT_TRUE(std::filesystem::exists(screenshot)) << shot.output;
+  std::ifstream png(screenshot, std::ios::binary);
+  char magic[8] = {};
+  png.read(magic, 8);
+  EXPECT_EQ(std::string(magic, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_GT(std::filesystem::file_size(screenshot), 20000u) << "a blank page would be tiny";
+  std::printf("report screenshot: %s\n", screenshot.c_str());
+}
+
+}  // namespace
+}  // namespace rlj::logs
