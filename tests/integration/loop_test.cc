@@ -117,6 +117,24 @@ TEST(Loop, RunSupervisesLearnerJudgeAndActorsToTheEnd) {
   }
 }
 
+TEST(Loop, RunStartsJudgeReplicasAndSpreadsActorsOverThem) {
+  testing::ScratchDir dir;
+  const std::string config = WriteTinyRun(dir.path(), 8, 2);
+  const testing::Finished run = RunRlj({"run", config, "--set", "judge.replicas=2"}, dir.file("run.out"));
+  ASSERT_TRUE(run.exit.ok()) << run.exit.Describe() << "\n" << run.output;
+
+  const RunDir run_dir(dir.path() + "/runs/tiny");
+  EXPECT_TRUE(run_dir.ReadEndpoint("judge-0").ok());
+  EXPECT_TRUE(run_dir.ReadEndpoint("judge-1").ok());
+  EXPECT_NE(run_dir.ReadEndpoint("judge-0").value_or(""), run_dir.ReadEndpoint("judge-1").value_or(""));
+  RLJ_ASSERT_OK_AND_ASSIGN(std::vector<RewardLogRow> rows, ReadRewardLog(run_dir.reward_log_dir()));
+  ASSERT_GE(rows.size(), 8u * 4u * 4u);
+  // actor i sends to judge i mod 2, and each replica logs to its own file.
+  for (const RewardLogRow& row : rows) {
+    EXPECT_EQ(row.replica, row.actor == "actor-0" ? "judge-0" : "judge-1") << row.actor;
+  }
+}
+
 TEST(Loop, RunRefusesToMixWithAnExistingRun) {
   testing::ScratchDir dir;
   const std::string config = WriteTinyRun(dir.path(), 1, 1);

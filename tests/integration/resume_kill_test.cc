@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -177,6 +178,59 @@ TEST(ResumeAfterKill, KilledRunResumesFromTheLastGoodCheckpointAndCompletes) {
   // The final checkpoint and the last good ones survive; the corrupt one was replaced by the redone step.
   RLJ_ASSERT_OK_AND_ASSIGN(std::string latest, ReadFile(run_dir.checkpoints_dir() + "/latest"));
   EXPECT_EQ(latest, absl::StrCat("step-", kSteps, "\n"));
+}
+
+// The pid `rlj run` logged for one child, the last time it started it; 0 when not found.
+pid_t ChildPid(const RunDir& run_dir, const std::string& child) {
+  const std::string log = ReadFile(run_dir.log_path("run")).value_or("");
+  const std::regex started("started " + child + R"( \(pid (\d+)\))");
+  pid_t pid = 0;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), started); it != std::sregex_iterator(); ++it) {
+    pid = static_cast<pid_t>(std::stol((*it)[1].str()));
+  }
+  return pid;
+}
+
+// kill -9 of the learner and of the judge under a running `rlj run`: the supervisor restarts both on their
+// addresses, the learner resumes from its newest checkpoint, the actor carries on, and the run completes.
+TEST(ResumeAfterKill, SupervisorRestartsAKilledLearnerAndJudgeAndTheRunCompletes) {
+  testing::ScratchDir dir;
+  const std::string config = WriteRun(dir.path());
+  const RunDir run_dir(dir.path() + "/runs/resumed");
+  auto run = StartRlj({"run", config}, dir.file("run.out"));
+  ASSERT_TRUE(run);
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (NewestCheckpointStep(run_dir) < 6 && std::chrono::steady_clock::now() < give_up) {
+    ASSERT_FALSE(run->Poll().has_value()) << "the run ended early:\n" << ReadFile(dir.file("run.out")).value_or("");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling files other processes write
+  }
+  const pid_t learner = ChildPid(run_dir, "learner");
+  const pid_t judge = ChildPid(run_dir, "judge-0");
+  ASSERT_GT(learner, 0);
+  ASSERT_GT(judge, 0);
+  ASSERT_EQ(::kill(learner, SIGKILL), 0);
+  ASSERT_EQ(::kill(judge, SIGKILL), 0);
+  // Read after the kill: the restart comes only after a backoff, so this is the checkpoint it resumes from.
+  const int64_t killed_at = NewestCheckpointStep(run_dir);
+  ASSERT_LT(killed_at, kSteps) << "the run finished before it could be killed";
+
+  const std::optional<ExitInfo> exit = run->Wait(std::chrono::minutes(10));
+  ASSERT_TRUE(exit.has_value()) << "the run did not finish after the kills";
+  const std::string output = ReadFile(dir.file("run.out")).value_or("");
+  ASSERT_TRUE(exit->ok()) << exit->Describe() << "\n" << output;
+
+  RLJ_ASSERT_OK_AND_ASSIGN(std::string summary_text, ReadFile(run_dir.summary_path()));
+  const nlohmann::json summary = nlohmann::json::parse(summary_text);
+  EXPECT_EQ(summary["steps"], kSteps);
+  EXPECT_EQ(summary["policy_version"], kSteps);
+  const std::string run_log = ReadFile(run_dir.log_path("run")).value_or("");
+  EXPECT_NE(run_log.find("learner ended (killed by signal 9"), std::string::npos) << run_log;
+  EXPECT_NE(run_log.find("judge-0 ended (killed by signal 9"), std::string::npos) << run_log;
+  EXPECT_NE(ChildPid(run_dir, "learner"), learner) << "the learner was not started again";
+  EXPECT_NE(ChildPid(run_dir, "judge-0"), judge) << "the judge was not started again";
+  const std::string learner_log = ReadFile(run_dir.log_path("learner")).value_or("");
+  EXPECT_NE(learner_log.find(absl::StrCat("(step ", killed_at)), std::string::npos)
+      << "the restarted learner did not resume from step " << killed_at << ":\n" << learner_log;
 }
 
 }  // namespace
