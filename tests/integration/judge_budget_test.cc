@@ -59,34 +59,11 @@ TEST(JudgeBudget, RunStopsCleanlyWhenTheBudgetIsSpent) {
   }
   ASSERT_FALSE(port.empty()) << ReadFile(dir.file("teacher.out")).value_or("");
 
-  ArithmeticTaskOptions task;
-  task.train_size = 200;
-  task.eval_size = 20;
-  task.max_operand = 20;
-  auto split = MakeArithmeticTask(task);
-  ASSERT_TRUE(split.ok());
-  ASSERT_TRUE(WritePromptDataset(dir.file("train.jsonl"), split->train).ok());
-  ASSERT_TRUE(WritePromptDataset(dir.file("eval.jsonl"), split->eval).ok());
+  testing::WriteTinyTask(dir.path());
   // Each teacher answer costs $1 (1000 prompt tokens at $1 per 1000); the budget is $20 of a run that
   // would otherwise take 100000 steps.
   const std::string config = dir.file("budget.yaml");
-  ASSERT_TRUE(WriteFileAtomically(config, absl::StrCat(R"(name: budget
-runs_root: )", dir.path(), R"(/runs
-runtime:
-  threads: 1
-model:
-  d_model: 32
-  n_layers: 2
-  n_heads: 2
-  ffn_hidden: 64
-  max_seq_len: 24
-data:
-  train_path: )", dir.file("train.jsonl"), R"(
-  eval_path: )", dir.file("eval.jsonl"), R"(
-sampling:
-  group_size: 4
-  max_new_tokens: 4
-learner:
+  ASSERT_TRUE(WriteFileAtomically(config, absl::StrCat(testing::TinyRunConfigHead(dir.path(), "budget"), R"(learner:
   steps: 100000
   groups_per_step: 2
 actor:

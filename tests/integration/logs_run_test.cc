@@ -37,37 +37,14 @@ using testing::StartRlj;
 
 // A tiny run whose judge mixes in canaries (one per two samples) and scores a quarter of samples twice.
 std::string WriteObservedRun(const std::string& dir) {
-  ArithmeticTaskOptions task;
-  task.train_size = 200;
-  task.eval_size = 20;
-  task.max_operand = 20;
-  auto split = MakeArithmeticTask(task);
-  EXPECT_TRUE(split.ok());
-  EXPECT_TRUE(WritePromptDataset(dir + "/train.jsonl", split->train).ok());
-  EXPECT_TRUE(WritePromptDataset(dir + "/eval.jsonl", split->eval).ok());
+  testing::WriteTinyTask(dir);
   EXPECT_TRUE(WriteFileAtomically(dir + "/canaries.jsonl",
                                   "{\"id\": \"right\", \"prompt\": \"2+2=\", \"completion\": \"4\", \"reference\": \"4\", "
                                   "\"expected_reward\": 1}\n"
                                   "{\"id\": \"wrong\", \"prompt\": \"3+3=\", \"completion\": \"7\", \"reference\": \"6\", "
                                   "\"expected_reward\": 0}\n")
                   .ok());
-  const std::string config = absl::StrCat(R"(name: observed
-runs_root: )", dir, R"(/runs
-runtime:
-  threads: 1
-model:
-  d_model: 32
-  n_layers: 2
-  n_heads: 2
-  ffn_hidden: 64
-  max_seq_len: 24
-data:
-  train_path: )", dir, R"(/train.jsonl
-  eval_path: )", dir, R"(/eval.jsonl
-sampling:
-  group_size: 4
-  max_new_tokens: 4
-learner:
+  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "observed"), R"(learner:
   steps: 100000
   groups_per_step: 2
   lr: 1.0e-3

@@ -27,31 +27,8 @@ using testing::StartRlj;
 
 // A tiny run: small model, a few steps, small groups; everything under `dir`.
 std::string WriteTinyRun(const std::string& dir, int steps, int actors) {
-  ArithmeticTaskOptions task;
-  task.train_size = 200;
-  task.eval_size = 20;
-  task.max_operand = 20;
-  auto split = MakeArithmeticTask(task);
-  EXPECT_TRUE(split.ok());
-  EXPECT_TRUE(WritePromptDataset(dir + "/train.jsonl", split->train).ok());
-  EXPECT_TRUE(WritePromptDataset(dir + "/eval.jsonl", split->eval).ok());
-  const std::string config = absl::StrCat(R"(name: tiny
-runs_root: )", dir, R"(/runs
-runtime:
-  threads: 1
-model:
-  d_model: 32
-  n_layers: 2
-  n_heads: 2
-  ffn_hidden: 64
-  max_seq_len: 24
-data:
-  train_path: )", dir, R"(/train.jsonl
-  eval_path: )", dir, R"(/eval.jsonl
-sampling:
-  group_size: 4
-  max_new_tokens: 4
-learner:
+  testing::WriteTinyTask(dir);
+  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "tiny"), R"(learner:
   steps: )", steps, R"(
   groups_per_step: 4
   lr: 1.0e-3

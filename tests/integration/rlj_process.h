@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/arithmetic_task.h"
+#include "common/dataset.h"
 #include "common/file_util.h"
 #include "common/subprocess.h"
 
@@ -20,6 +23,39 @@ struct Finished {
   ExitInfo exit;
   std::string output;  // stdout and stderr together
 };
+
+// The tiny arithmetic task (sums up to 20): DIR/train.jsonl (200 rows) and a disjoint DIR/eval.jsonl (20 rows).
+inline void WriteTinyTask(const std::string& dir) {
+  ArithmeticTaskOptions task;
+  task.train_size = 200;
+  task.eval_size = 20;
+  task.max_operand = 20;
+  auto split = MakeArithmeticTask(task);
+  ASSERT_TRUE(split.ok()) << split.status();
+  ASSERT_TRUE(WritePromptDataset(dir + "/train.jsonl", split->train).ok());
+  ASSERT_TRUE(WritePromptDataset(dir + "/eval.jsonl", split->eval).ok());
+}
+
+// The head of a tiny run's config: its name, runs under DIR/runs, one thread, a 2-layer d32 model, the tiny
+// task's data and groups of 4 completions of at most 4 tokens. Tests append their own sections.
+inline std::string TinyRunConfigHead(const std::string& dir, const std::string& name) {
+  return absl::StrCat("name: ", name, "\nruns_root: ", dir, R"(/runs
+runtime:
+  threads: 1
+model:
+  d_model: 32
+  n_layers: 2
+  n_heads: 2
+  ffn_hidden: 64
+  max_seq_len: 24
+data:
+  train_path: )", dir, R"(/train.jsonl
+  eval_path: )", dir, R"(/eval.jsonl
+sampling:
+  group_size: 4
+  max_new_tokens: 4
+)");
+}
 
 // Starts `rlj args...` with its output in `output_path`.
 inline std::unique_ptr<Subprocess> StartRlj(const std::vector<std::string>& args, const std::string& output_path) {

@@ -22,14 +22,7 @@ using testing::RunRlj;
 
 // The tiny task (sums up to 20) and a tiny teacher trained on its grading rows; returns the run config.
 std::string WriteTeacherJudgedRun(const std::string& dir) {
-  ArithmeticTaskOptions task;
-  task.train_size = 200;
-  task.eval_size = 20;
-  task.max_operand = 20;
-  auto split = MakeArithmeticTask(task);
-  EXPECT_TRUE(split.ok());
-  EXPECT_TRUE(WritePromptDataset(dir + "/train.jsonl", split->train).ok());
-  EXPECT_TRUE(WritePromptDataset(dir + "/eval.jsonl", split->eval).ok());
+  testing::WriteTinyTask(dir);
   const std::string model = R"(
 runtime:
   threads: 1
