@@ -17,6 +17,7 @@
 #include "common/status.h"
 #include "common/tensor/torch_util.h"
 #include "common/tokenizer/byte_tokenizer.h"
+#include "bench/bench_model_shape.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
@@ -43,26 +44,7 @@ class NoStopTokenizer final : public Tokenizer {
   ByteTokenizer bytes_;
 };
 
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// The machine's float32 GEMM rate (FLOP/s) for [m, k] x [k, n] with the current thread count, best of 5.
-double GemmRate(int64_t m, int64_t k, int64_t n) {
-  const at::Tensor a = at::randn({m, k}), b = at::randn({k, n});
-  at::Tensor c = at::mm(a, b);
-  const int calls = static_cast<int>(std::max<int64_t>(1, (int64_t{1} << 30) / (m * k * n)));
-  double best = 1e9;
-  for (int i = 0; i < 5; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    for (int j = 0; j < calls; ++j) at::mm_out(c, a, b);
-    best = std::min(best, SecondsSince(start) / calls);
-  }
-  return 2.0 * static_cast<double>(m * k * n) / best;
-}
-
-struct BenchFlags {
-  int layers = 4, d_model = 256, heads = 8, ffn = 1024, vocab = 256;
+struct BenchFlags : BenchModelShape {
   int batch = 1, prompt_len = 16, new_tokens = 64, threads = 2, repeats = 3;
   uint64_t seed = 1;
 };
@@ -116,8 +98,8 @@ absl::StatusOr<nlohmann::json> RunBench(const BenchFlags& flags) {
 
   // FLOPs: 2 per weight of every linear layer (tied lm_head included, embedding lookup and norms not) per token
   // processed, plus attention's QK^T and PV (4 * keys * d_model per layer per query).
-  const double d = flags.d_model, f = flags.ffn, v = flags.vocab;
-  const double linear_weights = flags.layers * (4 * d * d + 3 * d * f) + v * d;
+  const double d = flags.d_model;
+  const double linear_weights = flags.LinearWeights();
   const double prefill_tokens = static_cast<double>(flags.batch) * flags.prompt_len;
   double attention_flops = 0;
   for (int query = 1; query <= flags.prompt_len; ++query) attention_flops += 4.0 * query * d * flags.layers;
@@ -132,11 +114,7 @@ absl::StatusOr<nlohmann::json> RunBench(const BenchFlags& flags) {
   nlohmann::json out;
   out["bench"] = "generate";
   out["impl"] = "rlj";
-  out["layers"] = flags.layers;
-  out["d_model"] = flags.d_model;
-  out["heads"] = flags.heads;
-  out["ffn"] = flags.ffn;
-  out["vocab"] = flags.vocab;
+  WriteModelShape(flags, &out);
   out["batch"] = flags.batch;
   out["prompt_len"] = flags.prompt_len;
   out["new_tokens"] = flags.new_tokens;
@@ -157,11 +135,7 @@ Command AddGenerateBench(CLI::App& parent) {
   auto* app = parent.add_subcommand(
       "generate", "Tokens/s of batched sampling on a random Llama-style model (tied embeddings, no biases); one JSON line");
   auto flags = std::make_shared<BenchFlags>();
-  app->add_option("--layers", flags->layers, "Decoder layers")->capture_default_str();
-  app->add_option("--d-model", flags->d_model, "Hidden size")->capture_default_str();
-  app->add_option("--heads", flags->heads, "Attention heads (= key/value heads)")->capture_default_str();
-  app->add_option("--ffn", flags->ffn, "SwiGLU hidden size")->capture_default_str();
-  app->add_option("--vocab", flags->vocab, "Vocabulary size")->capture_default_str();
+  AddModelShapeOptions(app, flags.get());
   app->add_option("--batch", flags->batch, "Prompts sampled together")->capture_default_str();
   app->add_option("--prompt-len", flags->prompt_len, "Tokens per random prompt")->capture_default_str();
   app->add_option("--new-tokens", flags->new_tokens, "New tokens per prompt (no stop tokens)")->capture_default_str();

@@ -15,34 +15,16 @@
 #include "common/status.h"
 #include "common/tensor/torch_util.h"
 #include "learner/grpo_trainer.h"
+#include "bench/bench_model_shape.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
 namespace {
 
-struct TrainFlags {
-  int layers = 4, d_model = 256, heads = 8, ffn = 1024, vocab = 256;
+struct TrainFlags : BenchModelShape {
   int batch = 16, seq_len = 80, threads = 2, repeats = 5, group_size = 4;
   uint64_t seed = 1;
 };
-
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// The machine's float32 GEMM rate (FLOP/s) for [m, k] x [k, n] with the current thread count, best of 5.
-double GemmRate(int64_t m, int64_t k, int64_t n) {
-  const at::Tensor a = at::randn({m, k}), b = at::randn({k, n});
-  at::Tensor c = at::mm(a, b);
-  const int calls = static_cast<int>(std::max<int64_t>(1, (int64_t{1} << 30) / (m * k * n)));
-  double best = 1e9;
-  for (int i = 0; i < 5; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    for (int j = 0; j < calls; ++j) at::mm_out(c, a, b);
-    best = std::min(best, SecondsSince(start) / calls);
-  }
-  return 2.0 * static_cast<double>(m * k * n) / best;
-}
 
 // `batch` random sequences of seq_len tokens: a prompt of seq_len / 4 tokens, the rest completion, in groups
 // of group_size with rewards 0/1 alternating (every group has signal) and behaviour log-probs near the
@@ -123,9 +105,9 @@ absl::StatusOr<nlohmann::json> RunBench(const TrainFlags& flags) {
   // forward (2 per weight per position) over the B × (S - 1) input positions, on every linear layer (tied
   // lm_head included); attention scores and values over the full T × T square as computed (4·T·d per query
   // and layer forward; ×3 for the policy's forward + backward, ×1 for the reference).
-  const double d = flags.d_model, f = flags.ffn, v = flags.vocab;
+  const double d = flags.d_model;
   const double positions = static_cast<double>(flags.batch) * (flags.seq_len - 1);
-  const double linear_weights = flags.layers * (4 * d * d + 3 * d * f) + v * d;
+  const double linear_weights = flags.LinearWeights();
   const double attention_forward = 4.0 * (flags.seq_len - 1) * d * flags.layers * positions;
   const double flops = 8.0 * linear_weights * positions + 4.0 * attention_forward;
   const double gemm_limit = GemmRate(1024, 1024, 1024);
@@ -135,11 +117,7 @@ absl::StatusOr<nlohmann::json> RunBench(const TrainFlags& flags) {
   nlohmann::json out;
   out["bench"] = "train";
   out["impl"] = "rlj";
-  out["layers"] = flags.layers;
-  out["d_model"] = flags.d_model;
-  out["heads"] = flags.heads;
-  out["ffn"] = flags.ffn;
-  out["vocab"] = flags.vocab;
+  WriteModelShape(flags, &out);
   out["batch"] = flags.batch;
   out["seq_len"] = flags.seq_len;
   out["threads"] = flags.threads;
@@ -165,11 +143,7 @@ Command AddTrainBench(CLI::App& parent) {
       "Tokens/s of full GRPO learner steps (policy fwd+bwd, reference fwd, clipped loss + k3 KL, grad clip, AdamW) "
       "on a random Llama-style model; one JSON line");
   auto flags = std::make_shared<TrainFlags>();
-  app->add_option("--layers", flags->layers, "Decoder layers")->capture_default_str();
-  app->add_option("--d-model", flags->d_model, "Hidden size")->capture_default_str();
-  app->add_option("--heads", flags->heads, "Attention heads (= key/value heads)")->capture_default_str();
-  app->add_option("--ffn", flags->ffn, "SwiGLU hidden size")->capture_default_str();
-  app->add_option("--vocab", flags->vocab, "Vocabulary size")->capture_default_str();
+  AddModelShapeOptions(app, flags.get());
   app->add_option("--batch", flags->batch, "Sequences per step")->capture_default_str();
   app->add_option("--seq-len", flags->seq_len, "Tokens per sequence (a quarter prompt, the rest completion)")
       ->capture_default_str();
