@@ -475,6 +475,12 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
       reward_curve.push_back({{"step", m.step()}, {"reward_mean", m.reward_mean()}, {"reward_std", m.reward_std()},
                               {"kl", m.kl()}, {"step_s", m.step_s()}});
     }
+    // The last status polled can lag the learner by a step or more (a stop request ends polling); its own
+    // per-step log says where it really got to.
+    if (!steps->empty()) {
+      summary["steps"] = std::max<int64_t>(status.step(), steps->back().step());
+      summary["policy_version"] = std::max<int64_t>(status.version(), steps->back().version());
+    }
   }
   summary["reward_curve"] = reward_curve;
   summary["training_s"] = elapsed() - training_start_s;

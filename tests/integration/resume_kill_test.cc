@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -208,6 +209,38 @@ TEST(ResumeAfterKill, SupervisorRestartsAKilledLearnerAndJudgeAndTheRunCompletes
   const std::string learner_log = ReadFile(run_dir.log_path("learner")).value_or("");
   EXPECT_NE(learner_log.find(absl::StrCat("(step ", killed_at)), std::string::npos)
       << "the restarted learner did not resume from step " << killed_at << ":\n" << learner_log;
+}
+
+// SIGTERM to `rlj run` (as Ctrl-C): the learner checkpoints, every child is stopped, the run exits 0 and its
+// summary says it was interrupted; `--resume` could continue from there.
+TEST(RunStop, SigtermCheckpointsStopsEveryChildAndExitsZero) {
+  testing::ScratchDir dir;
+  const std::string config = WriteRun(dir.path());
+  const RunDir run_dir(dir.path() + "/runs/resumed");
+  auto run = StartRlj({"run", config}, dir.file("run.out"));
+  ASSERT_TRUE(run);
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (NewestCheckpointStep(run_dir) < 3 && std::chrono::steady_clock::now() < give_up) {
+    ASSERT_FALSE(run->Poll().has_value()) << "the run ended early:\n" << ReadFile(dir.file("run.out")).value_or("");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling files other processes write
+  }
+  const std::vector<pid_t> children = ChildPids(run_dir);
+  ASSERT_GE(children.size(), 3u);
+  run->Signal(SIGTERM);
+  const std::optional<ExitInfo> exit = run->Wait(std::chrono::minutes(3));
+  ASSERT_TRUE(exit.has_value()) << "rlj run did not stop after SIGTERM";
+  EXPECT_TRUE(exit->ok()) << exit->Describe() << "\n" << ReadFile(dir.file("run.out")).value_or("");
+  for (pid_t pid : children) {
+    EXPECT_TRUE(::kill(pid, 0) == -1 && errno == ESRCH) << "child " << pid << " outlived rlj run";
+  }
+  RLJ_ASSERT_OK_AND_ASSIGN(std::string summary_text, ReadFile(run_dir.summary_path()));
+  const nlohmann::json summary = nlohmann::json::parse(summary_text);
+  EXPECT_EQ(summary["interrupted"], true);
+  const int64_t steps = summary["steps"].get<int64_t>();
+  EXPECT_GE(steps, 3);
+  EXPECT_LT(steps, kSteps);
+  // The learner's checkpoint on the way out is at least as new as the last step the supervisor saw.
+  EXPECT_GE(NewestCheckpointStep(run_dir), steps);
 }
 
 }  // namespace
