@@ -20,7 +20,10 @@ ChatReplies AskChatWith(TeacherClient& client, const ChatWireFormat& format, con
                         SteadyTime deadline) {
   std::vector<TeacherAsk> asks;
   asks.reserve(questions.size());
-  for (const ChatQuestion& question : questions) asks.push_back(format.render(question));
+  for (const ChatQuestion& question : questions) {
+    asks.push_back(format.render(question));
+    asks.back().bypass_cache = question.bypass_cache;
+  }
   ChatReplies replies;
   replies.client = &client;
   replies.sent = client.Ask(std::move(asks), deadline);

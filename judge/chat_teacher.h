@@ -17,6 +17,7 @@ namespace rlj {
 struct ChatQuestion {
   std::string system;  // may be empty
   std::string user;
+  bool bypass_cache = false;  // see TeacherAsk::bypass_cache
 };
 
 struct ChatAnswer {

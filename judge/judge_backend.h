@@ -58,6 +58,14 @@ inline constexpr char kUnavailable[] = "unavailable";   // a command or remote j
 bool IsAvailabilityError(const std::string& kind);
 }  // namespace error_kind
 
+// Sample metadata that asks for a second opinion: a caching backend skips its lookup and asks the teacher
+// (the answer may still be stored). Self-consistency checks and offline rescoring set it.
+inline constexpr char kBypassCacheMetadataKey[] = "rlj.bypass_cache";
+inline bool BypassesCache(const v1::Sample& sample) {
+  const auto found = sample.metadata().find(kBypassCacheMetadataKey);
+  return found != sample.metadata().end() && found->second == "1";
+}
+
 // Marks `verdict` as failed: code (never OK), kind (one of error_kind) and a message for people.
 inline void SetVerdictError(v1::Verdict* verdict, absl::StatusCode code, std::string kind, std::string message) {
   if (code == absl::StatusCode::kOk) code = absl::StatusCode::kUnknown;

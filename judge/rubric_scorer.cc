@@ -25,7 +25,8 @@ RubricScorer::RubricScorer(std::string rubric, std::string system_prompt, ScoreP
 }
 
 ChatQuestion RubricScorer::Question(const v1::Sample& sample) const {
-  return ChatQuestion{system_prompt_, RenderRubric(rubric_, {sample.prompt(), sample.completion(), sample.reference()})};
+  return ChatQuestion{system_prompt_, RenderRubric(rubric_, {sample.prompt(), sample.completion(), sample.reference()}),
+                      BypassesCache(sample)};
 }
 
 std::string RubricScorer::Identity() const { return identity_; }

@@ -67,7 +67,7 @@ std::vector<TeacherAnswer> TeacherClient::Ask(std::vector<TeacherAsk> asks, Stea
       RLJ_EVERY(10, log::Warn("judge cache read failed (asking the teacher instead): {}", std::string(found.status().message())));
     }
     for (size_t i = 0; i < asks.size(); ++i) {
-      if (found.ok() && (*found)[i].has_value()) {
+      if (found.ok() && (*found)[i].has_value() && !asks[i].bypass_cache) {
         answers[i].body = std::move(*(*found)[i]);
         answers[i].cache_hit = true;
       } else {

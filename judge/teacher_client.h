@@ -38,6 +38,7 @@ struct TeacherAsk {
   std::string url;
   std::string body;
   double estimated_tokens = 0;  // for the TPM bucket
+  bool bypass_cache = false;     // a second opinion: ask the teacher even when the cache has an answer
 };
 
 // What came back: a 2xx body (from the teacher or the cache), or an error.

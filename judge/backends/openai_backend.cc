@@ -237,7 +237,7 @@ std::vector<Judgement> OpenAIBackend::ScoreLabels(const std::vector<v1::Sample>&
                  {"temperature", config_.temperature()}, {"max_tokens", config_.label_max_tokens()},
                  {"logprobs", true},                {"top_logprobs", config_.top_logprobs()}};
     const double tokens = static_cast<double>(config_.system_prompt().size() + user.size()) / 4 + config_.label_max_tokens();
-    asks.push_back(TeacherAsk{base_url_ + "/chat/completions", Dump(body), tokens});
+    asks.push_back(TeacherAsk{base_url_ + "/chat/completions", Dump(body), tokens, BypassesCache(sample)});
   }
   std::vector<TeacherAnswer> answers = client_->Ask(std::move(asks), deadline);
   std::vector<Judgement> judgements(samples.size());
@@ -412,7 +412,8 @@ std::vector<Judgement> OpenAIBackend::ScoreLikelihood(const std::vector<v1::Samp
     span.end_chars = span.begin_chars + CodePoints(sample.completion());
     json body = {{"model", config_.model()}, {"prompt", text}, {"echo", true},
                  {"logprobs", 1},            {"max_tokens", 1}, {"temperature", 0}};
-    asks.push_back(TeacherAsk{base_url_ + "/completions", Dump(body), static_cast<double>(text.size()) / 4 + 1});
+    asks.push_back(TeacherAsk{base_url_ + "/completions", Dump(body), static_cast<double>(text.size()) / 4 + 1,
+                              BypassesCache(sample)});
     asked.push_back(i);
     spans.push_back(span);
   }

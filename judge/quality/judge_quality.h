@@ -27,8 +27,6 @@
 
 namespace rlj {
 
-// Sample metadata that asks a cache to skip its lookup (the answer is still computed and may be stored).
-inline constexpr char kBypassCacheMetadataKey[] = "rlj.bypass_cache";
 // Suffix of the sample id of a second scoring inside a backend call.
 inline constexpr char kConsistencyIdSuffix[] = "#consistency";
 

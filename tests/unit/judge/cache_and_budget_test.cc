@@ -144,6 +144,25 @@ TEST(JudgeCacheInBackend, HitsSkipTheTeacherAreMarkedAndSurviveARestart) {
   EXPECT_EQ(server.received().size(), 6u);
 }
 
+TEST(JudgeCacheInBackend, SecondOpinionsBypassTheLookup) {
+  ScratchDir scratch;
+  TeacherServer server;
+  server.SetDefault(ChatReply(R"({"score": 8})", 100, 10));
+  RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<JudgeCache> cache, JudgeCache::Open(scratch.file("cache.sqlite")));
+  auto backend = Make(RubricConfig(server), cache.get(), nullptr);
+  ASSERT_NE(backend, nullptr);
+  ASSERT_FALSE(backend->Score({MakeSample("a", "4")})[0].verdict.has_error());
+  EXPECT_TRUE(backend->Score({MakeSample("b", "4")})[0].verdict.cache_hit());
+  EXPECT_EQ(server.received().size(), 1u);
+  // The same sample asked for a second opinion (self-consistency, rescoring) goes to the teacher again.
+  v1::Sample again = MakeSample("c", "4");
+  (*again.mutable_metadata())[kBypassCacheMetadataKey] = "1";
+  const std::vector<Judgement> second = backend->Score({again});
+  ASSERT_FALSE(second[0].verdict.has_error()) << second[0].verdict.error().message();
+  EXPECT_FALSE(second[0].verdict.cache_hit());
+  EXPECT_EQ(server.received().size(), 2u);
+}
+
 TEST(JudgeCacheInBackend, UnusableAnswersAreNotStored) {
   ScratchDir scratch;
   TeacherServer server;
