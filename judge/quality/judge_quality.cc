@@ -116,7 +116,7 @@ void JudgeQuality::AddExtraSamples(std::vector<v1::Sample>* to_score) {
       v1::Sample again = (*to_score)[i];
       again.set_id(again.id() + kConsistencyIdSuffix);
       again.set_group_id(again.group_id() + kConsistencyIdSuffix);
-      (*again.mutable_metadata())[kBypassCacheMetadataKey] = "1";
+      again.mutable_metadata()->insert({std::string(kBypassCacheMetadataKey), std::string("1")});
       extras.push_back(std::move(again));
     }
   }
