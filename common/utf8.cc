@@ -70,4 +70,10 @@ std::string ToValidUtf8(std::string_view text) {
   return out;
 }
 
+size_t Utf8CodePoints(std::string_view text) {
+  size_t n = 0;
+  for (unsigned char c : text) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
 }  // namespace rlj

@@ -13,4 +13,7 @@ bool IsValidUtf8(std::string_view text);
 // `text` with every maximal ill-formed subsequence replaced by U+FFFD; valid input comes back unchanged.
 std::string ToValidUtf8(std::string_view text);
 
+// Characters (code points) of UTF-8 text: the bytes that do not continue a character.
+size_t Utf8CodePoints(std::string_view text);
+
 }  // namespace rlj

@@ -61,10 +61,15 @@ bool IsAvailabilityError(const std::string& kind);
 // Sample metadata that asks for a second opinion: a caching backend skips its lookup and asks the teacher
 // (the answer may still be stored). Self-consistency checks and offline rescoring set it.
 inline constexpr char kBypassCacheMetadataKey[] = "rlj.bypass_cache";
+void AskForSecondOpinion(v1::Sample* sample);  // sets the mark
 inline bool BypassesCache(const v1::Sample& sample) {
   const auto found = sample.metadata().find(kBypassCacheMetadataKey);
   return found != sample.metadata().end() && found->second == "1";
 }
+
+// Holds a backend's verdict to the contract: an error has a code and a kind, and its reward is 0 on the wire;
+// a success has a finite reward (a NaN or infinite one becomes an error).
+void NormalizeVerdict(v1::Verdict* verdict);
 
 // Marks `verdict` as failed: code (never OK), kind (one of error_kind) and a message for people.
 inline void SetVerdictError(v1::Verdict* verdict, absl::StatusCode code, std::string kind, std::string message) {

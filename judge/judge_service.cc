@@ -18,21 +18,6 @@ double MillisecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Holds the verdict to the contract: an error has a code and a kind, and its reward is 0 on the wire; a
-// success has a finite reward.
-void Normalize(v1::Verdict* verdict) {
-  if (!verdict->has_error() && !std::isfinite(verdict->reward())) {
-    SetVerdictError(verdict, absl::StatusCode::kInternal, error_kind::kInvalid,
-                    absl::StrCat("the backend returned a non-finite reward (", verdict->reward(), ")"));
-  }
-  if (verdict->has_error()) {
-    verdict->set_reward(0);
-    v1::SampleError* error = verdict->mutable_error();
-    if (error->code() == 0) error->set_code(static_cast<int32_t>(absl::StatusCode::kUnknown));
-    if (error->kind().empty()) error->set_kind(error_kind::kBackend);
-  }
-}
-
 }  // namespace
 
 JudgeService::JudgeService(std::unique_ptr<JudgeBackend> backend, std::unique_ptr<RewardLogWriter> reward_log,
@@ -153,7 +138,7 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
   const std::string backend_name = backend_->name();
   const std::string backend_model = backend_->model();
   for (v1::Verdict& verdict : *response.mutable_verdicts()) {
-    Normalize(&verdict);
+    NormalizeVerdict(&verdict);
     if (verdict.backend().empty()) verdict.set_backend(backend_name);
     if (verdict.model().empty()) verdict.set_model(backend_model);
     if (verdict.latency_ms() <= 0) verdict.set_latency_ms(call_ms);

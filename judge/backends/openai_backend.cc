@@ -1,6 +1,7 @@
 // openai_backend.cc: the three modes of the openai judge: request bodies (chat with a rubric, chat with
 // logprobs, legacy completions with echo) and the reading of answers (score, label distribution,
 // completion log-likelihood) into verdicts.
+#include "common/utf8.h"
 #include "judge/backends/openai_backend.h"
 
 #include <algorithm>
@@ -25,13 +26,6 @@ std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::er
 std::string StrippedBaseUrl(std::string url) {
   while (!url.empty() && url.back() == '/') url.pop_back();
   return url;
-}
-
-// Characters (code points) of UTF-8 text: bytes that do not continue a character.
-size_t CodePoints(std::string_view text) {
-  size_t n = 0;
-  for (unsigned char c : text) n += (c & 0xC0) != 0x80;
-  return n;
 }
 
 void ReadUsage(const json& body, int64_t* tokens_in, int64_t* tokens_out) {
@@ -408,8 +402,8 @@ std::vector<Judgement> OpenAIBackend::ScoreLikelihood(const std::vector<v1::Samp
     Span span;
     span.begin_bytes = prefix.size();
     span.end_bytes = prefix.size() + sample.completion().size();
-    span.begin_chars = CodePoints(prefix);
-    span.end_chars = span.begin_chars + CodePoints(sample.completion());
+    span.begin_chars = Utf8CodePoints(prefix);
+    span.end_chars = span.begin_chars + Utf8CodePoints(sample.completion());
     json body = {{"model", config_.model()}, {"prompt", text}, {"echo", true},
                  {"logprobs", 1},            {"max_tokens", 1}, {"temperature", 0}};
     asks.push_back(TeacherAsk{base_url_ + "/completions", Dump(body), static_cast<double>(text.size()) / 4 + 1,
@@ -491,7 +485,7 @@ bool OpenAIBackend::ReadLikelihood(const std::string& text, const Span& span, Ju
   }
   bool chars_agree = true;
   for (size_t i = 0; i + 1 < n; ++i) {
-    if (offset[i + 1] - offset[i] != static_cast<int64_t>(CodePoints(token_text[i]))) chars_agree = false;
+    if (offset[i + 1] - offset[i] != static_cast<int64_t>(Utf8CodePoints(token_text[i]))) chars_agree = false;
   }
   const bool in_bytes = bytes_agree && !chars_agree;
   const int64_t begin = static_cast<int64_t>(in_bytes ? span.begin_bytes : span.begin_chars);
@@ -502,7 +496,7 @@ bool OpenAIBackend::ReadLikelihood(const std::string& text, const Span& span, Ju
     const int64_t token_begin = offset[i];
     const int64_t token_end = i + 1 < n ? offset[i + 1]
                                         : token_begin + static_cast<int64_t>(in_bytes ? token_text[i].size()
-                                                                                      : CodePoints(token_text[i]));
+                                                                                      : Utf8CodePoints(token_text[i]));
     const bool overlaps = token_begin < end && std::max(token_end, token_begin + 1) > begin;
     if (!overlaps || !(*token_logprobs)[i].is_number()) continue;
     const double logprob = (*token_logprobs)[i].get<double>();

@@ -1,5 +1,6 @@
 // rule_backend.cc: exact / numeric / regex / contains checks and the length penalty, turned into verdicts
 // with a one-line rationale.
+#include "common/utf8.h"
 #include "judge/backends/rule_backend.h"
 
 #include <re2/re2.h>
@@ -34,12 +35,6 @@ bool KnownCheck(const std::string& check) {
 }
 
 std::string Lower(std::string_view text) { return absl::AsciiStrToLower(AsAbsl(text)); }
-
-size_t CodePoints(std::string_view text) {
-  size_t n = 0;
-  for (unsigned char c : text) n += (c & 0xC0) != 0x80;
-  return n;
-}
 
 }  // namespace
 
@@ -96,7 +91,7 @@ std::vector<Judgement> RuleBackend::Score(const std::vector<v1::Sample>& samples
 
 double RuleBackend::LengthPenalty(std::string_view completion) const {
   if (config_.length_penalty_per_char() <= 0) return 0;
-  const int64_t over = static_cast<int64_t>(CodePoints(TrimAnswer(completion))) - config_.length_free_chars();
+  const int64_t over = static_cast<int64_t>(Utf8CodePoints(TrimAnswer(completion))) - config_.length_free_chars();
   if (over <= 0) return 0;
   double penalty = static_cast<double>(over) * config_.length_penalty_per_char();
   if (config_.length_penalty_max() > 0) penalty = std::min(penalty, config_.length_penalty_max());

@@ -1,5 +1,6 @@
 // judge_quality.cc: canary mixing, second scorings, the reward/length correlation, and the judge's metrics
 // and per-version TensorBoard scalars.
+#include "common/utf8.h"
 #include "judge/quality/judge_quality.h"
 
 #include <algorithm>
@@ -16,29 +17,6 @@ namespace rlj {
 namespace {
 
 constexpr char kCanaryIdPrefix[] = "canary/";
-
-int64_t Utf8Length(const std::string& text) {
-  int64_t n = 0;
-  for (unsigned char c : text) {
-    if ((c & 0xC0) != 0x80) ++n;
-  }
-  return n;
-}
-
-// As JudgeService holds verdicts to the contract: an error has a code and a kind and reward 0; a success
-// has a finite reward.
-void NormalizeVerdict(v1::Verdict* verdict) {
-  if (!verdict->has_error() && !std::isfinite(verdict->reward())) {
-    SetVerdictError(verdict, absl::StatusCode::kInternal, error_kind::kInvalid,
-                    absl::StrCat("the backend returned a non-finite reward (", verdict->reward(), ")"));
-  }
-  if (verdict->has_error()) {
-    verdict->set_reward(0);
-    v1::SampleError* error = verdict->mutable_error();
-    if (error->code() == 0) error->set_code(static_cast<int32_t>(absl::StatusCode::kUnknown));
-    if (error->kind().empty()) error->set_kind(error_kind::kBackend);
-  }
-}
 
 }  // namespace
 
@@ -116,7 +94,7 @@ void JudgeQuality::AddExtraSamples(std::vector<v1::Sample>* to_score) {
       v1::Sample again = (*to_score)[i];
       again.set_id(again.id() + kConsistencyIdSuffix);
       again.set_group_id(again.group_id() + kConsistencyIdSuffix);
-      again.mutable_metadata()->insert({std::string(kBypassCacheMetadataKey), std::string("1")});
+      AskForSecondOpinion(&again);
       extras.push_back(std::move(again));
     }
   }
@@ -211,7 +189,7 @@ void JudgeQuality::Observe(const v1::ScoreRequest& request, const v1::ScoreRespo
       continue;
     }
     version->rewards.push_back(verdict.reward());
-    length_window_.emplace_back(verdict.reward(), static_cast<double>(Utf8Length(sample.completion())));
+    length_window_.emplace_back(verdict.reward(), static_cast<double>(Utf8CodePoints(sample.completion())));
     while (static_cast<int64_t>(length_window_.size()) > config_.length_correlation_window()) length_window_.pop_front();
   }
   for (const RewardLogRow& row : extra_rows) {

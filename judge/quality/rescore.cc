@@ -35,7 +35,7 @@ absl::StatusOr<RescoreResult> Rescore(const std::vector<RewardLogRow>& rows, Jud
       sample.set_run(row.run);
       sample.set_actor(row.actor);
       sample.set_policy_version(row.policy_version);
-      (*sample.mutable_metadata())[kBypassCacheMetadataKey] = "1";
+      AskForSecondOpinion(&sample);
       samples.push_back(std::move(sample));
     }
     std::vector<Judgement> judgements;

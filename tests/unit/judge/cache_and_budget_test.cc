@@ -156,7 +156,7 @@ TEST(JudgeCacheInBackend, SecondOpinionsBypassTheLookup) {
   EXPECT_EQ(server.received().size(), 1u);
   // The same sample asked for a second opinion (self-consistency, rescoring) goes to the teacher again.
   v1::Sample again = MakeSample("c", "4");
-  (*again.mutable_metadata())[kBypassCacheMetadataKey] = "1";
+  AskForSecondOpinion(&again);
   const std::vector<Judgement> second = backend->Score({again});
   ASSERT_FALSE(second[0].verdict.has_error()) << second[0].verdict.error().message();
   EXPECT_FALSE(second[0].verdict.cache_hit());
