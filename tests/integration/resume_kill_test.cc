@@ -66,6 +66,15 @@ int64_t NewestCheckpointStep(const RunDir& run_dir) {
   return steps.empty() ? -1 : steps.back();
 }
 
+// Waits (up to 5 minutes) until the run has a checkpoint of at least `step`; fails if the run ends first.
+void AwaitCheckpoint(Subprocess* run, const RunDir& run_dir, int64_t step, const std::string& output_path) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (NewestCheckpointStep(run_dir) < step && std::chrono::steady_clock::now() < give_up) {
+    ASSERT_FALSE(run->Poll().has_value()) << "the run ended early:\n" << ReadFile(output_path).value_or("");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling files other processes write
+  }
+}
+
 // The pids `rlj run` logged for its children ("started learner (pid 123)").
 std::vector<pid_t> ChildPids(const RunDir& run_dir) {
   std::vector<pid_t> pids;
@@ -86,11 +95,7 @@ TEST(ResumeAfterKill, KilledRunResumesFromTheLastGoodCheckpointAndCompletes) {
   //    gets the parent-death SIGTERM and checkpoints gracefully).
   auto run = StartRlj({"run", config}, dir.file("run1.out"));
   ASSERT_TRUE(run);
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(5);
-  while (NewestCheckpointStep(run_dir) < 9 && std::chrono::steady_clock::now() < give_up) {
-    ASSERT_FALSE(run->Poll().has_value()) << "the run ended early:\n" << ReadFile(dir.file("run1.out")).value_or("");
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling files other processes write
-  }
+  ASSERT_NO_FATAL_FAILURE(AwaitCheckpoint(run.get(), run_dir, 9, dir.file("run1.out")));
   const std::vector<pid_t> children = ChildPids(run_dir);
   ASSERT_GE(children.size(), 3u);  // learner, judge, actor
   for (pid_t pid : children) ::kill(pid, SIGKILL);
@@ -177,11 +182,7 @@ TEST(ResumeAfterKill, SupervisorRestartsAKilledLearnerAndJudgeAndTheRunCompletes
   const RunDir run_dir(dir.path() + "/runs/resumed");
   auto run = StartRlj({"run", config}, dir.file("run.out"));
   ASSERT_TRUE(run);
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(5);
-  while (NewestCheckpointStep(run_dir) < 6 && std::chrono::steady_clock::now() < give_up) {
-    ASSERT_FALSE(run->Poll().has_value()) << "the run ended early:\n" << ReadFile(dir.file("run.out")).value_or("");
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling files other processes write
-  }
+  ASSERT_NO_FATAL_FAILURE(AwaitCheckpoint(run.get(), run_dir, 6, dir.file("run.out")));
   const pid_t learner = ChildPid(run_dir, "learner");
   const pid_t judge = ChildPid(run_dir, "judge-0");
   ASSERT_GT(learner, 0);
@@ -219,11 +220,7 @@ TEST(RunStop, SigtermCheckpointsStopsEveryChildAndExitsZero) {
   const RunDir run_dir(dir.path() + "/runs/resumed");
   auto run = StartRlj({"run", config}, dir.file("run.out"));
   ASSERT_TRUE(run);
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(5);
-  while (NewestCheckpointStep(run_dir) < 3 && std::chrono::steady_clock::now() < give_up) {
-    ASSERT_FALSE(run->Poll().has_value()) << "the run ended early:\n" << ReadFile(dir.file("run.out")).value_or("");
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling files other processes write
-  }
+  ASSERT_NO_FATAL_FAILURE(AwaitCheckpoint(run.get(), run_dir, 3, dir.file("run.out")));
   const std::vector<pid_t> children = ChildPids(run_dir);
   ASSERT_GE(children.size(), 3u);
   run->Signal(SIGTERM);
