@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "common/config_validate.h"
 #include "common/status.h"
+#include "common/utf8.h"
 
 namespace rlj {
 namespace {
@@ -231,6 +232,8 @@ class YamlToProto {
         break;
       }
       case FieldDescriptor::CPPTYPE_STRING:
+        // Config text is UTF-8: other bytes would not survive the resolved YAML a run directory keeps.
+        if (!IsValidUtf8(text)) return Error(node, path, "expected UTF-8 text, got bytes that are not valid UTF-8");
         repeated ? r->AddString(message, field, text) : r->SetString(message, field, text);
         break;
       case FieldDescriptor::CPPTYPE_ENUM: {
@@ -293,6 +296,28 @@ void EmitScalar(YAML::Emitter& out, const Message& message, const FieldDescripto
 
 constexpr char kDefaultCommentMarker[] = "default: ";
 
+// `line` split at every `marker` that is not inside a double-quoted YAML string (every string is emitted
+// double-quoted, so a value that spells the marker stays whole).
+std::vector<std::string> SplitOutsideQuotes(const std::string& line, const std::string& marker) {
+  std::vector<std::string> parts(1);
+  bool in_quotes = false;
+  for (size_t i = 0; i < line.size();) {
+    if (!in_quotes && line.compare(i, marker.size(), marker) == 0) {
+      parts.emplace_back();
+      i += marker.size();
+      continue;
+    }
+    if (in_quotes && line[i] == '\\' && i + 1 < line.size()) {
+      parts.back() += line.substr(i, 2);
+      i += 2;
+      continue;
+    }
+    if (line[i] == '"') in_quotes = !in_quotes;
+    parts.back() += line[i++];
+  }
+  return parts;
+}
+
 // yaml-cpp writes comments after the preceding value ("n_heads: 2  # default n_kv_heads: 0  # default …") or,
 // first in a map, at column 0. Give each default its own line, indented like the keys of its map.
 std::string PutDefaultCommentsOnTheirOwnLines(const std::string& yaml) {
@@ -306,8 +331,7 @@ std::string PutDefaultCommentsOnTheirOwnLines(const std::string& yaml) {
     std::string indent;
     if (line.rfind(leading_marker, 0) == 0) {
       line = line.substr(leading_marker.size());
-      std::vector<std::string> parts = absl::StrSplit(line, inline_marker);
-      defaults = std::move(parts);
+      defaults = SplitOutsideQuotes(line, inline_marker);
       line.clear();
       for (size_t j = i + 1; j < lines.size(); ++j) {  // the keys of this map are indented like the next key
         if (lines[j].rfind(leading_marker, 0) == 0) continue;
@@ -315,7 +339,7 @@ std::string PutDefaultCommentsOnTheirOwnLines(const std::string& yaml) {
         break;
       }
     } else {
-      std::vector<std::string> parts = absl::StrSplit(line, inline_marker);
+      std::vector<std::string> parts = SplitOutsideQuotes(line, inline_marker);
       line = parts[0];
       defaults.assign(parts.begin() + 1, parts.end());
       indent = line.substr(0, line.find_first_not_of(' '));

@@ -1,5 +1,5 @@
-// safetensors.cc: the safetensors reader (one copy-on-write mmap of the file, every header field checked,
-// tensors as views of the mapping) and the streaming atomic writer.
+// safetensors.cc: the safetensors reader (one copy-on-write mmap of the file, the header checked by
+// common/safetensors_header.h, tensors as views of the mapping) and the streaming atomic writer.
 #include "common/checkpoint/safetensors.h"
 
 #include <ATen/ops/empty.h>
@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/safetensors_header.h"
 #include "common/status.h"
 #include "common/tensor/torch_util.h"
 
@@ -28,7 +29,6 @@ namespace {
 
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
 
-constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the reference implementation's limit
 constexpr const char* kMetadataKey = "__metadata__";
 
 struct DTypeInfo {
@@ -97,60 +97,6 @@ class MappedFile {
   void* data_ = nullptr;
   size_t size_ = 0;
 };
-
-struct HeaderEntry {
-  std::string name;
-  const DTypeInfo* dtype;
-  std::vector<int64_t> shape;
-  uint64_t begin, end;
-};
-
-absl::Status Malformed(const std::string& path, std::string_view what) {
-  return absl::DataLossError(absl::StrCat(path, ": ", AsAbsl(what)));
-}
-
-absl::Status MalformedTensor(const std::string& path, const std::string& name, std::string_view what) {
-  return absl::DataLossError(absl::StrCat(path, ": tensor '", name, "': ", AsAbsl(what)));
-}
-
-absl::StatusOr<HeaderEntry> ParseEntry(const std::string& path, const std::string& name, const nlohmann::json& value) {
-  if (!value.is_object()) return MalformedTensor(path, name, "header entry is not an object");
-  HeaderEntry entry;
-  entry.name = name;
-  const auto dtype = value.find("dtype");
-  if (dtype == value.end() || !dtype->is_string()) return MalformedTensor(path, name, "missing string field 'dtype'");
-  entry.dtype = FindDType(dtype->get<std::string>());
-  if (entry.dtype == nullptr) {
-    return MalformedTensor(path, name,
-                           absl::StrCat("unsupported dtype '", dtype->get<std::string>(), "' (F32, BF16, F16, I32, I64, U8)"));
-  }
-  const auto shape = value.find("shape");
-  if (shape == value.end() || !shape->is_array()) return MalformedTensor(path, name, "missing array field 'shape'");
-  uint64_t bytes = entry.dtype->size;
-  for (const auto& dim : *shape) {
-    if (!dim.is_number_unsigned()) return MalformedTensor(path, name, "shape holds a non-integer or negative dimension");
-    const uint64_t size = dim.get<uint64_t>();
-    if (size > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(bytes, size, &bytes)) {
-      return MalformedTensor(path, name, "shape overflows");
-    }
-    entry.shape.push_back(static_cast<int64_t>(size));
-  }
-  const auto offsets = value.find("data_offsets");
-  if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 || !(*offsets)[0].is_number_unsigned() ||
-      !(*offsets)[1].is_number_unsigned()) {
-    return MalformedTensor(path, name, "'data_offsets' must be two non-negative integers [begin, end]");
-  }
-  entry.begin = (*offsets)[0].get<uint64_t>();
-  entry.end = (*offsets)[1].get<uint64_t>();
-  if (entry.end < entry.begin) {
-    return MalformedTensor(path, name, absl::StrCat("data_offsets [", entry.begin, ", ", entry.end, "] end before they begin"));
-  }
-  if (entry.end - entry.begin != bytes) {
-    return MalformedTensor(path, name, absl::StrCat("data_offsets [", entry.begin, ", ", entry.end, "] hold ",
-                                                    entry.end - entry.begin, " bytes, but the shape and dtype need ", bytes));
-  }
-  return entry;
-}
 
 }  // namespace
 
@@ -241,68 +187,17 @@ absl::StatusOr<NamedTensors> ReadSafetensors(const std::string& path) {
   auto mapping = std::make_shared<MappedFile>();
   MappedFile& file = *mapping;
   RLJ_RETURN_IF_ERROR(file.Open(path));
-  if (file.size() < 8) return Malformed(path, absl::StrCat("truncated: ", file.size(), " bytes, no header size"));
-  uint64_t header_size = 0;
-  std::memcpy(&header_size, file.data(), 8);
-  if (header_size > kMaxHeaderBytes || header_size > file.size() - 8) {
-    return Malformed(path, absl::StrCat("header size ", header_size, " goes beyond the file (", file.size(), " bytes)"));
-  }
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(std::string_view(file.data() + 8, header_size));
-  } catch (const nlohmann::json::exception& error) {
-    return Malformed(path, absl::StrCat("header is not valid JSON: ", error.what()));
-  }
-  if (!header.is_object()) return Malformed(path, "header is not a JSON object");
-
-  std::vector<HeaderEntry> entries;
-  for (const auto& [name, value] : header.items()) {
-    if (name == kMetadataKey) {
-      if (!value.is_object()) return Malformed(path, "__metadata__ is not an object");
-      for (const auto& [key, text] : value.items()) {
-        if (!text.is_string()) return Malformed(path, absl::StrCat("__metadata__ value '", key, "' is not a string"));
-      }
-      continue;
-    }
-    RLJ_ASSIGN_OR_RETURN(HeaderEntry entry, ParseEntry(path, name, value));
-    entries.push_back(std::move(entry));
-  }
-
-  // File order; the byte buffer must be covered exactly, without overlaps or holes.
-  std::sort(entries.begin(), entries.end(), [](const HeaderEntry& a, const HeaderEntry& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
-  const uint64_t data_size = file.size() - 8 - header_size;
-  uint64_t covered = 0;
-  for (const HeaderEntry& entry : entries) {
-    if (entry.end > data_size) {
-      return MalformedTensor(path, entry.name, absl::StrCat("data_offsets [", entry.begin, ", ", entry.end,
-                                                            "] go beyond the data section (", data_size,
-                                                            " bytes; file truncated?)"));
-    }
-    if (entry.begin < covered) {
-      return MalformedTensor(path, entry.name, absl::StrCat("data_offsets [", entry.begin, ", ", entry.end,
-                                                            "] overlap the previous tensor, which ends at ", covered));
-    }
-    if (entry.begin > covered) {
-      return MalformedTensor(path, entry.name, absl::StrCat("data_offsets begin at ", entry.begin,
-                                                            ", leaving a hole after byte ", covered));
-    }
-    covered = entry.end;
-  }
-  if (covered != data_size) {
-    return Malformed(path, absl::StrCat("the tensors cover ", covered, " of ", data_size, " data bytes"));
-  }
-
-  char* data = file.data() + 8 + header_size;
+  RLJ_ASSIGN_OR_RETURN(const SafetensorsHeader header,
+                       ParseSafetensorsHeader(std::string_view(file.data(), file.size()), path));
+  char* data = file.data() + header.data_offset;
   return TorchCall(absl::StrCat("reading ", path), [&]() -> absl::StatusOr<NamedTensors> {
     NamedTensors tensors;
-    tensors.reserve(entries.size());
-    for (const HeaderEntry& entry : entries) {
-      const auto options = at::TensorOptions().dtype(entry.dtype->type);
+    tensors.reserve(header.tensors.size());
+    for (const SafetensorsTensorEntry& entry : header.tensors) {
+      const auto options = at::TensorOptions().dtype(FindDType(entry.dtype)->type);
       char* bytes = data + entry.begin;
       at::Tensor tensor;
-      if (entry.end > entry.begin && reinterpret_cast<uintptr_t>(bytes) % entry.dtype->size == 0) {
+      if (entry.end > entry.begin && reinterpret_cast<uintptr_t>(bytes) % entry.element_size == 0) {
         // A view of the mapping, which lives as long as any of its tensors.
         tensor = at::from_blob(bytes, entry.shape, [mapping](void*) {}, options);
       } else {  // empty, or misaligned (a writer that did not pad the header): a copy

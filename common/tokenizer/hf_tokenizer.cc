@@ -25,6 +25,10 @@ constexpr std::string_view kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?
 
 using Json = nlohmann::json;
 
+// Ids must lie below this: the tables are indexed by id, so one huge id in a file would make them gigabytes.
+// The largest real vocabularies have about 260 000 tokens.
+constexpr int64_t kMaxTokenIds = int64_t{1} << 22;
+
 absl::Status Bad(std::string_view source, std::string_view field, std::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": ", AsAbsl(field), ": ", AsAbsl(what)));
 }
@@ -119,7 +123,11 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromJson(std::string_v
                                                                    std::string_view tokenizer_config_json,
                                                                    std::string_view generation_config_json) {
   std::unique_ptr<HfTokenizer> tokenizer(new HfTokenizer());
-  RLJ_RETURN_IF_ERROR(tokenizer->Parse(tokenizer_json, source, tokenizer_config_json, generation_config_json));
+  try {
+    RLJ_RETURN_IF_ERROR(tokenizer->Parse(tokenizer_json, source, tokenizer_config_json, generation_config_json));
+  } catch (const Json::exception& error) {  // a field of an unexpected JSON type that no check above named
+    return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": unexpected JSON: ", error.what()));
+  }
   return tokenizer;
 }
 
@@ -157,8 +165,9 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
   int64_t max_id = -1;
   vocab_.reserve(vocab->size());
   for (const auto& [token, id] : vocab->items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (1 << 30)) {
-      return Bad(source, "model.vocab", absl::StrCat("id of '", token, "' must be a non-negative integer"));
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxTokenIds) {
+      return Bad(source, "model.vocab",
+                 absl::StrCat("id of '", token, "' must be an integer in [0, ", kMaxTokenIds, ")"));
     }
     vocab_[token] = static_cast<int32_t>(id.get<int64_t>());
     max_id = std::max(max_id, id.get<int64_t>());
@@ -169,8 +178,9 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
     for (const Json& entry : *added_tokens) {
       if (!entry.is_object() || !entry.contains("id") || !entry["id"].is_number_integer() || !entry.contains("content") ||
           !entry["content"].is_string() || entry["content"].get<std::string>().empty() || entry["id"].get<int64_t>() < 0 ||
-          entry["id"].get<int64_t>() >= (1 << 30)) {
-        return Bad(source, "added_tokens", "every entry needs a non-negative integer id and a non-empty content");
+          entry["id"].get<int64_t>() >= kMaxTokenIds) {
+        return Bad(source, "added_tokens",
+                   absl::StrCat("every entry needs an integer id in [0, ", kMaxTokenIds, ") and a non-empty content"));
       }
       AddedToken token{entry["content"].get<std::string>(), static_cast<int32_t>(entry["id"].get<int64_t>()),
                        BoolOr(entry, "special", false), BoolOr(entry, "lstrip", false), BoolOr(entry, "rstrip", false),
@@ -305,7 +315,9 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
         return Bad(source, field, "pattern must be {\"Regex\": ...} or {\"String\": ...}");
       }
       RLJ_ASSIGN_OR_RETURN(parsed.regex, SplitRegex::Compile(regex, absl::StrCat(AsAbsl(source), ": ", field)));
-      const std::string behavior = step.value("behavior", std::string("Isolated"));
+      const auto behavior_field = step.find("behavior");
+      if (behavior_field != step.end() && !behavior_field->is_string()) return Bad(source, field, "behavior must be a string");
+      const std::string behavior = behavior_field != step.end() ? behavior_field->get<std::string>() : "Isolated";
       if (behavior == "Isolated") {
         parsed.behavior = SplitBehavior::kIsolated;
       } else if (behavior == "Removed") {
@@ -360,12 +372,22 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
       for (const Json& item : (*p)["single"]) {
         if (item.contains("Sequence")) break;  // what follows $A is not a prompt's business
         if (!item.contains("SpecialToken")) return Bad(source, "post_processor.single", "has an item that is neither SpecialToken nor Sequence");
-        const std::string name = item["SpecialToken"].value("id", std::string());
+        const Json& special_token = item["SpecialToken"];
+        if (!special_token.is_object() || !special_token.contains("id") || !special_token["id"].is_string()) {
+          return Bad(source, "post_processor.single", "has a SpecialToken without a string id");
+        }
+        const std::string name = special_token["id"].get<std::string>();
         const Json& specials = p->contains("special_tokens") ? (*p)["special_tokens"] : Json();
         if (!specials.contains(name) || !specials[name].contains("ids") || !specials[name]["ids"].is_array()) {
           return Bad(source, "post_processor.special_tokens", absl::StrCat("has no ids for '", name, "'"));
         }
-        for (const Json& id : specials[name]["ids"]) prefix_ids_.push_back(id.get<int32_t>());
+        for (const Json& id : specials[name]["ids"]) {
+          if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > max_id) {
+            return Bad(source, "post_processor.special_tokens",
+                       absl::StrCat("an id of '", name, "' is not a token id of this vocabulary (0..", max_id, ")"));
+          }
+          prefix_ids_.push_back(static_cast<int32_t>(id.get<int64_t>()));
+        }
       }
     }
   }
@@ -392,13 +414,17 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
   RLJ_RETURN_IF_ERROR(resolve("pad_token", &pad_id_));
   if (generation.is_object() && generation.contains("eos_token_id")) {
     const Json& eos = generation["eos_token_id"];
-    if (eos.is_number_integer()) extra_stop_ids_.push_back(eos.get<int32_t>());
-    if (eos.is_array()) {
-      for (const Json& id : eos) {
-        if (id.is_number_integer()) extra_stop_ids_.push_back(id.get<int32_t>());
+    auto add_stop_id = [&](const Json& id) {  // ids outside the vocabulary are ignored, before any narrowing
+      if (id.is_number_unsigned() ? id.get<uint64_t>() < static_cast<uint64_t>(vocab_size())
+                                  : id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < vocab_size()) {
+        extra_stop_ids_.push_back(static_cast<int32_t>(id.get<int64_t>()));
       }
+    };
+    if (eos.is_array()) {
+      for (const Json& id : eos) add_stop_id(id);
+    } else {
+      add_stop_id(eos);
     }
-    std::erase_if(extra_stop_ids_, [&](int32_t id) { return id < 0 || id >= vocab_size(); });
   }
   if (bos_id_ < 0 && !prefix_ids_.empty()) bos_id_ = prefix_ids_.front();
   if (eos_id_ < 0 && !extra_stop_ids_.empty()) eos_id_ = extra_stop_ids_.front();

@@ -1,7 +1,6 @@
 // openai_backend.cc: the three modes of the openai judge: request bodies (chat with a rubric, chat with
 // logprobs, legacy completions with echo) and the reading of answers (score, label distribution,
 // completion log-likelihood) into verdicts.
-#include "common/utf8.h"
 #include "judge/backends/openai_backend.h"
 
 #include <algorithm>
@@ -9,9 +8,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "common/utf8.h"
+#include "judge/backends/openai_response.h"
 #include "judge/rubric_template.h"
 #include "judge/score_parser.h"
 #include "nlohmann/json.hpp"
@@ -26,72 +25,6 @@ std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::er
 std::string StrippedBaseUrl(std::string url) {
   while (!url.empty() && url.back() == '/') url.pop_back();
   return url;
-}
-
-void ReadUsage(const json& body, int64_t* tokens_in, int64_t* tokens_out) {
-  auto usage = body.find("usage");
-  if (usage == body.end() || !usage->is_object()) return;
-  if (auto n = usage->find("prompt_tokens"); n != usage->end() && n->is_number_integer()) *tokens_in = n->get<int64_t>();
-  if (auto n = usage->find("completion_tokens"); n != usage->end() && n->is_number_integer()) {
-    *tokens_out = n->get<int64_t>();
-  }
-}
-
-const json* FirstChoice(const json& body) {
-  auto choices = body.find("choices");
-  if (choices == body.end() || !choices->is_array() || choices->empty() || !(*choices)[0].is_object()) return nullptr;
-  return &(*choices)[0];
-}
-
-std::string StringField(const json& object, const char* key) {
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-// A chat completion's answer: content, or a refusal / content filter, or what is missing.
-ChatAnswer ReadChatCompletion(const std::string& text) {
-  ChatAnswer answer;
-  answer.raw = text;
-  const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!body.is_object()) {
-    answer.code = absl::StatusCode::kInternal;
-    answer.kind = error_kind::kParse;
-    answer.message = "the teacher's response is not a JSON object";
-    return answer;
-  }
-  ReadUsage(body, &answer.tokens_in, &answer.tokens_out);
-  const json* choice = FirstChoice(body);
-  const json* message = nullptr;
-  if (choice != nullptr) {
-    if (auto m = choice->find("message"); m != choice->end() && m->is_object()) message = &*m;
-  }
-  if (message == nullptr) {
-    answer.code = absl::StatusCode::kInternal;
-    answer.kind = error_kind::kParse;
-    answer.message = "the teacher's response has no choices[0].message";
-    return answer;
-  }
-  const std::string content = StringField(*message, "content");
-  const std::string refusal = StringField(*message, "refusal");
-  const std::string finish_reason = StringField(*choice, "finish_reason");
-  if (!refusal.empty() || finish_reason == "content_filter") {
-    answer.raw = !refusal.empty() ? refusal : !content.empty() ? content : text;
-    answer.code = absl::StatusCode::kFailedPrecondition;
-    answer.kind = error_kind::kRefusal;
-    answer.message = refusal.empty() ? "the teacher's answer was withheld by its content filter"
-                                     : absl::StrCat("the teacher refused: ", TruncateUtf8(refusal, 300));
-    return answer;
-  }
-  if (content.empty()) {
-    answer.code = absl::StatusCode::kInternal;
-    answer.kind = error_kind::kParse;
-    answer.message = "the teacher's answer (choices[0].message.content) is empty or missing";
-    return answer;
-  }
-  answer.ok = true;
-  answer.content = content;
-  answer.raw = content;
-  return answer;
 }
 
 // Sets the common fields of a verdict from a TeacherAnswer.
@@ -172,7 +105,8 @@ OpenAIBackend::OpenAIBackend(const v1::JudgeConfig& config, std::string label, s
       label_(std::move(label)),
       base_url_(StrippedBaseUrl(config.openai().base_url())),
       client_(std::move(client)),
-      rubric_(std::move(rubric)) {
+      rubric_(std::move(rubric)),
+      labels_(config.openai().labels().begin(), config.openai().labels().end()) {
   // Leave the actor a moment to receive the reply before its own deadline passes.
   const int64_t call_ms = config.timeout_ms();
   call_timeout_ = std::chrono::milliseconds(call_ms - std::min<int64_t>(1000, call_ms / 10));
@@ -245,7 +179,7 @@ std::vector<Judgement> OpenAIBackend::ScoreLabels(const std::vector<v1::Sample>&
     int64_t tokens_in = 0, tokens_out = 0;
     bool ok = false;
     if (answers[i].body) {
-      ok = ReadLabels(*answers[i].body, &judgement, &tokens_in, &tokens_out);
+      ok = ReadLabelDistribution(*answers[i].body, labels_, config_.label_min_mass(), &judgement, &tokens_in, &tokens_out);
     } else {
       SetVerdictError(&verdict, answers[i].code, answers[i].kind, answers[i].message);
     }
@@ -263,121 +197,6 @@ std::vector<Judgement> OpenAIBackend::ScoreLabels(const std::vector<v1::Sample>&
   return judgements;
 }
 
-bool OpenAIBackend::ReadLabels(const std::string& text, Judgement* judgement, int64_t* tokens_in,
-                               int64_t* tokens_out) const {
-  v1::Verdict& verdict = judgement->verdict;
-  judgement->raw_response = text;
-  const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!body.is_object()) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse, "the teacher's response is not a JSON object");
-    return false;
-  }
-  ReadUsage(body, tokens_in, tokens_out);
-  const ChatAnswer chat = ReadChatCompletion(text);
-  if (!chat.ok && chat.kind == error_kind::kRefusal) {
-    judgement->raw_response = chat.raw;
-    verdict.set_rationale(TruncateUtf8(chat.raw, kMaxRationaleBytes));
-    SetVerdictError(&verdict, chat.code, chat.kind, chat.message);
-    return false;
-  }
-  if (chat.ok) judgement->raw_response = chat.content;
-  const json* choice = FirstChoice(body);
-  const json* content = nullptr;
-  if (choice != nullptr) {
-    if (auto logprobs = choice->find("logprobs"); logprobs != choice->end() && logprobs->is_object()) {
-      if (auto c = logprobs->find("content"); c != logprobs->end() && c->is_array()) content = &*c;
-    }
-  }
-  if (content == nullptr) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    "the teacher's response has no choices[0].logprobs.content (label mode needs a server that "
-                    "returns logprobs)");
-    return false;
-  }
-  // The first token that is more than whitespace is where the teacher commits to a label.
-  const json* first = nullptr;
-  for (const json& token : *content) {
-    if (!token.is_object()) continue;
-    const std::string text_of_token = StringField(token, "token");
-    if (!absl::StripAsciiWhitespace(text_of_token).empty()) {
-      first = &token;
-      break;
-    }
-  }
-  if (first == nullptr) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse, "the teacher's answer has no token");
-    return false;
-  }
-  std::vector<std::pair<std::string, double>> alternatives;  // token, logprob
-  if (auto top = first->find("top_logprobs"); top != first->end() && top->is_array()) {
-    for (const json& alternative : *top) {
-      if (!alternative.is_object()) continue;
-      auto logprob = alternative.find("logprob");
-      if (logprob == alternative.end() || !logprob->is_number()) continue;
-      alternatives.emplace_back(StringField(alternative, "token"), logprob->get<double>());
-    }
-  }
-  if (alternatives.empty()) {
-    if (auto logprob = first->find("logprob"); logprob != first->end() && logprob->is_number()) {
-      alternatives.emplace_back(StringField(*first, "token"), logprob->get<double>());
-    }
-  }
-  // Probability of each label: alternatives equal to it (whitespace stripped), or the only label they begin.
-  std::map<std::string, double> probability;
-  for (const auto& [label, reward] : config_.labels()) probability[label] = 0;
-  double mass = 0;
-  for (const auto& [token, logprob] : alternatives) {
-    const std::string stripped(absl::StripAsciiWhitespace(token));
-    if (stripped.empty() || !std::isfinite(logprob)) continue;
-    std::string match;
-    if (probability.count(stripped) > 0) {
-      match = stripped;
-    } else {
-      int prefixed = 0;
-      for (const auto& [label, p] : probability) {
-        if (label.compare(0, stripped.size(), stripped) == 0) {
-          match = label;
-          ++prefixed;
-        }
-      }
-      if (prefixed != 1) match.clear();
-    }
-    if (match.empty()) continue;
-    const double p = std::exp(logprob);
-    probability[match] += p;
-    mass += p;
-  }
-  std::vector<std::string> label_names;
-  for (const auto& [label, p] : probability) label_names.push_back(label);
-  if (mass <= 0) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    absl::StrCat("none of the teacher's top tokens is a label (labels: ", absl::StrJoin(label_names, ", "),
-                                 "; first token '", StringField(*first, "token"), "')"));
-    return false;
-  }
-  if (mass < config_.label_min_mass()) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    absl::StrFormat("only %.3f of the teacher's probability is on the labels (label_min_mass %.3f)", mass,
-                                    config_.label_min_mass()));
-    return false;
-  }
-  double reward = 0;
-  std::vector<std::string> parts;
-  for (const auto& [label, p] : probability) {
-    const double normalized = p / mass;
-    reward += normalized * config_.labels().at(label);
-    (*verdict.mutable_components())[absl::StrCat("p(", label, ")")] = normalized;
-    parts.push_back(absl::StrFormat("%s %.3f", label, normalized));
-  }
-  (*verdict.mutable_components())["label_mass"] = mass;
-  verdict.set_reward(reward);
-  verdict.set_rationale(TruncateUtf8(absl::StrCat("label probabilities: ", absl::StrJoin(parts, ", "),
-                                                  absl::StrFormat(" (mass on labels %.3f)", mass),
-                                                  chat.ok ? absl::StrCat("; answer: ", chat.content) : ""),
-                                     kMaxRationaleBytes));
-  return true;
-}
-
 std::vector<Judgement> OpenAIBackend::ScoreLikelihood(const std::vector<v1::Sample>& samples, SteadyTime deadline) {
   const std::string& tmpl = config_.likelihood_template();
   const size_t at = tmpl.find("{completion}");
@@ -386,7 +205,7 @@ std::vector<Judgement> OpenAIBackend::ScoreLikelihood(const std::vector<v1::Samp
   std::vector<Judgement> judgements(samples.size());
   std::vector<TeacherAsk> asks;
   std::vector<size_t> asked;
-  std::vector<Span> spans;
+  std::vector<CompletionSpan> spans;
   for (size_t i = 0; i < samples.size(); ++i) {
     const v1::Sample& sample = samples[i];
     judgements[i].verdict.set_sample_id(sample.id());
@@ -399,7 +218,7 @@ std::vector<Judgement> OpenAIBackend::ScoreLikelihood(const std::vector<v1::Samp
     const RubricFields fields{sample.prompt(), sample.completion(), sample.reference()};
     const std::string prefix = RenderRubric(before, fields);
     const std::string text = absl::StrCat(prefix, sample.completion(), RenderRubric(after, fields));
-    Span span;
+    CompletionSpan span;
     span.begin_bytes = prefix.size();
     span.end_bytes = prefix.size() + sample.completion().size();
     span.begin_chars = Utf8CodePoints(prefix);
@@ -420,7 +239,7 @@ std::vector<Judgement> OpenAIBackend::ScoreLikelihood(const std::vector<v1::Samp
     int64_t tokens_in = 0, tokens_out = 0;
     bool ok = false;
     if (answers[k].body) {
-      ok = ReadLikelihood(*answers[k].body, spans[k], &judgement, &tokens_in, &tokens_out);
+      ok = ReadCompletionLikelihood(*answers[k].body, spans[k], &judgement, &tokens_in, &tokens_out);
     } else {
       SetVerdictError(&verdict, answers[k].code, answers[k].kind, answers[k].message);
     }
@@ -435,87 +254,6 @@ std::vector<Judgement> OpenAIBackend::ScoreLikelihood(const std::vector<v1::Samp
   }
   client_->Remember(usable);
   return judgements;
-}
-
-bool OpenAIBackend::ReadLikelihood(const std::string& text, const Span& span, Judgement* judgement,
-                                   int64_t* tokens_in, int64_t* tokens_out) const {
-  v1::Verdict& verdict = judgement->verdict;
-  judgement->raw_response = TruncateUtf8(text, 4000);
-  const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!body.is_object()) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse, "the teacher's response is not a JSON object");
-    return false;
-  }
-  ReadUsage(body, tokens_in, tokens_out);
-  const json* choice = FirstChoice(body);
-  const json* logprobs = nullptr;
-  if (choice != nullptr) {
-    if (auto l = choice->find("logprobs"); l != choice->end() && l->is_object()) logprobs = &*l;
-  }
-  auto array = [&](const char* key) -> const json* {
-    if (logprobs == nullptr) return nullptr;
-    auto it = logprobs->find(key);
-    return it != logprobs->end() && it->is_array() ? &*it : nullptr;
-  };
-  const json* tokens = array("tokens");
-  const json* token_logprobs = array("token_logprobs");
-  const json* offsets = array("text_offset");
-  if (tokens == nullptr || token_logprobs == nullptr || offsets == nullptr || tokens->size() != token_logprobs->size() ||
-      tokens->size() != offsets->size()) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    "the teacher's response has no consistent choices[0].logprobs {tokens, token_logprobs, "
-                    "text_offset} (likelihood mode needs /completions with echo and logprobs)");
-    return false;
-  }
-  const size_t n = tokens->size();
-  std::vector<std::string> token_text(n);
-  std::vector<int64_t> offset(n);
-  for (size_t i = 0; i < n; ++i) {
-    if ((*tokens)[i].is_string()) token_text[i] = (*tokens)[i].get<std::string>();
-    if (!(*offsets)[i].is_number_integer()) {
-      SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse, "text_offset holds a non-integer");
-      return false;
-    }
-    offset[i] = (*offsets)[i].get<int64_t>();
-  }
-  // The API counts offsets in characters; some servers count bytes. Whichever the tokens agree with.
-  bool bytes_agree = true;
-  for (size_t i = 0; i + 1 < n; ++i) {
-    if (offset[i + 1] - offset[i] != static_cast<int64_t>(token_text[i].size())) bytes_agree = false;
-  }
-  bool chars_agree = true;
-  for (size_t i = 0; i + 1 < n; ++i) {
-    if (offset[i + 1] - offset[i] != static_cast<int64_t>(Utf8CodePoints(token_text[i]))) chars_agree = false;
-  }
-  const bool in_bytes = bytes_agree && !chars_agree;
-  const int64_t begin = static_cast<int64_t>(in_bytes ? span.begin_bytes : span.begin_chars);
-  const int64_t end = static_cast<int64_t>(in_bytes ? span.end_bytes : span.end_chars);
-  double sum = 0;
-  int count = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t token_begin = offset[i];
-    const int64_t token_end = i + 1 < n ? offset[i + 1]
-                                        : token_begin + static_cast<int64_t>(in_bytes ? token_text[i].size()
-                                                                                      : Utf8CodePoints(token_text[i]));
-    const bool overlaps = token_begin < end && std::max(token_end, token_begin + 1) > begin;
-    if (!overlaps || !(*token_logprobs)[i].is_number()) continue;
-    const double logprob = (*token_logprobs)[i].get<double>();
-    if (!std::isfinite(logprob)) continue;
-    sum += logprob;
-    ++count;
-  }
-  if (count == 0) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    "none of the teacher's echoed tokens with a log-probability covers the completion");
-    return false;
-  }
-  const double mean = sum / count;
-  verdict.set_reward(mean);
-  (*verdict.mutable_components())["mean_logprob"] = mean;
-  (*verdict.mutable_components())["sum_logprob"] = sum;
-  (*verdict.mutable_components())["completion_tokens"] = count;
-  verdict.set_rationale(absl::StrFormat("mean log-probability %.4f over %d teacher tokens of the completion", mean, count));
-  return true;
 }
 
 }  // namespace rlj

@@ -6,7 +6,8 @@
 //               under the teacher's top_logprobs of its first answer token (dense and calibrated);
 //   likelihood  POST /completions with echo and logprobs; the reward is the teacher's mean log-probability
 //               of the student's completion tokens (an on-policy distillation signal).
-// Requests go through a TeacherClient (cache, limits, retries, breaker, accounting).
+// Requests go through a TeacherClient (cache, limits, retries, breaker, accounting); the bodies are read by
+// openai_response.h.
 #pragma once
 
 #include <map>
@@ -49,22 +50,13 @@ class OpenAIBackend final : public JudgeBackend, public ChatTeacher {
   std::vector<Judgement> ScoreLabels(const std::vector<v1::Sample>& samples, SteadyTime deadline);
   std::vector<Judgement> ScoreLikelihood(const std::vector<v1::Sample>& samples, SteadyTime deadline);
 
-  // Label mode: reads choices[0].logprobs into the verdict; true on success.
-  bool ReadLabels(const std::string& body, Judgement* judgement, int64_t* tokens_in, int64_t* tokens_out) const;
-  // Likelihood mode: the completion is the text between code points/bytes [begin, end) of the scored text.
-  struct Span {
-    size_t begin_bytes = 0, end_bytes = 0;
-    size_t begin_chars = 0, end_chars = 0;
-  };
-  bool ReadLikelihood(const std::string& body, const Span& span, Judgement* judgement, int64_t* tokens_in,
-                      int64_t* tokens_out) const;
-
   v1::OpenAIJudgeConfig config_;
   std::string label_;
   std::string base_url_;
   std::chrono::milliseconds call_timeout_;
   std::unique_ptr<TeacherClient> client_;
   std::optional<RubricScorer> rubric_;
+  std::map<std::string, double> labels_;  // label mode: judge.openai.labels
   ChatWireFormat chat_format_;
 };
 
