@@ -42,11 +42,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 
 // A channel of its own per actor (no subchannel sharing), so each actor has its own TCP connection.
 std::shared_ptr<grpc::Channel> OwnChannel(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  args.SetMaxSendMessageSize(kMaxMessageBytes);
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return MakeChannel(address, kMaxMessageBytes, /*own_connection=*/true);
 }
 
 absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {

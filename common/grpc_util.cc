@@ -5,14 +5,13 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/resource_quota.h>
-#include <grpcpp/security/credentials.h>
-#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
 #include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc_security.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace rlj {
@@ -32,7 +31,8 @@ absl::StatusOr<RunningServer> StartServer(const ServerOptions& options, const st
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int selected_port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &selected_port);
+  // TLS and the bearer-token check when the run config's `security` section asks for them (grpc_security).
+  builder.AddListeningPort(options.listen, ServerTransportCredentials(), &selected_port);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // a taken port must fail, not be shared
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
@@ -53,14 +53,15 @@ absl::StatusOr<RunningServer> StartServer(const ServerOptions& options, const st
   return RunningServer{std::move(server), absl::StrCat(host, ":", selected_port)};
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, int max_message_bytes) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, int max_message_bytes, bool own_connection) {
   grpc::ChannelArguments args;
+  if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxReceiveMessageSize(max_message_bytes);
   args.SetMaxSendMessageSize(max_message_bytes);
   // Reconnect quickly after a peer restarts instead of waiting out gRPC's default backoff (up to 120 s).
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return MakeSecureChannel(address, std::move(args));
 }
 
 absl::Status WaitForHealthy(const std::string& address, std::chrono::milliseconds timeout) {

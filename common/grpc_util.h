@@ -29,12 +29,16 @@ struct RunningServer {
   std::string address;  // host:port actually bound (port resolved when 0 was asked for)
 };
 
-// Builds and starts a server with `services` and the standard health service (reporting SERVING).
+// Builds and starts a server with `services` and the standard health service (reporting SERVING), with the
+// installed transport security (TLS, client certificates, bearer token: InstallGrpcSecurity).
 // A taken port is an error naming the address, not a silent second listener.
 absl::StatusOr<RunningServer> StartServer(const ServerOptions& options, const std::vector<grpc::Service*>& services);
 
-// A channel to host:port with rlj's message size limits; channels are made once and reused.
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, int max_message_bytes = kMaxMessageBytes);
+// A channel to host:port with rlj's message size limits and the installed transport security (TLS, client
+// certificate, bearer token: InstallGrpcSecurity); channels are made once and reused.
+// `own_connection`: a TCP connection of its own instead of the one channels to `address` share (benchmarks).
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, int max_message_bytes = kMaxMessageBytes,
+                                           bool own_connection = false);
 
 // Sets a deadline `timeout` from now on a client context. Every rlj client call goes through this.
 inline void SetDeadline(grpc::ClientContext* context, std::chrono::milliseconds timeout) {

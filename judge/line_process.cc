@@ -105,12 +105,25 @@ absl::StatusOr<std::string> LineProcess::Exchange(const std::string& line, std::
   const std::string out = line + "\n";
   size_t written = 0;
   while (written < out.size()) {
-    const ssize_t n = send(fd_, out.data() + written, out.size() - written, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
+    // Non-blocking, so a program that stops reading its input cannot hold the judge past the timeout.
+    const ssize_t n = send(fd_, out.data() + written, out.size() - written, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) {
+      written += static_cast<size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
       return absl::UnavailableError(absl::StrCat("writing to the program failed (", ErrnoText(errno), "; ", Describe(), ")"));
     }
-    written += static_cast<size_t>(n);
+    const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (remaining <= 0) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("timeout: the program did not read its input within ", timeout.count(), " ms"));
+    }
+    pollfd writable{fd_, POLLOUT, 0};
+    if (poll(&writable, 1, static_cast<int>(std::min<int64_t>(remaining, 1000))) < 0 && errno != EINTR) {
+      return absl::UnavailableError(absl::StrCat("poll: ", ErrnoText(errno)));
+    }
   }
   while (true) {
     const size_t newline = buffered_.find('\n');
@@ -128,7 +141,7 @@ absl::StatusOr<std::string> LineProcess::Exchange(const std::string& line, std::
     }
     const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (remaining <= 0) {
-      return absl::DeadlineExceededError(absl::StrCat("the program did not answer within ", timeout.count(), " ms"));
+      return absl::DeadlineExceededError(absl::StrCat("timeout: the program did not answer within ", timeout.count(), " ms"));
     }
     pollfd readable{fd_, POLLIN, 0};
     const int ready = poll(&readable, 1, static_cast<int>(std::min<int64_t>(remaining, 1000)));

@@ -102,7 +102,9 @@ std::vector<TeacherAnswer> TeacherClient::Ask(std::vector<TeacherAsk> asks, Stea
     HttpOutcome& outcome = outcomes[k];
     answer.latency_ms = outcome.latency_ms;
     if (outcome.response) {
-      answer.body = std::move(outcome.response->body);
+      // A teacher (or a proxy in front of it) may quote the request's headers back: the key must not reach
+      // the cache, the reward log's raw answers or a rationale.
+      answer.body = Redact(std::move(outcome.response->body));
     } else {
       answer.code = outcome.code;
       answer.kind = outcome.kind;

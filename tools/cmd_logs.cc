@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config_loader.h"
+#include "common/grpc_security.h"
 #include "common/logs/compare.h"
 #include "common/logs/export.h"
 #include "common/logs/report_html.h"
@@ -338,6 +339,10 @@ int RunRescore(const LogsFlags& flags, const std::string& judge_config, const st
                int limit, int batch, double threshold, bool json) {
   auto config = LoadRunConfig(judge_config, overrides);
   if (!config.ok()) return Fail("logs rescore", std::string(config.status().message()));
+  // A remote backend dials another judge: with the config's TLS and token, like every rlj client.
+  if (absl::Status s = InstallGrpcSecurity(config->security()); !s.ok()) {
+    return Fail("logs rescore", std::string(s.message()));
+  }
   auto backend = MakeJudgeBackend(config->judge());
   if (!backend.ok()) return Fail("logs rescore", std::string(backend.status().message()));
   auto run = Load(flags.run_dir, /*with_text=*/true);

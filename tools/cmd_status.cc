@@ -3,9 +3,12 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/config_loader.h"
+#include "common/grpc_security.h"
 #include "common/grpc_util.h"
 #include "common/run_dir.h"
 #include "common/shutdown.h"
@@ -20,12 +23,15 @@ Command AddStatusCommand(CLI::App& parent) {
   struct Flags {
     std::string learner;
     std::string run_dir;
+    std::string config;
     bool wait_done = false;
     int timeout_s = 0;
   };
   auto flags = std::make_shared<Flags>();
   app->add_option("--learner", flags->learner, "Learner HOST:PORT");
   app->add_option("--run-dir", flags->run_dir, "Read the learner's address from this run directory");
+  app->add_option("--config", flags->config,
+                  "Run config whose security section (TLS, token) reaches the learner; default <run dir>/config.yaml");
   app->add_flag("--wait-done", flags->wait_done, "Wait until training is done (retrying while the learner is unreachable)");
   app->add_option("--timeout", flags->timeout_s, "Give up after this many seconds (0 = never)")->capture_default_str();
   return {app, [flags]() -> int {
@@ -37,6 +43,17 @@ Command AddStatusCommand(CLI::App& parent) {
               address = *endpoint;
             }
             if (address.empty()) return Fail("status", "give --learner HOST:PORT or --run-dir DIR");
+            std::string config_path = flags->config;
+            if (config_path.empty() && !flags->run_dir.empty() && std::filesystem::exists(RunDir(flags->run_dir).config_path())) {
+              config_path = RunDir(flags->run_dir).config_path();
+            }
+            if (!config_path.empty()) {
+              auto config = LoadRunConfig(config_path);
+              if (!config.ok()) return Fail("status", std::string(config.status().message()));
+              if (absl::Status s = InstallGrpcSecurity(config->security()); !s.ok()) {
+                return Fail("status", std::string(s.message()));
+              }
+            }
             if (absl::Status s = CheckListenAddress(address); !s.ok()) return Fail("status", std::string(s.message()));
             auto stub = v1::Learner::NewStub(MakeChannel(address));
             const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(flags->timeout_s);

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config_loader.h"
+#include "common/grpc_security.h"
 #include "common/log.h"
 #include "common/run_dir.h"
 #include "common/shutdown.h"
@@ -38,6 +39,9 @@ absl::StatusOr<PreparedCommand> PrepareCommand(const ConfigFlags& flags, const s
   InstallShutdownHandler();
   PreparedCommand prepared;
   RLJ_ASSIGN_OR_RETURN(prepared.config, LoadRunConfig(flags.config_path, flags.overrides));
+  // Every server and channel this process makes from here on uses the run's TLS and bearer token; a missing
+  // certificate or token stops the command before it touches the run directory.
+  RLJ_RETURN_IF_ERROR(InstallGrpcSecurity(prepared.config.security()));
   if (!prepared.config.has_name()) {
     // A config without a name runs under its file's stem: configs/demo.yaml → runs/demo.
     const std::filesystem::path stem = std::filesystem::path(flags.config_path).stem();
@@ -57,6 +61,9 @@ absl::StatusOr<PreparedCommand> PrepareCommand(const ConfigFlags& flags, const s
   const RunDir run_dir(prepared.run_dir);
   RLJ_RETURN_IF_ERROR(run_dir.Create());
   RLJ_RETURN_IF_ERROR(log::Init(process_name, prepared.config.runtime().log_level(), run_dir.log_path(process_name)));
+  if (const std::string security = DescribeGrpcSecurity(); security != "plaintext") {
+    log::Info("gRPC transport security: {}", security);
+  }
   return prepared;
 }
 

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
@@ -258,8 +259,29 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(BatchEngine*
     RLJ_EVERY(10, log::Error("teacher: a request failed: {}", what));
     ReplyError(r, ApiError{500, absl::StrCat("internal error: ", what), "server_error", "", ""});
   });
-  // Errors httplib answers itself (413, 404, 400) get the API's error object too.
   const size_t max_body = options.max_body_bytes;
+  // httplib 0.11 enforces the body limit only on a Content-Length: a chunked body, or one that runs until the
+  // connection closes, would be read into memory whole, and an oversized Content-Length is read through
+  // before the 413. Decide from the headers, before any body byte is read, and close the connection.
+  http.set_pre_routing_handler([max_body](const httplib::Request& q, httplib::Response& r) {
+    const bool chunked = q.has_header("Transfer-Encoding");
+    const bool has_length = q.has_header("Content-Length");
+    if (!chunked && (has_length || (q.method != "POST" && q.method != "PUT" && q.method != "PATCH"))) {
+      uint64_t length = 0;
+      if (!has_length || absl::SimpleAtoi(q.get_header_value("Content-Length"), &length)) {
+        if (length <= max_body) return httplib::Server::HandlerResponse::Unhandled;
+        r.set_header("Connection", "close");
+        ReplyError(r, ApiError{413, absl::StrCat("the request body exceeds this server's limit of ", max_body, " bytes"),
+                               "invalid_request_error", "", ""});
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    r.set_header("Connection", "close");
+    ReplyError(r, ApiError{411, "a request body needs a valid Content-Length header (chunked bodies are not accepted)",
+                           "invalid_request_error", "", ""});
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // Errors httplib answers itself (413, 404, 400) get the API's error object too.
   http.set_error_handler(httplib::Server::HandlerWithResponse([max_body](const httplib::Request& q, httplib::Response& r) {
     if (!r.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     ApiError error{r.status, "", r.status >= 500 ? "server_error" : "invalid_request_error", "", ""};

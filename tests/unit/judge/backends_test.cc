@@ -9,7 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 #include <regex>
@@ -17,11 +19,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "judge/backend_registry.h"
 #include "judge/backends/command_backend.h"
 #include "judge/judge_server.h"
 #include "judge/judge_service.h"
+#include "judge/line_process.h"
 #include "nlohmann/json.hpp"
 #include "teacher_server.h"
 #include "test_util.h"
@@ -254,6 +258,112 @@ TEST(CommandBackendConfig, MissingOrUnrunnableProgramIsAnError) {
   auto made = MakeJudgeBackend(config);
   ASSERT_FALSE(made.ok());
   EXPECT_NE(std::string(made.status().message()).find("/nonexistent/judge-program"), std::string::npos);
+}
+
+// The three promises of the command backend: no shell, a timeout that kills, bounded output.
+
+TEST(CommandBackendSafety, ProgramNamesWithShellMetacharactersAreNotInterpreted) {
+  ScratchDir scratch;
+  const std::string marker = scratch.file("pwned");
+  v1::JudgeConfig config;
+  config.set_backend("command");
+  for (const std::string& program : {"true; touch " + marker, "$(touch " + marker + ")", "`touch " + marker + "`",
+                                    "true && touch " + marker + " | cat"}) {
+    config.mutable_command()->clear_argv();
+    config.mutable_command()->add_argv(program);
+    auto made = MakeJudgeBackend(config);
+    EXPECT_TRUE(FailsWith(made, absl::StatusCode::kFailedPrecondition, "cannot run '" + program + "'")) << program;
+  }
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "a shell ran the program name";
+  // A real program whose path is full of metacharacters runs, found by that literal path.
+  const std::string dir = scratch.file("a b;touch ${HOME}|&$(x)");
+  std::filesystem::create_directories(dir);
+  const std::string program = dir + "/judge";
+  std::ofstream(program) << "#!/bin/sh\nwhile read line; do echo '{\"reward\": 0.5}'; done\n";
+  std::filesystem::permissions(program, std::filesystem::perms::owner_all);
+  config.mutable_command()->clear_argv();
+  config.mutable_command()->add_argv(program);
+  config.mutable_command()->add_argv("; touch " + marker);  // an argument, passed as it is
+  auto backend = Make(config);
+  ASSERT_NE(backend, nullptr);
+  const v1::Verdict verdict = ScoreOne(*backend, MakeSample("a", "4"));
+  ASSERT_FALSE(verdict.has_error()) << verdict.error().message();
+  EXPECT_EQ(verdict.reward(), 0.5);
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+TEST(CommandBackendSafety, ASleepingProgramIsKilledAtTheTimeoutAndItsSampleMasked) {
+  ScratchDir scratch;
+  const std::string pid_file = scratch.file("pid");
+  v1::JudgeConfig config;
+  config.set_backend("command");
+  // Writes its pid, then takes its input but never answers.
+  config.mutable_command()->add_argv("/bin/sh");
+  config.mutable_command()->add_argv("-c");
+  config.mutable_command()->add_argv("echo $$ > '" + pid_file + ".tmp' && mv '" + pid_file + ".tmp' '" + pid_file +
+                                     "' && exec sleep 600");
+  config.mutable_command()->set_timeout_ms(4000);
+  auto made = CommandBackend::Create(config.command(), JudgeBackendDeps{});
+  ASSERT_TRUE(made.ok()) << made.status();
+  const auto start = std::chrono::steady_clock::now();
+  const v1::Verdict verdict = ScoreOne(**made, MakeSample("slow", "4"));
+  const double waited_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(verdict.has_error());
+  EXPECT_EQ(verdict.error().kind(), "timeout");
+  EXPECT_NE(verdict.error().message().find("timeout: the program did not answer within 4000 ms"), std::string::npos)
+      << verdict.error().message();
+  EXPECT_EQ(verdict.reward(), 0);
+  EXPECT_GE(waited_s, 3.9);
+  EXPECT_LT(waited_s, 300) << "waited for the program instead of its timeout";
+  // The program is gone (killed and reaped), not left sleeping.
+  RLJ_ASSERT_OK_AND_ASSIGN(std::string pid_text, ReadFile(pid_file));
+  const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+  EXPECT_EQ(kill(pid, 0), -1);
+  EXPECT_EQ(errno, ESRCH) << "process " << pid << " still exists";
+}
+
+// Peak resident memory of this process since the last ResetPeakMemory, in KiB.
+int64_t PeakMemoryKib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+bool ResetPeakMemory() { return static_cast<bool>(std::ofstream("/proc/self/clear_refs") << "5"); }
+
+TEST(CommandBackendSafety, AProgramPrintingHundredsOfMegabytesIsAnErrorWithBoundedMemory) {
+  ScratchDir scratch;
+  const std::string script = scratch.file("flood.py");
+  // 256 MiB on one line, 1 MiB per write.
+  std::ofstream(script) << "import sys\nfor line in sys.stdin:\n    chunk = 'x' * (1 << 20)\n"
+                           "    for _ in range(256):\n        sys.stdout.write(chunk)\n        sys.stdout.flush()\n";
+  v1::JudgeConfig config;
+  config.set_backend("command");
+  config.mutable_command()->add_argv("/usr/bin/python3");
+  config.mutable_command()->add_argv(script);
+  config.mutable_command()->set_timeout_ms(60000);
+  config.mutable_command()->set_max_line_bytes(65536);
+  auto backend = Make(config);
+  ASSERT_NE(backend, nullptr);
+  ASSERT_TRUE(ResetPeakMemory()) << "cannot reset the peak memory counter (/proc/self/clear_refs)";
+  const int64_t before_kib = PeakMemoryKib();
+  const v1::Verdict verdict = ScoreOne(*backend, MakeSample("flood", "4"));
+  const int64_t peak_kib = PeakMemoryKib();
+  ASSERT_TRUE(verdict.has_error());
+  EXPECT_EQ(verdict.error().kind(), "parse");
+  EXPECT_NE(verdict.error().message().find("longer than 65536 bytes"), std::string::npos) << verdict.error().message();
+  // The judge read a little past the limit and stopped: far less than the 256 MiB the program wrote.
+  EXPECT_LT(peak_kib - before_kib, 32 * 1024) << "peak grew from " << before_kib << " KiB to " << peak_kib << " KiB";
+}
+
+TEST(LineProcess, AProgramThatDoesNotReadItsInputTimesOutInsteadOfBlockingTheJudge) {
+  RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<LineProcess> process, LineProcess::Start({"sleep", "600"}));
+  // 16 MiB: far more than the socket buffers, so writing it blocks unless the writer has a deadline.
+  const absl::StatusOr<std::string> answer =
+      process->Exchange(std::string(16 << 20, 'x'), std::chrono::milliseconds(2000), 1024);
+  EXPECT_TRUE(FailsWith(answer, absl::StatusCode::kDeadlineExceeded, "timeout: the program did not read its input within 2000 ms"));
 }
 
 // -------------------------------------------------------------------------------------------- remote

@@ -1,8 +1,13 @@
 // teacher_server_test.cc: `rlj teacher`'s HTTP API against a real server on 127.0.0.1:0 and a tiny real model:
 // response shapes of every endpoint, logprobs equal to the model's log-softmax, echo offsets, concurrent HTTP
-// requests batched into one forward pass, streaming, 400/404/413 error objects, loopback by default.
+// requests batched into one forward pass, streaming, 400/404/413 error objects, loopback by default, bodies
+// over the limit refused from their headers.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <future>
@@ -352,6 +357,66 @@ TEST(TeacherServer, BadRequestsGetApiErrors) {
   EXPECT_TRUE(IsApiError(Send(t, "GET", "/v1/embeddings"), 404, ""));
   // Still serving after all that.
   EXPECT_EQ(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"max_tokens", 1}}).status, 200);
+}
+
+// Sends `request` as raw bytes on a fresh connection and returns the status code of the answer (0 if none
+// came within a minute).
+int RawRequestStatus(const std::string& address, const std::string& request) {
+  const size_t colon = address.rfind(':');
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in peer{};
+  peer.sin_family = AF_INET;
+  peer.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &peer.sin_addr);
+  timeval timeout{60, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  int status = 0;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&peer), sizeof(peer)) == 0 &&
+      send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    std::string answer;
+    char buffer[4096];
+    while (answer.find("\r\n") == std::string::npos) {
+      const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+      if (n <= 0) break;
+      answer.append(buffer, static_cast<size_t>(n));
+    }
+    if (answer.rfind("HTTP/1.1 ", 0) == 0 && answer.size() >= 12) status = std::stoi(answer.substr(9, 3));
+  }
+  close(fd);
+  return status;
+}
+
+TEST(TeacherServer, OversizedAndUnsizedBodiesAreRefusedFromTheHeadersAndServingGoesOn) {
+  TeacherServerOptions options;
+  options.max_body_bytes = 4096;
+  TinyTeacher t({}, /*serve=*/true, options);
+  const std::string& address = t.server->address();
+  // A declared length of a terabyte with no body sent: refused from the headers alone (the server neither
+  // waits for nor buffers the body).
+  EXPECT_EQ(RawRequestStatus(address, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                      "Content-Length: 1000000000000\r\n\r\n"),
+            413);
+  // A chunked body (whose size the headers do not tell) and a body that runs until the connection closes:
+  // refused before any body byte is read (411), never buffered.
+  std::string chunked = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 3; ++i) chunked += "800\r\n" + std::string(2048, 'x') + "\r\n";  // 3 x 2 KiB
+  chunked += "0\r\n\r\n";
+  EXPECT_EQ(RawRequestStatus(address, chunked), 411);
+  EXPECT_EQ(RawRequestStatus(address, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n" +
+                                          std::string(8192, 'x')),
+            411);
+  // One byte under the limit is parsed (and refused as a request, not for its size).
+  const std::string body = "{\"model\": \"teacher\", \"pad\": \"" + std::string(4096 - 32, ' ') + "\"}";
+  ASSERT_EQ(body.size(), 4095u);
+  EXPECT_EQ(RawRequestStatus(address, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                      "Content-Length: 4095\r\nConnection: close\r\n\r\n" + body),
+            400);
+  // Still serving.
+  const json user = {{{"role", "user"}, {"content", "x"}}};
+  EXPECT_EQ(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"max_tokens", 1}}).status, 200);
+  EXPECT_EQ(Send(t, "GET", "/health").status, 200);
 }
 
 }  // namespace
