@@ -3,16 +3,48 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
+
 namespace rlj {
+namespace {
+
+// How many unleased groups' keys are remembered for recognising a re-send.
+constexpr size_t kRecentUnleasedGroups = 65536;
+
+// What identifies an unleased group's re-send: its ids and a checksum of its bytes (a restarted producer
+// that reuses a group_id for new completions is not a re-send).
+std::string UnleasedKey(const v1::RolloutGroup& group) {
+  return absl::StrCat(group.actor(), "\x1f", group.group_id(), "\x1f", Crc32c(group.SerializeAsString()));
+}
+
+}  // namespace
 
 RolloutBuffer::RolloutBuffer(int64_t capacity_groups) : capacity_(std::max<int64_t>(1, capacity_groups)) {}
 
 bool RolloutBuffer::Push(v1::RolloutGroup&& group, Clock::time_point deadline) {
+  // Leased groups are the dispatcher's (exactly once per item); anonymous ones (no actor) cannot be told apart.
+  const std::string key = group.lease_id().empty() && !group.actor().empty() ? UnleasedKey(group) : std::string();
   std::unique_lock<std::mutex> lock(mutex_);
+  if (!key.empty() && recent_unleased_.count(key) > 0) {
+    ++total_duplicates_;
+    return true;
+  }
   const bool room = not_full_.wait_until(lock, deadline, [&] {
     return closed_ || static_cast<int64_t>(groups_.size()) < capacity_;
   });
   if (!room || closed_) return false;
+  if (!key.empty()) {
+    if (!recent_unleased_.insert(key).second) {  // the same group was buffered while this push waited
+      ++total_duplicates_;
+      return true;
+    }
+    recent_unleased_order_.push_back(key);
+    if (recent_unleased_order_.size() > kRecentUnleasedGroups) {
+      recent_unleased_.erase(recent_unleased_order_.front());
+      recent_unleased_order_.pop_front();
+    }
+  }
   groups_.push_back(std::move(group));
   lock.unlock();
   not_empty_.notify_all();
@@ -83,6 +115,11 @@ int64_t RolloutBuffer::size() const {
 int64_t RolloutBuffer::total_dropped_stale() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return total_dropped_stale_;
+}
+
+int64_t RolloutBuffer::total_duplicates() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return total_duplicates_;
 }
 
 RolloutBuffer::Clock::time_point SteadyDeadline(std::chrono::system_clock::time_point deadline,

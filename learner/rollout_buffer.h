@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "rlj/v1/learner.pb.h"
@@ -25,6 +27,10 @@ class RolloutBuffer {
 
   // Appends `group` (moved from only on success), waiting while the buffer is full. False when `deadline`
   // passed first or the buffer is (or becomes) closed; the group is then not buffered (see closed()).
+  // A group without a lease (its exactly-once bookkeeping is not the dispatcher's) that names its actor and
+  // is identical to one buffered before (same actor, group_id and bytes: a producer re-sending after a lost
+  // reply) is acknowledged (true) but not buffered again, and counted in total_duplicates(). Groups with
+  // neither a lease nor an actor are buffered as they come.
   bool Push(v1::RolloutGroup&& group, Clock::time_point deadline);
 
   struct TakeResult {
@@ -47,6 +53,7 @@ class RolloutBuffer {
   int64_t size() const;
   int64_t capacity() const { return capacity_; }
   int64_t total_dropped_stale() const;  // over every Take
+  int64_t total_duplicates() const;     // unleased groups pushed again and not buffered twice
 
  private:
   // Drops stale groups from the front and anywhere else (their leased items go to `dropped_items`);
@@ -60,6 +67,10 @@ class RolloutBuffer {
   std::deque<v1::RolloutGroup> groups_;
   bool closed_ = false;
   int64_t total_dropped_stale_ = 0;
+  // Keys of the unleased groups buffered most recently (a window: re-sends come within a retry budget).
+  std::unordered_set<std::string> recent_unleased_;
+  std::deque<std::string> recent_unleased_order_;
+  int64_t total_duplicates_ = 0;
 };
 
 // Converts an absolute system-clock deadline (gRPC's) to the steady clock, capped `cap` from now so an
