@@ -9,6 +9,8 @@
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "actor/judge_client.h"
 #include "actor/policy_fetcher.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/config_validate.h"
@@ -66,16 +68,20 @@ struct RolloutWorker::State {
   ActorOptions options;
   std::shared_ptr<v1::Learner::StubInterface> learner;
   std::shared_ptr<v1::Judge::StubInterface> judge;
+  std::unique_ptr<JudgeClient> judge_client;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<PolicyFetcher> fetcher;
   Transformer model{nullptr};
   int64_t version = -1;
+  std::string incarnation;  // random per process: group ids stay unique across actor restarts
   int64_t next_group = 0;
   int64_t iteration = 0;
 };
 
 RolloutWorker::RolloutWorker(std::unique_ptr<State> state) : state_(std::move(state)) {}
 RolloutWorker::~RolloutWorker() = default;
+
+const JudgeClientStats& RolloutWorker::judge_stats() const { return state_->judge_client->stats(); }
 
 absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
     const v1::RunConfig& config, const ActorOptions& options, std::shared_ptr<v1::Learner::StubInterface> learner,
@@ -86,10 +92,16 @@ absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
   auto state = std::make_unique<State>();
   state->config = config;
   state->options = options;
+  state->incarnation = absl::StrFormat("%06x", std::random_device{}() & 0xffffff);
   state->learner = std::move(learner);
   state->judge = std::move(judge);
   RLJ_ASSIGN_OR_RETURN(state->tokenizer, MakeTokenizer(config.tokenizer()));
   state->fetcher = std::make_unique<PolicyFetcher>(state->learner, options.name);
+  JudgeClientOptions judge_options;
+  judge_options.call_timeout = std::chrono::milliseconds(config.judge().timeout_ms());
+  judge_options.retry_budget = std::chrono::milliseconds(std::max<int64_t>(60000, 2 * int64_t{config.judge().timeout_ms()}));
+  judge_options.wait_out_outages = config.judge().on_outage() == "pause";
+  state->judge_client = std::make_unique<JudgeClient>(state->judge, judge_options);
   return std::unique_ptr<RolloutWorker>(new RolloutWorker(std::move(state)));
 }
 
@@ -120,8 +132,8 @@ absl::Status RolloutWorker::Run() {
   const int group_size = sampling.group_size();
   const int prompts_per_batch = s.config.actor().prompts_per_batch();
   const auto rpc_timeout = std::chrono::milliseconds(s.config.actor().rpc_timeout_ms());
-  const auto judge_timeout = std::chrono::milliseconds(s.config.judge().timeout_ms());
-  const auto retry_budget = std::chrono::milliseconds(std::max<int64_t>(60000, 2 * judge_timeout.count()));
+  const auto retry_budget =
+      std::chrono::milliseconds(std::max<int64_t>(60000, 2 * int64_t{s.config.judge().timeout_ms()}));
 
   // Asks the learner for a newer policy; installs it when there is one.
   auto refresh_policy = [&](std::chrono::milliseconds wait) -> absl::Status {
@@ -141,24 +153,23 @@ absl::Status RolloutWorker::Run() {
   };
 
   // Scores one batch, marks failed verdicts invalid (never reward 0), pushes the groups.
-  auto score_and_push = [this, &s, judge_timeout, rpc_timeout, retry_budget](SampledBatch batch) {
+  auto score_and_push = [this, &s, rpc_timeout, retry_budget](SampledBatch batch) {
     const auto judge_start = Clock::now();
-    v1::ScoreResponse response;
-    absl::Status judged = RetryWithBackoff("Judge.Score", retry_budget, [&]() -> absl::Status {
-      grpc::ClientContext context;
-      SetDeadline(&context, judge_timeout);
-      response.Clear();
-      return FromGrpcStatus(s.judge->Score(&context, batch.request, &response), "Judge.Score");
-    });
-    if (judged.ok() && response.verdicts_size() != batch.request.samples_size()) {
-      judged = absl::DataLossError(absl::StrCat("Judge.Score returned ", response.verdicts_size(), " verdicts for ",
-                                                batch.request.samples_size(), " samples"));
-    }
+    const int64_t paused_before = s.judge_client->stats().paused.load();
+    absl::StatusOr<v1::ScoreResponse> judged = s.judge_client->Score(batch.request);
     if (!judged.ok()) {
       stats_.batches_dropped.fetch_add(1);
-      if (!absl::IsCancelled(judged)) log::Error("dropping a batch of {} groups: {}", batch.groups.size(), std::string(judged.message()));
+      if (!absl::IsCancelled(judged.status())) {
+        log::Error("dropping a batch of {} groups: {}", batch.groups.size(), std::string(judged.status().message()));
+      }
       return;
     }
+    if (s.judge_client->stats().paused.load() != paused_before) {
+      stats_.batches_held.fetch_add(1);
+      log::Info("{}: the judge answers again; pushing the {} groups held through the teacher outage",
+                s.options.name, batch.groups.size());
+    }
+    const v1::ScoreResponse& response = *judged;
     const double judge_ms = std::chrono::duration<double, std::milli>(Clock::now() - judge_start).count();
     std::unordered_map<std::string, const v1::Verdict*> by_id;
     for (const v1::Verdict& verdict : response.verdicts()) by_id[verdict.sample_id()] = &verdict;
@@ -219,6 +230,13 @@ absl::Status RolloutWorker::Run() {
   absl::Status result = absl::OkStatus();
   const int max_prompt_tokens = s.config.model().max_seq_len() - sampling.max_new_tokens();
   while (!ShutdownRequested()) {
+    // While the judge waits out a teacher outage, lease nothing more: the held batch goes first.
+    if (in_flight.valid() && s.judge_client->judge_paused()) {
+      log::Warn("{}: the judge is paused by a teacher outage; holding the sampled groups, leasing no prompts",
+                s.options.name);
+      in_flight.get();
+      continue;
+    }
     absl::StatusOr<v1::LeasePromptsResponse> lease = lease_prompts();
     if (!lease.ok()) {
       if (!absl::IsCancelled(lease.status())) result = lease.status();
@@ -274,7 +292,7 @@ absl::Status RolloutWorker::Run() {
     for (int p = 0; p < lease->prompts_size(); ++p) {
       const v1::LeasedPrompt& row = lease->prompts(p);
       v1::RolloutGroup& group = batch.groups.emplace_back();
-      group.set_group_id(absl::StrCat(s.options.name, "-g", s.next_group++));
+      group.set_group_id(absl::StrCat(s.options.name, "-", s.incarnation, "-g", s.next_group++));
       group.set_prompt_id(row.prompt_id());
       group.mutable_prompt_tokens()->Assign(prompt_tokens[p].begin(), prompt_tokens[p].end());
       group.set_lease_id(lease->lease_id());
@@ -311,9 +329,12 @@ absl::Status RolloutWorker::Run() {
 
     if (Clock::now() - last_report > std::chrono::seconds(10)) {
       last_report = Clock::now();
-      log::Info("{}: v{} batches {} groups pushed {} samples failed {} dropped batches {}", s.options.name, s.version,
-                stats_.batches.load(), stats_.groups_pushed.load(), stats_.samples_failed.load(),
-                stats_.batches_dropped.load());
+      const JudgeClientStats& judge = s.judge_client->stats();
+      log::Info("{}: v{} batches {} groups pushed {} samples failed {} dropped batches {} | judge retries {} "
+                "(backpressure {}, paused {}, unavailable {})",
+                s.options.name, s.version, stats_.batches.load(), stats_.groups_pushed.load(),
+                stats_.samples_failed.load(), stats_.batches_dropped.load(), judge.retries.load(),
+                judge.backpressure.load(), judge.paused.load(), judge.unavailable.load());
     }
   }
   if (in_flight.valid()) in_flight.get();
@@ -340,8 +361,24 @@ absl::Status RunActor(const v1::RunConfig& config, const ActorOptions& options, 
     counter("rlj_actor_samples_judged_total", "Completions judged", stats->samples_judged);
     counter("rlj_actor_samples_failed_total", "Completions whose verdict failed (pushed masked)", stats->samples_failed);
     counter("rlj_actor_batches_dropped_total", "Batches dropped: judge or learner unreachable", stats->batches_dropped);
+    counter("rlj_actor_batches_held_total", "Batches held through a teacher outage (judge.on_outage pause)",
+            stats->batches_held);
     counter("rlj_actor_completion_tokens_total", "Completion tokens sampled", stats->completion_tokens);
     counter("rlj_actor_policy_updates_total", "Policy versions loaded", stats->policy_updates);
+  });
+  const JudgeClientStats* judge_stats = &worker->judge_stats();
+  const auto exported_judge = telemetry->metrics().AddCollector([judge_stats](telemetry::MetricsSnapshotWriter& out) {
+    const auto counter = [&out](const char* name, const char* help, const std::atomic<int64_t>& value) {
+      out.Counter(name, help, static_cast<double>(value.load()));
+    };
+    counter("rlj_actor_judge_calls_total", "Judge.Score calls", judge_stats->calls);
+    counter("rlj_actor_judge_retries_total", "Judge.Score attempts after the first", judge_stats->retries);
+    counter("rlj_actor_judge_backpressure_total", "Judge.Score answers: every judge thread busy (retried)",
+            judge_stats->backpressure);
+    counter("rlj_actor_judge_paused_total", "Judge.Score answers: paused by a teacher outage (retried)",
+            judge_stats->paused);
+    counter("rlj_actor_judge_unavailable_total", "Judge.Score failures: judge unreachable or late (retried)",
+            judge_stats->unavailable);
   });
   log::Info("{} starting: learner {}, judge {}", options.name, learner_address, judge_address);
   return worker->Run();

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "actor/judge_client.h"
 #include "rlj/v1/config.pb.h"
 #include "rlj/v1/judge.grpc.pb.h"
 #include "rlj/v1/learner.grpc.pb.h"
@@ -31,6 +32,7 @@ struct ActorStats {
   std::atomic<int64_t> samples_judged{0};
   std::atomic<int64_t> samples_failed{0};     // verdicts with an error: pushed as invalid (masked)
   std::atomic<int64_t> batches_dropped{0};    // judge or learner unreachable past the retry budget
+  std::atomic<int64_t> batches_held{0};       // batches that waited out a teacher outage (on_outage pause)
   std::atomic<int64_t> completion_tokens{0};
   std::atomic<int64_t> policy_updates{0};
 };
@@ -48,6 +50,8 @@ class RolloutWorker {
   absl::Status Run();
 
   const ActorStats& stats() const { return stats_; }
+  // Judge.Score calls, retries, backpressure and outage answers seen by this actor.
+  const JudgeClientStats& judge_stats() const;
 
  private:
   struct State;

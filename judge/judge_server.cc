@@ -41,6 +41,9 @@ absl::StatusOr<std::string> JudgeServer::Start() {
                                                                       "judge", /*with_tensorboard=*/true));
   RLJ_ASSIGN_OR_RETURN(std::shared_ptr<JudgeQuality> quality, JudgeQuality::Create(config_, telemetry_));
   service->SetQuality(std::move(quality));
+  RLJ_ASSIGN_OR_RETURN(OutagePolicy outage_policy, ParseOutagePolicy(judge.on_outage()));
+  service->SetOutagePolicy(outage_policy);
+  service->ExportOutageMetrics(&telemetry_->metrics());
 
   ServerOptions server_options;
   server_options.listen = options_.listen.empty() ? judge.listen() : options_.listen;
@@ -54,9 +57,10 @@ absl::StatusOr<std::string> JudgeServer::Start() {
     Stop();
     return written;
   }
-  log::Info("judge backend {} ({}), reward log {}, cache {}{}", service_->backend().name(), service_->backend().model(),
-            run_dir.reward_log_path(options_.replica), cache_ != nullptr ? cache_->path() : std::string("off"),
-            judge.budget_usd() > 0 ? absl::StrCat(", budget $", judge.budget_usd()) : std::string());
+  log::Info("judge backend {} ({}), reward log {}, cache {}{}, on outage: {}", service_->backend().name(),
+            service_->backend().model(), run_dir.reward_log_path(options_.replica),
+            cache_ != nullptr ? cache_->path() : std::string("off"),
+            judge.budget_usd() > 0 ? absl::StrCat(", budget $", judge.budget_usd()) : std::string(), judge.on_outage());
   log::Info("judge listening on {}", address_);
   return address_;
 }
@@ -76,10 +80,11 @@ absl::Status RunJudgeServer(const v1::RunConfig& config, const JudgeServerOption
   server.Stop(std::chrono::seconds(5));
   const v1::JudgeStatus status = server.service()->StatusNow();
   log::Info("judge {} stopped: {} requests, {} samples, {} errors, {} cache hits, {} tokens in, {} tokens out, "
-            "${:.4f} spent{}, {} reward log failures",
+            "${:.4f} spent{}, {} reward log failures, {} teacher outages, {} calls paused",
             options.replica, status.requests(), status.samples(), status.errors(), status.cache_hits(),
             status.tokens_in(), status.tokens_out(), status.cost_usd(),
-            status.budget_exhausted() ? " (budget exhausted)" : "", status.reward_log_failures());
+            status.budget_exhausted() ? " (budget exhausted)" : "", status.reward_log_failures(),
+            server.service()->counters().outages, server.service()->counters().paused_requests);
   return absl::OkStatus();
 }
 
