@@ -112,6 +112,7 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(j.rule().tolerance() >= 0, "judge.rule.tolerance", "must be >= 0");
   RLJ_REQUIRE(j.threads() >= 1, "judge.threads", "must be >= 1");
   RLJ_REQUIRE(j.timeout_ms() > 0, "judge.timeout_ms", "must be > 0");
+  RLJ_REQUIRE(j.on_outage() == "mask" || j.on_outage() == "pause", "judge.on_outage", "must be mask or pause");
   if (j.backend() == "openai") {
     const auto& o = j.openai();
     RLJ_REQUIRE(o.mode() == "rubric" || o.mode() == "label" || o.mode() == "likelihood", "judge.openai.mode",
@@ -173,6 +174,7 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
               "must be in 1024..4096");
   RLJ_REQUIRE(l.lease_timeout_s() >= 1, "learner.lease_timeout_s", "must be >= 1");
   RLJ_REQUIRE(l.ranks() >= 1, "learner.ranks", "must be >= 1");
+  RLJ_REQUIRE(l.max_nonfinite_steps_in_a_row() >= 0, "learner.max_nonfinite_steps_in_a_row", "must be >= 0 (0 = never stop)");
 
   const auto& a = c.actor();
   RLJ_REQUIRE(a.count() >= 0, "actor.count", "must be >= 0");
@@ -241,6 +243,16 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(q.length_correlation_min_samples() >= 2 &&
                   q.length_correlation_min_samples() <= q.length_correlation_window(),
               "quality.length_correlation_min_samples", "must be in [2, quality.length_correlation_window]");
+
+  const auto& sec = c.security();
+  RLJ_REQUIRE(sec.tls_cert().empty() == sec.tls_key().empty(), sec.tls_cert().empty() ? "security.tls_cert" : "security.tls_key",
+              sec.tls_cert().empty() ? "is required with security.tls_key" : "is required with security.tls_cert");
+  RLJ_REQUIRE(sec.client_cert().empty() == sec.client_key().empty(),
+              sec.client_cert().empty() ? "security.client_cert" : "security.client_key",
+              sec.client_cert().empty() ? "is required with security.client_key" : "is required with security.client_cert");
+  RLJ_REQUIRE(!sec.require_client_cert() || (!sec.tls_cert().empty() && !sec.tls_ca().empty()),
+              "security.require_client_cert", "needs security.tls_cert and security.tls_ca (servers verify client certificates with it)");
+  RLJ_REQUIRE(!sec.has_token_env() || !sec.token_env().empty(), "security.token_env", "must name an environment variable");
   return absl::OkStatus();
 }
 

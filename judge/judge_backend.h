@@ -67,8 +67,15 @@ inline bool BypassesCache(const v1::Sample& sample) {
   return found != sample.metadata().end() && found->second == "1";
 }
 
+// Rewards beyond ±this are a backend's bug (they would overflow float32 advantages and losses): such a verdict
+// becomes an out_of_range error.
+inline constexpr double kMaxAbsReward = 1e9;
+
 // Holds a backend's verdict to the contract: an error has a code and a kind, and its reward is 0 on the wire;
-// a success has a finite reward (a NaN or infinite one becomes an error).
+// a success has a finite reward within ±kMaxAbsReward and finite components (anything else becomes an error:
+// NaN/inf reward or component → "invalid", a huge reward → "out_of_range"). No NaN or infinity is left in
+// any field: non-finite components of a failed verdict are dropped; a non-finite or negative cost_usd and a
+// non-finite latency_ms become 0.
 void NormalizeVerdict(v1::Verdict* verdict);
 
 // Marks `verdict` as failed: code (never OK), kind (one of error_kind) and a message for people.

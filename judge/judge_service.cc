@@ -4,9 +4,12 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "judge/quality/judge_quality.h"
@@ -77,13 +80,19 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
   std::vector<std::string> raw_responses(n);
   for (int i = 0; i < n; ++i) response.add_verdicts()->set_sample_id(request.samples(i).id());
 
-  // Samples without an id are answered here; the rest go to the backend in one call.
+  // Samples without an id, or repeating an earlier sample's id (verdicts are matched by id), are answered
+  // here; the rest go to the backend in one call.
   std::vector<v1::Sample> to_score;
   std::vector<int> positions;
+  std::unordered_map<std::string, int> first_with_id;
   for (int i = 0; i < n; ++i) {
     if (request.samples(i).id().empty()) {
       SetVerdictError(response.mutable_verdicts(i), absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
                       absl::StrCat("sample ", i, " has no id"));
+    } else if (const auto [first, added] = first_with_id.emplace(request.samples(i).id(), i); !added) {
+      SetVerdictError(response.mutable_verdicts(i), absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+                      absl::StrCat("sample ", i, ": id '", request.samples(i).id(), "' repeats sample ", first->second,
+                                   "'s"));
     } else {
       to_score.push_back(request.samples(i));
       positions.push_back(i);
@@ -101,6 +110,7 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
     to_score.clear();
   }
   std::vector<RewardLogRow> extra_rows;  // canaries and second scorings (judge/quality), never returned
+  bool asked_backend = false;            // the backend answered (without throwing) for some samples
   if (!to_score.empty()) {
     std::vector<Judgement> judgements;
     std::string backend_failure;
@@ -118,6 +128,7 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
     if (quality_ != nullptr) {
       extra_rows = quality_->TakeExtraVerdicts(requested, backend_failure, start, *backend_, &to_score, &judgements);
     }
+    asked_backend = backend_failure.empty();
     if (!backend_failure.empty()) {
       RLJ_EVERY(10, log::Error("{}", backend_failure));
       for (int position : positions) {
@@ -144,6 +155,34 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
     if (verdict.latency_ms() <= 0) verdict.set_latency_ms(call_ms);
   }
 
+  // A backend unreachable after its retries: an outage. In pause mode the call fails as a whole (nothing is
+  // logged or booked) and the actor sends it again; in mask mode those samples carry their error.
+  std::string unreachable;
+  bool reached = false;  // some verdict came from the teacher now (not from the cache)
+  for (const v1::Verdict& verdict : response.verdicts()) {
+    if (verdict.has_error() && error_kind::IsAvailabilityError(verdict.error().kind())) {
+      if (unreachable.empty()) unreachable = absl::StrCat(verdict.error().kind(), ": ", verdict.error().message());
+    } else if (asked_backend && !verdict.cache_hit() &&
+               (!verdict.has_error() || verdict.error().kind() != error_kind::kInvalid)) {
+      reached = true;
+    }
+  }
+  const double outage_since = TrackOutage(unreachable, reached);
+  if (!unreachable.empty() && outage_policy_ == OutagePolicy::kPause) {
+    {
+      absl::MutexLock lock(&mutex_);
+      ++counters_.requests;
+      ++counters_.paused_requests;
+    }
+    const double now_unix = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+    return absl::UnavailableError(absl::StrFormat(
+        "Judge.Score paused (judge.on_outage: pause): the %s backend's teacher is unreachable since %s (%.0f s); "
+        "keep the samples and retry. Last error: %s",
+        backend_name, absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(static_cast<int64_t>(outage_since)),
+                                       absl::UTCTimeZone()),
+        now_unix - outage_since, unreachable));
+  }
+
   for (int i = 0; i < n; ++i) ledger_->RecordVerdict(request.samples(i).policy_version(), response.verdicts(i));
 
   if (reward_log_ != nullptr) {
@@ -164,6 +203,67 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
   Count(response);
   if (quality_ != nullptr) quality_->Observe(request, response, extra_rows);
   return response;
+}
+
+double JudgeService::TrackOutage(const std::string& unreachable, bool reached) {
+  const double now_unix = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  double since = 0;
+  double ended_after = -1;
+  bool began = false;
+  int64_t outages = 0;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (!unreachable.empty()) {
+      if (counters_.outage_since_unix_s == 0) {
+        counters_.outage_since_unix_s = now_unix;
+        ++counters_.outages;
+        began = true;
+      }
+    } else if (reached && counters_.outage_since_unix_s != 0) {
+      ended_after = now_unix - counters_.outage_since_unix_s;
+      counters_.outage_seconds_total += ended_after;
+      counters_.outage_since_unix_s = 0;
+    }
+    since = counters_.outage_since_unix_s;
+    outages = counters_.outages;
+  }
+  const char* policy = outage_policy_ == OutagePolicy::kPause ? "pause: Score calls answer UNAVAILABLE, actors retry"
+                                                              : "mask: its samples are masked";
+  if (began) {
+    log::Warn("TEACHER OUTAGE {} began: the {} backend is unreachable after its retries (judge.on_outage {}): {}",
+              outages, backend_->name(), policy, unreachable);
+  } else if (since != 0) {
+    RLJ_EVERY(30, log::Warn("teacher outage goes on ({:.0f} s; judge.on_outage {}): {}", now_unix - since, policy,
+                            unreachable));
+  }
+  if (ended_after >= 0) {
+    log::Info("teacher outage over: the {} backend answers again after {:.1f} s", backend_->name(), ended_after);
+  }
+  return since;
+}
+
+void JudgeService::ExportOutageMetrics(telemetry::MetricsRegistry* registry) {
+  outage_metrics_ = registry->AddCollector([this](telemetry::MetricsSnapshotWriter& out) {
+    const JudgeCounters c = counters();
+    const double now_unix = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+    const bool in_outage = c.outage_since_unix_s != 0;
+    out.Gauge("rlj_judge_outage", "1 while the backend is unreachable after its retries (a teacher outage)",
+              in_outage ? 1 : 0);
+    out.Gauge("rlj_judge_outage_seconds", "How long the current teacher outage has lasted (0 = none)",
+              in_outage ? now_unix - c.outage_since_unix_s : 0);
+    out.Counter("rlj_judge_outages_total", "Teacher outages begun", static_cast<double>(c.outages));
+    out.Counter("rlj_judge_outage_seconds_total", "Length of the teacher outages that have ended",
+                c.outage_seconds_total);
+    out.Counter("rlj_judge_paused_requests_total",
+                "Judge.Score calls answered UNAVAILABLE during an outage (judge.on_outage: pause)",
+                static_cast<double>(c.paused_requests));
+  });
+}
+
+absl::StatusOr<OutagePolicy> ParseOutagePolicy(const std::string& name) {
+  if (name == "mask") return OutagePolicy::kMask;
+  if (name == "pause") return OutagePolicy::kPause;
+  return absl::InvalidArgumentError(absl::StrCat("judge.on_outage: '", name, "' is not mask or pause"));
 }
 
 void JudgeService::Count(const v1::ScoreResponse& response) {

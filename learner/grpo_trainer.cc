@@ -13,11 +13,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "common/model/logprobs.h"
 #include "common/model/transformer.h"
 #include "common/status.h"
@@ -210,6 +213,7 @@ struct GrpoTrainer::State {
   int64_t nonfinite_steps_skipped = 0;
   int64_t groups_skipped_no_signal = 0;
   int64_t samples_masked = 0;
+  int64_t inject_nonfinite_from_step = -1;  // fault injection for tests (see kInjectNonFiniteLossEnv); -1 = off
 
   int rank() const { return ranks == nullptr ? 0 : ranks->rank(); }
   int world() const { return ranks == nullptr ? 1 : ranks->world_size(); }
@@ -234,6 +238,13 @@ absl::StatusOr<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(const v1::RunCo
   const std::string requested = config.learner().has_device() ? config.learner().device() : config.runtime().device();
   RLJ_ASSIGN_OR_RETURN(state->device, ResolveDevice(requested));
   state->autocast = state->device.is_cuda() && state->learner.bf16();
+  if (const char* from = std::getenv(kInjectNonFiniteLossEnv); from != nullptr && *from != '\0') {
+    if (!absl::SimpleAtoi(from, &state->inject_nonfinite_from_step) || state->inject_nonfinite_from_step < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(kInjectNonFiniteLossEnv, "=", from, ": expected a step number >= 0"));
+    }
+    log::Warn("FAULT INJECTION ({}={}): every step from trainer step {} on gets a NaN loss", kInjectNonFiniteLossEnv,
+              from, state->inject_nonfinite_from_step);
+  }
   RLJ_RETURN_IF_ERROR(TorchCall("set up the GRPO trainer", [&] {
     state->policy = policy;
     state->policy->to(state->device);
@@ -458,7 +469,9 @@ absl::StatusOr<v1::StepMetrics> GrpoTrainer::StepUnchecked(const std::vector<v1:
     }
     const at::Tensor host = sums.cpu();
     const double* values = host.data_ptr<double>();
-    const double loss_value = values[0];
+    const double loss_value = s.inject_nonfinite_from_step >= 0 && s.steps >= s.inject_nonfinite_from_step
+                                  ? std::numeric_limits<double>::quiet_NaN()
+                                  : values[0];
     ++epochs_run;
     loss_sum += loss_value;
     for (int k = 0; k < kNumPolicyLossStats; ++k) stat_sums[k] += values[1 + k];

@@ -18,6 +18,11 @@ namespace rlj {
 class RankGroup;
 class Transformer;
 
+// Fault injection for tests of the non-finite path end to end (`rlj run` included): when this environment
+// variable holds a step number N, every Step() from trainer step N (0-based) on sees a NaN loss and is
+// skipped like a real one. Logged as a warning when set; never set in normal runs.
+inline constexpr char kInjectNonFiniteLossEnv[] = "RLJ_FAULT_NONFINITE_LOSS_FROM_STEP";
+
 // learner.lr at optimiser step `step` (0-based): linear warmup over warmup_steps, then constant or a cosine
 // decay to min_lr_ratio · lr at total_steps.
 double ScheduledLearningRate(const v1::LearnerConfig& learner, int64_t step, int64_t total_steps);

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/checkpoint/checkpoint.h"
@@ -38,6 +39,7 @@
 #include "learner/prompt_dispatcher.h"
 #include "learner/rank_group.h"
 #include "learner/rollout_buffer.h"
+#include "learner/training_ledger.h"
 #include "learner/weight_publisher.h"
 
 namespace rlj {
@@ -50,12 +52,21 @@ double NowUnixSeconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// The training set the dispatcher hands out; every prompt must leave room for sampling.max_new_tokens.
-absl::StatusOr<std::unique_ptr<PromptDispatcher>> MakeDispatcher(const v1::RunConfig& config, int max_seq_len) {
+// The training set the dispatcher hands out; every prompt must leave room for sampling.max_new_tokens, and
+// the tokenizer's ids must fit the model's vocabulary (else every pushed group would be refused).
+absl::StatusOr<std::unique_ptr<PromptDispatcher>> MakeDispatcher(const v1::RunConfig& config, int max_seq_len,
+                                                                 int vocab_size) {
   const std::string& path = config.data().train_path();
   if (path.empty()) return std::unique_ptr<PromptDispatcher>();
   RLJ_ASSIGN_OR_RETURN(std::vector<PromptRow> rows, LoadPromptDataset(path));
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, MakeTokenizer(config.tokenizer()));
+  if (tokenizer->vocab_size() > vocab_size) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the tokenizer (tokenizer.kind ", config.tokenizer().kind(), ") has ", tokenizer->vocab_size(),
+        " token ids but the model's vocab_size is ", vocab_size,
+        ": the model cannot represent every id it would be trained on (use the model's own tokenizer, or a model "
+        "whose vocab_size is at least the tokenizer's)"));
+  }
   const int max_prompt_tokens = max_seq_len - config.sampling().max_new_tokens();
   for (const PromptRow& row : rows) {
     const size_t tokens = tokenizer->EncodePrompt(row.prompt).size();
@@ -112,7 +123,25 @@ std::vector<uint64_t> LeasedItems(const std::vector<v1::RolloutGroup>& groups) {
   return items;
 }
 
+constexpr char kTrainingStoppedPayload[] = "type.rlj.dev/rlj.TrainingStopped";
+
+// The error that ends training after `in_a_row` non-finite steps ending at `step`.
+absl::Status TooManyNonFiniteSteps(int64_t step, int64_t in_a_row, int64_t total_skipped) {
+  absl::Status status = absl::AbortedError(absl::StrCat(
+      "step ", step, ": ", in_a_row,
+      " steps in a row had a non-finite loss or gradient norm and were skipped (learner.max_nonfinite_steps_in_a_row = ",
+      in_a_row,
+      "; ", total_skipped, " skipped in all): training stopped. The last checkpoint holds the weights before "
+      "them; lower learner.lr, check the rewards and behaviour log-probs, or raise the limit (0 = never stop)"));
+  status.SetPayload(kTrainingStoppedPayload, absl::Cord("1"));
+  return status;
+}
+
 }  // namespace
+
+bool IsTrainingStoppedError(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kTrainingStoppedPayload).has_value();
+}
 
 struct LearnerServer::State {
   v1::RunConfig config;
@@ -126,6 +155,7 @@ struct LearnerServer::State {
   std::unique_ptr<WeightPublisher> publisher;
   std::unique_ptr<PromptDispatcher> dispatcher;
   std::unique_ptr<MetricsLogWriter> metrics_log;
+  std::unique_ptr<TrainingLedger> ledger;  // what each step trained on, durable before its version is published
   std::unique_ptr<telemetry::ProcessTelemetry> telemetry;  // /metrics and TensorBoard scalars per step
   std::unique_ptr<LearnerService> service;
   RunningServer server;
@@ -142,6 +172,7 @@ struct LearnerServer::State {
   int64_t version = 0;
   int64_t step = 0;
   int64_t last_checkpoint_step = -1;
+  int64_t nonfinite_in_a_row = 0;  // trained steps skipped for a non-finite loss/norm since the last applied update
 
   absl::Status Publish() {
     RLJ_ASSIGN_OR_RETURN(NamedTensors tensors, TorchCall("collect the policy's parameters",
@@ -159,6 +190,10 @@ struct LearnerServer::State {
     RLJ_ASSIGN_OR_RETURN(const std::string dir, WriteLearnerCheckpoint(run_dir.checkpoints_dir(), policy, contents,
                                                                        config.learner().keep_checkpoints()));
     last_checkpoint_step = step;
+    // No resume starts before the oldest checkpoint kept: the step inputs up to it are not needed again.
+    if (const auto kept = ListStepCheckpoints(run_dir.checkpoints_dir()); ledger && !kept.empty()) {
+      ledger->Prune(kept.front().first);
+    }
     service->UpdateProgress([&](v1::LearnerStatus* status) { status->set_checkpoint(dir); });
     log::Info("checkpoint {} (v{}) in {:.2f} s", dir, version, std::chrono::duration<double>(Clock::now() - start).count());
     return absl::OkStatus();
@@ -175,6 +210,48 @@ struct LearnerServer::State {
     }
     std::string bytes = work.SerializeAsString();
     return Annotate(ranks->BroadcastBytes(&bytes, 0), "telling the other learner ranks");
+  }
+
+  // Makes the step just taken durable in the training ledger; before its version is published, so a learner
+  // killed later can take it again and never serve a version lower than one an actor has seen.
+  absl::Status RecordStep(const std::vector<v1::RolloutGroup>& groups, const v1::StepMetrics& metrics) {
+    StepInputs inputs;
+    inputs.step = step;
+    inputs.version = version;
+    inputs.update_applied = std::isfinite(metrics.loss()) && std::isfinite(metrics.grad_norm());
+    inputs.groups = groups;
+    if (dispatcher) inputs.dispatcher = dispatcher->SaveState();
+    return ledger->Record(inputs);
+  }
+
+  // Takes again the steps a killed learner had taken (and published) after the checkpoint it resumed from,
+  // on the same groups, and puts the dispatcher where it was after the last of them.
+  absl::Status Replay(std::vector<StepInputs>& replay) {
+    if (replay.empty()) return absl::OkStatus();
+    const auto start = Clock::now();
+    const int64_t first = step + 1;
+    for (StepInputs& inputs : replay) {
+      RLJ_RETURN_IF_ERROR(Broadcast(v1::RankWork::STEP, &inputs.groups));
+      absl::StatusOr<v1::StepMetrics> stepped = trainer->Step(inputs.groups);
+      if (!stepped.ok()) return Annotate(stepped.status(), absl::StrCat("replaying step ", step + 1));
+      ++step;
+      ++version;
+      v1::StepMetrics metrics = *std::move(stepped);
+      metrics.set_step(step);
+      metrics.set_version(version);
+      metrics.set_time_unix_s(NowUnixSeconds());
+      if (absl::Status logged = metrics_log->Append(metrics); !logged.ok()) {
+        log::Error("step metrics not logged: {}", std::string(logged.message()));
+      }
+      telemetry->RecordLearnerStep(metrics);
+      RLJ_RETURN_IF_ERROR(ledger->Record(inputs, /*inputs_on_disk=*/true));
+    }
+    if (dispatcher && !replay.back().dispatcher.empty()) {
+      RLJ_RETURN_IF_ERROR(Annotate(dispatcher->RestoreState(replay.back().dispatcher), "replayed step inputs"));
+    }
+    log::Info("replayed steps {}..{} (recorded after the checkpoint) in {:.2f} s: back at policy v{}", first, step,
+              std::chrono::duration<double>(Clock::now() - start).count(), version);
+    return absl::OkStatus();
   }
 
   void Finish(absl::Status status) {
@@ -212,7 +289,8 @@ absl::StatusOr<std::unique_ptr<LearnerServer>> LearnerServer::Start(const v1::Ru
     log::Info("rank 0 of {} data-parallel learner ranks ({})", state->ranks->world_size(), state->ranks->backend());
   }
   RLJ_ASSIGN_OR_RETURN(state->trainer, GrpoTrainer::Create(config, state->policy, state->ranks.get()));
-  RLJ_ASSIGN_OR_RETURN(state->dispatcher, MakeDispatcher(config, state->policy->config().max_seq_len));
+  RLJ_ASSIGN_OR_RETURN(state->dispatcher, MakeDispatcher(config, state->policy->config().max_seq_len,
+                                                             state->policy->config().vocab_size));
   state->buffer = std::make_unique<RolloutBuffer>(l.buffer_groups());
   WeightPublisherOptions publisher_options;
   publisher_options.chunk_bytes = static_cast<size_t>(l.weight_chunk_kib()) * 1024;
@@ -224,6 +302,7 @@ absl::StatusOr<std::unique_ptr<LearnerServer>> LearnerServer::Start(const v1::Ru
     RLJ_ASSIGN_OR_RETURN(std::optional<ResumePoint> point, FindResumePoint(state->run_dir.checkpoints_dir()));
     if (!point) {
       log::Info("--resume: no checkpoint in {}; starting from the beginning", state->run_dir.checkpoints_dir());
+      RLJ_RETURN_IF_ERROR(TruncateMetricsLog(state->run_dir.metrics_path(), 0));
     } else {
       RLJ_RETURN_IF_ERROR(Annotate(LoadNamedTensors(state->policy, point->weights), point->dir));
       RLJ_RETURN_IF_ERROR(Annotate(state->trainer->ImportState(point->contents.trainer), point->dir));
@@ -239,10 +318,18 @@ absl::StatusOr<std::unique_ptr<LearnerServer>> LearnerServer::Start(const v1::Ru
                 point->refused.empty() ? "" : absl::StrCat("; refused: ", absl::StrJoin(point->refused, "; ")));
     }
   }
+  std::vector<StepInputs> replay;  // steps taken and published after the checkpoint: taken again below
+  if (options.resume) {
+    RLJ_ASSIGN_OR_RETURN(state->ledger,
+                         TrainingLedger::Resume(state->run_dir.root(), state->step, state->version, &replay));
+  } else {
+    RLJ_ASSIGN_OR_RETURN(state->ledger, TrainingLedger::StartFresh(state->run_dir.root()));
+  }
   if (state->ranks) RLJ_RETURN_IF_ERROR(state->trainer->SynchronizeFromRankZero());
   RLJ_ASSIGN_OR_RETURN(state->metrics_log, MetricsLogWriter::Open(state->run_dir.metrics_path()));
   RLJ_ASSIGN_OR_RETURN(state->telemetry, telemetry::ProcessTelemetry::Start(config, state->run_dir.root(), "learner",
                                                                            "learner", /*with_tensorboard=*/true));
+  RLJ_RETURN_IF_ERROR(state->Replay(replay));
   RLJ_RETURN_IF_ERROR(state->Publish());
 
   LearnerServiceOptions service_options;
@@ -346,6 +433,10 @@ void LearnerServer::TrainingLoop() {
     if (s.dispatcher) s.dispatcher->MarkTrained(LeasedItems(groups));
     ++s.step;
     ++s.version;
+    if (absl::Status recorded = s.RecordStep(groups, *stepped); !recorded.ok()) {
+      result = Annotate(recorded, absl::StrCat("recording step ", s.step, " before publishing v", s.version));
+      break;
+    }
     if (absl::Status published = s.Publish(); !published.ok()) {
       result = Annotate(published, absl::StrCat("publishing v", s.version));
       break;
@@ -381,9 +472,22 @@ void LearnerServer::TrainingLoop() {
               dropped > 0 ? absl::StrCat(" | dropped ", dropped, " stale") : "",
               std::isfinite(metrics.loss()) && std::isfinite(metrics.grad_norm()) ? ""
                                                                                   : " | NON-FINITE: update skipped");
+    // A step that applied an update ends a run of skipped ones; a step without signal (nothing to train)
+    // neither adds to it nor ends it.
+    if (metrics.update_skipped_nonfinite()) {
+      ++s.nonfinite_in_a_row;
+    } else if (metrics.trained_samples() > 0) {
+      s.nonfinite_in_a_row = 0;
+    }
+    if (l.max_nonfinite_steps_in_a_row() > 0 && s.nonfinite_in_a_row >= l.max_nonfinite_steps_in_a_row()) {
+      // No checkpoint of this state: the newest one predates the failing steps.
+      result = TooManyNonFiniteSteps(s.step, s.nonfinite_in_a_row, s.trainer->nonfinite_steps_skipped());
+      break;
+    }
     if (l.checkpoint_every() > 0 && s.step % l.checkpoint_every() == 0 && s.step < total_steps) {
       if (absl::Status saved = s.WriteCheckpoint(); !saved.ok()) {
-        log::Error("checkpoint at step {} failed (training continues): {}", s.step, std::string(saved.message()));
+        log::Error("CHECKPOINT WRITE FAILED at step {} (training continues; the previous checkpoint is intact): {}",
+                   s.step, std::string(saved.message()));
       }
     }
   }

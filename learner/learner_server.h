@@ -66,6 +66,12 @@ class LearnerServer {
   std::unique_ptr<State> state_;
 };
 
+// Exit code of `rlj learner` when training stopped on purpose because it cannot go on (too many non-finite
+// steps in a row): a run failure `rlj run` reports, not a crash it restarts.
+inline constexpr int kLearnerExitTrainingStopped = 3;
+// True for the error a LearnerServer's training ends with in that case.
+bool IsTrainingStoppedError(const absl::Status& status);
+
 // The `rlj learner` process: sets torch threads, starts a LearnerServer, trains, marks itself done and
 // keeps serving until WaitForShutdown() (a signal), then stops. A rank other than 0 runs RunLearnerRank.
 absl::Status RunLearner(const v1::RunConfig& config, const LearnerServerOptions& options);

@@ -39,7 +39,7 @@ std::string DescribeGroup(int index, const v1::RolloutGroup& group) {
 
 absl::Status ValidateRolloutGroup(const v1::RolloutGroup& group, int vocab_size, int max_seq_len,
                                   int64_t current_version) {
-  if (group.rollouts().empty()) return absl::InvalidArgumentError("has no rollouts");
+  if (group.rollouts().empty()) return absl::InvalidArgumentError("rollouts is empty: the group has no rollouts");
   if (group.prompt_tokens().empty()) return absl::InvalidArgumentError("prompt_tokens is empty");
   RLJ_RETURN_IF_ERROR(CheckTokenIds(group.prompt_tokens(), vocab_size, "prompt_tokens"));
   if (group.policy_version() < 0) {

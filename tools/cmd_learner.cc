@@ -47,7 +47,10 @@ Command AddLearnerCommand(CLI::App& parent) {
             options.resume = flags->resume;
             options.ranks = *ranks;
             absl::Status status = RunLearner(prepared->config, options);
-            if (!status.ok()) return Fail("learner", std::string(status.message()));
+            if (!status.ok()) {
+              const int code = Fail("learner", std::string(status.message()));
+              return IsTrainingStoppedError(status) ? kLearnerExitTrainingStopped : code;  // `rlj run` must not restart it
+            }
             return 0;
           }};
 }

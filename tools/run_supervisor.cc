@@ -38,6 +38,7 @@
 #include "common/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
 #include "judge/teacher/teacher_probe.h"
+#include "learner/learner_server.h"
 #include "rlj/v1/judge.grpc.pb.h"
 #include "rlj/v1/learner.grpc.pb.h"
 
@@ -198,6 +199,15 @@ void MakePathsAbsolute(v1::RunConfig* config) {
   }
   if (config->teacher().tokenizer().has_path()) {
     config->mutable_teacher()->mutable_tokenizer()->set_path(absolute(config->teacher().tokenizer().path()));
+  }
+  // Certificates and keys too, so the resolved config.yaml works from any directory (children, other hosts).
+  if (config->has_security()) {
+    v1::SecurityConfig* security = config->mutable_security();
+    if (security->has_tls_cert()) security->set_tls_cert(absolute(security->tls_cert()));
+    if (security->has_tls_key()) security->set_tls_key(absolute(security->tls_key()));
+    if (security->has_tls_ca()) security->set_tls_ca(absolute(security->tls_ca()));
+    if (security->has_client_cert()) security->set_client_cert(absolute(security->client_cert()));
+    if (security->has_client_key()) security->set_client_key(absolute(security->client_key()));
   }
 }
 
@@ -362,7 +372,8 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
       break;
     }
     if (learner->process != nullptr) {
-      if (auto exit = learner->process->Poll(); exit && (exit->ok() || !learner->restartable)) {
+      if (auto exit = learner->process->Poll();
+          exit && (exit->ok() || !learner->restartable || exit->exit_code == kLearnerExitTrainingStopped)) {
         failure = absl::InternalError(ChildFailure(*learner, *exit));
         break;
       }
@@ -388,6 +399,10 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
         log::Info("{} finished", child->name);
         child->restartable = false;
         continue;
+      }
+      if (child == learner.get() && exit->exit_code == kLearnerExitTrainingStopped) {  // stopped on purpose
+        failure = absl::InternalError(ChildFailure(*child, *exit));
+        break;
       }
       if (child->restarts >= kMaxRestarts) {
         failure = absl::InternalError(absl::StrCat(ChildFailure(*child, *exit), "\n(restarted ", kMaxRestarts, " times; giving up)"));

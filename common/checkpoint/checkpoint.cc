@@ -13,12 +13,15 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
+#include <vector>
 #include <torch/nn/module.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "common/crc32c.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "common/tensor/torch_util.h"
@@ -92,6 +95,68 @@ absl::StatusOr<T> OptionalField(const nlohmann::json& json, const char* key, std
   return Field<T>(json, key, source);
 }
 
+// Size and CRC-32C of a file, read in 1 MiB pieces (bounded memory for multi-GB weights).
+struct FileDigest {
+  uint64_t bytes = 0;
+  uint32_t crc32c = 0;
+};
+
+absl::StatusOr<FileDigest> DigestFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    const std::string message = absl::StrCat("cannot open ", path, ": ", std::strerror(err));
+    return err == ENOENT ? absl::NotFoundError(message) : absl::UnavailableError(message);
+  }
+  FileDigest digest;
+  std::vector<char> buffer(1 << 20);
+  while (true) {
+    const ssize_t got = ::read(fd, buffer.data(), buffer.size());
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      return absl::UnavailableError(absl::StrCat("cannot read ", path, ": ", std::strerror(err)));
+    }
+    if (got == 0) break;
+    digest.crc32c = Crc32cExtend(digest.crc32c, buffer.data(), static_cast<size_t>(got));
+    digest.bytes += static_cast<uint64_t>(got);
+  }
+  ::close(fd);
+  return digest;
+}
+
+// The files rlj_state.json records (name → size and CRC-32C), checked before anything is parsed: a truncated
+// or corrupted checkpoint is refused naming the file, not loaded as different weights.
+absl::Status VerifyRecordedFiles(const std::string& dir, const nlohmann::json& files, const std::string& source) {
+  if (!files.is_object()) return absl::DataLossError(absl::StrCat(source, ": field 'files' must be an object"));
+  for (const auto& [name, entry] : files.items()) {
+    if (name.empty() || name.find('/') != std::string::npos || !entry.is_object() || !entry.contains("bytes") ||
+        !entry.contains("crc32c") || !entry.at("bytes").is_number_unsigned() || !entry.at("crc32c").is_number_unsigned()) {
+      return absl::DataLossError(absl::StrCat(source, ": files['", name, "'] must be {\"bytes\": N, \"crc32c\": N}"));
+    }
+    const std::string path = dir + "/" + name;
+    RLJ_ASSIGN_OR_RETURN(const FileDigest digest, DigestFile(path));
+    const uint64_t bytes = entry.at("bytes").get<uint64_t>();
+    if (digest.bytes != bytes) {
+      return absl::DataLossError(absl::StrCat(path, " has ", digest.bytes, " bytes; ", bytes,
+                                              " were written (truncated or replaced)"));
+    }
+    if (digest.crc32c != entry.at("crc32c").get<uint32_t>()) {
+      return absl::DataLossError(absl::StrCat(path, ": CRC-32C mismatch (the file is corrupt)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Verifies the sizes and CRC-32C that rlj_state.json records for the other files of `dir` (checkpoints
+// written before the checksums were added have none; unparsable text is left to ParseState).
+absl::Status VerifyStateChecksums(std::string_view text, const std::string& source, const std::string& dir) {
+  const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object() || !json.contains("files")) return absl::OkStatus();
+  return VerifyRecordedFiles(dir, json.at("files"), source);
+}
+
 absl::StatusOr<CheckpointState> ParseState(std::string_view text, const std::string& source) {
   nlohmann::json json;
   try {
@@ -99,6 +164,7 @@ absl::StatusOr<CheckpointState> ParseState(std::string_view text, const std::str
   } catch (const nlohmann::json::exception& error) {
     return absl::DataLossError(absl::StrCat(source, ": not valid JSON: ", error.what()));
   }
+  if (!json.is_object()) return absl::DataLossError(absl::StrCat(source, ": not a JSON object"));
   CheckpointState state;
   for (auto [key, target] : {std::pair{"step", &state.step}, std::pair{"policy_version", &state.policy_version}}) {
     const auto it = json.find(key);
@@ -365,6 +431,13 @@ absl::Status SaveCheckpoint(const std::string& dir, Transformer& model, const Ch
     nlohmann::ordered_json json;
     json["step"] = state.step;
     json["policy_version"] = state.policy_version;
+    nlohmann::ordered_json files = nlohmann::ordered_json::object();
+    for (const auto& entry : std::filesystem::directory_iterator(tmp)) {
+      const std::string name = entry.path().filename().string();
+      RLJ_ASSIGN_OR_RETURN(const FileDigest digest, DigestFile(entry.path().string()));
+      files[name] = {{"bytes", digest.bytes}, {"crc32c", digest.crc32c}};
+    }
+    json["files"] = std::move(files);
     RLJ_RETURN_IF_ERROR(WriteFileAtomically(tmp + "/" + kStateFile, json.dump(2) + "\n"));
     RLJ_RETURN_IF_ERROR(SyncDirectory(tmp));
     RLJ_RETURN_IF_ERROR(SwapIntoPlace(tmp, clean));
@@ -432,6 +505,14 @@ absl::StatusOr<NamedTensors> ReadCheckpointTensors(const std::string& dir) {
 }
 
 absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& dir) {
+  // The state's checksums first: a truncated or corrupted file is refused by name before it is parsed.
+  std::error_code ec;
+  const std::string state_path = dir + "/" + kStateFile;
+  std::optional<std::string> state_text;  // absent in a plain Hugging Face directory
+  if (std::filesystem::exists(state_path, ec)) {
+    RLJ_ASSIGN_OR_RETURN(state_text, ReadFile(state_path));
+    RLJ_RETURN_IF_ERROR(VerifyStateChecksums(*state_text, state_path, dir));
+  }
   const std::string config_path = dir + "/" + kConfigFile;
   RLJ_ASSIGN_OR_RETURN(const std::string config_text, ReadFile(config_path));
   RLJ_ASSIGN_OR_RETURN(const TransformerConfig config, TransformerConfigFromHfJson(config_text, config_path));
@@ -441,10 +522,8 @@ absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& dir) {
   RLJ_RETURN_IF_ERROR(TorchCall("building the model", [&] { loaded.model = Transformer(config); }));
   RLJ_RETURN_IF_ERROR(Annotate(LoadNamedTensors(loaded.model, tensors), dir));
   loaded.model->set_source_dir(dir);
-  const std::string state_path = dir + "/" + kStateFile;
-  if (std::filesystem::exists(state_path)) {  // absent in a plain Hugging Face directory
-    RLJ_ASSIGN_OR_RETURN(const std::string state_text, ReadFile(state_path));
-    RLJ_ASSIGN_OR_RETURN(loaded.state, ParseState(state_text, state_path));
+  if (state_text) {
+    RLJ_ASSIGN_OR_RETURN(loaded.state, ParseState(*state_text, state_path));
   }
   return loaded;
 }

@@ -1,13 +1,18 @@
-// bad_input_test.cc: bad configs, bad datasets and a taken port end with a clear message and a non-zero
-// exit from the real binary, never a crash or a stack trace.
+// bad_input_test.cc: bad configs, bad datasets, a taken port, a run directory that cannot be created,
+// non-finite training steps and corrupt checkpoints end with a clear message and a non-zero exit from the real
+// binary, never a crash, a stack trace or a restart loop.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/subprocess.h"
 #include "rlj_process.h"
 #include "test_util.h"
 
@@ -85,6 +90,71 @@ TEST_F(BadInput, TakenPortIsAClearError) {
   EXPECT_TRUE(FailedCleanly(Rlj({"learner", config, "--listen", taken}), "cannot listen on " + taken));
   EXPECT_TRUE(FailedCleanly(Rlj({"judge", config, "--listen", taken}), "cannot listen on " + taken));
   ::close(fd);
+}
+
+TEST_F(BadInput, RunDirectoryThatCannotBeCreatedIsNamed) {
+  Write("blocker", "a regular file where the runs directory should be\n");
+  const std::string config = Write("c.yaml", absl::StrCat("name: bad\nruns_root: ", dir_.file("blocker/runs"), "\n"));
+  const std::string message = "cannot create directory " + dir_.file("blocker/runs/bad") + ": Not a directory";
+  EXPECT_TRUE(FailedCleanly(Rlj({"run", config}), message));
+  EXPECT_TRUE(FailedCleanly(Rlj({"learner", config}), message));
+}
+
+// Non-finite steps in a row (forced with the trainer's fault-injection variable) stop `rlj run` with the
+// learner's message and no restart; then the checkpoint it left, corrupted, is refused by eval and generate.
+TEST_F(BadInput, NonFiniteStepsStopTheRunAndCorruptCheckpointsAreRefused) {
+  testing::WriteTinyTask(dir_.path());
+  const std::string config = Write("nan.yaml", absl::StrCat(testing::TinyRunConfigHead(dir_.path(), "nan"), R"(learner:
+  steps: 20
+  groups_per_step: 2
+  checkpoint_every: 1
+  max_staleness: 4
+  max_nonfinite_steps_in_a_row: 2
+actor:
+  count: 1
+  prompts_per_batch: 2
+judge:
+  rule:
+    mode: regex
+    pattern: "[0-9a-zA-Z]"
+)"));
+  std::vector<std::string> argv{testing::RljBinary(), "run", config};
+  // The regex rule gives the untrained model's random bytes mixed rewards (a group with signal); the first
+  // trained step trains, every later one gets a NaN loss.
+  auto process = Subprocess::Spawn(argv, dir_.file("run.txt"), {"RLJ_FAULT_NONFINITE_LOSS_FROM_STEP=1"});
+  ASSERT_TRUE(process.ok()) << process.status();
+  const std::optional<ExitInfo> exit = (*process)->Wait(std::chrono::seconds(600));
+  ASSERT_TRUE(exit.has_value()) << "rlj run did not end within 600 s";
+  testing::Finished run{*exit, ReadFile(dir_.file("run.txt")).value_or("")};
+  EXPECT_TRUE(FailedCleanly(run, "2 steps in a row had a non-finite loss or gradient norm and were skipped"));
+  EXPECT_NE(run.output.find("learner.max_nonfinite_steps_in_a_row = 2"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("learner ended (exit code 3)"), std::string::npos) << run.output;
+  const std::string run_dir = dir_.file("runs/nan");
+  const std::string run_log = ReadFile(run_dir + "/logs/run.log").value_or("");
+  EXPECT_EQ(run_log.find("restarting"), std::string::npos) << run_log;  // a run failure, not a crash
+
+  // Checkpoints up to the step before the one that stopped the run (which step that is depends on how many
+  // steps had no signal); `latest` names the newest.
+  std::string latest = ReadFile(run_dir + "/checkpoints/latest").value_or("");
+  ASSERT_FALSE(latest.empty()) << run.output;
+  latest.pop_back();  // '\n'
+  const std::string checkpoint = run_dir + "/checkpoints/" + latest;
+  ASSERT_TRUE(std::filesystem::exists(checkpoint + "/model.safetensors")) << run.output;
+
+  // One flipped byte in the middle of the tensor data.
+  const std::string weights = checkpoint + "/model.safetensors";
+  std::string bytes = ReadFile(weights).value();
+  bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x20);
+  ASSERT_TRUE(WriteFileAtomically(weights, bytes).ok());
+  const std::string corrupt = weights + ": CRC-32C mismatch (the file is corrupt)";
+  EXPECT_TRUE(FailedCleanly(Rlj({"eval", config, "--checkpoint", checkpoint}), corrupt));
+  EXPECT_TRUE(FailedCleanly(Rlj({"generate", "--model", checkpoint, "--prompt-ids", "1,2"}), corrupt));
+  EXPECT_TRUE(FailedCleanly(Rlj({"export", "--checkpoint", checkpoint, "--out", dir_.file("hf")}), corrupt));
+  // Truncated.
+  ASSERT_TRUE(WriteFileAtomically(weights, bytes.substr(0, bytes.size() - 100)).ok());
+  EXPECT_TRUE(FailedCleanly(Rlj({"generate", "--model", checkpoint, "--prompt-ids", "1,2"}),
+                            absl::StrCat(weights, " has ", bytes.size() - 100, " bytes; ", bytes.size(),
+                                         " were written (truncated or replaced)")));
 }
 
 TEST_F(BadInput, MalformedListenAddress) {

@@ -71,7 +71,12 @@ TEST(Checkpoint, ConfigJsonIsHuggingFaceLlama) {
   EXPECT_EQ(json["torch_dtype"], "float32");
   EXPECT_EQ(json["hidden_act"], "silu");
   RLJ_ASSERT_OK_AND_ASSIGN(const std::string state, ReadFile(scratch.file("c/rlj_state.json")));
-  EXPECT_EQ(nlohmann::json::parse(state), nlohmann::json::parse(R"({"step": 1, "policy_version": 2})"));
+  const nlohmann::json state_json = nlohmann::json::parse(state);
+  EXPECT_EQ(state_json["step"], 1);
+  EXPECT_EQ(state_json["policy_version"], 2);
+  // Sizes and CRC-32C of the other files, verified on load.
+  EXPECT_EQ(state_json["files"]["model.safetensors"]["bytes"], std::filesystem::file_size(scratch.file("c/model.safetensors")));
+  EXPECT_TRUE(state_json["files"].contains("config.json"));
 }
 
 TEST(Checkpoint, SaveReplacesAnExistingCheckpoint) {

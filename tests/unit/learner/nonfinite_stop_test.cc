@@ -1,0 +1,125 @@
+// nonfinite_stop_test.cc: learner.max_nonfinite_steps_in_a_row over a real in-process learner: skipped
+// NaN/inf steps are counted, a healthy step resets the run of them, and that many in a row end training with
+// an error naming the step and the count (and no checkpoint of the failing state).
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/grpc_util.h"
+#include "common/run_dir.h"
+#include "learner/learner_server.h"
+#include "learner_fixtures.h"
+#include "rlj/v1/learner.grpc.pb.h"
+#include "test_util.h"
+
+namespace rlj {
+namespace {
+
+using std::chrono::milliseconds;
+
+v1::RunConfig Config(int steps, int max_in_a_row) {
+  v1::RunConfig config = testing::TinyLearnerConfig();
+  config.set_name("nonfinite-test");
+  config.set_seed(5);
+  auto* learner = config.mutable_learner();
+  learner->set_steps(steps);
+  learner->set_groups_per_step(1);
+  learner->set_buffer_groups(16);
+  learner->set_checkpoint_every(1);
+  learner->set_max_staleness(100);  // every group is pushed at version 0, up front
+  learner->set_max_nonfinite_steps_in_a_row(max_in_a_row);
+  learner->set_listen("127.0.0.1:0");
+  return config;
+}
+
+v1::RolloutGroup Healthy(const std::string& id) { return testing::MakeTwoCompletionGroup(id, 0, -3.4f); }
+
+// A finite but absurd behaviour log-prob on the reward-0 completion: its importance ratio exp(logp + 1e30)
+// overflows, and with a negative advantage the unclipped -inf term wins: the loss is not finite.
+v1::RolloutGroup Poisoned(const std::string& id) {
+  v1::RolloutGroup group = Healthy(id);
+  group.mutable_rollouts(1)->set_behaviour_logprobs(0, -1e30f);
+  return group;
+}
+
+void Push(const std::string& address, std::vector<v1::RolloutGroup> groups) {
+  auto stub = v1::Learner::NewStub(MakeChannel(address));
+  grpc::ClientContext context;
+  SetDeadline(&context, milliseconds(60000));
+  v1::PushRolloutsResponse response;
+  auto writer = stub->PushRollouts(&context, &response);
+  v1::RolloutBatch batch;
+  for (auto& group : groups) *batch.add_groups() = std::move(group);
+  writer->Write(batch);
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.accepted_groups(), batch.groups_size());
+}
+
+LearnerServerOptions InRunDir(const std::string& run_dir) {
+  LearnerServerOptions options;
+  options.run_dir = run_dir;
+  return options;
+}
+
+TEST(NonFiniteStop, ThatManyInARowStopTrainingNamingStepAndCount) {
+  testing::ScratchDir dir;
+  RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(Config(10, 3), InRunDir(dir.path())));
+  // Step 1 trains; steps 2, 3 and 4 are non-finite; the rest would never be taken.
+  Push(server->address(), {Healthy("h1"), Poisoned("p2"), Poisoned("p3"), Poisoned("p4"), Healthy("h5")});
+  ASSERT_TRUE(server->WaitForTraining(milliseconds(120000)));
+  const absl::Status status = server->training_status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kAborted) << status;
+  EXPECT_TRUE(IsTrainingStoppedError(status));
+  const std::string message(status.message());
+  EXPECT_NE(message.find("step 4: 3 steps in a row had a non-finite loss or gradient norm and were skipped"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("learner.max_nonfinite_steps_in_a_row = 3; 3 skipped in all"), std::string::npos) << message;
+
+  const v1::LearnerStatus learner = server->status();
+  EXPECT_FALSE(learner.done());
+  EXPECT_EQ(learner.step(), 4);
+  EXPECT_EQ(learner.steps_skipped_nonfinite(), 3);
+  EXPECT_TRUE(learner.last().update_skipped_nonfinite());
+  // Checkpoints up to step 3 (checkpoint_every 1); none of the state that stopped.
+  const RunDir run_dir(dir.path());
+  EXPECT_TRUE(std::filesystem::exists(run_dir.checkpoints_dir() + "/step-3"));
+  EXPECT_FALSE(std::filesystem::exists(run_dir.checkpoints_dir() + "/step-4"));
+  RLJ_ASSERT_OK_AND_ASSIGN(std::string latest, ReadFile(run_dir.checkpoints_dir() + "/latest"));
+  EXPECT_EQ(latest, "step-3\n");
+  EXPECT_TRUE(IsTrainingStoppedError(server->Stop()));
+}
+
+TEST(NonFiniteStop, AHealthyStepResetsTheCountAndZeroNeverStops) {
+  for (const int limit : {2, 0}) {
+    testing::ScratchDir dir;
+    RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(Config(5, limit), InRunDir(dir.path())));
+    // limit 2: never two in a row; limit 0: three in a row do not stop either.
+    std::vector<v1::RolloutGroup> groups =
+        limit == 2 ? std::vector<v1::RolloutGroup>{Poisoned("a"), Healthy("b"), Poisoned("c"), Healthy("d"), Poisoned("e")}
+                   : std::vector<v1::RolloutGroup>{Healthy("a"), Poisoned("b"), Poisoned("c"), Poisoned("d"), Healthy("e")};
+    Push(server->address(), std::move(groups));
+    ASSERT_TRUE(server->WaitForTraining(milliseconds(120000))) << limit;
+    RLJ_EXPECT_OK(server->training_status());
+    const v1::LearnerStatus learner = server->status();
+    EXPECT_TRUE(learner.done()) << limit;
+    EXPECT_EQ(learner.step(), 5) << limit;
+    EXPECT_EQ(learner.steps_skipped_nonfinite(), 3) << limit;
+    RLJ_EXPECT_OK(server->Stop());
+  }
+}
+
+TEST(NonFiniteStop, OnlyThatErrorIsATrainingStop) {
+  EXPECT_FALSE(IsTrainingStoppedError(absl::OkStatus()));
+  EXPECT_FALSE(IsTrainingStoppedError(absl::AbortedError("step 4: 3 steps in a row")));  // the text alone is not it
+}
+
+}  // namespace
+}  // namespace rlj
