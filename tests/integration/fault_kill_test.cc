@@ -13,7 +13,6 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -33,61 +32,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+using testing::ChildPid;
 using testing::RunRlj;
 using testing::StartRlj;
 
 constexpr int kSteps = 600;
 constexpr int kCheckpointEvery = 10;
 
-// The tiny task, a tiny teacher trained on its grading rows (as in teacher_run_test), and the run's config.
+// The tiny task, a tiny teacher trained on its grading rows and the run's config (teacher-judged, 2 judge
+// replicas, 2 actors, frequent checkpoints).
 std::string WriteFaultRun(const std::string& dir) {
   testing::WriteTinyTask(dir);
-  const std::string model = R"(
-runtime:
-  threads: 1
-model:
-  d_model: 32
-  n_layers: 2
-  n_heads: 2
-  ffn_hidden: 64
-  max_seq_len: 24
-)";
-  const std::string teacher_config = absl::StrCat("name: tiny-teacher\nruns_root: ", dir, "/runs\n", model, R"(
-data:
-  train_path: )", dir, R"(/grading.jsonl
-sampling:
-  max_new_tokens: 1
-sft:
-  steps: 150
-  batch_size: 32
-  lr: 3.0e-3
-  warmup_steps: 5
-)");
-  EXPECT_TRUE(WriteFileAtomically(dir + "/teacher.yaml", teacher_config).ok());
-  const std::string run_config = absl::StrCat("name: faults\nruns_root: ", dir, "/runs\n", model, R"(
-data:
-  train_path: )", dir, R"(/train.jsonl
-  eval_path: )", dir, R"(/eval.jsonl
-eval:
+  const std::string run_config = absl::StrCat(testing::TinyRunConfigHead(dir, "faults"), R"(eval:
   before_and_after: false
-sampling:
-  group_size: 4
-  max_new_tokens: 4
-teacher:
-  model: )", dir, R"(/teacher
-  max_batch: 32
-judge:
-  backend: openai
-  replicas: 2
-  openai:
-    model: teacher
-    mode: label
-    rubric: "{prompt}{completion}?"
-    labels: {"Y": 1.0, "N": 0.0}
-    top_logprobs: 5
-    label_min_mass: 0.05
-    max_tokens: 1
-learner:
+)", testing::TinyTeacherJudgeSections(dir, 2), R"(learner:
   steps: )", kSteps, R"(
   groups_per_step: 2
   lr: 1.0e-3
@@ -100,17 +58,6 @@ actor:
 )");
   EXPECT_TRUE(WriteFileAtomically(dir + "/faults.yaml", run_config).ok());
   return dir + "/faults.yaml";
-}
-
-// The pid `rlj run` logged for `child` the last time it started it; 0 when not found.
-pid_t ChildPid(const RunDir& run_dir, const std::string& child) {
-  const std::string log = ReadFile(run_dir.log_path("run")).value_or("");
-  const std::regex started("started " + child + R"( \(pid (\d+)\))");
-  pid_t pid = 0;
-  for (auto it = std::sregex_iterator(log.begin(), log.end(), started); it != std::sregex_iterator(); ++it) {
-    pid = static_cast<pid_t>(std::stol((*it)[1].str()));
-  }
-  return pid;
 }
 
 int64_t NewestCheckpointStep(const RunDir& run_dir) {
@@ -259,13 +206,8 @@ class FaultKill : public ::testing::Test {
 TEST_F(FaultKill, ActorJudgeTeacherAndLearnerKilledInTurnTheRunRecoversAndKeepsItsInvariants) {
   const auto test_start = Clock::now();
   const std::string config = WriteFaultRun(dir_.path());
-  const testing::Finished grading = RunRlj({"dataset", "grading", "--from", dir_.file("train.jsonl"), "--out",
-                                            dir_.file("grading.jsonl"), "--rows-per-problem", "2", "--seed", "3"},
-                                           dir_.file("grading.out"));
-  ASSERT_TRUE(grading.exit.ok()) << grading.output;
-  const testing::Finished sft =
-      RunRlj({"sft", dir_.file("teacher.yaml"), "--output", dir_.file("teacher")}, dir_.file("sft.out"));
-  ASSERT_TRUE(sft.exit.ok()) << sft.output;
+  const std::string teacher_failure = testing::MakeTinyTeacher(dir_.path());
+  ASSERT_EQ(teacher_failure, "");
   const double setup_s = std::chrono::duration<double>(Clock::now() - test_start).count();
 
   run_dir_.emplace(dir_.path() + "/runs/faults");

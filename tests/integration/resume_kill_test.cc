@@ -25,6 +25,7 @@
 namespace rlj {
 namespace {
 
+using testing::ChildPid;
 using testing::RunRlj;
 using testing::StartRlj;
 
@@ -161,17 +162,6 @@ TEST(ResumeAfterKill, KilledRunResumesFromTheLastGoodCheckpointAndCompletes) {
   // The final checkpoint and the last good ones survive; the corrupt one was replaced by the redone step.
   RLJ_ASSERT_OK_AND_ASSIGN(std::string latest, ReadFile(run_dir.checkpoints_dir() + "/latest"));
   EXPECT_EQ(latest, absl::StrCat("step-", kSteps, "\n"));
-}
-
-// The pid `rlj run` logged for one child, the last time it started it; 0 when not found.
-pid_t ChildPid(const RunDir& run_dir, const std::string& child) {
-  const std::string log = ReadFile(run_dir.log_path("run")).value_or("");
-  const std::regex started("started " + child + R"( \(pid (\d+)\))");
-  pid_t pid = 0;
-  for (auto it = std::sregex_iterator(log.begin(), log.end(), started); it != std::sregex_iterator(); ++it) {
-    pid = static_cast<pid_t>(std::stol((*it)[1].str()));
-  }
-  return pid;
 }
 
 // kill -9 of the learner and of the judge under a running `rlj run`: the supervisor restarts both on their

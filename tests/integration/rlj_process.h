@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "common/arithmetic_task.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
+#include "common/run_dir.h"
 #include "common/subprocess.h"
 
 namespace rlj::testing {
@@ -92,6 +94,69 @@ inline ::testing::AssertionResult FailedCleanly(const Finished& finished, const 
     return ::testing::AssertionFailure() << "expected '" << needle << "' in:\n" << finished.output;
   }
   return ::testing::AssertionSuccess();
+}
+
+// The tiny teacher: grading rows (Y/N) made from DIR/train.jsonl (WriteTinyTask first) and a 2-layer model
+// fine-tuned on them into DIR/teacher. Returns "" when it is ready, else what failed with its output.
+inline std::string MakeTinyTeacher(const std::string& dir) {
+  const std::string teacher_config = absl::StrCat("name: tiny-teacher\nruns_root: ", dir, R"(/runs
+runtime:
+  threads: 1
+model:
+  d_model: 32
+  n_layers: 2
+  n_heads: 2
+  ffn_hidden: 64
+  max_seq_len: 24
+data:
+  train_path: )", dir, R"(/grading.jsonl
+sampling:
+  max_new_tokens: 1
+sft:
+  steps: 150
+  batch_size: 32
+  lr: 3.0e-3
+  warmup_steps: 5
+)");
+  if (absl::Status s = WriteFileAtomically(dir + "/teacher.yaml", teacher_config); !s.ok()) return s.ToString();
+  const Finished grading = RunRlj({"dataset", "grading", "--from", dir + "/train.jsonl", "--out", dir + "/grading.jsonl",
+                                   "--rows-per-problem", "2", "--seed", "3"},
+                                  dir + "/grading.out");
+  if (!grading.exit.ok()) return "rlj dataset grading: " + grading.output;
+  const Finished sft = RunRlj({"sft", dir + "/teacher.yaml", "--output", dir + "/teacher"}, dir + "/sft.out");
+  if (!sft.exit.ok()) return "rlj sft (teacher): " + sft.output;
+  return "";
+}
+
+// The `teacher` and `judge` sections of a run judged by the tiny teacher (MakeTinyTeacher) in label mode:
+// reward = P(Y) from the teacher's top log-probs, with `replicas` judge processes.
+inline std::string TinyTeacherJudgeSections(const std::string& dir, int replicas) {
+  return absl::StrCat(R"(teacher:
+  model: )", dir, R"(/teacher
+  max_batch: 32
+judge:
+  backend: openai
+  replicas: )", replicas, R"(
+  openai:
+    model: teacher
+    mode: label
+    rubric: "{prompt}{completion}?"
+    labels: {"Y": 1.0, "N": 0.0}
+    top_logprobs: 5
+    label_min_mass: 0.05
+    max_tokens: 1
+)");
+}
+
+// The pid `rlj run` logged for `child` the last time it started it (restarts log again); 0 when not found.
+inline pid_t ChildPid(const RunDir& run_dir, const std::string& child) {
+  const std::string log = ReadFile(run_dir.log_path("run")).value_or("");
+  const std::regex started("started " + child + R"( \(pid (\d+)\))");
+  pid_t pid = 0;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), started); it != std::sregex_iterator(); ++it) {
+    pid = static_cast<pid_t>(std::stol((*it)[1].str()));
+  }
+  return pid;
 }
 
 }  // namespace rlj::testing

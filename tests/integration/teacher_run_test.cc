@@ -20,52 +20,11 @@ namespace {
 using testing::FailedCleanly;
 using testing::RunRlj;
 
-// The tiny task (sums up to 20) and a tiny teacher trained on its grading rows; returns the run config.
+// The tiny task (sums up to 20) and a run judged by a tiny teacher (MakeTinyTeacher); returns the run config.
 std::string WriteTeacherJudgedRun(const std::string& dir) {
   testing::WriteTinyTask(dir);
-  const std::string model = R"(
-runtime:
-  threads: 1
-model:
-  d_model: 32
-  n_layers: 2
-  n_heads: 2
-  ffn_hidden: 64
-  max_seq_len: 24
-)";
-  const std::string teacher_config = absl::StrCat("name: tiny-teacher\nruns_root: ", dir, "/runs\n", model, R"(
-data:
-  train_path: )", dir, R"(/grading.jsonl
-sampling:
-  max_new_tokens: 1
-sft:
-  steps: 150
-  batch_size: 32
-  lr: 3.0e-3
-  warmup_steps: 5
-)");
-  EXPECT_TRUE(WriteFileAtomically(dir + "/teacher.yaml", teacher_config).ok());
-  const std::string run_config = absl::StrCat("name: tiny\nruns_root: ", dir, "/runs\n", model, R"(
-data:
-  train_path: )", dir, R"(/train.jsonl
-  eval_path: )", dir, R"(/eval.jsonl
-sampling:
-  group_size: 4
-  max_new_tokens: 4
-teacher:
-  model: )", dir, R"(/teacher
-  max_batch: 32
-judge:
-  backend: openai
-  openai:
-    model: teacher
-    mode: label
-    rubric: "{prompt}{completion}?"
-    labels: {"Y": 1.0, "N": 0.0}
-    top_logprobs: 5
-    label_min_mass: 0.05
-    max_tokens: 1
-learner:
+  const std::string run_config = absl::StrCat(testing::TinyRunConfigHead(dir, "tiny"),
+                                              testing::TinyTeacherJudgeSections(dir, 1), R"(learner:
   steps: 3
   groups_per_step: 4
   lr: 1.0e-3
@@ -82,15 +41,10 @@ TEST(TeacherRun, RunStartsTheTeacherAndTheJudgeScoresWithIt) {
   testing::ScratchDir dir;
   const std::string config = WriteTeacherJudgedRun(dir.path());
 
-  const testing::Finished grading = RunRlj({"dataset", "grading", "--from", dir.file("train.jsonl"), "--out",
-                                            dir.file("grading.jsonl"), "--rows-per-problem", "2", "--seed", "3"},
-                                           dir.file("grading.out"));
-  ASSERT_TRUE(grading.exit.ok()) << grading.output;
+  const std::string teacher_failure = testing::MakeTinyTeacher(dir.path());
+  ASSERT_EQ(teacher_failure, "");
   RLJ_ASSERT_OK_AND_ASSIGN(std::vector<PromptRow> grading_rows, LoadPromptDataset(dir.file("grading.jsonl")));
   ASSERT_EQ(grading_rows.size(), 400u);
-  const testing::Finished sft =
-      RunRlj({"sft", dir.file("teacher.yaml"), "--output", dir.file("teacher")}, dir.file("sft.out"));
-  ASSERT_TRUE(sft.exit.ok()) << sft.output;
 
   const testing::Finished run = RunRlj({"run", config}, dir.file("run.out"));
   ASSERT_TRUE(run.exit.ok()) << run.exit.Describe() << "\n" << run.output;
