@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -32,6 +33,22 @@ struct ChatAnswer {
   double cost_usd = 0;
   bool cache_hit = false;
   double latency_ms = 0;
+
+  // The two ways a response reader finishes: `return answer.Failed(code, kind, message);` or
+  // `return answer.Answered(content);` (the content is also what the reward log shows).
+  ChatAnswer& Failed(absl::StatusCode error_code, std::string error_kind, std::string error_message) {
+    ok = false;
+    code = error_code;
+    kind = std::move(error_kind);
+    message = std::move(error_message);
+    return *this;
+  }
+  ChatAnswer& Answered(std::string text) {
+    ok = true;
+    content = text;
+    raw = std::move(text);
+    return *this;
+  }
 };
 
 // Answers of one AskChat, in order; Remember(i) caches answer i (call it for the answers the caller could

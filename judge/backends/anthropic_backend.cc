@@ -20,10 +20,8 @@ ChatAnswer ReadAnthropicMessage(const std::string& text) {
   answer.raw = text;
   const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!body.is_object()) {
-    answer.code = absl::StatusCode::kInternal;
-    answer.kind = error_kind::kParse;
-    answer.message = "the teacher's response is not a JSON object";
-    return answer;
+    return answer.Failed(absl::StatusCode::kInternal, error_kind::kParse,
+                         "the teacher's response is not a JSON object");
   }
   if (auto usage = body.find("usage"); usage != body.end() && usage->is_object()) {
     if (auto n = usage->find("input_tokens"); n != usage->end() && n->is_number_integer()) answer.tokens_in = n->get<int64_t>();
@@ -48,28 +46,19 @@ ChatAnswer ReadAnthropicMessage(const std::string& text) {
   if (auto s = body.find("stop_reason"); s != body.end() && s->is_string()) stop_reason = s->get<std::string>();
   if (stop_reason == "refusal") {
     answer.raw = content.empty() ? text : content;
-    answer.code = absl::StatusCode::kFailedPrecondition;
-    answer.kind = error_kind::kRefusal;
-    answer.message = content.empty() ? "the teacher refused (stop_reason refusal)"
-                                     : absl::StrCat("the teacher refused: ", TruncateUtf8(content, 300));
-    return answer;
+    return answer.Failed(absl::StatusCode::kFailedPrecondition, error_kind::kRefusal,
+                         content.empty() ? "the teacher refused (stop_reason refusal)"
+                         : absl::StrCat("the teacher refused: ", TruncateUtf8(content, 300)));
   }
   if (!has_content) {
-    answer.code = absl::StatusCode::kInternal;
-    answer.kind = error_kind::kParse;
-    answer.message = "the teacher's response has no content blocks";
-    return answer;
+    return answer.Failed(absl::StatusCode::kInternal, error_kind::kParse,
+                         "the teacher's response has no content blocks");
   }
   if (content.empty()) {
-    answer.code = absl::StatusCode::kInternal;
-    answer.kind = error_kind::kParse;
-    answer.message = "the teacher's answer has no text";
-    return answer;
+    return answer.Failed(absl::StatusCode::kInternal, error_kind::kParse,
+                         "the teacher's answer has no text");
   }
-  answer.ok = true;
-  answer.content = content;
-  answer.raw = content;
-  return answer;
+  return answer.Answered(content);
 }
 
 absl::StatusOr<std::unique_ptr<AnthropicBackend>> AnthropicBackend::Create(const v1::JudgeConfig& config,

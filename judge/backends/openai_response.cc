@@ -55,10 +55,8 @@ ChatAnswer ReadChatCompletion(const std::string& text) {
   answer.raw = text;
   const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!body.is_object()) {
-    answer.code = absl::StatusCode::kInternal;
-    answer.kind = error_kind::kParse;
-    answer.message = "the teacher's response is not a JSON object";
-    return answer;
+    return answer.Failed(absl::StatusCode::kInternal, error_kind::kParse,
+                         "the teacher's response is not a JSON object");
   }
   ReadUsage(body, &answer.tokens_in, &answer.tokens_out);
   const json* choice = FirstChoice(body);
@@ -67,32 +65,23 @@ ChatAnswer ReadChatCompletion(const std::string& text) {
     if (auto m = choice->find("message"); m != choice->end() && m->is_object()) message = &*m;
   }
   if (message == nullptr) {
-    answer.code = absl::StatusCode::kInternal;
-    answer.kind = error_kind::kParse;
-    answer.message = "the teacher's response has no choices[0].message";
-    return answer;
+    return answer.Failed(absl::StatusCode::kInternal, error_kind::kParse,
+                         "the teacher's response has no choices[0].message");
   }
   const std::string content = StringField(*message, "content");
   const std::string refusal = StringField(*message, "refusal");
   const std::string finish_reason = StringField(*choice, "finish_reason");
   if (!refusal.empty() || finish_reason == "content_filter") {
     answer.raw = !refusal.empty() ? refusal : !content.empty() ? content : text;
-    answer.code = absl::StatusCode::kFailedPrecondition;
-    answer.kind = error_kind::kRefusal;
-    answer.message = refusal.empty() ? "the teacher's answer was withheld by its content filter"
-                                     : absl::StrCat("the teacher refused: ", TruncateUtf8(refusal, 300));
-    return answer;
+    return answer.Failed(absl::StatusCode::kFailedPrecondition, error_kind::kRefusal,
+                         refusal.empty() ? "the teacher's answer was withheld by its content filter"
+                         : absl::StrCat("the teacher refused: ", TruncateUtf8(refusal, 300)));
   }
   if (content.empty()) {
-    answer.code = absl::StatusCode::kInternal;
-    answer.kind = error_kind::kParse;
-    answer.message = "the teacher's answer (choices[0].message.content) is empty or missing";
-    return answer;
+    return answer.Failed(absl::StatusCode::kInternal, error_kind::kParse,
+                         "the teacher's answer (choices[0].message.content) is empty or missing");
   }
-  answer.ok = true;
-  answer.content = content;
-  answer.raw = content;
-  return answer;
+  return answer.Answered(content);
 }
 
 bool ReadLabelDistribution(const std::string& text, const std::map<std::string, double>& labels, double label_min_mass,
