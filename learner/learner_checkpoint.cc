@@ -177,16 +177,16 @@ absl::StatusOr<std::string> WriteLearnerCheckpoint(const std::string& checkpoint
 
 absl::StatusOr<std::optional<ResumePoint>> FindResumePoint(const std::string& checkpoints_dir) {
   std::vector<std::string> candidates;
+  auto steps = ListStepCheckpoints(checkpoints_dir);
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) candidates.push_back(it->second);
   if (auto latest = ReadFile(checkpoints_dir + "/" + kLatestFile); latest.ok()) {
     std::string name = *latest;
     while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-    if (!name.empty() && name.find('/') == std::string::npos && fs::is_directory(checkpoints_dir + "/" + name)) {
-      candidates.push_back(checkpoints_dir + "/" + name);
+    const std::string dir = checkpoints_dir + "/" + name;
+    if (!name.empty() && name.find('/') == std::string::npos && fs::is_directory(dir) &&
+        std::find(candidates.begin(), candidates.end(), dir) == candidates.end()) {
+      candidates.push_back(dir);
     }
-  }
-  auto steps = ListStepCheckpoints(checkpoints_dir);
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-    if (std::find(candidates.begin(), candidates.end(), it->second) == candidates.end()) candidates.push_back(it->second);
   }
   if (candidates.empty()) return std::optional<ResumePoint>();
   std::vector<std::string> refused;

@@ -41,9 +41,10 @@ struct ResumePoint {
 };
 
 // The newest checkpoint under `checkpoints_dir` whose files all verify (sizes and CRC-32C recorded in
-// learner_state.json, then the safetensors and optimiser parse): `latest` first, then step-* by step,
-// newest first. nullopt when there is none at all (a run killed before its first checkpoint); an error
-// when checkpoints exist but none verifies.
+// learner_state.json, then the safetensors and optimiser parse): step-* by step, newest first (a step-N
+// directory appears only complete, by rename; `latest` is written after it and can lag behind when the
+// learner is killed in between), then what `latest` names if it is none of those. nullopt when there is
+// none at all (a run killed before its first checkpoint); an error when checkpoints exist but none verifies.
 absl::StatusOr<std::optional<ResumePoint>> FindResumePoint(const std::string& checkpoints_dir);
 
 // The step-* checkpoint directories under `checkpoints_dir`, oldest first.

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -171,14 +172,18 @@ class FaultKill : public ::testing::Test {
     }
   }
 
-  // kill -9 of `child` once the learner is at least at `min_version`; snapshots the reward log just before.
-  // Returns the learner version polled right before the kill and the kill's wall-clock time.
-  std::pair<int64_t, double> Kill(const std::string& child) {
+  // kill -9 of `child`; snapshots the reward log just before, and calls `on_stopped` (when given) while the
+  // child is stopped, just before the kill. Returns the learner version polled then and the kill's time.
+  std::pair<int64_t, double> Kill(const std::string& child, const std::function<void()>& on_stopped = nullptr) {
     committed_before_kills_.push_back(CommittedRows(*run_dir_));
     const pid_t pid = ChildPid(*run_dir_, child);
     EXPECT_GT(pid, 0) << child;
+    // Stopped first, so that what the test reads next (the version, the newest checkpoint) is the state the
+    // killed process left: a bare SIGKILL can return before the target is gone.
+    EXPECT_TRUE(testing::StopAndAwaitStopped(pid)) << child;
     const int64_t version = watcher_->latest();
     const double at = NowUnixSeconds();
+    if (on_stopped) on_stopped();
     EXPECT_LT(version, kSteps) << "the run got to the end before " << child << " could be killed";
     EXPECT_EQ(::kill(pid, SIGKILL), 0) << child;
     killed_pids_[child] = pid;
@@ -256,10 +261,9 @@ TEST_F(FaultKill, ActorJudgeTeacherAndLearnerKilledInTurnTheRunRecoversAndKeepsI
       const int64_t since_checkpoint = version % kCheckpointEvery;
       return since_checkpoint >= 3 && since_checkpoint <= 7 && version > NewestCheckpointStep(*run_dir_);
     }));
-    const auto [version, at] = Kill("learner");
+    const auto [version, at] = Kill("learner", [&] { checkpoint_at_kill = NewestCheckpointStep(*run_dir_); });
     (void)at;
     learner_killed_at = version;
-    checkpoint_at_kill = NewestCheckpointStep(*run_dir_);  // no learner writes one any more
     ASSERT_NO_FATAL_FAILURE(AwaitCondition("the learner back and v+2", [&, version = version] {
       return Restarted("learner") && watcher_->latest() >= version + 2;
     }));

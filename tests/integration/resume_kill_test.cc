@@ -92,13 +92,16 @@ TEST(ResumeAfterKill, KilledRunResumesFromTheLastGoodCheckpointAndCompletes) {
   const std::string config = WriteRun(dir.path());
   const RunDir run_dir(dir.path() + "/runs/resumed");
 
-  // 1. Run until a few checkpoints exist, then SIGKILL every process of the run (children first, so none
-  //    gets the parent-death SIGTERM and checkpoints gracefully).
+  // 1. Run until a few checkpoints exist, then SIGKILL every process of the run: the supervisor stopped
+  //    first (so it restarts nothing), then the children (so none gets the parent-death SIGTERM and
+  //    checkpoints gracefully), then the supervisor.
   auto run = StartRlj({"run", config}, dir.file("run1.out"));
   ASSERT_TRUE(run);
   ASSERT_NO_FATAL_FAILURE(AwaitCheckpoint(run.get(), run_dir, 9, dir.file("run1.out")));
+  ASSERT_TRUE(testing::StopAndAwaitStopped(run->pid()));
   const std::vector<pid_t> children = ChildPids(run_dir);
   ASSERT_GE(children.size(), 3u);  // learner, judge, actor
+  for (pid_t pid : children) ASSERT_TRUE(testing::StopAndAwaitStopped(pid));  // nothing written from here on
   for (pid_t pid : children) ::kill(pid, SIGKILL);
   run->Signal(SIGKILL);
   ASSERT_TRUE(run->Wait(std::chrono::seconds(30)).has_value());
@@ -177,10 +180,12 @@ TEST(ResumeAfterKill, SupervisorRestartsAKilledLearnerAndJudgeAndTheRunCompletes
   const pid_t judge = ChildPid(run_dir, "judge-0");
   ASSERT_GT(learner, 0);
   ASSERT_GT(judge, 0);
+  // Read while the learner is stopped: the newest checkpoint it will ever have written, the one its
+  // successor must resume from.
+  ASSERT_TRUE(testing::StopAndAwaitStopped(learner));
+  const int64_t killed_at = NewestCheckpointStep(run_dir);
   ASSERT_EQ(::kill(learner, SIGKILL), 0);
   ASSERT_EQ(::kill(judge, SIGKILL), 0);
-  // Read after the kill: the restart comes only after a backoff, so this is the checkpoint it resumes from.
-  const int64_t killed_at = NewestCheckpointStep(run_dir);
   ASSERT_LT(killed_at, kSteps) << "the run finished before it could be killed";
 
   const std::optional<ExitInfo> exit = run->Wait(std::chrono::minutes(10));

@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <chrono>
 #include <memory>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -157,6 +160,22 @@ inline pid_t ChildPid(const RunDir& run_dir, const std::string& child) {
     pid = static_cast<pid_t>(std::stol((*it)[1].str()));
   }
   return pid;
+}
+
+// Sends SIGSTOP to `pid` and waits (up to a minute) until /proc says it is stopped. From then on it writes
+// nothing, so what it left on disk can be read before a SIGKILL: `kill -9` alone returns before the target
+// is gone, and a supervisor may restart it (and the new one write) before the test gets to look.
+inline bool StopAndAwaitStopped(pid_t pid) {
+  if (pid <= 0 || ::kill(pid, SIGSTOP) != 0) return false;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (std::chrono::steady_clock::now() < give_up) {
+    const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat").value_or("");
+    const size_t name_end = stat.rfind(')');  // "pid (comm) STATE ...": comm may hold spaces and parens
+    if (name_end == std::string::npos || name_end + 2 >= stat.size()) return false;  // gone
+    if (stat[name_end + 2] == 'T') return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling the kernel's view of another process
+  }
+  return false;
 }
 
 }  // namespace rlj::testing

@@ -145,6 +145,24 @@ TEST(LearnerCheckpoint, CorruptOrTruncatedCheckpointsAreRefusedForThePreviousGoo
   EXPECT_NE(all_bad.status().message().find("learner_state.json is unreadable"), std::string::npos);
 }
 
+// Killed between the rename of step-3 into place and the update of `latest`: step-3 is complete and is
+// the one to resume from, though `latest` still names step-2.
+TEST(LearnerCheckpoint, NewestCompleteStepWinsOverALaggingLatest) {
+  testing::ScratchDir dir;
+  const std::string checkpoints = dir.file("checkpoints");
+  const v1::RunConfig config = testing::TinyLearnerConfig();
+  Transformer model = TinyModel(config);
+  RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, GrpoTrainer::Create(config, model));
+  RLJ_ASSERT_OK_AND_ASSIGN(TrainerState state, trainer->ExportState());
+  for (int64_t step : {2, 3}) RLJ_ASSERT_OK(WriteLearnerCheckpoint(checkpoints, model, Contents(step, state), 0));
+  RLJ_ASSERT_OK(WriteFileAtomically(checkpoints + "/latest", "step-2\n"));
+
+  RLJ_ASSERT_OK_AND_ASSIGN(std::optional<ResumePoint> point, FindResumePoint(checkpoints));
+  ASSERT_TRUE(point.has_value());
+  EXPECT_EQ(point->contents.step, 3);
+  EXPECT_TRUE(point->refused.empty());
+}
+
 TEST(LearnerCheckpoint, ResumedTrainerTakesExactlyTheSameNextStep) {
   testing::ScratchDir dir;
   const std::string checkpoints = dir.file("checkpoints");
