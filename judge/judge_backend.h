@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/wire_bounds.h"
 #include "rlj/v1/judge.pb.h"
 
 namespace rlj {
@@ -66,10 +67,6 @@ inline bool BypassesCache(const v1::Sample& sample) {
   const auto found = sample.metadata().find(kBypassCacheMetadataKey);
   return found != sample.metadata().end() && found->second == "1";
 }
-
-// Rewards beyond ±this are a backend's bug (they would overflow float32 advantages and losses): such a verdict
-// becomes an out_of_range error.
-inline constexpr double kMaxAbsReward = 1e9;
 
 // Holds a backend's verdict to the contract: an error has a code and a kind, and its reward is 0 on the wire;
 // a success has a finite reward within ±kMaxAbsReward and finite components (anything else becomes an error:

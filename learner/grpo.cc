@@ -170,7 +170,7 @@ PolicyLossResult PolicyLoss(const PolicyLossInputs& in, const PolicyLossOptions&
   const at::Tensor advantage = in.advantages.detach().to(type).unsqueeze(1);
 
   // Outside the mask every term is computed from 0, so padding cannot produce inf/NaN, not even in grads.
-  const at::Tensor ratio = at::where(keep, logprobs - proximal, zeros).exp();
+  const at::Tensor ratio = at::where(keep, logprobs - proximal, zeros).clamp(-kMaxLogRatio, kMaxLogRatio).exp();
   const at::Tensor unclipped = ratio * advantage;
   const at::Tensor clipped = ratio.clamp(1.0 - options.clip_low, 1.0 + options.clip_high) * advantage;
   at::Tensor pg = -at::minimum(unclipped, clipped);
@@ -182,7 +182,7 @@ PolicyLossResult PolicyLoss(const PolicyLossInputs& in, const PolicyLossOptions&
   }
   at::Tensor is_weight;
   if (options.tis_cap > 0 && has_old) {
-    is_weight = at::where(keep, proximal - behaviour, zeros).exp().clamp_max(options.tis_cap);
+    is_weight = at::where(keep, proximal - behaviour, zeros).clamp(-kMaxLogRatio, kMaxLogRatio).exp().clamp_max(options.tis_cap);
     pg = pg * is_weight;
   }
   at::Tensor term = pg;
@@ -192,7 +192,11 @@ PolicyLossResult PolicyLoss(const PolicyLossInputs& in, const PolicyLossOptions&
     switch (options.kl_estimator) {
       case KlEstimator::kK1: kl = -ref_minus_logp; break;
       case KlEstimator::kK2: kl = 0.5 * ref_minus_logp.square(); break;
-      case KlEstimator::kK3: kl = ref_minus_logp.exp() - ref_minus_logp - 1.0; break;
+      case KlEstimator::kK3: {
+        const at::Tensor clamped = ref_minus_logp.clamp(-kMaxLogRatio, kMaxLogRatio);
+        kl = clamped.exp() - clamped - 1.0;
+        break;
+      }
     }
     if (options.kl_coef != 0) term = term + options.kl_coef * kl;
   }

@@ -13,6 +13,10 @@
 namespace rlj {
 
 inline constexpr double kAdvantageStdEpsilon = 1e-6;
+// Log-ratios (current vs. sampling policy, reference vs. current) are clamped to ±this before exp(): e^20 ≈ 4.9e8.
+// A token sampled with a tiny probability (a log-prob of -100 is possible at a high temperature) would
+// otherwise overflow float32 to inf and the step's loss to inf/NaN. Gradients through a clamped ratio are 0.
+inline constexpr double kMaxLogRatio = 20.0;
 
 // How a group's baseline is formed: the group mean (grpo, dr_grpo) or, for each sample, the mean of the
 // other valid samples of its group (rloo).

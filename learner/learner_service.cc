@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "common/wire_bounds.h"
 
 namespace rlj {
 namespace {
@@ -67,12 +68,22 @@ absl::Status ValidateRolloutGroup(const v1::RolloutGroup& group, int vocab_size,
                                                      " tokens exceed the model's max_seq_len ", max_seq_len));
     }
     for (int t = 0; t < rollout.behaviour_logprobs_size(); ++t) {
-      if (!std::isfinite(rollout.behaviour_logprobs(t))) {
+      const float logprob = rollout.behaviour_logprobs(t);
+      if (!std::isfinite(logprob)) {
         return absl::InvalidArgumentError(absl::StrCat(where, "behaviour_logprobs[", t, "] is not finite"));
+      }
+      if (logprob < kMinBehaviourLogprob || logprob > kMaxBehaviourLogprob) {
+        return absl::InvalidArgumentError(absl::StrCat(where, "behaviour_logprobs[", t, "] = ", logprob,
+                                                       " is not a log-probability of a sampled token (outside [",
+                                                       kMinBehaviourLogprob, ", 0])"));
       }
     }
     if (rollout.valid() && !std::isfinite(rollout.reward())) {
       return absl::InvalidArgumentError(absl::StrCat(where, "reward is not finite"));
+    }
+    if (rollout.valid() && std::abs(rollout.reward()) > kMaxAbsReward) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "reward ", rollout.reward(), " is outside [-", kMaxAbsReward, ", ", kMaxAbsReward, "]"));
     }
   }
   return absl::OkStatus();

@@ -2,7 +2,9 @@
 # fuzz.sh: builds the libFuzzer targets (clang-14, ASan+UBSan, in build-san) and runs each on its seed corpus
 # for FUZZ_SECONDS; exits non-zero when any target finds a crash, printing the reproducer's path.
 #   FUZZ_SECONDS=60        time per target
-#   FUZZ_TARGETS="a b"     which targets (default: all five)
+#   FUZZ_TARGETS="a b"     which targets (default: all six)
+#   RLJ_BINARY=build/rlj   the gcc build of rlj whose `rlj learner` learner_request_fuzzer sends requests to
+#                          (built with tools/build.sh when missing)
 #   FUZZ_RSS_MB=4096       libFuzzer's -rss_limit_mb
 #   FUZZ_TIMEOUT=60        seconds one input may take before it counts as a hang
 #   FUZZ_OUT=build-san/fuzz-out   corpora grown by the runs, logs and crash artifacts
@@ -18,10 +20,15 @@ FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-60}
 BUILD_DIR=${BUILD_DIR:-build-san}
 JOBS=${JOBS:-2}
 FUZZ_OUT=${FUZZ_OUT:-$BUILD_DIR/fuzz-out}
-all_targets="config_loader_fuzzer tokenizer_fuzzer safetensors_header_fuzzer judge_response_fuzzer grpc_handler_fuzzer"
+all_targets="config_loader_fuzzer tokenizer_fuzzer safetensors_header_fuzzer judge_response_fuzzer grpc_handler_fuzzer
+             learner_request_fuzzer"
 FUZZ_TARGETS=${FUZZ_TARGETS:-$all_targets}
 
 bash tools/sanitize.sh --build-only --targets "$FUZZ_TARGETS"
+if [[ " $FUZZ_TARGETS " == *" learner_request_fuzzer "* ]]; then
+  export RLJ_BINARY=${RLJ_BINARY:-$root/build/rlj}
+  [ -x "$RLJ_BINARY" ] || bash tools/build.sh
+fi
 
 # LibTorch, gRPC and protobuf are not instrumented: ASan's container-overflow check would misread their
 # std::vector use; leaks are not what fuzzing looks for (static singletons of those libraries).
@@ -47,6 +54,8 @@ for target in $FUZZ_TARGETS; do
   coverage=$( (grep -E '^#[0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+') || true)
   line="$target: ${executions:-?} executions, ${coverage:-no coverage line}, exit $status"
   summary+=("$line")
+  # Targets that talk to another process count the calls that reached it, by answer.
+  while IFS= read -r calls; do summary+=("    ${calls#*_fuzzer: }"); done < <(grep -E '^[a-z_]+_fuzzer: [A-Za-z]+ [A-Z_]+: [0-9]+$' "$log" || true)
   if [ "$status" -ne 0 ]; then
     reproducer=$( (ls -t "$artifacts" 2>/dev/null | head -1) || true)
     failed+=("$target")

@@ -397,6 +397,32 @@ TEST(PolicyLoss, ZeroWeightsAreZeroLossAndZeroGradient) {
   EXPECT_EQ(logprobs.grad().abs().sum().item<double>(), 0.0);
 }
 
+// A token sampled with a tiny probability (behaviour log-prob -100) that the policy now likes (-1): the ratio
+// e^99 would be inf in float32; clamped at e^20 the loss stays finite. With A < 0 the unclipped branch is taken
+// (its gradient is 0 through the clamp); with A > 0 the clipped one (1.2·A, gradient 0). The k3 KL to a
+// reference 100 nats below is clamped the same way: e^-20 - (-20) - 1 instead of e^-100 + 99.
+TEST(PolicyLoss, HugeLogRatiosAreClampedNotInfinite) {
+  at::Tensor logprobs = Float2d({{-1.0f}, {-1.0f}}).requires_grad_(true);
+  PolicyLossInputs in;
+  in.logprobs = logprobs;
+  in.behaviour_logprobs = Float2d({{-100.0f}, {-100.0f}});
+  in.ref_logprobs = Float2d({{-101.0f}, {-1.0f}});
+  in.advantages = Float1d({-1.0f, 1.0f});
+  in.weights = Float2d({{0.5f}, {0.5f}});
+  PolicyLossOptions options;
+  options.kl_coef = 1.0;
+  options.kl_estimator = KlEstimator::kK3;
+  const PolicyLossResult result = PolicyLoss(in, options);
+  const double e20 = std::exp(20.0);
+  const double k3 = std::exp(-20.0) + 20.0 - 1.0;
+  // Row 0: -min(-e^20, -0.8) = e^20, plus k3; row 1: -min(e^20, 1.2) = -1.2, plus k3 of 0 = 0.
+  EXPECT_NEAR(result.loss.item<double>() / (0.5 * (e20 + k3) + 0.5 * (-1.2)), 1.0, 1e-5);
+  EXPECT_TRUE(std::isfinite(result.loss.item<double>()));
+  result.loss.backward();
+  EXPECT_FALSE(logprobs.grad().isnan().any().item<bool>());
+  EXPECT_FALSE(logprobs.grad().isinf().any().item<bool>());
+}
+
 TEST(PolicyLoss, RejectsMismatchedShapes) {
   PolicyLossInputs in;
   in.logprobs = at::zeros({2, 3});

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "common/model/logprobs.h"
@@ -168,8 +169,8 @@ TEST(GrpoTrainer, NonFiniteLossIsNeverApplied) {
   Transformer model = TinyModel(config);
   Transformer before = CloneTransformer(model);
   v1::Rollout bad = MakeRollout(model, kPrompt, kBad, 0.0);
-  // exp(logp - (-1e30)) overflows; with a negative advantage the unclipped term -inf wins the min.
-  bad.set_behaviour_logprobs(0, -1e30f);
+  // A NaN that got past the wire (which refuses it): the ratio, the loss and the gradient are NaN.
+  bad.set_behaviour_logprobs(0, std::numeric_limits<float>::quiet_NaN());
   const v1::RolloutGroup group = MakeGroup(kPrompt, {MakeRollout(model, kPrompt, kGood, 1.0), bad});
   RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, GrpoTrainer::Create(config, model));
   RLJ_ASSERT_OK_AND_ASSIGN(v1::StepMetrics metrics, trainer->Step({group}));

@@ -191,6 +191,12 @@ TEST_F(LearnerServiceTest, InvalidGroupRejectsTheWholeBatch) {
        "policy_version 5 is newer than the learner's version 0"},
       {"nan log-prob", [](v1::RolloutGroup* g) { g->mutable_rollouts(1)->set_behaviour_logprobs(0, NAN); },
        "behaviour_logprobs[0] is not finite"},
+      {"positive log-prob", [](v1::RolloutGroup* g) { g->mutable_rollouts(1)->set_behaviour_logprobs(1, 3.0f); },
+       "behaviour_logprobs[1] = 3 is not a log-probability of a sampled token (outside [-10000, 0])"},
+      {"absurd log-prob", [](v1::RolloutGroup* g) { g->mutable_rollouts(0)->set_behaviour_logprobs(0, -1e30f); },
+       "behaviour_logprobs[0] = -1e+30 is not a log-probability"},
+      {"huge reward", [](v1::RolloutGroup* g) { g->mutable_rollouts(0)->set_reward(1e12); },
+       "rollout 0 (sample_id 'bad-one-0'): reward 1e+12 is outside [-1e+09, 1e+09]"},
   };
   for (const Case& c : cases) {
     v1::RolloutGroup bad = MakeGroup("bad-one", 0);

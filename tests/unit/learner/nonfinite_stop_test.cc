@@ -4,11 +4,15 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <ATen/ATen.h>
+
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/run_dir.h"
@@ -22,10 +26,31 @@ namespace {
 
 using std::chrono::milliseconds;
 
-v1::RunConfig Config(int steps, int max_in_a_row) {
+// The token whose embedding row is NaN in the starting weights (see PoisonedStart).
+constexpr int32_t kPoisonToken = 31;
+
+// Starting weights as a corrupted checkpoint leaves them (an fp16 overflow, a bad disk): the tiny model,
+// untied, with the embedding row of kPoisonToken NaN. A group whose prompt holds that token has a NaN loss
+// and gradient; the others never touch the row. (Rollouts from the wire cannot make a loss non-finite: their
+// log-probs are bounded and log-ratios clamped.)
+std::string PoisonedStart(const std::string& dir, const v1::RunConfig& config) {
+  Transformer model(TransformerConfig::FromProto(config.model()).value());
+  NamedTensors tensors = NamedParameters(model);
+  for (auto& [name, tensor] : tensors) {
+    if (name == "model.embed_tokens.weight") tensor = tensor.clone().index_fill_(0, at::tensor({kPoisonToken}, at::kLong), NAN);
+  }
+  EXPECT_TRUE(LoadNamedTensors(model, tensors).ok());
+  const std::string path = dir + "/poisoned-start";
+  EXPECT_TRUE(SaveCheckpoint(path, model, CheckpointState{}).ok());
+  return path;
+}
+
+v1::RunConfig Config(const std::string& dir, int steps, int max_in_a_row) {
   v1::RunConfig config = testing::TinyLearnerConfig();
   config.set_name("nonfinite-test");
   config.set_seed(5);
+  config.mutable_model()->set_tie_embeddings(false);
+  config.mutable_model()->set_init_checkpoint(PoisonedStart(dir, config));
   auto* learner = config.mutable_learner();
   learner->set_steps(steps);
   learner->set_groups_per_step(1);
@@ -39,11 +64,10 @@ v1::RunConfig Config(int steps, int max_in_a_row) {
 
 v1::RolloutGroup Healthy(const std::string& id) { return testing::MakeTwoCompletionGroup(id, 0, -3.4f); }
 
-// A finite but absurd behaviour log-prob on the reward-0 completion: its importance ratio exp(logp + 1e30)
-// overflows, and with a negative advantage the unclipped -inf term wins: the loss is not finite.
+// A group whose prompt holds the poisoned token: every completion log-prob after it is NaN.
 v1::RolloutGroup Poisoned(const std::string& id) {
   v1::RolloutGroup group = Healthy(id);
-  group.mutable_rollouts(1)->set_behaviour_logprobs(0, -1e30f);
+  group.set_prompt_tokens(1, kPoisonToken);
   return group;
 }
 
@@ -70,7 +94,7 @@ LearnerServerOptions InRunDir(const std::string& run_dir) {
 
 TEST(NonFiniteStop, ThatManyInARowStopTrainingNamingStepAndCount) {
   testing::ScratchDir dir;
-  RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(Config(10, 3), InRunDir(dir.path())));
+  RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(Config(dir.path(), 10, 3), InRunDir(dir.file("run"))));
   // Step 1 trains; steps 2, 3 and 4 are non-finite; the rest would never be taken.
   Push(server->address(), {Healthy("h1"), Poisoned("p2"), Poisoned("p3"), Poisoned("p4"), Healthy("h5")});
   ASSERT_TRUE(server->WaitForTraining(milliseconds(120000)));
@@ -89,7 +113,7 @@ TEST(NonFiniteStop, ThatManyInARowStopTrainingNamingStepAndCount) {
   EXPECT_EQ(learner.steps_skipped_nonfinite(), 3);
   EXPECT_TRUE(learner.last().update_skipped_nonfinite());
   // Checkpoints up to step 3 (checkpoint_every 1); none of the state that stopped.
-  const RunDir run_dir(dir.path());
+  const RunDir run_dir(dir.file("run"));
   EXPECT_TRUE(std::filesystem::exists(run_dir.checkpoints_dir() + "/step-3"));
   EXPECT_FALSE(std::filesystem::exists(run_dir.checkpoints_dir() + "/step-4"));
   RLJ_ASSERT_OK_AND_ASSIGN(std::string latest, ReadFile(run_dir.checkpoints_dir() + "/latest"));
@@ -100,7 +124,7 @@ TEST(NonFiniteStop, ThatManyInARowStopTrainingNamingStepAndCount) {
 TEST(NonFiniteStop, AHealthyStepResetsTheCountAndZeroNeverStops) {
   for (const int limit : {2, 0}) {
     testing::ScratchDir dir;
-    RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(Config(5, limit), InRunDir(dir.path())));
+    RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(Config(dir.path(), 5, limit), InRunDir(dir.file("run"))));
     // limit 2: never two in a row; limit 0: three in a row do not stop either.
     std::vector<v1::RolloutGroup> groups =
         limit == 2 ? std::vector<v1::RolloutGroup>{Poisoned("a"), Healthy("b"), Poisoned("c"), Healthy("d"), Poisoned("e")}
