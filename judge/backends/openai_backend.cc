@@ -217,12 +217,17 @@ std::vector<Judgement> OpenAIBackend::ScoreLikelihood(const std::vector<v1::Samp
     }
     const RubricFields fields{sample.prompt(), sample.completion(), sample.reference()};
     const std::string prefix = RenderRubric(before, fields);
-    const std::string text = absl::StrCat(prefix, sample.completion(), RenderRubric(after, fields));
+    const std::string suffix = RenderRubric(after, fields);
+    const std::string text = absl::StrCat(prefix, sample.completion(), suffix);
+    // The scored span: the completion, and with likelihood_score_after the text after it too (an end
+    // marker the teacher expects once an answer is complete, so that an answer cut short scores low).
+    const std::string scored = config_.likelihood_score_after() ? absl::StrCat(sample.completion(), suffix)
+                                                                : sample.completion();
     CompletionSpan span;
     span.begin_bytes = prefix.size();
-    span.end_bytes = prefix.size() + sample.completion().size();
+    span.end_bytes = prefix.size() + scored.size();
     span.begin_chars = Utf8CodePoints(prefix);
-    span.end_chars = span.begin_chars + Utf8CodePoints(sample.completion());
+    span.end_chars = span.begin_chars + Utf8CodePoints(scored);
     json body = {{"model", config_.model()}, {"prompt", text}, {"echo", true},
                  {"logprobs", 1},            {"max_tokens", 1}, {"temperature", 0}};
     asks.push_back(TeacherAsk{base_url_ + "/completions", Dump(body), static_cast<double>(text.size()) / 4 + 1,

@@ -211,6 +211,20 @@ TEST_F(OpenAIModesTest, LikelihoodIsTheMeanLogprobOfTheCompletionTokens) {
   EXPECT_EQ(body["model"], "teacher-lm");
 }
 
+// likelihood_score_after: the end marker after the completion is scored too. A teacher that expects more
+// digits after "1" gives the marker a low log-probability, so "1" no longer scores as well as "13".
+TEST_F(OpenAIModesTest, LikelihoodScoreAfterAveragesTheEndMarkerToo) {
+  UseLikelihoodMode("{prompt}={completion}.");
+  config_.mutable_openai()->set_likelihood_score_after(true);
+  // Text "6+7=1.": the completion "1" is characters [4, 5), the marker "." [5, 6).
+  server_.Push(EchoReply({"6+7", "=", "1", ".", "X"}, {nullptr, -0.5, -0.1, -4.0, -9.0}, {0, 3, 4, 5, 6}));
+  const v1::Verdict verdict = ScoreOne(MakeSample("s", "6+7", "1"));
+  ASSERT_FALSE(verdict.has_error()) << verdict.error().message();
+  EXPECT_NEAR(verdict.reward(), (-0.1 - 4.0) / 2, 1e-12);
+  EXPECT_EQ(verdict.components().at("completion_tokens"), 2);
+  EXPECT_EQ(json::parse(server_.received()[0].body)["prompt"], "6+7=1.");
+}
+
 TEST_F(OpenAIModesTest, LikelihoodOffsetsInCharactersOrInBytes) {
   UseLikelihoodMode("{prompt}{completion}");
   // Text "pé4": the completion "é4" is characters [1, 3) and bytes [1, 4).
