@@ -26,6 +26,12 @@ Command AddJudgeBench(CLI::App& parent) {
   app->add_flag("--cache-hits", options->cache_hits,
                 "Then score the same samples again from the warm judge cache and report cache_hits_per_s");
   app->add_option("--cache-path", options->cache_path, "Cache file for --cache-hits (default: a temporary file)");
+  app->add_option("--memory-cache-entries", options->memory_cache_entries,
+                  "Answers the judge cache keeps in memory in front of SQLite (0 = every lookup reads the file)")
+      ->capture_default_str();
+  app->add_option("--warmup-requests", options->warmup_requests,
+                  "Untimed requests first, to open the connections (-1 = concurrency, 0 = none)")
+      ->capture_default_str();
   return {app, [options]() -> int {
             const absl::StatusOr<nlohmann::json> result = RunJudgeBench(*options);
             if (!result.ok()) return Fail("bench judge", std::string(result.status().message()));

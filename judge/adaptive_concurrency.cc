@@ -19,9 +19,18 @@ void AdaptiveConcurrency::OnSuccess(int64_t epoch, double latency_ms) {
     baseline_ms_ += (latency_ms - baseline_ms_) * 0.01;  // follows a lasting slowdown, slowly
   }
   smoothed_ms_ = smoothed_ms_ <= 0 ? latency_ms : smoothed_ms_ * 0.9 + latency_ms * 0.1;
-  if (options_.latency_factor > 1 && smoothed_ms_ > options_.latency_factor * baseline_ms_) {
-    Decrease(epoch, options_.latency_decrease);
-    return;
+  if (options_.latency_factor > 1 && epoch == epoch_) {
+    ++window_count_;
+    if (latency_ms > options_.latency_factor * baseline_ms_) ++window_slow_;
+    if (window_count_ >= std::max<int>(kMinWindow, static_cast<int>(limit_))) {
+      const bool mostly_slow = 2 * window_slow_ > window_count_;
+      window_count_ = 0;
+      window_slow_ = 0;
+      if (mostly_slow) {
+        Decrease(epoch, options_.latency_decrease);
+        return;
+      }
+    }
   }
   // Additive increase: +1 per limit successes (one window).
   limit_ = std::min<double>(options_.max_limit, limit_ + 1.0 / std::max(1.0, limit_));
@@ -37,6 +46,8 @@ void AdaptiveConcurrency::Decrease(int64_t epoch, double factor) {
   limit_ = std::max<double>(options_.min_limit, static_cast<int>(limit_ * factor));
   ++epoch_;
   smoothed_ms_ = baseline_ms_;  // judge the new limit on fresh measurements
+  window_count_ = 0;
+  window_slow_ = 0;
 }
 
 }  // namespace rlj

@@ -1,8 +1,11 @@
 // adaptive_concurrency.h: how many requests one teacher backend may have in flight, adapted by AIMD: it
 // starts at the configured maximum, halves on a 429, shrinks by a quarter when latency grows well past its
-// baseline, and grows back by one per window of successful requests. Each request carries the epoch it
-// started in; only a signal from the current epoch cuts the limit, so one burst of 429s (all from requests
-// sent under the old limit) cuts it once. Not thread-safe (the dispatcher's loop owns it).
+// baseline, and grows back by one per window of successful requests. Latency growth is judged per window
+// (as many successes as the limit, at least kMinWindow): the limit is cut when most of a window's answers
+// took longer than latency_factor x the baseline, so a few slow answers (a stalled thread, one slow request)
+// do not cut it, a lasting slowdown does. Each request carries the epoch it started in; only a signal from
+// the current epoch cuts the limit, so one burst of 429s (all from requests sent under the old limit) cuts
+// it once. Not thread-safe (the dispatcher's loop owns it).
 #pragma once
 
 #include <cstdint>
@@ -19,6 +22,8 @@ class AdaptiveConcurrency {
     double rate_limited_decrease = 0.5;
     double latency_decrease = 0.75;
   };
+  // Successes in the smallest window latency growth is judged on.
+  static constexpr int kMinWindow = 8;
 
   explicit AdaptiveConcurrency(Options options);
 
@@ -40,7 +45,10 @@ class AdaptiveConcurrency {
   double limit_;
   int64_t epoch_ = 0;
   double baseline_ms_ = 0;   // the lowest recent latency; drifts up 1% of the gap per success
-  double smoothed_ms_ = 0;   // EWMA of latency (alpha 0.1)
+  double smoothed_ms_ = 0;   // EWMA of latency (alpha 0.1), for Judge.Status and logs
+  // The window being judged: successes of the current epoch, and how many of them were slow.
+  int window_count_ = 0;
+  int window_slow_ = 0;
 };
 
 }  // namespace rlj

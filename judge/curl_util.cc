@@ -41,13 +41,18 @@ void GlobalInitOnce() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-void SetRequestOptions(CURL* handle, const HttpRequest& request, std::chrono::milliseconds timeout,
-                       std::chrono::milliseconds connect_timeout, Transfer* transfer) {
+curl_slist* HeaderList(const HttpRequest& request) {
+  curl_slist* list = nullptr;
   for (const auto& [name, value] : request.headers) {
-    transfer->header_list = curl_slist_append(transfer->header_list, absl::StrCat(name, ": ", value).c_str());
+    list = curl_slist_append(list, absl::StrCat(name, ": ", value).c_str());
   }
   // No 100-continue round trip for large bodies.
-  transfer->header_list = curl_slist_append(transfer->header_list, "Expect:");
+  return curl_slist_append(list, "Expect:");
+}
+
+void SetRequestOptions(CURL* handle, const HttpRequest& request, std::chrono::milliseconds timeout,
+                       std::chrono::milliseconds connect_timeout, Transfer* transfer) {
+  if (transfer->header_list == nullptr) transfer->header_list = HeaderList(request);
   const long timeout_ms = std::max<long>(1, static_cast<long>(timeout.count()));
   const long connect_ms = std::max<long>(1, std::min<long>(timeout_ms, static_cast<long>(connect_timeout.count())));
   curl_easy_setopt(handle, CURLOPT_URL, request.url.c_str());

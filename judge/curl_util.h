@@ -22,8 +22,13 @@ struct Transfer {
   char error_buffer[CURL_ERROR_SIZE] = {0};
 };
 
+// The request's headers as a libcurl list (with "Expect:": no 100-continue round trip); free it with
+// curl_slist_free_all (ReleaseTransfer does for a transfer's list).
+curl_slist* HeaderList(const HttpRequest& request);
+
 // Sets every option of `request` on a reset easy handle, capturing into `transfer`. `timeout` is the whole
-// exchange; the connect phase gets at most `connect_timeout` of it. The request (its URL and body) and the
+// exchange; the connect phase gets at most `connect_timeout` of it. The header list is the transfer's
+// (built here unless the caller built it already with HeaderList). The request (its URL and body) and the
 // transfer must outlive the transfer.
 void SetRequestOptions(CURL* handle, const HttpRequest& request, std::chrono::milliseconds timeout,
                        std::chrono::milliseconds connect_timeout, Transfer* transfer);

@@ -1,5 +1,7 @@
 // fixed_latency_server.cc: the epoll loop: accept, read a request (headers + Content-Length body), answer
-// it once its latency has passed, keep the connection for the next one.
+// it once its latency has passed (a timerfd armed for the earliest due answer plus a 200 us slack, so
+// answers are late by at most that, not by epoll_wait's millisecond rounding), keep the connection for
+// the next one.
 #include "judge/fixed_latency_server.h"
 
 #include <arpa/inet.h>
@@ -8,16 +10,19 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <queue>
 #include <unordered_map>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -27,6 +32,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxRequestBytes = 16 << 20;
+// The timer fires this long after the earliest due answer, so that one wake-up answers every request due
+// within it (answers are late by at most this, never early; a timer per answer costs the stand-in more
+// CPU than the precision is worth).
+constexpr std::chrono::microseconds kTimerSlack(200);
 
 struct Connection {
   int fd = -1;
@@ -43,14 +52,16 @@ struct Connection {
 size_t CompleteRequestLength(const std::string& in) {
   const size_t end = in.find("\r\n\r\n");
   if (end == std::string::npos) return in.size() > kMaxRequestBytes ? SIZE_MAX : 0;
+  const absl::string_view head(in.data(), end);
   size_t content_length = 0;
-  size_t line = in.find("\r\n");
-  while (line != std::string::npos && line < end) {
-    const size_t next = in.find("\r\n", line + 2);
-    const std::string header = in.substr(line + 2, next - line - 2);
+  size_t line = head.find("\r\n");
+  while (line != absl::string_view::npos) {
+    const size_t next = head.find("\r\n", line + 2);
+    const absl::string_view header =
+        head.substr(line + 2, next == absl::string_view::npos ? absl::string_view::npos : next - line - 2);
     const size_t colon = header.find(':');
-    if (colon != std::string::npos &&
-        absl::AsciiStrToLower(absl::StripAsciiWhitespace(header.substr(0, colon))) == "content-length") {
+    if (colon != absl::string_view::npos &&
+        absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(header.substr(0, colon)), "content-length")) {
       uint64_t n = 0;
       if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(header.substr(colon + 1)), &n) || n > kMaxRequestBytes) {
         return SIZE_MAX;
@@ -61,6 +72,17 @@ size_t CompleteRequestLength(const std::string& in) {
   }
   const size_t total = end + 4 + content_length;
   return in.size() >= total ? total : 0;
+}
+
+// Arms `timer_fd` (CLOCK_MONOTONIC, which steady_clock reads) to fire at `at`.
+void ArmTimer(int timer_fd, Clock::time_point at) {
+  const auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
+  itimerspec spec{};
+  // A zero it_value would disarm the timer: a time already passed fires at once from 1 ns.
+  spec.it_value.tv_sec = static_cast<time_t>(since_epoch / 1000000000);
+  spec.it_value.tv_nsec = static_cast<long>(since_epoch % 1000000000);
+  if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;
+  timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &spec, nullptr);
 }
 
 }  // namespace
@@ -83,11 +105,13 @@ absl::StatusOr<std::unique_ptr<FixedLatencyServer>> FixedLatencyServer::Start(Op
   getsockname(listen_fd, reinterpret_cast<sockaddr*>(&address), &length);
   const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-  if (wake_fd < 0 || epoll_fd < 0) {
+  const int timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (wake_fd < 0 || epoll_fd < 0 || timer_fd < 0) {
     close(listen_fd);
     if (wake_fd >= 0) close(wake_fd);
     if (epoll_fd >= 0) close(epoll_fd);
-    return absl::InternalError("eventfd/epoll_create1 failed");
+    if (timer_fd >= 0) close(timer_fd);
+    return absl::InternalError("eventfd/epoll_create1/timerfd_create failed");
   }
   epoll_event event{};
   event.events = EPOLLIN;
@@ -95,14 +119,22 @@ absl::StatusOr<std::unique_ptr<FixedLatencyServer>> FixedLatencyServer::Start(Op
   epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &event);
   event.data.u64 = 1;  // the wake-up
   epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &event);
+  event.data.u64 = 2;  // the timer of the earliest due answer
+  epoll_ctl(epoll_fd, EPOLL_CTL_ADD, timer_fd, &event);
   std::unique_ptr<FixedLatencyServer> server(
-      new FixedLatencyServer(std::move(options), listen_fd, wake_fd, epoll_fd, ntohs(address.sin_port)));
+      new FixedLatencyServer(std::move(options), listen_fd, wake_fd, epoll_fd, timer_fd, ntohs(address.sin_port)));
   server->thread_ = std::thread([s = server.get()] { s->Run(); });
   return server;
 }
 
-FixedLatencyServer::FixedLatencyServer(Options options, int listen_fd, int wake_fd, int epoll_fd, int port)
-    : options_(std::move(options)), listen_fd_(listen_fd), wake_fd_(wake_fd), epoll_fd_(epoll_fd), port_(port) {
+FixedLatencyServer::FixedLatencyServer(Options options, int listen_fd, int wake_fd, int epoll_fd, int timer_fd,
+                                       int port)
+    : options_(std::move(options)),
+      listen_fd_(listen_fd),
+      wake_fd_(wake_fd),
+      epoll_fd_(epoll_fd),
+      timer_fd_(timer_fd),
+      port_(port) {
   const char* reason = options_.status == 200 ? "OK" : "Status";
   response_ = absl::StrCat("HTTP/1.1 ", options_.status, " ", reason,
                            "\r\nContent-Type: application/json\r\nConnection: keep-alive\r\nContent-Length: ",
@@ -116,14 +148,16 @@ FixedLatencyServer::~FixedLatencyServer() {
   }
   if (thread_.joinable()) thread_.join();
   close(epoll_fd_);
+  close(timer_fd_);
   close(wake_fd_);
   close(listen_fd_);
 }
 
 void FixedLatencyServer::Run() {
-  // Connections are keyed by a 64-bit id (ids 0 and 1 are the listener and the wake-up).
+  // Connections are keyed by a 64-bit id (ids 0, 1 and 2 are the listener, the wake-up and the timer).
   std::unordered_map<uint64_t, Connection> connections;
-  uint64_t next_id = 2;
+  uint64_t next_id = 3;
+  std::optional<Clock::time_point> armed;  // when the timer fires next
   struct Due {
     Clock::time_point at;
     uint64_t id;
@@ -186,18 +220,25 @@ void FixedLatencyServer::Run() {
   std::vector<epoll_event> events(1024);
   char buffer[65536];
   while (true) {
-    int timeout_ms = 1000;
-    if (!due.empty()) {
-      const auto wait = std::chrono::duration_cast<std::chrono::microseconds>(due.top().at - Clock::now()).count();
-      timeout_ms = wait <= 0 ? 0 : static_cast<int>(std::min<int64_t>(1000, (wait + 999) / 1000));
+    if (!due.empty() && (!armed || due.top().at + kTimerSlack < *armed)) {
+      armed = due.top().at + kTimerSlack;
+      ArmTimer(timer_fd_, *armed);
     }
-    const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout_ms);
+    const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 1000);
     if (n < 0 && errno != EINTR) break;
     for (int i = 0; i < std::max(n, 0); ++i) {
       const uint64_t id = events[i].data.u64;
       if (id == 1) {  // stop
         for (auto& [key, c] : connections) close(c.fd);
         return;
+      }
+      if (id == 2) {  // the timer fired: the answers due are sent below
+        uint64_t expirations = 0;
+        if (read(timer_fd_, &expirations, sizeof(expirations)) < 0) {
+          // Already read (EAGAIN): nothing to do.
+        }
+        armed.reset();
+        continue;
       }
       if (id == 0) {
         while (true) {

@@ -1,7 +1,8 @@
 // fixed_latency_server.h: a teacher stand-in for `rlj bench judge`: an HTTP/1.1 server on 127.0.0.1 that
 // answers every request with the same body after a fixed latency. One epoll thread serves any number of
-// kept-alive connections at once (waiting requests cost a timer entry, not a thread), so the stand-in is
-// never what limits the judge's concurrency.
+// kept-alive connections at once (waiting requests cost a timer entry, not a thread; a timerfd wakes it
+// when the earliest answer is due, within 200 us), so the stand-in is never what limits the judge's
+// concurrency.
 #pragma once
 
 #include <atomic>
@@ -38,7 +39,7 @@ class FixedLatencyServer {
   int64_t max_pending() const { return max_pending_.load(); }
 
  private:
-  FixedLatencyServer(Options options, int listen_fd, int wake_fd, int epoll_fd, int port);
+  FixedLatencyServer(Options options, int listen_fd, int wake_fd, int epoll_fd, int timer_fd, int port);
   void Run();
 
   Options options_;
@@ -46,6 +47,7 @@ class FixedLatencyServer {
   int listen_fd_;
   int wake_fd_;
   int epoll_fd_;
+  int timer_fd_;
   int port_;
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> connections_{0};

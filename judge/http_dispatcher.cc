@@ -62,6 +62,10 @@ std::string Attempts(int n) { return absl::StrCat(n, n == 1 ? " attempt" : " att
 }  // namespace
 
 struct HttpDispatcher::Job {
+  Job() = default;
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+  ~Job() { curl_slist_free_all(transfer.header_list); }  // a job that never started still holds its list
   HttpRequest request;
   Clock::time_point deadline;
   double tokens = 0;
@@ -96,13 +100,26 @@ struct HttpDispatcher::Loop {
   // loop turn costs what happened in it, not the number of connections.
   int epoll_fd = -1;
   int wake_fd = -1;
-  std::unordered_map<curl_socket_t, uint32_t> watched;  // socket -> epoll events
+  // A socket curl told about: the events it wants (0: none, it sits idle in curl's connection cache) and
+  // those it is registered in epoll_fd with (0: not registered). An idle kept-alive connection (one of
+  // ours: opened by OnCurlOpenSocket) stays registered, so reusing it for the next request costs no
+  // epoll_ctl; if it has an event while idle (the server closed it) it is unregistered then. Our
+  // connections leave the map when curl closes them (OnCurlCloseSocket), so a number the kernel reuses
+  // never inherits a stale entry.
+  struct Watch {
+    uint32_t wanted = 0;
+    uint32_t registered = 0;
+    bool connection = false;  // opened by OnCurlOpenSocket
+  };
+  std::unordered_map<curl_socket_t, Watch> watched;
   std::optional<Clock::time_point> curl_due;
   std::deque<std::unique_ptr<Job>> ready;                       // waiting for a slot, oldest first
   std::multimap<Clock::time_point, std::unique_ptr<Job>> waiting;  // retries waiting out their backoff
   std::vector<CURL*> idle;
   std::unordered_set<Job*> running;  // transfers in the multi handle (owned through these pointers)
   int in_flight = 0;
+  int64_t requests_sent = 0;  // attempts started
+  int64_t retries = 0;
   AdaptiveConcurrency concurrency;
   CircuitBreaker breaker;
   std::mt19937_64 random;
@@ -158,20 +175,33 @@ HttpDispatcher::~HttpDispatcher() {
   if (thread_.joinable()) thread_.join();
 }
 
-void HttpDispatcher::Submit(HttpRequest request, Clock::time_point deadline, double estimated_tokens,
-                            Callback done) {
+std::unique_ptr<HttpDispatcher::Job> HttpDispatcher::MakeJob(HttpRequest request, Clock::time_point deadline,
+                                                             double estimated_tokens, Callback done) {
   auto job = std::make_unique<Job>();
   job->request = std::move(request);
   job->deadline = deadline;
   job->tokens = estimated_tokens;
   job->done = std::move(done);
   job->submitted = Clock::now();
+  // Built here, on the submitting thread, not on the loop's (which every request's latency goes through).
+  job->transfer.header_list = curl::HeaderList(job->request);
+  return job;
+}
+
+void HttpDispatcher::Enqueue(std::vector<std::unique_ptr<Job>> jobs) {
   {
     absl::MutexLock lock(&mutex_);
-    ++stats_.submitted;
-    incoming_.push_back(std::move(job));
+    stats_.submitted += static_cast<int64_t>(jobs.size());
+    for (auto& job : jobs) incoming_.push_back(std::move(job));
   }
   Wake();
+}
+
+void HttpDispatcher::Submit(HttpRequest request, Clock::time_point deadline, double estimated_tokens,
+                            Callback done) {
+  std::vector<std::unique_ptr<Job>> jobs;
+  jobs.push_back(MakeJob(std::move(request), deadline, estimated_tokens, std::move(done)));
+  Enqueue(std::move(jobs));
 }
 
 void HttpDispatcher::Wake() {
@@ -184,25 +214,55 @@ void HttpDispatcher::Wake() {
 
 int HttpDispatcher::OnCurlSocket(CURL* /*easy*/, curl_socket_t socket, int what, void* user, void* /*socket_data*/) {
   Loop* loop = static_cast<Loop*>(user);
+  auto it = loop->watched.find(socket);
   if (what == CURL_POLL_REMOVE) {
-    if (loop->watched.erase(socket) > 0) epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, socket, nullptr);
+    if (it == loop->watched.end()) return 0;
+    if (it->second.connection) {
+      it->second.wanted = 0;  // idle: stays registered until it is reused, closed, or has an event
+    } else {
+      if (it->second.registered != 0) epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, socket, nullptr);
+      loop->watched.erase(it);
+    }
     return 0;
   }
   epoll_event event{};
   event.events = (what == CURL_POLL_IN || what == CURL_POLL_INOUT ? EPOLLIN : 0u) |
                  (what == CURL_POLL_OUT || what == CURL_POLL_INOUT ? EPOLLOUT : 0u);
   event.data.fd = socket;
-  auto it = loop->watched.find(socket);
-  if (it == loop->watched.end()) {
+  if (it == loop->watched.end()) it = loop->watched.emplace(socket, Loop::Watch{}).first;
+  Loop::Watch& watch = it->second;
+  watch.wanted = event.events;
+  if (watch.registered == 0) {
     if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, socket, &event) != 0 && errno == EEXIST) {
       epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, socket, &event);
     }
-    loop->watched[socket] = event.events;
-  } else if (it->second != event.events) {
-    epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, socket, &event);
-    it->second = event.events;
+  } else if (watch.registered != event.events) {
+    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, socket, &event) != 0 && errno == ENOENT) {
+      epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, socket, &event);
+    }
   }
+  watch.registered = event.events;
   return 0;
+}
+
+curl_socket_t HttpDispatcher::OnCurlOpenSocket(void* user, curlsocktype /*purpose*/, curl_sockaddr* address) {
+  Loop* loop = static_cast<Loop*>(user);
+  const curl_socket_t socket = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  if (socket == CURL_SOCKET_BAD) return socket;
+  Loop::Watch watch;
+  watch.connection = true;
+  loop->watched[socket] = watch;  // a new socket: nothing of an earlier one with this number applies
+  return socket;
+}
+
+int HttpDispatcher::OnCurlCloseSocket(void* user, curl_socket_t socket) {
+  Loop* loop = static_cast<Loop*>(user);
+  auto it = loop->watched.find(socket);
+  if (it != loop->watched.end()) {
+    if (it->second.registered != 0) epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, socket, nullptr);
+    loop->watched.erase(it);
+  }
+  return close(socket);
 }
 
 int HttpDispatcher::OnCurlTimer(CURLM* /*multi*/, long timeout_ms, void* user) {
@@ -220,13 +280,16 @@ std::vector<HttpOutcome> HttpDispatcher::SendAll(std::vector<HttpRequest> reques
   std::vector<HttpOutcome> outcomes(requests.size());
   if (requests.empty()) return outcomes;
   absl::BlockingCounter pending(static_cast<int>(requests.size()));
+  std::vector<std::unique_ptr<Job>> jobs;
+  jobs.reserve(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     const double tokens = i < estimated_tokens.size() ? estimated_tokens[i] : 0;
-    Submit(std::move(requests[i]), deadline, tokens, [&outcomes, &pending, i](HttpOutcome outcome) {
+    jobs.push_back(MakeJob(std::move(requests[i]), deadline, tokens, [&outcomes, &pending, i](HttpOutcome outcome) {
       outcomes[i] = std::move(outcome);
       pending.DecrementCount();
-    });
+    }));
   }
+  Enqueue(std::move(jobs));  // one lock and one wake-up for the lot
   pending.Wait();
   return outcomes;
 }
@@ -255,6 +318,8 @@ void HttpDispatcher::Run() {
       } else {
         ++stats_.failed;
       }
+      stats_.requests_sent = loop.requests_sent;
+      stats_.retries = loop.retries;
       stats_.concurrency_limit = loop.concurrency.limit();
       stats_.circuit = CircuitBreaker::StateName(loop.breaker.state(Clock::now()));
       stats_.circuit_opened = loop.breaker.times_opened();
@@ -301,18 +366,22 @@ void HttpDispatcher::Run() {
     job->handle = handle;
     job->started = now;
     job->epoch = loop.concurrency.epoch();
-    job->transfer = curl::Transfer();
+    job->transfer.response = HttpResponse();  // a retry starts from nothing (its header list was released)
+    job->transfer.error_buffer[0] = '\0';
     const auto remaining = std::chrono::duration_cast<milliseconds>(job->deadline - now);
     curl::SetRequestOptions(handle, job->request, std::min(options_.request_timeout, remaining),
                             options_.connect_timeout, &job->transfer);
+    curl_easy_setopt(handle, CURLOPT_OPENSOCKETFUNCTION, &HttpDispatcher::OnCurlOpenSocket);
+    curl_easy_setopt(handle, CURLOPT_OPENSOCKETDATA, &loop);
+    curl_easy_setopt(handle, CURLOPT_CLOSESOCKETFUNCTION, &HttpDispatcher::OnCurlCloseSocket);
+    curl_easy_setopt(handle, CURLOPT_CLOSESOCKETDATA, &loop);
     Job* raw = job.release();
     curl_easy_setopt(handle, CURLOPT_PRIVATE, raw);
     curl_multi_add_handle(loop.multi, handle);
     loop.running.insert(raw);
     ++loop.in_flight;
-    absl::MutexLock lock(&mutex_);
-    ++stats_.requests_sent;
-    if (raw->attempts > 1) ++stats_.retries;
+    ++loop.requests_sent;  // published with the next outcome or loop turn
+    if (raw->attempts > 1) ++loop.retries;
   };
 
   auto complete = [&](Job* raw, CURLcode code) {
@@ -471,6 +540,8 @@ void HttpDispatcher::Run() {
 
   auto publish_state = [&](Clock::time_point now) {
     absl::MutexLock lock(&mutex_);
+    stats_.requests_sent = loop.requests_sent;
+    stats_.retries = loop.retries;
     stats_.concurrency_limit = loop.concurrency.limit();
     stats_.in_flight = loop.in_flight;
     stats_.queued = static_cast<int>(loop.ready.size() + loop.waiting.size());
@@ -543,6 +614,15 @@ void HttpDispatcher::Run() {
         uint64_t count = 0;
         if (read(loop.wake_fd, &count, sizeof(count)) < 0) {
           // Already drained.
+        }
+        continue;
+      }
+      auto watch = loop.watched.find(fd);
+      if (watch == loop.watched.end() || watch->second.wanted == 0) {
+        // An idle connection with news (the server closed it): curl finds out when it next checks it.
+        if (watch != loop.watched.end() && watch->second.registered != 0) {
+          epoll_ctl(loop.epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+          watch->second.registered = 0;
         }
         continue;
       }

@@ -5,6 +5,8 @@
 // per dispatcher, i.e. per backend, whatever the number of Score calls feeding it.
 #pragma once
 
+#include <curl/curl.h>
+
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -94,10 +96,16 @@ class HttpDispatcher {
   struct Job;
   struct Loop;
   explicit HttpDispatcher(HttpDispatcherOptions options);
+  std::unique_ptr<Job> MakeJob(HttpRequest request, Clock::time_point deadline, double estimated_tokens, Callback done);
+  void Enqueue(std::vector<std::unique_ptr<Job>> jobs);  // hands jobs to the loop: one lock, one wake-up
   void Run();
   void Wake();  // interrupts the loop's wait
   // libcurl's socket and timer callbacks (CURLMOPT_SOCKETFUNCTION / CURLMOPT_TIMERFUNCTION); `user` is the Loop.
   static int OnCurlSocket(void* easy, int socket, int what, void* user, void* socket_data);
+  // CURLOPT_OPENSOCKETFUNCTION / CURLOPT_CLOSESOCKETFUNCTION: the connections' sockets, so that idle ones
+  // can stay registered with epoll between requests (see Loop::watched).
+  static curl_socket_t OnCurlOpenSocket(void* user, curlsocktype purpose, curl_sockaddr* address);
+  static int OnCurlCloseSocket(void* user, curl_socket_t socket);
   static int OnCurlTimer(void* multi, long timeout_ms, void* user);
 
   HttpDispatcherOptions options_;

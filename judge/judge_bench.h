@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "judge/memory_cache.h"
 #include "nlohmann/json.hpp"
 
 namespace rlj {
@@ -21,11 +22,18 @@ struct JudgeBenchOptions {
   int repeats = 1;          // timed passes (each on fresh samples); the median is reported
   bool cache_hits = false;  // also: score the same samples again from a warm cache and time it
   std::string cache_path;   // the cache file for cache_hits; "" = a fresh file under the temp directory
+  // Entries the judge cache keeps in memory in front of SQLite (0: every lookup reads the SQLite file).
+  size_t memory_cache_entries = MemoryCache::Limits().max_entries;
+  // Requests sent before the timed passes (untimed), so they start on open, kept-alive connections the way
+  // a running judge does; 0 = none (the first pass then pays for opening every connection).
+  int warmup_requests = -1;  // -1 = concurrency
 };
 
 // One JSON object: the options, seconds, requests_per_s, ideal_requests_per_s, efficiency (of the median
-// pass; every pass's in efficiencies), errors, the stand-in's max_pending and connections, the load
-// average; with cache_hits also cache_hit_requests, cache_seconds and cache_hits_per_s.
+// pass, over all its requests from the first submitted to the last answered; every pass's in
+// efficiencies), errors, the stand-in's max_pending and connections, the process's CPU seconds, the load
+// average; with cache_hits also cache_hit_requests, cache_seconds, cache_hits_per_s and how many of the
+// hits the in-memory layer served.
 absl::StatusOr<nlohmann::json> RunJudgeBench(const JudgeBenchOptions& options);
 
 }  // namespace rlj

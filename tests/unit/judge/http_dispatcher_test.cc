@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "judge/http_dispatcher.h"
 #include "judge/judge_backend.h"
 #include "teacher_server.h"
@@ -237,6 +238,43 @@ TEST(HttpDispatcher, InFlightNeverExceedsTheCapAndAllComplete) {
   for (const TeacherRequest& request : server.received()) ports.insert(request.remote_port);
   EXPECT_LE(ports.size(), 8u);
   EXPECT_EQ(dispatcher->stats().succeeded, 40);
+}
+
+TEST(HttpDispatcher, ClosedConnectionsAreReplacedAndKeptAliveOnesReused) {
+  // Idle connections stay registered with epoll between requests; a connection the server closes must
+  // leave no trace, even when the next socket gets the same descriptor number.
+  TeacherServer server;
+  std::atomic<bool> close_after{true};
+  server.SetHandler([&](const TeacherRequest& request) {
+    TeacherReply reply{200, request.body, {}, false};
+    if (close_after.load()) reply.headers.emplace_back("Connection", "close");
+    return reply;
+  });
+  HttpDispatcherOptions options = FastOptions();
+  options.max_concurrency = 3;
+  options.max_retries = 0;  // a request sent on a dead connection would show as a failure
+  auto dispatcher = Make(options);
+  for (int round = 0; round < 2; ++round) {
+    close_after.store(round == 0);
+    for (int wave = 0; wave < 5; ++wave) {
+      std::vector<HttpRequest> requests;
+      for (int i = 0; i < 6; ++i) requests.push_back(Post(server, absl::StrCat(round, "/", wave, "/", i)));
+      const std::vector<HttpOutcome> outcomes =
+          dispatcher->SendAll(std::move(requests), Clock::now() + std::chrono::seconds(30), std::vector<double>(6, 1));
+      for (int i = 0; i < 6; ++i) {
+        ASSERT_TRUE(outcomes[i].response.has_value()) << round << "/" << wave << "/" << i << ": " << outcomes[i].message;
+        EXPECT_EQ(outcomes[i].response->body, absl::StrCat(round, "/", wave, "/", i));
+      }
+    }
+  }
+  ASSERT_EQ(server.received().size(), 60u);
+  std::set<int> closing_ports, kept_ports;
+  for (size_t i = 0; i < 60; ++i) (i < 30 ? closing_ports : kept_ports).insert(server.received()[i].remote_port);
+  EXPECT_EQ(closing_ports.size(), 30u);  // a new connection for every request
+  // Three in flight at a time, reused (the server ends a kept-alive connection after 5 requests).
+  EXPECT_LE(kept_ports.size(), 12u);
+  EXPECT_EQ(dispatcher->stats().succeeded, 60);
+  EXPECT_EQ(dispatcher->stats().requests_sent, 60);
 }
 
 TEST(HttpDispatcher, RefusedConnectionIsRetriedThenAnHttpError) {

@@ -84,6 +84,29 @@ TEST(JudgeBench, SmallRunScoresEverythingUnderTheCap) {
   EXPECT_EQ(result["cache_teacher_requests"], 0);  // hits never reach the teacher
   EXPECT_GT(result["cache_hits_per_s"].get<double>(), 0);
   EXPECT_EQ(result["callers"], 2);  // 2 x 16 queued in batches of 16
+  // The untimed warm-up (concurrency requests by default) is not counted in the timed passes.
+  EXPECT_EQ(result["warmup_requests"], 16);
+  EXPECT_GT(result["cpu_seconds"].get<double>(), 0);
+  // Every hit came from the in-memory layer: the timed pass stored the answers in both layers.
+  EXPECT_EQ(result["cache_memory_hits"], 400);
+}
+
+TEST(JudgeBench, CacheHitsWithoutTheMemoryLayerReadTheFile) {
+  JudgeBenchOptions options;
+  options.latency_ms = 2;
+  options.concurrency = 8;
+  options.requests = 100;
+  options.batch = 10;
+  options.cache_hits = true;
+  options.memory_cache_entries = 0;
+  options.warmup_requests = 0;
+  RLJ_ASSERT_OK_AND_ASSIGN(nlohmann::json result, RunJudgeBench(options));
+  EXPECT_EQ(result["errors"], 0) << result.dump();
+  EXPECT_EQ(result["server_requests"], 100);
+  EXPECT_EQ(result["warmup_requests"], 0);
+  EXPECT_EQ(result["cache_hit_requests"], 100);
+  EXPECT_EQ(result["cache_memory_hits"], 0);
+  EXPECT_EQ(result["cache_teacher_requests"], 0);
 }
 
 TEST(JudgeBench, BadOptionsAreErrors) {
@@ -95,6 +118,9 @@ TEST(JudgeBench, BadOptionsAreErrors) {
   EXPECT_FALSE(RunJudgeBench(options).ok());
   options = JudgeBenchOptions();
   options.repeats = 0;
+  EXPECT_FALSE(RunJudgeBench(options).ok());
+  options = JudgeBenchOptions();
+  options.warmup_requests = -2;
   EXPECT_FALSE(RunJudgeBench(options).ok());
 }
 

@@ -176,16 +176,44 @@ TEST(AdaptiveConcurrency, HalvesOncePerEpochOn429AndGrowsBackAdditively) {
   EXPECT_EQ(concurrency.limit(), 16);  // the ceiling
 }
 
-TEST(AdaptiveConcurrency, BacksOffWhenLatencyGrowsPastTheBaseline) {
+TEST(AdaptiveConcurrency, BacksOffWhenMostOfAWindowIsSlowerThanTheBaseline) {
   AdaptiveConcurrency concurrency({.min_limit = 1, .max_limit = 16, .adaptive = true, .latency_factor = 3});
   concurrency.OnSuccess(concurrency.epoch(), 10);
   EXPECT_DOUBLE_EQ(concurrency.baseline_ms(), 10);
-  EXPECT_EQ(concurrency.limit(), 16);
-  // baseline → 10 + 0.01·990 = 19.9; smoothed → 0.9·10 + 0.1·1000 = 109 > 3 × 19.9: cut by a quarter.
+  // The window is 16 successes (the limit). The baseline drifts up 1% of the gap per success: 10 → 19.9 →
+  // 29.701 → … → 148.54 after 15 answers of 1000 ms, each still above 3 × the baseline.
+  for (int i = 0; i < 14; ++i) concurrency.OnSuccess(concurrency.epoch(), 1000);
+  EXPECT_EQ(concurrency.limit(), 16);  // 15 of 16: the window is not complete yet
   concurrency.OnSuccess(concurrency.epoch(), 1000);
+  EXPECT_EQ(concurrency.limit(), 12);  // 15 slow of 16: cut by a quarter
+  EXPECT_NEAR(concurrency.baseline_ms(), 148.54222890512435, 1e-9);
+  EXPECT_NEAR(concurrency.smoothed_latency_ms(), 148.54222890512435, 1e-9);  // restarted from the baseline
+  const int64_t cut = concurrency.epoch();
+  EXPECT_EQ(cut, 1);
+  // Answers to requests sent under the old limit do not count towards the new limit's window.
+  for (int i = 0; i < 40; ++i) concurrency.OnSuccess(0, 100000);
+  EXPECT_EQ(concurrency.epoch(), cut);
+  EXPECT_EQ(concurrency.limit(), 14);  // they are successes all the same: +1/limit each, 12 → 14.97
+}
+
+TEST(AdaptiveConcurrency, AFewSlowAnswersDoNotCutTheLimit) {
+  AdaptiveConcurrency concurrency({.min_limit = 1, .max_limit = 16, .adaptive = true, .latency_factor = 3});
+  // A stalled thread or one slow request: 7 answers of 1000 ms among 16 (the others at the 10 ms baseline).
+  // Each slow one is above 3 × the baseline (which a 10 ms answer resets to 10), but they are not most of
+  // the window.
+  concurrency.OnSuccess(concurrency.epoch(), 10);
+  for (int i = 0; i < 7; ++i) {
+    concurrency.OnSuccess(concurrency.epoch(), 1000);
+    concurrency.OnSuccess(concurrency.epoch(), 10);
+  }
+  concurrency.OnSuccess(concurrency.epoch(), 10);
+  EXPECT_EQ(concurrency.limit(), 16);
+  EXPECT_EQ(concurrency.epoch(), 0);
+  EXPECT_DOUBLE_EQ(concurrency.baseline_ms(), 10);
+  // A window where 9 of 16 are slow is a lasting slowdown: cut.
+  for (int i = 0; i < 9; ++i) concurrency.OnSuccess(concurrency.epoch(), 1000);
+  for (int i = 0; i < 7; ++i) concurrency.OnSuccess(concurrency.epoch(), 10);
   EXPECT_EQ(concurrency.limit(), 12);
-  EXPECT_NEAR(concurrency.baseline_ms(), 19.9, 1e-9);
-  EXPECT_NEAR(concurrency.smoothed_latency_ms(), 19.9, 1e-9);  // restarted from the baseline
 }
 
 TEST(AdaptiveConcurrency, FixedWhenNotAdaptive) {
