@@ -1,6 +1,7 @@
 // kv_cache.cc: preallocation, slot reservation and row compaction of the key/value cache.
 #include "common/model/kv_cache.h"
 
+#include <ATen/ops/all.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/index_select.h>
@@ -45,7 +46,9 @@ absl::Status KvCache::Append(const at::Tensor& key_mask) {
                                               " exceed the capacity of ", max_len_));
   }
   RLJ_RETURN_IF_ERROR(TorchCall("KvCache::Append", [&] {
-    key_mask_.narrow(0, 0, batch_).narrow(1, length_, count).copy_(key_mask);
+    const at::Tensor slots = key_mask_.narrow(0, 0, batch_).narrow(1, length_, count);
+    slots.copy_(key_mask);
+    if (!has_pad_keys_ && !slots.all().item<bool>()) has_pad_keys_ = true;
   }));
   length_ += count;
   pending_ = count;
@@ -100,6 +103,7 @@ void KvCache::Reset() {
   batch_ = capacity_batch_;
   length_ = 0;
   pending_ = 0;
+  has_pad_keys_ = false;
   key_mask_.fill_(false);
 }
 

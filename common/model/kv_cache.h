@@ -8,6 +8,7 @@
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -41,6 +42,9 @@ class KvCache {
   int64_t length() const { return length_; }       // reserved slots, written or about to be
   int64_t pending() const { return pending_; }     // slots reserved by Append, not yet written
   int64_t num_layers() const { return static_cast<int64_t>(keys_.size()); }
+  // True once any reserved slot was marked padding by Append (until Reset; KeepRows keeps it set). While
+  // false, a decode step attends to every cached slot and needs no key mask at all.
+  bool has_pad_keys() const { return has_pad_keys_; }
 
   // Views over the current rows: keys/values [batch, n_kv_heads, max_len, head_dim], key mask [batch, length].
   at::Tensor keys(int64_t layer) const;
@@ -53,16 +57,23 @@ class KvCache {
   // Called by Transformer::forward_cached once every layer has written the pending slots.
   void MarkWritten() { pending_ = 0; }
 
+  // Per-position tables the model derives once per cache (its RoPE factors for positions 0..capacity-1);
+  // undefined until the model sets them. The cache only keeps them; their layout is the model's business.
+  const at::Tensor& position_table() const { return position_table_; }
+  void set_position_table(at::Tensor table) { position_table_ = std::move(table); }
+
  private:
   int64_t capacity_batch_;
   int64_t batch_;
   int64_t max_len_;
   int64_t length_ = 0;
   int64_t pending_ = 0;
+  bool has_pad_keys_ = false;
   std::vector<at::Tensor> keys_;    // per layer [capacity_batch, n_kv_heads, max_len, head_dim]
   std::vector<at::Tensor> values_;  // same
   at::Tensor key_mask_;             // [capacity_batch, max_len] bool
   at::Tensor workspace_;            // [capacity_batch, n_kv_heads, group, max_len, head_dim]
+  at::Tensor position_table_;       // see position_table()
 };
 
 }  // namespace rlj
