@@ -1,14 +1,60 @@
-// policy_fetcher.cc: reads a GetPolicy stream and checks every chunk against the manifest.
+// policy_fetcher.cc: reads a GetPolicy stream, checks every chunk against the manifest and copies its bytes
+// straight into the destination tensors.
 #include "actor/policy_fetcher.h"
 
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "common/grpc_util.h"
 #include "common/status.h"
 #include "common/tensor/tensor_codec.h"
+#include "common/tensor/torch_util.h"
 
 namespace rlj {
+namespace {
+
+// CRC and copy go block by block so each block is read from memory once and copied while it is in cache.
+constexpr size_t kCopyBlockBytes = size_t{128} << 10;
+
+// One tensor being filled strictly in order from the stream.
+struct Destination {
+  at::Tensor tensor;
+  char* data = nullptr;
+  size_t expected = 0;
+  size_t filled = 0;
+};
+
+// Allocates the CPU tensor a manifest entry describes (uninitialised; every byte will be written).
+absl::StatusOr<Destination> AllocateDestination(const v1::TensorSpec& spec) {
+  Destination destination;
+  RLJ_ASSIGN_OR_RETURN(destination.expected, TensorSpecBytes(spec));
+  RLJ_ASSIGN_OR_RETURN(const c10::ScalarType scalar_type, FromWireDType(spec.dtype()));
+  RLJ_RETURN_IF_ERROR(TorchCall(absl::StrCat("allocating tensor '", spec.name(), "'"), [&] {
+    const std::vector<int64_t> shape(spec.shape().begin(), spec.shape().end());
+    destination.tensor = at::empty(shape, at::TensorOptions().dtype(scalar_type));
+  }));
+  destination.data = static_cast<char*>(destination.tensor.data_ptr());
+  return destination;
+}
+
+// CRC-32C of `bytes`, copied to `out` on the way.
+uint32_t Crc32cAndCopy(std::string_view bytes, char* out) {
+  uint32_t crc = 0;
+  for (size_t offset = 0; offset < bytes.size(); offset += kCopyBlockBytes) {
+    const size_t length = std::min(kCopyBlockBytes, bytes.size() - offset);
+    crc = Crc32cExtend(crc, bytes.data() + offset, length);
+    std::memcpy(out + offset, bytes.data() + offset, length);
+  }
+  return crc;
+}
+
+}  // namespace
 
 absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_version, std::chrono::milliseconds wait,
                                                                    std::chrono::milliseconds deadline) {
@@ -21,8 +67,14 @@ absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_v
   std::unique_ptr<grpc::ClientReaderInterface<v1::PolicyMessage>> reader = stub_->GetPolicy(&context, request);
 
   v1::PolicyMessage message;
-  if (!reader->Read(&message) || !message.has_manifest()) {
+  if (!reader->Read(&message)) {
     RLJ_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish(), "Learner.GetPolicy"));
+    return absl::DataLossError("Learner.GetPolicy: the stream ended without a manifest");
+  }
+  if (!message.has_manifest()) {
+    // Finish would wait for the unread rest of the stream; the call is abandoned instead (as on every
+    // DataLoss below, where the context's destructor cancels it).
+    context.TryCancel();
     return absl::DataLossError("Learner.GetPolicy: the stream did not start with a manifest");
   }
   const v1::PolicyManifest manifest = message.manifest();
@@ -31,14 +83,14 @@ absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_v
     return std::optional<FetchedPolicy>();
   }
 
-  // One buffer per tensor, filled strictly in order.
-  std::vector<std::string> buffers(manifest.tensors_size());
-  std::vector<size_t> expected(manifest.tensors_size());
+  // One tensor per manifest entry, filled strictly in order.
+  std::vector<Destination> destinations;
+  destinations.reserve(static_cast<size_t>(manifest.tensors_size()));
   uint64_t total = 0;
   for (int i = 0; i < manifest.tensors_size(); ++i) {
-    RLJ_ASSIGN_OR_RETURN(expected[i], TensorSpecBytes(manifest.tensors(i)));
-    buffers[i].reserve(expected[i]);
-    total += expected[i];
+    RLJ_ASSIGN_OR_RETURN(Destination destination, AllocateDestination(manifest.tensors(i)));
+    total += destination.expected;
+    destinations.push_back(std::move(destination));
   }
   if (total != manifest.total_bytes()) {
     return absl::DataLossError(absl::StrCat("policy v", manifest.version(), ": manifest total_bytes ", manifest.total_bytes(),
@@ -50,21 +102,23 @@ absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_v
     if (chunk.version() != manifest.version()) {
       return absl::DataLossError(absl::StrCat("policy stream: chunk of v", chunk.version(), " inside v", manifest.version()));
     }
-    if (chunk.tensor_index() >= buffers.size()) {
-      return absl::DataLossError(absl::StrCat("policy stream: chunk for tensor index ", chunk.tensor_index(), " of ", buffers.size()));
+    if (chunk.tensor_index() >= destinations.size()) {
+      return absl::DataLossError(absl::StrCat("policy stream: chunk for tensor index ", chunk.tensor_index(), " of ",
+                                              destinations.size()));
     }
-    std::string& buffer = buffers[chunk.tensor_index()];
-    const std::string& name = manifest.tensors(chunk.tensor_index()).name();
-    if (chunk.offset() != buffer.size()) {
-      return absl::DataLossError(absl::StrCat("policy stream: tensor ", name, " chunk at offset ", chunk.offset(), ", expected ", buffer.size()));
+    Destination& destination = destinations[chunk.tensor_index()];
+    const std::string& name = manifest.tensors(static_cast<int>(chunk.tensor_index())).name();
+    if (chunk.offset() != destination.filled) {
+      return absl::DataLossError(absl::StrCat("policy stream: tensor ", name, " chunk at offset ", chunk.offset(),
+                                              ", expected ", destination.filled));
     }
-    if (buffer.size() + chunk.data().size() > expected[chunk.tensor_index()]) {
+    if (chunk.data().size() > destination.expected - destination.filled) {
       return absl::DataLossError(absl::StrCat("policy stream: tensor ", name, " receives more bytes than its shape holds"));
     }
-    if (Crc32c(chunk.data()) != chunk.crc32c()) {
+    if (Crc32cAndCopy(chunk.data(), destination.data + destination.filled) != chunk.crc32c()) {
       return absl::DataLossError(absl::StrCat("policy stream: CRC-32C mismatch in tensor ", name, " at offset ", chunk.offset()));
     }
-    buffer.append(chunk.data());
+    destination.filled += chunk.data().size();
   }
   RLJ_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish(), "Learner.GetPolicy"));
 
@@ -73,13 +127,12 @@ absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_v
   policy.model = manifest.model();
   policy.bytes = total;
   for (int i = 0; i < manifest.tensors_size(); ++i) {
-    if (buffers[i].size() != expected[i]) {
+    Destination& destination = destinations[static_cast<size_t>(i)];
+    if (destination.filled != destination.expected) {
       return absl::DataLossError(absl::StrCat("policy stream ended early: tensor ", manifest.tensors(i).name(), " has ",
-                                              buffers[i].size(), " of ", expected[i], " bytes"));
+                                              destination.filled, " of ", destination.expected, " bytes"));
     }
-    RLJ_ASSIGN_OR_RETURN(at::Tensor tensor, DecodeTensorBytes(manifest.tensors(i), buffers[i]));
-    std::string().swap(buffers[i]);
-    policy.tensors.emplace_back(manifest.tensors(i).name(), std::move(tensor));
+    policy.tensors.emplace_back(manifest.tensors(i).name(), std::move(destination.tensor));
   }
   return std::optional<FetchedPolicy>(std::move(policy));
 }

@@ -3,6 +3,7 @@
 // concurrently through PolicyFetcher (chunk CRC checks and reassembly included); prints gb_per_s.
 #include <ATen/ATen.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -12,12 +13,14 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "actor/policy_fetcher.h"
+#include "common/grpc_security.h"
 #include "common/grpc_util.h"
 #include "common/status.h"
 #include "common/tensor/torch_util.h"
-#include "learner/heap_tuning.h"
+#include "common/heap_tuning.h"
 #include "learner/learner_service.h"
 #include "learner/rollout_buffer.h"
 #include "learner/weight_publisher.h"
@@ -34,15 +37,39 @@ struct SyncFlags {
   int repeats = 3;
   double tensor_mb = 4;  // the policy is cut into tensors of about this size (like a model's weight matrices)
   bool default_heap = false;
+  std::vector<std::string> channel_args;  // extra integer gRPC channel arguments, NAME=VALUE (experiments)
 };
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// A channel of its own per actor (no subchannel sharing), so each actor has its own TCP connection.
-std::shared_ptr<grpc::Channel> OwnChannel(const std::string& address) {
-  return MakeChannel(address, kMaxMessageBytes, /*own_connection=*/true);
+// User + system CPU seconds of this process so far (server and actors together).
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// A channel of its own per actor (no subchannel sharing), so each actor has its own TCP connection: the
+// actors' channel (MakeChannel), or, with --channel-arg, the same arguments plus the extra ones.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> OwnChannel(const std::string& address,
+                                                          const std::vector<std::string>& extra_args) {
+  if (extra_args.empty()) return MakeChannel(address, kMaxMessageBytes, /*own_connection=*/true);
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  for (const std::string& arg : extra_args) {
+    const size_t equals = arg.find('=');
+    int value = 0;
+    if (equals == std::string::npos || !absl::SimpleAtoi(arg.substr(equals + 1), &value)) {
+      return absl::InvalidArgumentError(absl::StrCat("--channel-arg '", arg, "' is not NAME=INTEGER"));
+    }
+    args.SetInt(arg.substr(0, equals), value);
+  }
+  return MakeSecureChannel(address, std::move(args));
 }
 
 absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
@@ -85,10 +112,13 @@ absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
   RLJ_ASSIGN_OR_RETURN(RunningServer server, StartServer(server_options, {&service}));
 
   std::vector<std::shared_ptr<v1::Learner::Stub>> stubs;
-  for (int a = 0; a < flags.actors; ++a) stubs.push_back(v1::Learner::NewStub(OwnChannel(server.address)));
+  for (int a = 0; a < flags.actors; ++a) {
+    RLJ_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, OwnChannel(server.address, flags.channel_args));
+    stubs.push_back(v1::Learner::NewStub(channel));
+  }
 
   // One fetch per actor to connect and warm up, then timed rounds where every actor fetches at once.
-  auto round = [&](double* seconds) -> absl::Status {
+  auto round = [&](double* seconds, double* cpu_seconds) -> absl::Status {
     std::vector<absl::Status> results(static_cast<size_t>(flags.actors));
     std::vector<uint64_t> received(static_cast<size_t>(flags.actors), 0);
     std::atomic<int> ready{0};
@@ -111,9 +141,11 @@ absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
     }
     while (ready.load() < flags.actors) std::this_thread::yield();
     const auto start = std::chrono::steady_clock::now();
+    const double cpu_start = ProcessCpuSeconds();
     go.store(true);
     for (auto& thread : threads) thread.join();
     *seconds = SecondsSince(start);
+    *cpu_seconds = ProcessCpuSeconds() - cpu_start;
     for (int a = 0; a < flags.actors; ++a) {
       RLJ_RETURN_IF_ERROR(results[static_cast<size_t>(a)]);
       if (received[static_cast<size_t>(a)] != wire_bytes) {
@@ -124,17 +156,23 @@ absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
     return absl::OkStatus();
   };
   double warmup_s = 0;
-  RLJ_RETURN_IF_ERROR(round(&warmup_s));
+  double warmup_cpu_s = 0;
+  RLJ_RETURN_IF_ERROR(round(&warmup_s, &warmup_cpu_s));
   std::vector<double> seconds;
+  std::vector<double> cpu_seconds;
   for (int r = 0; r < flags.repeats; ++r) {
     double s = 0;
-    RLJ_RETURN_IF_ERROR(round(&s));
+    double cpu_s = 0;
+    RLJ_RETURN_IF_ERROR(round(&s, &cpu_s));
     seconds.push_back(s);
+    cpu_seconds.push_back(cpu_s);
   }
   server.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server.server->Wait();
   std::sort(seconds.begin(), seconds.end());
+  std::sort(cpu_seconds.begin(), cpu_seconds.end());
   const double median = seconds[seconds.size() / 2];
+  const double median_cpu = cpu_seconds[cpu_seconds.size() / 2];
   const double delivered = static_cast<double>(wire_bytes) * flags.actors;
 
   nlohmann::json out;
@@ -144,6 +182,7 @@ absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
   out["chunk_kib"] = flags.chunk_kib;
   out["wire_dtype"] = flags.wire_dtype;
   out["heap"] = flags.default_heap ? "glibc default" : "large buffers kept in the heap";
+  if (!flags.channel_args.empty()) out["channel_args"] = flags.channel_args;
   out["wire_bytes_per_actor"] = wire_bytes;
   out["chunks"] = publisher.Latest()->num_chunks();
   out["publish_s"] = publish_s;
@@ -151,6 +190,10 @@ absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
   out["gb_per_s"] = delivered / median / 1e9;
   out["best_gb_per_s"] = delivered / seconds.front() / 1e9;
   out["warmup_gb_per_s"] = delivered / warmup_s / 1e9;
+  // CPU cost, which the machine's load changes far less than wall time: the process's user + system CPU
+  // seconds per round (median) and GB delivered per CPU second (wall GB/s on N idle cores is at most N x this).
+  out["cpu_s"] = median_cpu;
+  out["gb_per_cpu_s"] = delivered / median_cpu / 1e9;
   return out;
 }
 
@@ -166,8 +209,11 @@ Command AddSyncBench(CLI::App& parent) {
   app->add_option("--repeats", flags->repeats, "Timed rounds after one warm-up; the median is reported")
       ->capture_default_str();
   app->add_option("--tensor-mb", flags->tensor_mb, "Size of each tensor of the random policy")->capture_default_str();
+  app->add_option("--channel-arg", flags->channel_args,
+                  "Extra integer gRPC channel argument for the actors' channels, NAME=VALUE (repeatable; experiments "
+                  "with e.g. grpc.http2.max_frame_size)");
   app->add_flag("--default-heap", flags->default_heap,
-                "Keep glibc's default mmap threshold (the learner and actors raise it; see learner/heap_tuning.h)");
+                "Keep glibc's default mmap threshold (the learner and actors raise it; see common/heap_tuning.h)");
   return {app, [flags]() -> int {
             if (!flags->default_heap) KeepLargeBuffersInTheHeap();
             const absl::StatusOr<nlohmann::json> result = RunBench(*flags);

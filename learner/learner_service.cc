@@ -91,7 +91,18 @@ absl::Status ValidateRolloutGroup(const v1::RolloutGroup& group, int vocab_size,
 
 LearnerService::LearnerService(LearnerServiceOptions options, RolloutBuffer* buffer, WeightPublisher* publisher,
                                PromptDispatcher* dispatcher)
-    : options_(options), buffer_(buffer), publisher_(publisher), dispatcher_(dispatcher) {}
+    : options_(options), buffer_(buffer), publisher_(publisher), dispatcher_(dispatcher) {
+  // GetPolicy is method 1 of rlj.v1.Learner (as in the generated WithSplitStreamingMethod_GetPolicy): its
+  // handler reads the request itself and writes grpc::ByteBuffers, so every stream sends the snapshot's
+  // chunks serialized once at publication instead of serializing ~MiB messages per client.
+  constexpr int kGetPolicyMethodIndex = 1;
+  MarkMethodStreamed(kGetPolicyMethodIndex,
+                     new grpc::internal::SplitServerStreamingHandler<v1::GetPolicyRequest, grpc::ByteBuffer>(
+                         [this](grpc::ServerContext* context,
+                                grpc::ServerSplitStreamer<v1::GetPolicyRequest, grpc::ByteBuffer>* stream) {
+                           return StreamPolicy(context, stream);
+                         }));
+}
 
 grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::ServerReader<v1::RolloutBatch>* reader,
                                           v1::PushRolloutsResponse* response) {
@@ -198,8 +209,26 @@ grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::Se
   return grpc::Status::OK;
 }
 
-grpc::Status LearnerService::GetPolicy(grpc::ServerContext* context, const v1::GetPolicyRequest* request,
-                                       grpc::ServerWriter<v1::PolicyMessage>* writer) {
+namespace {
+
+// Serializes a (small) PolicyMessage and writes it; false when the client went away.
+bool WritePolicyMessage(const v1::PolicyMessage& message,
+                        grpc::ServerSplitStreamer<v1::GetPolicyRequest, grpc::ByteBuffer>* stream) {
+  grpc::ByteBuffer buffer;
+  bool own_buffer = false;
+  if (!grpc::SerializationTraits<v1::PolicyMessage>::Serialize(message, &buffer, &own_buffer).ok()) return false;
+  return stream->Write(buffer);
+}
+
+}  // namespace
+
+grpc::Status LearnerService::StreamPolicy(grpc::ServerContext* context,
+                                          grpc::ServerSplitStreamer<v1::GetPolicyRequest, grpc::ByteBuffer>* stream) {
+  v1::GetPolicyRequest request_message;
+  if (!stream->Read(&request_message)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the call carried no GetPolicyRequest");
+  }
+  const v1::GetPolicyRequest* request = &request_message;
   std::shared_ptr<const PolicySnapshot> snapshot = publisher_->Latest();
   if (snapshot == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no policy has been published yet");
   const int64_t have_version = request->have_version();
@@ -219,19 +248,18 @@ grpc::Status LearnerService::GetPolicy(grpc::ServerContext* context, const v1::G
       v1::PolicyMessage message;
       message.mutable_manifest()->set_version(snapshot->version());
       message.mutable_manifest()->set_unchanged(true);
-      writer->Write(message);
+      WritePolicyMessage(message, stream);
       return grpc::Status::OK;
     }
   }
   v1::PolicyMessage message;
   *message.mutable_manifest() = snapshot->manifest();
-  if (!writer->Write(message)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+  if (!WritePolicyMessage(message, stream)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
   for (size_t i = 0; i < snapshot->num_chunks(); ++i) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled");
-    v1::WeightChunk chunk = snapshot->Chunk(i);
-    message.Clear();
-    message.mutable_chunk()->Swap(&chunk);
-    if (!writer->Write(message)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    if (!stream->Write(snapshot->SerializedChunk(i))) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    }
   }
   return grpc::Status::OK;
 }

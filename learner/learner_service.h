@@ -45,11 +45,12 @@ class LearnerService final : public v1::Learner::Service {
   grpc::Status PushRollouts(grpc::ServerContext* context, grpc::ServerReader<v1::RolloutBatch>* reader,
                             v1::PushRolloutsResponse* response) override;
 
-  // A manifest, then every chunk of the latest weights when their version differs from have_version;
-  // otherwise waits up to wait_ms (capped) for a newer version, and answers a manifest with unchanged=true
-  // when none came.
-  grpc::Status GetPolicy(grpc::ServerContext* context, const v1::GetPolicyRequest* request,
-                         grpc::ServerWriter<v1::PolicyMessage>* writer) override;
+  // Learner.GetPolicy (registered in place of the generated handler, whose messages would be serialized
+  // once per client): a manifest, then every chunk of the latest weights when their version differs from
+  // have_version, written as the snapshot's pre-serialized buffers (shared, not copied); otherwise waits up
+  // to wait_ms (capped) for a newer version, and answers a manifest with unchanged=true when none came.
+  grpc::Status StreamPolicy(grpc::ServerContext* context,
+                            grpc::ServerSplitStreamer<v1::GetPolicyRequest, grpc::ByteBuffer>* stream);
 
   grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
                       v1::LearnerStatus* response) override;

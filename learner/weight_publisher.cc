@@ -2,6 +2,9 @@
 #include "learner/weight_publisher.h"
 
 #include <algorithm>
+#include <optional>
+
+#include <grpcpp/support/slice.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
@@ -10,6 +13,77 @@
 #include "common/tensor/torch_util.h"
 
 namespace rlj {
+namespace {
+
+// Just enough of the protobuf wire format to write PolicyMessage{chunk: WeightChunk} around a payload that
+// stays where it is. Zero-valued scalars and empty bytes are left out, as proto3 serializers do.
+enum WireType : uint32_t { kVarint = 0, kLengthDelimited = 2 };
+
+void PutVarint(std::string* out, uint64_t value) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+size_t VarintSize(uint64_t value) {
+  size_t size = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++size;
+  }
+  return size;
+}
+
+void PutTag(std::string* out, int field, WireType type) {
+  PutVarint(out, (static_cast<uint64_t>(field) << 3) | type);
+}
+
+void PutVarintField(std::string* out, int field, uint64_t value) {
+  if (value == 0) return;
+  PutTag(out, field, kVarint);
+  PutVarint(out, value);
+}
+
+void ReleaseTensorBytes(void* holder) { delete static_cast<std::shared_ptr<const std::string>*>(holder); }
+
+// A slice over all of `bytes` that owns a reference to them (gRPC may hold it after the snapshot is gone).
+grpc::Slice SharedSlice(const std::shared_ptr<const std::string>& bytes) {
+  return grpc::Slice(const_cast<char*>(bytes->data()), bytes->size(), &ReleaseTensorBytes,
+                     new std::shared_ptr<const std::string>(bytes));
+}
+
+// PolicyMessage{chunk} as [tag, length, version, tensor_index, offset, data tag and length] + payload +
+// [crc32c]: the payload is a sub-slice of `whole` (a reference, not a copy).
+grpc::ByteBuffer SerializeChunk(int64_t version, const PolicySnapshot::ChunkRef& ref, const grpc::Slice* whole) {
+  std::string fields;
+  PutVarintField(&fields, v1::WeightChunk::kVersionFieldNumber, static_cast<uint64_t>(version));
+  PutVarintField(&fields, v1::WeightChunk::kTensorIndexFieldNumber, ref.tensor_index);
+  PutVarintField(&fields, v1::WeightChunk::kOffsetFieldNumber, ref.offset);
+  std::string crc_field;
+  PutVarintField(&crc_field, v1::WeightChunk::kCrc32CFieldNumber, ref.crc32c);
+  const size_t data_field =
+      ref.size == 0 ? 0 : VarintSize(v1::WeightChunk::kDataFieldNumber << 3) + VarintSize(ref.size) + ref.size;
+  std::string head;
+  PutTag(&head, v1::PolicyMessage::kChunkFieldNumber, kLengthDelimited);
+  PutVarint(&head, fields.size() + data_field + crc_field.size());
+  head += fields;
+  if (ref.size == 0) {
+    head += crc_field;
+    grpc::Slice only(head);
+    return grpc::ByteBuffer(&only, 1);
+  }
+  PutTag(&head, v1::WeightChunk::kDataFieldNumber, kLengthDelimited);
+  PutVarint(&head, ref.size);
+  std::vector<grpc::Slice> slices;
+  slices.emplace_back(head);
+  slices.push_back(whole->sub(ref.offset, ref.offset + ref.size));
+  if (!crc_field.empty()) slices.emplace_back(crc_field);
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
+}  // namespace
 
 absl::StatusOr<std::shared_ptr<const PolicySnapshot>> PolicySnapshot::Build(int64_t version,
                                                                             const v1::ModelConfig& model,
@@ -36,13 +110,16 @@ absl::StatusOr<std::shared_ptr<const PolicySnapshot>> PolicySnapshot::Build(int6
     }
     RLJ_ASSIGN_OR_RETURN(v1::Tensor encoded, EncodeTensor(name, tensor, options.wire_dtype));
     *snapshot->manifest_.add_tensors() = encoded.spec();
-    std::string bytes = std::move(*encoded.mutable_data());
-    const uint64_t size = bytes.size();
+    auto bytes = std::make_shared<const std::string>(std::move(*encoded.mutable_data()));
+    const uint64_t size = bytes->size();
+    std::optional<grpc::Slice> whole;
+    if (size > 0) whole = SharedSlice(bytes);
     uint64_t offset = 0;
     do {
       const uint64_t length = std::min<uint64_t>(options.chunk_bytes, size - offset);
-      snapshot->chunks_.push_back(ChunkRef{static_cast<uint32_t>(index), offset, length,
-                                           Crc32c(bytes.data() + offset, length)});
+      const ChunkRef ref{static_cast<uint32_t>(index), offset, length, Crc32c(bytes->data() + offset, length)};
+      snapshot->chunks_.push_back(ref);
+      snapshot->serialized_chunks_.push_back(SerializeChunk(version, ref, whole ? &*whole : nullptr));
       offset += length;
     } while (offset < size);
     total_bytes += size;
@@ -58,7 +135,7 @@ v1::WeightChunk PolicySnapshot::Chunk(size_t index) const {
   chunk.set_version(version());
   chunk.set_tensor_index(ref.tensor_index);
   chunk.set_offset(ref.offset);
-  chunk.set_data(tensor_bytes_[ref.tensor_index].substr(ref.offset, ref.size));
+  chunk.set_data(tensor_bytes_[ref.tensor_index]->substr(ref.offset, ref.size));
   chunk.set_crc32c(ref.crc32c);
   return chunk;
 }

@@ -1,5 +1,5 @@
 // weight_publisher.h: versioned, immutable CPU snapshots of the policy's weights and their chunking into
-// the WeightChunk messages of Learner.GetPolicy (pure C++ over NamedTensors; no gRPC here).
+// the WeightChunk messages of Learner.GetPolicy, each serialized once per version for every stream.
 #pragma once
 
 #include <chrono>
@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <grpcpp/support/byte_buffer.h>
 
 #include "absl/status/statusor.h"
 #include "common/checkpoint/safetensors.h"
@@ -28,7 +30,8 @@ struct WeightPublisherOptions {
 };
 
 // One published version: the manifest and every tensor's wire bytes, with the chunk table (and each
-// chunk's CRC-32C) computed once at publication. Immutable; shared by every stream that sends it.
+// chunk's CRC-32C) and each chunk's serialized PolicyMessage computed once at publication. Immutable; shared
+// by every stream that sends it.
 class PolicySnapshot {
  public:
   struct ChunkRef {
@@ -51,14 +54,20 @@ class PolicySnapshot {
   size_t num_chunks() const { return chunks_.size(); }
   // The WeightChunk message of chunks()[index].
   v1::WeightChunk Chunk(size_t index) const;
-  std::string_view tensor_bytes(size_t tensor_index) const { return tensor_bytes_.at(tensor_index); }
+  // The PolicyMessage{chunk: Chunk(index)} in protobuf wire format, byte for byte what SerializeAsString
+  // writes. Its payload slice points into this snapshot's tensor bytes (no copy) and keeps them alive, so
+  // copies of the buffer (reference counted, not copied) can be handed to any number of gRPC writes.
+  const grpc::ByteBuffer& SerializedChunk(size_t index) const { return serialized_chunks_.at(index); }
+  std::string_view tensor_bytes(size_t tensor_index) const { return *tensor_bytes_.at(tensor_index); }
 
  private:
   PolicySnapshot() = default;
 
   v1::PolicyManifest manifest_;
-  std::vector<std::string> tensor_bytes_;
+  // Shared with the payload slices of serialized_chunks_, which gRPC may still hold after a stream ends.
+  std::vector<std::shared_ptr<const std::string>> tensor_bytes_;
   std::vector<ChunkRef> chunks_;
+  std::vector<grpc::ByteBuffer> serialized_chunks_;
 };
 
 // Holds the latest snapshot; the training loop publishes, Learner.GetPolicy readers wait for newer ones.

@@ -1,6 +1,7 @@
 // cmd_actor.cc: `rlj actor`: one rollout worker, addressed at a learner and a judge.
 #include "absl/strings/str_cat.h"
 #include "actor/rollout_worker.h"
+#include "common/heap_tuning.h"
 #include "common/run_dir.h"
 #include "tools/command.h"
 
@@ -26,6 +27,7 @@ Command AddActorCommand(CLI::App& parent) {
   app->add_option("--count", flags->actor.count, "Number of prompt shards (actors)")->capture_default_str();
   app->add_option("--name", flags->actor.name, "Actor name (default actor-<index>)");
   return {app, [flags]() -> int {
+            KeepLargeBuffersInTheHeap();  // fetched weight chunks reuse heap memory (before any thread starts)
             if (flags->actor.name == "actor-0" || flags->actor.name.empty()) {
               flags->actor.name = absl::StrCat("actor-", flags->actor.index);
             }

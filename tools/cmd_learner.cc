@@ -1,8 +1,8 @@
 // cmd_learner.cc: `rlj learner`: the GRPO learner: takes pushed rollouts, trains, serves versioned weights.
 #include "absl/strings/str_cat.h"
 #include "common/grpc_util.h"
+#include "common/heap_tuning.h"
 #include "common/shutdown.h"
-#include "learner/heap_tuning.h"
 #include "learner/learner_server.h"
 #include "tools/command.h"
 

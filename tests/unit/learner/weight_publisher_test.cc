@@ -1,12 +1,16 @@
-// weight_publisher_test.cc: snapshots, chunking (exact reassembly, CRC-32C), wire dtypes and versions.
+// weight_publisher_test.cc: snapshots, chunking (exact reassembly, CRC-32C), the pre-serialized chunk
+// messages (byte-identical to protobuf's, payload shared not copied), wire dtypes and versions.
 #include "learner/weight_publisher.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <grpcpp/support/byte_buffer.h>
+
 #include <cstring>
 #include <future>
 #include <string>
+#include <vector>
 
 #include "common/crc32c.h"
 #include "common/tensor/tensor_codec.h"
@@ -123,6 +127,69 @@ TEST(WeightPublisher, SnapshotIsIndependentOfLaterChanges) {
   const auto snapshot = publisher.Latest();
   weight.fill_(5.0f);
   EXPECT_EQ(snapshot->tensor_bytes(0), std::string(16, '\0'));
+}
+
+// The bytes of a ByteBuffer, and the address of each of its slices.
+std::string Flatten(const grpc::ByteBuffer& buffer, std::vector<const uint8_t*>* slice_starts = nullptr) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(buffer.Dump(&slices).ok());
+  std::string out;
+  for (const grpc::Slice& slice : slices) {
+    if (slice_starts != nullptr) slice_starts->push_back(slice.begin());
+    out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return out;
+}
+
+TEST(WeightPublisher, SerializedChunksAreProtobufsOwnBytesAroundTheSharedPayload) {
+  // Version 0 and tensor 0 / offset 0 (fields proto3 leaves out), a multi-byte varint version, a 0-byte tensor
+  // (one empty chunk, no data field, CRC 0) and a chunk larger than 127 bytes (two-byte length varints).
+  for (const int64_t version : {int64_t{0}, int64_t{300}}) {
+    const NamedTensors tensors = {{"a.weight", at::randn({3, 5})}, {"empty", at::zeros({0})}, {"b.weight", at::randn({1000})}};
+    WeightPublisher publisher(WeightPublisherOptions{.chunk_bytes = 1000});
+    RLJ_ASSERT_OK(publisher.Publish(version, TinyModel(), tensors));
+    const auto snapshot = publisher.Latest();
+    ASSERT_EQ(snapshot->num_chunks(), 6u);  // 60 bytes: 1 chunk; 0 bytes: 1; 4000 bytes: 4
+    for (size_t i = 0; i < snapshot->num_chunks(); ++i) {
+      v1::PolicyMessage expected;
+      *expected.mutable_chunk() = snapshot->Chunk(i);
+      std::vector<const uint8_t*> slice_starts;
+      EXPECT_EQ(Flatten(snapshot->SerializedChunk(i), &slice_starts), expected.SerializeAsString())
+          << "version " << version << " chunk " << i;
+      const PolicySnapshot::ChunkRef& ref = snapshot->chunks()[i];
+      if (ref.size > 0) {
+        // The payload is the snapshot's own memory, not a copy.
+        ASSERT_GE(slice_starts.size(), 2u);
+        EXPECT_EQ(static_cast<const void*>(slice_starts[1]),
+                  static_cast<const void*>(snapshot->tensor_bytes(ref.tensor_index).data() + ref.offset));
+      }
+    }
+  }
+}
+
+TEST(WeightPublisher, SerializedChunkOutlivesItsSnapshot) {
+  const at::Tensor weight = at::arange(1000, at::kFloat);
+  grpc::ByteBuffer kept;
+  std::string expected;
+  {
+    WeightPublisher publisher(WeightPublisherOptions{.chunk_bytes = 1024});
+    RLJ_ASSERT_OK(publisher.Publish(5, TinyModel(), {{"w", weight}}));
+    kept = publisher.Latest()->SerializedChunk(2);  // bytes 2048..3071: floats 512..767
+    v1::PolicyMessage message;
+    *message.mutable_chunk() = publisher.Latest()->Chunk(2);
+    expected = message.SerializeAsString();
+  }  // publisher and snapshot gone; the buffer still holds the payload
+  const std::string bytes = Flatten(kept);
+  EXPECT_EQ(bytes, expected);
+  v1::PolicyMessage parsed;
+  ASSERT_TRUE(parsed.ParseFromString(bytes));
+  EXPECT_EQ(parsed.chunk().version(), 5);
+  EXPECT_EQ(parsed.chunk().offset(), 2048u);
+  ASSERT_EQ(parsed.chunk().data().size(), 1024u);
+  float first = 0;
+  std::memcpy(&first, parsed.chunk().data().data(), sizeof(first));
+  EXPECT_EQ(first, 512.0f);
+  EXPECT_EQ(parsed.chunk().crc32c(), Crc32c(parsed.chunk().data()));
 }
 
 TEST(WeightPublisher, VersionsMustIncrease) {

@@ -1,5 +1,5 @@
 // heap_tuning.cc: glibc mallopt settings that keep multi-MiB transfer buffers in the reused heap.
-#include "learner/heap_tuning.h"
+#include "common/heap_tuning.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
