@@ -336,11 +336,13 @@ absl::StatusOr<std::unique_ptr<LearnerServer>> LearnerServer::Start(const v1::Ru
   service_options.vocab_size = state->policy->config().vocab_size;
   service_options.max_seq_len = state->policy->config().max_seq_len;
   service_options.max_staleness = l.max_staleness();
+  service_options.version_from_progress = true;
   state->service = std::make_unique<LearnerService>(service_options, state->buffer.get(), state->publisher.get(),
                                                     state->dispatcher.get());
   state->service->UpdateProgress([&](v1::LearnerStatus* status) {
     status->set_total_steps(l.steps());
     status->set_step(state->step);
+    status->set_version(state->version);
     status->set_ranks(options.ranks.world_size);
     status->set_resumed_from_step(resumed_from);
     status->set_groups_skipped_no_signal(state->trainer->groups_skipped_no_signal());
@@ -460,6 +462,7 @@ void LearnerServer::TrainingLoop() {
     s.telemetry->RecordLearnerStep(metrics);
     s.service->UpdateProgress([&](v1::LearnerStatus* status) {
       status->set_step(s.step);
+      status->set_version(s.version);
       *status->mutable_last() = metrics;
       status->set_groups_skipped_no_signal(s.trainer->groups_skipped_no_signal());
       status->set_samples_masked(s.trainer->samples_masked());

@@ -311,7 +311,7 @@ v1::LearnerStatus LearnerService::CurrentStatus() const {
     status.set_leases_expired(dispatcher_->leases_expired());
     status.set_epoch(dispatcher_->epoch());
   }
-  status.set_version(publisher_->latest_version());
+  if (!options_.version_from_progress) status.set_version(publisher_->latest_version());
   status.set_buffered_groups(buffer_->size());
   status.set_sample_tokens_per_s(SampleTokensPerSecond());
   return status;

@@ -22,6 +22,10 @@ struct LearnerServiceOptions {
   int max_seq_len = 0;    // prompt + completion must fit
   int64_t max_staleness = 0;
   std::chrono::milliseconds max_policy_wait{30000};  // cap on GetPolicyRequest.wait_ms
+  // Status answers the version the training loop last reported with its step (UpdateProgress), so that step
+  // and version are one snapshot, instead of the publisher's newest (which is ahead of the step for the
+  // moment between a publication and the loop's report).
+  bool version_from_progress = false;
 };
 
 // Checks one pushed group against the model and the learner's current version; the message names the
@@ -59,7 +63,7 @@ class LearnerService final : public v1::Learner::Service {
   grpc::Status LeasePrompts(grpc::ServerContext* context, const v1::LeasePromptsRequest* request,
                             v1::LeasePromptsResponse* response) override;
 
-  // The training loop records its progress (step, total_steps, done, last, groups_skipped_no_signal,
+  // The training loop records its progress (step, version, total_steps, done, last, groups_skipped_no_signal,
   // samples_masked, checkpoint) here; the service fills in the rest when asked.
   void UpdateProgress(const std::function<void(v1::LearnerStatus*)>& update);
 
