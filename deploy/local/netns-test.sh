@@ -73,12 +73,15 @@ export OMP_WAIT_POLICY=PASSIVE
 LEARNER="${HOST_IP[learner]}:50051"
 JUDGE="${HOST_IP[judge]}:50052"
 in_ns() { local host=$1; shift; ip netns exec "${HOST_NS[$host]}" "$@"; }
-in_ns learner "$RLJ" learner "$WORK/netns.yaml" --run-dir "$RUN" --listen "$LEARNER" > "$WORK/learner.out" 2>&1 &
+# The servers start as plain background commands, not through in_ns: `ip netns exec` execs rlj in place, so
+# $! is rlj's own pid and cleanup's kill reaches it (a backgrounded function leaves a subshell in between,
+# and rlj outlived the test).
+ip netns exec "${HOST_NS[learner]}" "$RLJ" learner "$WORK/netns.yaml" --run-dir "$RUN" --listen "$LEARNER" > "$WORK/learner.out" 2>&1 &
 PIDS+=($!)
-in_ns judge "$RLJ" judge "$WORK/netns.yaml" --run-dir "$RUN" --listen "$JUDGE" > "$WORK/judge.out" 2>&1 &
+ip netns exec "${HOST_NS[judge]}" "$RLJ" judge "$WORK/netns.yaml" --run-dir "$RUN" --listen "$JUDGE" > "$WORK/judge.out" 2>&1 &
 PIDS+=($!)
 for a in 0 1; do
-  in_ns "actor$a" "$RLJ" actor "$WORK/netns.yaml" --run-dir "$RUN" --learner "$LEARNER" --judge "$JUDGE" \
+  ip netns exec "${HOST_NS[actor$a]}" "$RLJ" actor "$WORK/netns.yaml" --run-dir "$RUN" --learner "$LEARNER" --judge "$JUDGE" \
       --name "actor-$a" > "$WORK/actor$a.out" 2>&1 &
   PIDS+=($!)
 done
