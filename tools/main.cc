@@ -1,5 +1,4 @@
 // main.cc: `rlj`, the one binary with every role as a subcommand (kubectl/vllm style).
-#include <malloc.h>
 
 #include <cstdio>
 #include <exception>
@@ -11,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/config_loader.h"
 #include "common/grpc_security.h"
+#include "common/heap_tuning.h"
 #include "common/log.h"
 #include "common/run_dir.h"
 #include "common/shutdown.h"
@@ -101,16 +101,8 @@ bool MovesWeightBuffers(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   using namespace rlj::tools;
-  // Keep freed tensor memory in the heap instead of returning it to the kernel and faulting it back in on
-  // the next allocation: +25% sampling throughput at batch 32 here (most temporaries are 128 KiB - MiBs).
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  // Processes that hand multi-MiB weight chunks between threads (learner, actor, `bench sync`) use one malloc
-  // arena: glibc unmaps a thread arena's free 64 MiB heap whatever the trim threshold, so every chunk would
-  // come from fresh pages (measured: `rlj bench sync --params-mb 100 --actors 4` 0.55 -> 2.2 GB/s). Set before
-  // any thread exists. Not for the judge or the teacher: their many threads allocate small answers at once
-  // (one arena: judge cache hits 290k/s -> 100k/s).
-  if (MovesWeightBuffers(argc, argv)) mallopt(M_ARENA_MAX, 1);
+  rlj::KeepFreedMemoryInTheHeap();
+  if (MovesWeightBuffers(argc, argv)) rlj::UseOneMallocArena();  // before any thread exists
   CLI::App app{"rlj: reinforcement learning of language models with a teacher model as the judge"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every subcommand");
