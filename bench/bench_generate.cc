@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "common/model/decode_step.h"
 #include "common/model/sampler.h"
 #include "common/model/transformer.h"
 #include "common/status.h"
@@ -47,6 +48,7 @@ class NoStopTokenizer final : public Tokenizer {
 struct BenchFlags : BenchModelShape {
   int batch = 1, prompt_len = 16, new_tokens = 64, threads = 2, repeats = 3;
   uint64_t seed = 1;
+  bool per_op_decode = false;
 };
 
 absl::StatusOr<nlohmann::json> RunBench(const BenchFlags& flags) {
@@ -69,6 +71,7 @@ absl::StatusOr<nlohmann::json> RunBench(const BenchFlags& flags) {
   RLJ_RETURN_IF_ERROR(TorchCall("build model", [&] {
     at::manual_seed(flags.seed);
     model = std::make_shared<Transformer>(config);
+    (*model)->set_fused_decode(!flags.per_op_decode);
   }));
   std::mt19937_64 random(flags.seed);
   std::uniform_int_distribution<int32_t> token(0, flags.vocab - 1);
@@ -119,6 +122,7 @@ absl::StatusOr<nlohmann::json> RunBench(const BenchFlags& flags) {
   out["prompt_len"] = flags.prompt_len;
   out["new_tokens"] = flags.new_tokens;
   out["threads"] = flags.threads;
+  out["decode"] = flags.per_op_decode || flags.batch > kMaxFusedDecodeRows ? "per-op" : "fused";
   out["params"] = config.num_parameters();
   out["generated_tokens"] = generated;
   out["seconds"] = median;
@@ -142,6 +146,8 @@ Command AddGenerateBench(CLI::App& parent) {
   app->add_option("--threads", flags->threads, "Torch intra-op threads")->capture_default_str();
   app->add_option("--repeats", flags->repeats, "Timed runs after one warm-up; the median is reported")
       ->capture_default_str();
+  app->add_flag("--per-op-decode", flags->per_op_decode,
+                "Decode steps as LibTorch ops even where the fused CPU step applies (batch <= 8), for comparison");
   app->add_option("--seed", flags->seed, "Weights, prompts and sampling seed")->capture_default_str();
   return {app, [flags]() -> int {
             const absl::StatusOr<nlohmann::json> result = RunBench(*flags);

@@ -13,6 +13,8 @@
 #include <limits>
 #include <vector>
 
+#include "common/model/cpu_matvec.h"
+#include "common/model/decode_step.h"
 #include "common/model/kv_cache.h"
 
 namespace rlj {
@@ -95,10 +97,30 @@ torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias = false) {
 
 namespace {
 
-// rows [N, in] W^T (+ b) → [N, out]; an undefined bias is none. A single row (a batch-1 decode step) goes to a
-// matrix-vector product: BLAS's GEMM packs the whole weight matrix on every call, which costs several times
-// the product itself when there is one row (OpenBLAS: ~250 us against ~30 us for a 1024x256 weight).
+// Row counts up to this go to the CPU matrix-times-rows kernel when no autograd graph is recorded (short
+// prefills, small-batch decode): BLAS's GEMM packs the whole weight matrix on every call, which at a few rows
+// costs more than the product (OpenBLAS: ~250 us against ~30 us for one row of a 1024x256 weight). From 16
+// rows on OpenBLAS is as fast or faster (1024x256 weights, 2 threads: 97 against 113 GFLOP/s at 16 rows,
+// 125 against 110 at 32).
+constexpr int64_t kMaxMatVecLinearRows = 8;
+
+bool MatVecApplies(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& bias) {
+  auto float_cpu = [](const at::Tensor& t) { return t.is_cpu() && t.scalar_type() == at::kFloat; };
+  return !c10::GradMode::is_enabled() && rows.size(0) <= kMaxMatVecLinearRows && float_cpu(rows) &&
+         float_cpu(weight) && weight.is_contiguous() && (!bias.defined() || (float_cpu(bias) && bias.is_contiguous()));
+}
+
+// rows [N, in] W^T (+ b) → [N, out]; an undefined bias is none. With autograd, a single row (a batch-1 decode
+// step) goes to a matrix-vector product, which is differentiable, and more rows to at::linear.
 at::Tensor LinearRows(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& bias = {}) {
+  if (MatVecApplies(rows, weight, bias)) {
+    const at::Tensor x = rows.contiguous();
+    at::Tensor out = at::empty({x.size(0), weight.size(0)}, x.options());
+    const MatVecJob job{weight.data_ptr<float>(), bias.defined() ? bias.data_ptr<float>() : nullptr,
+                        out.data_ptr<float>(), weight.size(0), false};
+    MatVecRows({&job, 1}, x.data_ptr<float>(), x.size(0), x.size(1));
+    return out;
+  }
   if (rows.size(0) != 1) return at::linear(rows, weight, bias);
   const at::Tensor row = rows.select(0, 0);
   return (bias.defined() ? at::addmv(bias, weight, row) : at::mv(weight, row)).unsqueeze(0);
@@ -399,12 +421,20 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& tokens_in, co
               " new tokens but the cache has ", cache.pending(), " reserved slots (call KvCache::Append first)");
   TORCH_CHECK(positions.defined() && positions.sizes() == tokens.sizes(), "Transformer::forward_cached: positions ",
               positions.sizes(), " must match tokens ", tokens.sizes());
+  const at::Tensor rope_factors = CachedRopeFactors(rope_inv_freq_, config_.head_dim(), positions, ActivationType(), cache);
+  const bool window_applies = config_.sliding_window > 0 && cache.length() > config_.sliding_window;
+  if (length == 1 && FusedDecodeApplies(tokens, cache)) {
+    // Under a sliding window the query (the newest slot) sees the last sliding_window slots.
+    at::Tensor logits =
+        FusedDecode(tokens, rope_factors, cache, window_applies ? cache.length() - config_.sliding_window : 0);
+    cache.MarkWritten();
+    return logits;
+  }
   AttentionContext context;
-  SetRope(CachedRopeFactors(rope_inv_freq_, config_.head_dim(), positions, ActivationType(), cache), context);
+  SetRope(rope_factors, context);
   context.cache = &cache;
   context.cache_start = cache.length() - length;
   const auto options = at::TensorOptions().dtype(ActivationType()).device(tokens.device());
-  const bool window_applies = config_.sliding_window > 0 && cache.length() > config_.sliding_window;
   if (length == 1 && !window_applies) {
     // A decode step: the query is the newest slot, so causality hides nothing; only pad keys need a mask, and
     // without any the step runs with none (mask_bias undefined).
@@ -415,6 +445,82 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& tokens_in, co
   }
   at::Tensor logits = Logits(model_->forward(tokens, context));
   cache.MarkWritten();
+  return logits;
+}
+
+bool TransformerImpl::FusedDecodeApplies(const at::Tensor& tokens, const KvCache& cache) {
+  if (!fused_decode_ || c10::GradMode::is_enabled() || tokens.size(0) > kMaxFusedDecodeRows || !tokens.is_cpu()) {
+    return false;
+  }
+  auto usable = [](const at::Tensor& t) {
+    return !t.defined() || (t.is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous());
+  };
+  if (!usable(cache.keys(0)) || !usable(cache.values(0)) || !usable(lm_head_weight_)) return false;
+  for (const auto& parameter : parameters()) {
+    if (!usable(parameter)) return false;
+  }
+  return true;
+}
+
+at::Tensor TransformerImpl::FusedDecode(const at::Tensor& tokens_in, const at::Tensor& rope_factors, KvCache& cache,
+                                        int64_t first_key) {
+  const at::Tensor tokens = tokens_in.contiguous();
+  const int64_t rows = tokens.size(0);
+  const int64_t* ids = tokens.data_ptr<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    TORCH_CHECK(ids[r] >= 0 && ids[r] < config_.vocab_size, "Transformer::forward_cached: token id ", ids[r],
+                " is outside the vocabulary (0..", config_.vocab_size - 1, ")");
+  }
+  auto data = [](const at::Tensor& t) -> const float* { return t.defined() ? t.data_ptr<float>() : nullptr; };
+  const at::Tensor rope = rope_factors.contiguous();
+  at::Tensor logits = at::empty({rows, 1, config_.vocab_size}, at::TensorOptions().dtype(at::kFloat));
+  DecodeStep step;
+  step.d_model = config_.d_model;
+  step.n_heads = config_.n_heads;
+  step.n_kv_heads = config_.n_kv_heads;
+  step.head_dim = config_.head_dim();
+  step.ffn_hidden = config_.ffn_hidden;
+  step.vocab_size = config_.vocab_size;
+  step.norm_eps = config_.norm_eps;
+  step.rows = rows;
+  step.capacity = cache.capacity();
+  step.slot = cache.length() - 1;
+  step.first_key = first_key;
+  step.tokens = ids;
+  step.rope = rope.data_ptr<float>();
+  at::Tensor key_mask;
+  if (cache.has_pad_keys()) {
+    key_mask = cache.key_mask();
+    step.key_mask = key_mask.data_ptr<bool>();
+    step.key_mask_stride = key_mask.stride(0);
+  }
+  step.embed = data(model_->embed_tokens->weight);
+  step.final_norm = data(model_->norm->weight);
+  step.lm_head = data(lm_head_weight_);
+  step.logits = logits.data_ptr<float>();
+  for (size_t i = 0; i < model_->decoder_layers.size(); ++i) {
+    const DecoderLayerImpl& layer = *model_->decoder_layers[i];
+    const AttentionImpl& attention = *layer.self_attn;
+    const MlpImpl& mlp = *layer.mlp;
+    DecodeLayerWeights weights;
+    weights.input_norm = data(layer.input_layernorm->weight);
+    weights.q = data(attention.q_proj->weight);
+    weights.k = data(attention.k_proj->weight);
+    weights.v = data(attention.v_proj->weight);
+    weights.o = data(attention.o_proj->weight);
+    weights.q_bias = data(attention.q_proj->bias);
+    weights.k_bias = data(attention.k_proj->bias);
+    weights.v_bias = data(attention.v_proj->bias);
+    weights.o_bias = data(attention.o_proj->bias);
+    weights.post_attention_norm = data(layer.post_attention_layernorm->weight);
+    weights.gate = data(mlp.gate_proj->weight);
+    weights.up = data(mlp.up_proj->weight);
+    weights.down = data(mlp.down_proj->weight);
+    weights.keys = cache.keys(static_cast<int64_t>(i)).data_ptr<float>();
+    weights.values = cache.values(static_cast<int64_t>(i)).data_ptr<float>();
+    step.layers.push_back(weights);
+  }
+  RunDecodeStep(step);
   return logits;
 }
 

@@ -31,6 +31,10 @@ class TransformerImpl : public torch::nn::Module {
 
   const TransformerConfig& config() const { return config_; }
 
+  // Whether forward_cached may run a decode step of a small batch as one fused CPU step (decode_step.h) instead
+  // of LibTorch ops (default on; it applies to float32 CPU models without autograd). Off compares the two.
+  void set_fused_decode(bool enabled) { fused_decode_ = enabled; }
+
   // The checkpoint directory the weights were loaded from ("" for a fresh model): where SaveCheckpoint finds
   // the tokenizer files to carry along. CloneTransformer copies it.
   const std::string& source_dir() const { return source_dir_; }
@@ -41,9 +45,14 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor Logits(const torch::Tensor& hidden);
   // The dtype of the activations (the parameters').
   c10::ScalarType ActivationType();
+  // True when this decode step (one token per row) can run fused: see set_fused_decode.
+  bool FusedDecodeApplies(const at::Tensor& tokens, const KvCache& cache);
+  // The fused step: logits [B, 1, vocab]; first_key is the oldest slot attended to.
+  at::Tensor FusedDecode(const at::Tensor& tokens, const at::Tensor& rope_factors, KvCache& cache, int64_t first_key);
 
   TransformerConfig config_;
   std::string source_dir_;
+  bool fused_decode_ = true;
   std::shared_ptr<LlamaModelImpl> model_;  // registered as "model"
   torch::Tensor lm_head_weight_;           // lm_head.weight, or model.embed_tokens.weight when tied
   // RoPE inverse frequencies [head_dim / 2], double, on the CPU; not a buffer, so Module::to(dtype) never

@@ -1,11 +1,14 @@
 // decode_fast_path_test.cc: the decode shortcuts give the same logits as the general paths: single-row
 // matrix-vector projections (values and gradients), mask-free decode steps, the cached RoPE table and its
-// fallback for positions outside it, the pad-key mask of a decode step, and KvCache::has_pad_keys.
+// fallback for positions outside it, the pad-key mask of a decode step, KvCache::has_pad_keys, and the fused CPU
+// decode step against the per-op one for every architecture variant.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <string>
 #include <vector>
 
+#include "common/model/decode_step.h"
 #include "common/model/kv_cache.h"
 #include "common/model/transformer.h"
 #include "model_test_util.h"
@@ -145,6 +148,100 @@ TEST(DecodeFastPath, RopeTableValuesEqualDirectComputation) {
   }
   EXPECT_EQ(MaxAbsDiff(results[0], results[1]), 0.0);
   EXPECT_LT(MaxAbsDiff(results[0], model->forward(tokens)), 1e-4);
+}
+
+// Decodes `steps` tokens after a left-padded prefill, fused or per op, and returns every step's logits.
+std::vector<torch::Tensor> DecodeSteps(Transformer& model, bool fused, int64_t batch, int steps) {
+  model->set_fused_decode(fused);
+  const TransformerConfig& config = model->config();
+  const int64_t prompt = 5;
+  KvCache cache(config, batch, prompt + steps);
+  torch::Tensor mask = torch::ones({batch, prompt}, torch::kBool);
+  torch::Tensor positions = torch::arange(prompt).repeat({batch, 1});
+  for (int64_t b = 1; b < batch; b += 2) {  // odd rows: two pad keys
+    mask[b].narrow(0, 0, 2).fill_(false);
+    positions[b] = torch::tensor({0L, 0L, 0L, 1L, 2L});
+  }
+  const absl::Status appended = cache.Append(mask);
+  EXPECT_TRUE(appended.ok()) << appended;
+  const torch::Tensor prompt_tokens = torch::randint(0, config.vocab_size, {batch, prompt}, torch::kLong);
+  std::vector<torch::Tensor> logits = {model->forward_cached(prompt_tokens, positions, cache)};
+  torch::Tensor next_positions = positions.narrow(1, prompt - 1, 1) + 1;
+  for (int step = 0; step < steps; ++step) {
+    const absl::Status reserved = cache.AppendValid(1);
+    EXPECT_TRUE(reserved.ok()) << reserved;
+    const torch::Tensor tokens = torch::randint(0, config.vocab_size, {batch, 1}, torch::kLong);
+    logits.push_back(model->forward_cached(tokens, next_positions, cache));
+    next_positions += 1;
+  }
+  model->set_fused_decode(true);
+  return logits;
+}
+
+TEST(FusedDecode, EqualsPerOpDecodeForEveryArchitectureVariant) {
+  // Grouped-query and plain heads, tied and untied heads, Qwen2's q/k/v biases, Llama's attention_bias (o
+  // bias too), Mistral's sliding window (4 slots, passed after the 5-token prompt), an odd head_dim-free
+  // width (d_model 20: a 4-float tail past the 8-float vectors); batches of one, several (pad keys in odd
+  // rows) and past kMaxFusedDecodeRows (the per-op path on both sides).
+  struct Variant {
+    std::string name;
+    TransformerConfig config;
+  };
+  std::vector<Variant> variants;
+  variants.push_back({"llama gqa", testing::SmallConfig(2)});
+  variants.push_back({"llama untied", testing::SmallConfig(4, /*tie_embeddings=*/false)});
+  TransformerConfig qwen2 = testing::SmallConfig(2);
+  qwen2.architecture = "qwen2";
+  variants.push_back({"qwen2", qwen2});
+  TransformerConfig biased = testing::SmallConfig(4);
+  biased.attention_bias = true;
+  variants.push_back({"llama attention_bias", biased});
+  TransformerConfig mistral = testing::SmallConfig(2);
+  mistral.architecture = "mistral";
+  mistral.sliding_window = 4;
+  variants.push_back({"mistral window 4", mistral});
+  TransformerConfig narrow = testing::SmallConfig(1);
+  narrow.d_model = 20;
+  narrow.n_heads = 2;
+  narrow.ffn_hidden = 36;
+  variants.push_back({"d_model 20", narrow});
+  for (const Variant& variant : variants) {
+    Transformer model = MakeModel(variant.config, 31, 0.2);
+    torch::InferenceMode inference;
+    for (const int64_t batch : {int64_t{1}, int64_t{3}, kMaxFusedDecodeRows, kMaxFusedDecodeRows + 1}) {
+      torch::manual_seed(40 + batch);
+      const std::vector<torch::Tensor> per_op = DecodeSteps(model, /*fused=*/false, batch, 6);
+      torch::manual_seed(40 + batch);
+      const std::vector<torch::Tensor> fused = DecodeSteps(model, /*fused=*/true, batch, 6);
+      ASSERT_EQ(per_op.size(), fused.size());
+      for (size_t step = 0; step < fused.size(); ++step) {
+        ASSERT_EQ(fused[step].sizes(), per_op[step].sizes()) << variant.name << " batch " << batch;
+        EXPECT_LT(MaxAbsDiff(fused[step], per_op[step]), 2e-5)
+            << variant.name << " batch " << batch << " step " << step;
+      }
+      EXPECT_GT(MaxAbsDiff(fused.back()[0], fused.front()[0][0]), 1e-3) << "steps must differ to mean anything";
+    }
+  }
+}
+
+TEST(FusedDecode, UsedOnlyWithoutAutogradAndRejectsOutOfRangeTokens) {
+  const TransformerConfig config = SmallConfig();
+  Transformer model = MakeModel(config, 32, 0.2);
+  {
+    torch::InferenceMode inference;
+    KvCache cache(config, 1, 4);
+    RLJ_ASSERT_OK(cache.Append(torch::ones({1, 2}, torch::kBool)));
+    model->forward_cached(TokensTensor({{1, 2}}), torch::arange(2).view({1, 2}), cache);
+    RLJ_ASSERT_OK(cache.AppendValid(1));
+    EXPECT_THROW(model->forward_cached(TokensTensor({{259}}), torch::full({1, 1}, 2L), cache), c10::Error);
+  }
+  // With autograd on, the per-op path runs and the logits carry a graph.
+  KvCache cache(config, 1, 4);
+  RLJ_ASSERT_OK(cache.Append(torch::ones({1, 2}, torch::kBool)));
+  model->forward_cached(TokensTensor({{1, 2}}), torch::arange(2).view({1, 2}), cache);
+  RLJ_ASSERT_OK(cache.AppendValid(1));
+  const torch::Tensor logits = model->forward_cached(TokensTensor({{3}}), torch::full({1, 1}, 2L), cache);
+  EXPECT_TRUE(logits.requires_grad());
 }
 
 TEST(KvCacheFlags, HasPadKeysFollowsAppendAndReset) {
