@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # demo.sh: the README's main command: installs dependencies, builds, generates the arithmetic task, trains a
-# teacher that solves it and warm-starts a small student (side by side, one core each), then runs RL in which
+# larger teacher that solves it and warm-starts a small student (side by side, one core each), then runs RL in which
 # the teacher, served by `rlj teacher`, is the judge, and prints held-out accuracy before and after, with the
 # wall time of every stage (also in runs/<name>/stages.json). CONFIG=configs/demo.yaml runs the rule-judged
 # demo instead (no teacher). SKIP_BUILD=1 uses the tree as built; RUNS=dir puts the run directories under dir
