@@ -24,7 +24,7 @@ TEST(CpuMatVec, EqualsMatmulForEveryRowCountWidthAndThreadCount) {
   for (const int threads : {1, 2}) {
     ThreadCount thread_count(threads);
     for (const int64_t in : {8, 37, 256}) {
-      // 1100 features x 256 inputs is past the per-thread share, so two threads really split it.
+      // 1100 features x 256 inputs x 2 or more rows is past the per-thread share: two threads really split it.
       for (const int64_t out : {1, 5, 1100}) {
         for (int64_t rows = 1; rows <= 2 * kMatVecRowBlock + 1; ++rows) {
           const torch::Tensor weight = torch::randn({out, in});
