@@ -229,6 +229,10 @@ absl::Status RunSft(const v1::RunConfig& config, const SftOptions& options) {
   double loss_sum = 0;
   int64_t loss_count = 0;
   for (int64_t step = 1; step <= steps; ++step) {
+    if (options.stop_requested && options.stop_requested()) {
+      return absl::CancelledError(absl::StrCat("stopped after step ", step - 1, " of ", steps,
+                                               "; no checkpoint written to ", output));
+    }
     std::vector<const SftExample*> batch;
     while (static_cast<int64_t>(batch.size()) < batch_size) {
       if (cursor == order.size()) {

@@ -64,11 +64,15 @@ struct SftOptions {
   std::string output_dir;  // empty → sft.output, else <run_dir>/sft
   std::string run_dir;
   std::function<void(int64_t step, double loss)> on_step;  // after every step (progress, tests)
+  // Asked before every step; true stops the run there without writing a checkpoint (`rlj sft` passes
+  // ShutdownRequested, so SIGINT/SIGTERM stop it within a step).
+  std::function<bool()> stop_requested;
 };
 
 // Loads data.train_path, the tokenizer and the model (model.init_checkpoint or a seeded random init),
 // trains sft.steps steps of sft.batch_size rows, and saves the checkpoint (state step = sft.steps,
-// policy_version 0) to the output directory.
+// policy_version 0) to the output directory. A stop requested before the last step is a Cancelled error
+// naming the steps done; nothing is written, so the output never holds a model short of its steps.
 absl::Status RunSft(const v1::RunConfig& config, const SftOptions& options);
 
 }  // namespace rlj

@@ -26,6 +26,7 @@ Command AddSftCommand(CLI::App& parent) {
             SftOptions options;
             options.output_dir = flags->output;
             options.run_dir = prepared->run_dir;
+            options.stop_requested = [] { return ShutdownRequested(); };
             absl::Status status = RunSft(prepared->config, options);
             if (!status.ok()) return Fail("sft", std::string(status.message()));
             return 0;

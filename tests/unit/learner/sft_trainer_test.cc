@@ -132,6 +132,23 @@ TEST(RunSft, TrainsAndSavesTheCheckpoint) {
   EXPECT_LT(losses.front(), 0.75 * initial_loss);
 }
 
+TEST(RunSft, AStopRequestEndsTheRunWithinAStepAndWritesNothing) {
+  testing::ScratchDir dir;
+  RLJ_ASSERT_OK(WritePromptDataset(dir.file("train.jsonl"), TinyRows()));
+  v1::RunConfig config = TinyConfig();
+  config.mutable_data()->set_train_path(dir.file("train.jsonl"));
+  config.mutable_sft()->set_steps(1000);
+  int64_t steps_taken = 0;
+  SftOptions options;
+  options.output_dir = dir.file("out");
+  options.on_step = [&](int64_t step, double) { steps_taken = step; };
+  options.stop_requested = [&] { return steps_taken >= 3; };
+  EXPECT_TRUE(testing::FailsWith(RunSft(config, options), absl::StatusCode::kCancelled,
+                                 "stopped after step 3 of 1000; no checkpoint written to " + dir.file("out")));
+  EXPECT_EQ(steps_taken, 3);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out")));
+}
+
 TEST(RunSft, ErrorsNameWhatIsMissing) {
   testing::ScratchDir dir;
   v1::RunConfig config = TinyConfig();
