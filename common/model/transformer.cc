@@ -427,8 +427,10 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& tokens_in, co
     // Under a sliding window the query (the newest slot) sees the last sliding_window slots.
     at::Tensor logits =
         FusedDecode(tokens, rope_factors, cache, window_applies ? cache.length() - config_.sliding_window : 0);
-    cache.MarkWritten();
-    return logits;
+    if (logits.defined()) {
+      cache.MarkWritten();
+      return logits;
+    }
   }
   AttentionContext context;
   SetRope(rope_factors, context);
@@ -449,19 +451,13 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& tokens_in, co
 }
 
 bool TransformerImpl::FusedDecodeApplies(const at::Tensor& tokens, const KvCache& cache) {
-  if (!fused_decode_ || c10::GradMode::is_enabled() || tokens.size(0) > kMaxFusedDecodeRows || !tokens.is_cpu()) {
-    return false;
-  }
-  auto usable = [](const at::Tensor& t) {
-    return !t.defined() || (t.is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous());
-  };
-  if (!usable(cache.keys(0)) || !usable(cache.values(0)) || !usable(lm_head_weight_)) return false;
-  for (const auto& parameter : parameters()) {
-    if (!usable(parameter)) return false;
-  }
-  return true;
+  // The weights are checked where FusedDecode collects them.
+  const at::Tensor keys = cache.keys(0);
+  return fused_decode_ && !c10::GradMode::is_enabled() && tokens.size(0) <= kMaxFusedDecodeRows && tokens.is_cpu() &&
+         keys.is_cpu() && keys.scalar_type() == at::kFloat && keys.is_contiguous();
 }
 
+// Returns undefined (and does nothing) when a weight is not CPU float32 and contiguous.
 at::Tensor TransformerImpl::FusedDecode(const at::Tensor& tokens_in, const at::Tensor& rope_factors, KvCache& cache,
                                         int64_t first_key) {
   const at::Tensor tokens = tokens_in.contiguous();
@@ -471,9 +467,17 @@ at::Tensor TransformerImpl::FusedDecode(const at::Tensor& tokens_in, const at::T
     TORCH_CHECK(ids[r] >= 0 && ids[r] < config_.vocab_size, "Transformer::forward_cached: token id ", ids[r],
                 " is outside the vocabulary (0..", config_.vocab_size - 1, ")");
   }
-  auto data = [](const at::Tensor& t) -> const float* { return t.defined() ? t.data_ptr<float>() : nullptr; };
-  const at::Tensor rope = rope_factors.contiguous();
-  at::Tensor logits = at::empty({rows, 1, config_.vocab_size}, at::TensorOptions().dtype(at::kFloat));
+  // A weight's data, or null for an undefined bias; a weight that is not CPU float32 and contiguous makes the
+  // whole step fall back to LibTorch ops (an undefined result).
+  bool weights_usable = true;
+  auto data = [&weights_usable](const at::Tensor& t) -> const float* {
+    if (!t.defined()) return nullptr;
+    if (!t.is_cpu() || t.scalar_type() != at::kFloat || !t.is_contiguous()) {
+      weights_usable = false;
+      return nullptr;
+    }
+    return t.data_ptr<float>();
+  };
   DecodeStep step;
   step.d_model = config_.d_model;
   step.n_heads = config_.n_heads;
@@ -487,7 +491,6 @@ at::Tensor TransformerImpl::FusedDecode(const at::Tensor& tokens_in, const at::T
   step.slot = cache.length() - 1;
   step.first_key = first_key;
   step.tokens = ids;
-  step.rope = rope.data_ptr<float>();
   at::Tensor key_mask;
   if (cache.has_pad_keys()) {
     key_mask = cache.key_mask();
@@ -497,7 +500,6 @@ at::Tensor TransformerImpl::FusedDecode(const at::Tensor& tokens_in, const at::T
   step.embed = data(model_->embed_tokens->weight);
   step.final_norm = data(model_->norm->weight);
   step.lm_head = data(lm_head_weight_);
-  step.logits = logits.data_ptr<float>();
   for (size_t i = 0; i < model_->decoder_layers.size(); ++i) {
     const DecoderLayerImpl& layer = *model_->decoder_layers[i];
     const AttentionImpl& attention = *layer.self_attn;
@@ -520,6 +522,11 @@ at::Tensor TransformerImpl::FusedDecode(const at::Tensor& tokens_in, const at::T
     weights.values = cache.values(static_cast<int64_t>(i)).data_ptr<float>();
     step.layers.push_back(weights);
   }
+  if (!weights_usable) return {};
+  const at::Tensor rope = rope_factors.contiguous();
+  step.rope = rope.data_ptr<float>();
+  at::Tensor logits = at::empty({rows, 1, config_.vocab_size}, at::TensorOptions().dtype(at::kFloat));
+  step.logits = logits.data_ptr<float>();
   RunDecodeStep(step);
   return logits;
 }

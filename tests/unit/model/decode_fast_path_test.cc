@@ -244,6 +244,32 @@ TEST(FusedDecode, UsedOnlyWithoutAutogradAndRejectsOutOfRangeTokens) {
   EXPECT_TRUE(logits.requires_grad());
 }
 
+TEST(FusedDecode, ANonContiguousWeightFallsBackToOps) {
+  // A q_proj weight stored transposed (same values, not contiguous) cannot be read as rows: the step runs as
+  // LibTorch ops, bit for bit the per-op result, where the fused step differs in the last bits.
+  Transformer model = MakeModel(SmallConfig(4), 33, 0.2);
+  torch::InferenceMode inference;
+  torch::manual_seed(50);
+  const std::vector<torch::Tensor> fused = DecodeSteps(model, /*fused=*/true, 1, 3);
+  torch::manual_seed(50);
+  const std::vector<torch::Tensor> per_op = DecodeSteps(model, /*fused=*/false, 1, 3);
+  EXPECT_GT(MaxAbsDiff(fused.back(), per_op.back()), 0.0) << "the fused step must differ for the test to mean anything";
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor weight = model->named_parameters()["model.layers.0.self_attn.q_proj.weight"];
+    weight.set_data(weight.t().contiguous().t());
+    ASSERT_FALSE(weight.is_contiguous());
+  }
+  torch::manual_seed(50);
+  const std::vector<torch::Tensor> fallback = DecodeSteps(model, /*fused=*/true, 1, 3);
+  torch::manual_seed(50);
+  const std::vector<torch::Tensor> per_op_again = DecodeSteps(model, /*fused=*/false, 1, 3);
+  for (size_t step = 0; step < fallback.size(); ++step) {
+    EXPECT_EQ(MaxAbsDiff(fallback[step], per_op_again[step]), 0.0) << "step " << step;
+    EXPECT_LT(MaxAbsDiff(fallback[step], per_op[step]), 1e-5) << "step " << step;
+  }
+}
+
 TEST(KvCacheFlags, HasPadKeysFollowsAppendAndReset) {
   const TransformerConfig config = SmallConfig();
   KvCache cache(config, 2, 6);
