@@ -13,13 +13,15 @@
 #include "common/tensor/torch_util.h"
 
 // The c10d headers declare the Gloo and NCCL groups only under these macros; the libraries themselves are
-// part of LibTorch. Gloo's headers come from libgloo-dev (Debian) or the LibTorch distribution.
-#if __has_include(<gloo/context.h>)
+// part of LibTorch. Gloo's headers come from libgloo-dev (Debian) or the LibTorch distribution: CMake looks for
+// them at configure time and defines RLJ_HAVE_GLOO (learner/CMakeLists.txt). Without them this file still
+// compiles, and RankGroup::Connect refuses a CPU group of more than one rank with a clear error.
+#include <torch/csrc/distributed/c10d/Types.hpp>
+#if defined(RLJ_HAVE_GLOO)
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#define RLJ_HAVE_GLOO 1
 #endif
 #if defined(RLJ_WITH_NCCL) && __has_include(<nccl.h>)
 #ifndef USE_C10D_NCCL

@@ -1,40 +1,74 @@
 #!/usr/bin/env bash
-# install-deps.sh: installs every Debian 12 package rlj needs to build, test and run; safe to re-run.
+# install-deps.sh: installs every Debian 12 package that rlj's build, binary, demo and test suite use, and the
+# project's own Python virtual environment (pinned tools from PyPI); safe to re-run.
+#   bash tools/install-deps.sh          install what is missing
+#   bash tools/install-deps.sh --list   print the Debian package names it manages, one per line, nothing else
+# RLJ_SKIP_TORCH=1: LibTorch comes from elsewhere (an official CUDA LibTorch, see deploy/docker/Dockerfile.cuda).
+# RLJ_VENV=DIR: where the virtual environment lives (default: .venv in the project root).
 set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
 
 packages=(
+  # The build.
   build-essential cmake ninja-build ccache pkg-config git
-  libtorch-dev libopenblas0-openmp
+  libtorch-dev libopenblas0-openmp libgloo-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   libyaml-cpp-dev nlohmann-json3-dev libsqlite3-dev sqlite3
   libcurl4-openssl-dev libcpp-httplib-dev libre2-dev libssl-dev
-  libcli11-dev python3 curl
-  chromium prometheus python3-grpcio python3-protobuf
+  libcli11-dev
+  # What the demo and the tests run: Python judges and baselines, the TLS test's certificates, the HTML report in
+  # a headless browser, promtool, the multi-host test's network namespaces, the project's virtual environment.
+  python3 python3-venv python3-grpcio python3-protobuf curl openssl
+  chromium prometheus iproute2
+  # tools/sanitize.sh and tools/fuzz.sh: clang-14 with its sanitizer and libFuzzer runtimes.
+  clang-14 libclang-rt-14-dev
 )
-
-# RLJ_SKIP_TORCH=1: LibTorch comes from elsewhere (an official CUDA LibTorch, see deploy/docker/Dockerfile.cuda).
 if [ "${RLJ_SKIP_TORCH:-0}" = 1 ]; then
   packages=("${packages[@]/libtorch-dev}")
 fi
+# Node.js runs the examples' and tests' JavaScript clients. Debian's npm package needs Debian's nodejs: a machine
+# whose nodejs package already brings npm (NodeSource's) keeps it.
+packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
-# Node.js runs the examples' and tests' JavaScript clients; a machine that already has one keeps it.
-command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+if [ "${1:-}" = --list ]; then
+  for p in "${packages[@]}"; do [ -n "$p" ] && echo "$p"; done
+  exit 0
+elif [ $# -gt 0 ]; then
+  echo "install-deps: unknown argument '$1' (usage: tools/install-deps.sh [--list])" >&2
+  exit 2
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 missing=()
 for p in "${packages[@]}"; do
   [ -n "$p" ] || continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+  echo "install-deps: all ${#packages[@]} Debian packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The project's virtual environment, from Debian's Python, with the pinned tools of tools/python-requirements.txt
+# (kubectl for the Kubernetes manifest test). Nothing goes into the system Python.
+venv="${RLJ_VENV:-$root/.venv}"
+requirements="$root/tools/python-requirements.txt"
+stamp="$venv/.requirements"
+if [ -f "$stamp" ] && cmp -s "$stamp" "$requirements"; then
+  echo "install-deps: $venv is up to date"
+  exit 0
+fi
+echo "install-deps: creating $venv from $requirements"
+rm -rf "$venv"
+# --system-site-packages: Debian's python3-grpcio and python3-protobuf stay visible to the venv's python3.
+/usr/bin/python3 -m venv --system-site-packages "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$requirements"
+cp "$requirements" "$stamp"

@@ -23,9 +23,11 @@
 namespace rlj {
 namespace {
 
-std::string FindOnPath(const std::string& name) {
+// The project's virtual environment first (tools/install-deps.sh pins kubectl there), then PATH.
+std::string FindTool(const std::string& name) {
   const char* path = std::getenv("PATH");
-  for (const absl::string_view dir : absl::StrSplit(path ? path : "/usr/bin:/bin", ':')) {
+  const std::string search = std::string(RLJ_VENV_BIN) + ":" + (path ? path : "/usr/bin:/bin");
+  for (const absl::string_view dir : absl::StrSplit(search, ':')) {
     const std::string candidate = std::string(dir) + "/" + name;
     if (!dir.empty() && access(candidate.c_str(), X_OK) == 0) return candidate;
   }
@@ -88,10 +90,10 @@ int PortOf(const std::string& address) {
 class K8sManifests : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(K8sManifests, AgreeWithTheCode) {
-  const std::string kubectl = FindOnPath("kubectl");
+  const std::string kubectl = FindTool("kubectl");
   if (kubectl.empty()) GTEST_SKIP() << "kubectl is not installed (tools/install-deps.sh installs it)";
   testing::ScratchDir dir;
-  if (!KustomizeIsRecentEnough(kubectl, dir.path())) GTEST_SKIP() << "kubectl's kustomize is older than v4";
+  if (!KustomizeIsRecentEnough(kubectl, dir.path())) GTEST_SKIP() << kubectl << "'s kustomize is older than v4 (tools/install-deps.sh installs a newer one into the venv)";
 
   const std::string overlay = std::string(RLJ_SOURCE_DIR) + "/deploy/k8s/overlays/" + GetParam();
   const testing::Finished rendered = RunTool({kubectl, "kustomize", overlay}, dir.file("rendered.yaml"));
