@@ -27,10 +27,11 @@ packages=(
 if [ "${RLJ_SKIP_TORCH:-0}" = 1 ]; then
   packages=("${packages[@]/libtorch-dev}")
 fi
-# Node.js runs the examples' and tests' JavaScript clients. Debian's npm package needs Debian's nodejs: a machine
-# whose nodejs package already brings npm (NodeSource's) keeps it.
+# Node.js runs the examples' and tests' JavaScript clients. Debian's npm package needs Debian's nodejs; an
+# installed nodejs package that provides npm itself (NodeSource's) is kept, and npm is then not ours to name.
+# (Decided by the package, not by whether npm is on PATH, so --list says the same before and after installing.)
 packages+=(nodejs)
-command -v npm >/dev/null 2>&1 || packages+=(npm)
+dpkg-query -W -f='${Provides}' nodejs 2>/dev/null | grep -qw npm || packages+=(npm)
 
 if [ "${1:-}" = --list ]; then
   for p in "${packages[@]}"; do [ -n "$p" ] && echo "$p"; done
