@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "common/wire_bounds.h"
 
 namespace rlj {
 namespace {
@@ -71,7 +72,7 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
               "tokenizer.chat_template", "must be empty, chatml, llama3, plain or a template containing {prompt}");
 
   const auto& s = c.sampling();
-  RLJ_REQUIRE(s.group_size() >= 1, "sampling.group_size", "must be >= 1");
+  RLJ_REQUIRE(s.group_size() >= 1 && s.group_size() <= 1024, "sampling.group_size", "must be in 1..1024");
   RLJ_REQUIRE(s.max_new_tokens() >= 1, "sampling.max_new_tokens", "must be >= 1");
   RLJ_REQUIRE(s.max_new_tokens() < m.max_seq_len(), "sampling.max_new_tokens", "must be < model.max_seq_len");
   RLJ_REQUIRE(s.temperature() > 0, "sampling.temperature", "must be > 0 (greedy decoding is for eval)");
@@ -113,6 +114,8 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(j.threads() >= 1, "judge.threads", "must be >= 1");
   RLJ_REQUIRE(j.timeout_ms() > 0, "judge.timeout_ms", "must be > 0");
   RLJ_REQUIRE(j.on_outage() == "mask" || j.on_outage() == "pause", "judge.on_outage", "must be mask or pause");
+  RLJ_REQUIRE(j.max_outage_s() >= 0 && j.max_outage_s() <= 7 * 24 * 3600, "judge.max_outage_s",
+              "must be in 0..604800 seconds (0 = wait forever)");
   if (j.backend() == "openai") {
     const auto& o = j.openai();
     RLJ_REQUIRE(o.mode() == "rubric" || o.mode() == "label" || o.mode() == "likelihood", "judge.openai.mode",
@@ -175,10 +178,16 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(l.lease_timeout_s() >= 1, "learner.lease_timeout_s", "must be >= 1");
   RLJ_REQUIRE(l.ranks() >= 1, "learner.ranks", "must be >= 1");
   RLJ_REQUIRE(l.max_nonfinite_steps_in_a_row() >= 0, "learner.max_nonfinite_steps_in_a_row", "must be >= 0 (0 = never stop)");
+  RLJ_REQUIRE(l.max_skipped_batches_in_a_row() >= 0, "learner.max_skipped_batches_in_a_row",
+              "must be >= 0 (0 = never stop)");
 
   const auto& a = c.actor();
   RLJ_REQUIRE(a.count() >= 0, "actor.count", "must be >= 0");
   RLJ_REQUIRE(a.prompts_per_batch() >= 1, "actor.prompts_per_batch", "must be >= 1");
+  RLJ_REQUIRE(int64_t{a.prompts_per_batch()} * c.sampling().group_size() <= kMaxSamplesPerScoreRequest,
+              "actor.prompts_per_batch",
+              absl::StrCat("times sampling.group_size must be at most ", kMaxSamplesPerScoreRequest,
+                           " (the samples of one Judge.Score call)"));
   RLJ_REQUIRE(a.threads() >= 0, "actor.threads", "must be >= 0");
   RLJ_REQUIRE(a.rpc_timeout_ms() > 0, "actor.rpc_timeout_ms", "must be > 0");
 

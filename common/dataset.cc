@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "common/status.h"
 #include "common/utf8.h"
 
 namespace rlj {
@@ -85,6 +86,7 @@ std::string ParseLine(const std::string& line, PromptRow* row) {
 }  // namespace
 
 absl::StatusOr<std::vector<PromptRow>> LoadPromptDataset(const std::string& path, const DatasetLimits& limits) {
+  RLJ_RETURN_IF_ERROR(CheckReadableFile(path, "dataset"));
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("dataset ", path, ": cannot open (", std::strerror(errno), ")"));
   std::vector<PromptRow> rows;

@@ -26,7 +26,22 @@ absl::Status OsError(const char* what, const std::string& path, int err) {
 
 }  // namespace
 
+absl::Status CheckReadableFile(const std::string& path, const std::string& what) {
+  const std::string named = what.empty() ? path : absl::StrCat(what, " (", path, ")");
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": no path given"));
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return OsError("cannot open", named, errno);
+  if (S_ISDIR(info.st_mode)) return absl::InvalidArgumentError(absl::StrCat(named, " is a directory, not a file"));
+  if (!S_ISREG(info.st_mode)) return absl::InvalidArgumentError(absl::StrCat(named, " is not a regular file"));
+  if (::access(path.c_str(), R_OK) != 0) return OsError("cannot read", named, errno);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read ", path, ": it is a directory, not a file"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return OsError("cannot open", path, errno);
   std::ostringstream content;

@@ -14,4 +14,8 @@ inline constexpr double kMaxAbsReward = 1e9;
 inline constexpr double kMinBehaviourLogprob = -1e4;
 inline constexpr double kMaxBehaviourLogprob = 1e-3;
 
+// One Judge.Score call carries at most this many samples (an actor's batch: sampling.group_size ×
+// actor.prompts_per_batch); the judge refuses larger calls and the config validator larger batches.
+inline constexpr int kMaxSamplesPerScoreRequest = 4096;
+
 }  // namespace rlj

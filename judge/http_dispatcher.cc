@@ -14,6 +14,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "common/log.h"
@@ -127,6 +129,30 @@ struct HttpDispatcher::Loop {
   Clock::time_point next_wake{};     // the rate limiter's next token
   Clock::time_point last_sweep{};
 };
+
+namespace {
+
+// Books one retry under its cause (the failed attempt's error kind and HTTP status; 0 = no response).
+void CountRetry(const std::string& kind, long status, const std::optional<std::chrono::milliseconds>& retry_after,
+                HttpDispatcherStats* stats) {
+  if (kind == error_kind::kRateLimited) {
+    ++stats->retries_rate_limited;
+  } else if (kind == error_kind::kParse) {
+    ++stats->retries_malformed;
+  } else if (kind == error_kind::kTimeout) {
+    ++stats->retries_timeout;
+  } else if (status >= 500) {
+    ++stats->retries_server_error;
+  } else {
+    ++stats->retries_transport;
+  }
+  if (retry_after) {
+    ++stats->retry_after_waits;
+    stats->retry_after_seconds += std::chrono::duration<double>(*retry_after).count();
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpDispatcher>> HttpDispatcher::Create(HttpDispatcherOptions options) {
   if (options.max_concurrency < 1) return absl::InvalidArgumentError("max_concurrency must be >= 1");
@@ -410,6 +436,16 @@ void HttpDispatcher::Run() {
       job->message = std::string(failure.message());
       retryable = failure.code() != absl::StatusCode::kInvalidArgument;
       loop.breaker.OnFailure(now);
+    } else if (status >= 200 && status < 300 && options_.require_json_body &&
+               !nlohmann::json::accept(job->transfer.response.body)) {
+      const std::string quoted = TruncateUtf8(job->transfer.response.body, kMaxQuotedBodyBytes);
+      job->code = absl::StatusCode::kDataLoss;
+      job->kind = error_kind::kParse;
+      job->message = absl::StrCat("HTTP ", status, " from ", job->request.url, " with a body that is not JSON: ", quoted);
+      retryable = true;
+      loop.breaker.OnFailure(now);
+      absl::MutexLock lock(&mutex_);
+      ++stats_.malformed;
     } else if (status >= 200 && status < 300) {
       loop.breaker.OnSuccess();
       loop.concurrency.OnSuccess(job->epoch, latency_ms);
@@ -426,6 +462,9 @@ void HttpDispatcher::Run() {
       job->message = absl::StrCat("HTTP ", status, " from ", job->request.url, quoted.empty() ? "" : ": ", quoted);
       if (status == 429) {
         retryable = true;
+        // The server answers: the breaker closes (a half-open probe answered by a 429 must not leave it
+        // waiting for its probe forever); the rate limit is the concurrency's and Retry-After's business.
+        loop.breaker.OnSuccess();
         loop.concurrency.OnRateLimited(job->epoch);
         absl::MutexLock lock(&mutex_);
         ++stats_.rate_limited;
@@ -458,6 +497,10 @@ void HttpDispatcher::Run() {
                                                " ms more would pass the request's deadline)");
       fail(std::move(job), final_code, final_kind, message);
       return;
+    }
+    {
+      absl::MutexLock lock(&mutex_);
+      CountRetry(final_kind, status, retry_after, &stats_);
     }
     loop.waiting.emplace(now + wait, std::move(job));
   };

@@ -38,7 +38,10 @@ struct HttpDispatcherOptions {
   std::chrono::milliseconds request_timeout{60000};  // one attempt (capped by the request's deadline)
   std::chrono::milliseconds connect_timeout{10000};
   int breaker_failures = 5;          // consecutive failures that open the circuit; 0 = never
-  std::chrono::milliseconds breaker_cooldown{30000};
+  std::chrono::milliseconds breaker_cooldown{5000};
+  // A 2xx whose body is not JSON (cut short, an HTML error page from a proxy, garbage) is retried like a 5xx
+  // and, once the retries are spent, fails with kind "parse" (masked, not an outage).
+  bool require_json_body = false;
   std::function<bool()> budget_exhausted;            // when true, queued requests fail with kind "budget"
   std::function<std::string(std::string)> redact;    // applied to every error message (API keys)
 };
@@ -58,6 +61,15 @@ struct HttpDispatcherStats {
   int64_t requests_sent = 0;  // attempts
   int64_t retries = 0;
   int64_t rate_limited = 0;   // 429 answers
+  int64_t malformed = 0;      // 2xx answers whose body was not JSON (require_json_body)
+  // Retries by cause: 429, 5xx, an attempt's timeout, another transport failure, a 2xx that was not JSON.
+  int64_t retries_rate_limited = 0;
+  int64_t retries_server_error = 0;
+  int64_t retries_timeout = 0;
+  int64_t retries_transport = 0;
+  int64_t retries_malformed = 0;
+  int64_t retry_after_waits = 0;    // retries that waited for the server's Retry-After
+  double retry_after_seconds = 0;    // the seconds those waits asked for
   int64_t succeeded = 0;
   int64_t failed = 0;
   int concurrency_limit = 0;

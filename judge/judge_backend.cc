@@ -68,5 +68,12 @@ bool IsAvailabilityError(const std::string& kind) {
          kind == kUnavailable;
 }
 
+bool IsAvailabilityError(const v1::SampleError& error) {
+  if (!IsAvailabilityError(error.kind())) return false;
+  if (error.kind() != kHttpError) return true;
+  const auto code = static_cast<absl::StatusCode>(error.code());
+  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded;
+}
+
 }  // namespace error_kind
 }  // namespace rlj

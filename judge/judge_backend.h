@@ -57,6 +57,10 @@ inline constexpr char kUnavailable[] = "unavailable";   // a command or remote j
 // Kinds that say the backend could not be reached (not that the sample is bad): a failover backend gets
 // these samples.
 bool IsAvailabilityError(const std::string& kind);
+// The same for a verdict's error, which also knows its code: an http_error is an availability error only when
+// the server could not be reached or answered 5xx (UNAVAILABLE, DEADLINE_EXCEEDED). A 4xx (a wrong key, a
+// refused request) is the request's own failure: masked, never waited out as an outage.
+bool IsAvailabilityError(const v1::SampleError& error);
 }  // namespace error_kind
 
 // Sample metadata that asks for a second opinion: a caching backend skips its lookup and asks the teacher

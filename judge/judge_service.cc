@@ -1,6 +1,7 @@
 // judge_service.cc: Judge.Score: request checks, the backend call, verdict checks and the reward log.
 #include "judge/judge_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -55,6 +56,12 @@ v1::JudgeStatus JudgeService::StatusNow() const {
     status.set_errors(counters_.errors);
     for (const auto& [kind, count] : counters_.errors_by_kind) (*status.mutable_errors_by_kind())[kind] = count;
     status.set_reward_log_failures(counters_.reward_log_failures);
+    status.set_paused_requests(counters_.paused_requests);
+    if (counters_.outage_since_unix_s != 0) {
+      status.set_outage_seconds(
+          std::max(0.0, absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()) - counters_.outage_since_unix_s));
+      status.set_outage_error(counters_.outage_error);
+    }
   }
   status.set_backend(backend_->name());
   ledger_->Fill(&status);
@@ -160,7 +167,7 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
   std::string unreachable;
   bool reached = false;  // some verdict came from the teacher now (not from the cache)
   for (const v1::Verdict& verdict : response.verdicts()) {
-    if (verdict.has_error() && error_kind::IsAvailabilityError(verdict.error().kind())) {
+    if (verdict.has_error() && error_kind::IsAvailabilityError(verdict.error())) {
       if (unreachable.empty()) unreachable = absl::StrCat(verdict.error().kind(), ": ", verdict.error().message());
     } else if (asked_backend && !verdict.cache_hit() &&
                (!verdict.has_error() || verdict.error().kind() != error_kind::kInvalid)) {
@@ -214,6 +221,7 @@ double JudgeService::TrackOutage(const std::string& unreachable, bool reached) {
   {
     absl::MutexLock lock(&mutex_);
     if (!unreachable.empty()) {
+      counters_.outage_error = unreachable;
       if (counters_.outage_since_unix_s == 0) {
         counters_.outage_since_unix_s = now_unix;
         ++counters_.outages;

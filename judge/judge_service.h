@@ -17,14 +17,12 @@
 #include "common/telemetry/metrics_registry.h"
 #include "judge/judge_backend.h"
 #include "judge/usage_ledger.h"
+#include "common/wire_bounds.h"  // kMaxSamplesPerScoreRequest: larger requests are rejected
 #include "rlj/v1/judge.grpc.pb.h"
 
 namespace rlj {
 
 class JudgeQuality;
-
-// Requests with more samples than this are rejected (INVALID_ARGUMENT).
-inline constexpr int kMaxSamplesPerScoreRequest = 4096;
 
 struct JudgeCounters {
   int64_t requests = 0;                  // Score calls answered (rejected ones included)
@@ -36,6 +34,7 @@ struct JudgeCounters {
   int64_t paused_requests = 0;           // on_outage pause: Score calls answered UNAVAILABLE (nothing logged)
   int64_t outages = 0;                   // outages begun: a backend unreachable after its retries
   double outage_since_unix_s = 0;        // when the current outage began; 0 = the backend is reachable
+  std::string outage_error;              // the current outage's last availability error
   double outage_seconds_total = 0;       // length of the outages that have ended
 };
 
@@ -74,7 +73,7 @@ class JudgeService final : public v1::Judge::Service {
   // Quality signals (canaries, second scorings, reward/length correlation, metrics, TensorBoard); set before
   // serving. Null = none.
   void SetQuality(std::shared_ptr<JudgeQuality> quality) { quality_ = std::move(quality); }
-  // judge.on_outage; set before serving (default kMask).
+  // judge.on_outage; set before serving (default kMask here; the config's default is pause).
   void SetOutagePolicy(OutagePolicy policy) { outage_policy_ = policy; }
   OutagePolicy outage_policy() const { return outage_policy_; }
   // Exports the outage state to `registry` (rlj_judge_outage, rlj_judge_outage_seconds, rlj_judge_outages_total,

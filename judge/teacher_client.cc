@@ -39,6 +39,7 @@ absl::StatusOr<std::unique_ptr<TeacherClient>> TeacherClient::Create(TeacherClie
   std::unique_ptr<TeacherClient> client(new TeacherClient(std::move(options), cache, ledger));
   HttpDispatcherOptions dispatch = client->options_.dispatch;
   if (ledger != nullptr) dispatch.budget_exhausted = [ledger] { return ledger->BudgetExhausted(); };
+  dispatch.require_json_body = true;  // every teacher API answers JSON: anything else is retried
   const std::string key = client->options_.api_key;
   dispatch.redact = [key](std::string text) {
     if (key.empty() || text.find(key) == std::string::npos) return text;
@@ -160,6 +161,13 @@ void TeacherClient::CollectStatus(v1::JudgeStatus* status) const {
   entry->set_in_flight(stats.in_flight);
   entry->set_circuit(stats.circuit);
   entry->set_circuit_opened(stats.circuit_opened);
+  entry->set_retries_rate_limited(stats.retries_rate_limited);
+  entry->set_retries_server_error(stats.retries_server_error);
+  entry->set_retries_timeout(stats.retries_timeout);
+  entry->set_retries_transport(stats.retries_transport);
+  entry->set_retries_malformed(stats.retries_malformed);
+  entry->set_retry_after_waits(stats.retry_after_waits);
+  entry->set_retry_after_seconds(stats.retry_after_seconds);
 }
 
 }  // namespace rlj

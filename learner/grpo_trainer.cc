@@ -159,7 +159,7 @@ std::string PackState(const TrainerState& state) {
   std::string out;
   const auto put_int = [&](int64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
   for (int64_t v : {state.steps, state.optimizer_steps, state.nonfinite_steps_skipped, state.groups_skipped_no_signal,
-                    state.samples_masked}) {
+                    state.samples_masked, state.batches_skipped_all_masked, state.batches_skipped_no_signal}) {
     put_int(v);
   }
   put_int(static_cast<int64_t>(state.optimizer.size()));
@@ -169,16 +169,18 @@ std::string PackState(const TrainerState& state) {
 }
 
 absl::StatusOr<TrainerState> UnpackState(const std::string& in) {
-  constexpr size_t kHeader = 6 * sizeof(int64_t);
+  constexpr int kValues = 8;  // the seven counters of PackState, then the optimizer's size
+  constexpr size_t kHeader = kValues * sizeof(int64_t);
   if (in.size() < kHeader) return absl::DataLossError("trainer state: too short");
-  int64_t values[6];
+  int64_t values[kValues];
   std::memcpy(values, in.data(), kHeader);
-  if (values[5] < 0 || static_cast<size_t>(values[5]) > in.size() - kHeader) {
+  const int64_t optimizer_size = values[kValues - 1];
+  if (optimizer_size < 0 || static_cast<size_t>(optimizer_size) > in.size() - kHeader) {
     return absl::DataLossError("trainer state: bad optimizer size");
   }
-  TrainerState state{values[0], values[1], values[2], values[3], values[4], {}, {}};
-  state.optimizer = in.substr(kHeader, static_cast<size_t>(values[5]));
-  state.rng = in.substr(kHeader + static_cast<size_t>(values[5]));
+  TrainerState state{values[0], values[1], values[2], values[3], values[4], values[5], values[6], {}, {}};
+  state.optimizer = in.substr(kHeader, static_cast<size_t>(optimizer_size));
+  state.rng = in.substr(kHeader + static_cast<size_t>(optimizer_size));
   return state;
 }
 
@@ -213,6 +215,8 @@ struct GrpoTrainer::State {
   int64_t nonfinite_steps_skipped = 0;
   int64_t groups_skipped_no_signal = 0;
   int64_t samples_masked = 0;
+  int64_t batches_skipped_all_masked = 0;
+  int64_t batches_skipped_no_signal = 0;
   int64_t inject_nonfinite_from_step = -1;  // fault injection for tests (see kInjectNonFiniteLossEnv); -1 = off
 
   int rank() const { return ranks == nullptr ? 0 : ranks->rank(); }
@@ -272,6 +276,8 @@ int64_t GrpoTrainer::optimizer_steps() const { return state_->optimizer_steps; }
 int64_t GrpoTrainer::nonfinite_steps_skipped() const { return state_->nonfinite_steps_skipped; }
 int64_t GrpoTrainer::groups_skipped_no_signal() const { return state_->groups_skipped_no_signal; }
 int64_t GrpoTrainer::samples_masked() const { return state_->samples_masked; }
+int64_t GrpoTrainer::batches_skipped_all_masked() const { return state_->batches_skipped_all_masked; }
+int64_t GrpoTrainer::batches_skipped_no_signal() const { return state_->batches_skipped_no_signal; }
 
 absl::StatusOr<v1::StepMetrics> GrpoTrainer::Step(const std::vector<v1::RolloutGroup>& groups) {
   return TorchCall("GRPO step", [&] { return StepUnchecked(groups); });
@@ -349,7 +355,12 @@ absl::StatusOr<v1::StepMetrics> GrpoTrainer::StepUnchecked(const std::vector<v1:
       rows.push_back(row);
     }
   }
-  if (rows.empty()) return metrics;  // nothing to learn from: the policy is left exactly as it was
+  if (rows.empty()) {  // nothing to learn from: the policy, the optimiser and the schedule are left as they were
+    const bool all_masked = valid_samples == 0;
+    ++(all_masked ? s.batches_skipped_all_masked : s.batches_skipped_no_signal);
+    metrics.set_batch_skipped(all_masked ? "all_masked" : "no_signal");
+    return metrics;
+  }
 
   int64_t total_tokens = 0;
   double advantage_sum = 0, advantage_squares = 0, advantage_abs = 0;
@@ -534,7 +545,7 @@ absl::StatusOr<v1::StepMetrics> GrpoTrainer::StepUnchecked(const std::vector<v1:
 absl::StatusOr<TrainerState> GrpoTrainer::ExportState() const {
   const State& s = *state_;
   TrainerState state{s.steps, s.optimizer_steps, s.nonfinite_steps_skipped, s.groups_skipped_no_signal,
-                     s.samples_masked, {}, {}};
+                     s.samples_masked, s.batches_skipped_all_masked, s.batches_skipped_no_signal, {}, {}};
   RLJ_RETURN_IF_ERROR(TorchCall("saving the optimiser state", [&] {
     torch::serialize::OutputArchive archive;
     s.optimizer->save(archive);
@@ -575,6 +586,8 @@ absl::Status GrpoTrainer::ImportState(const TrainerState& state) {
   s.nonfinite_steps_skipped = state.nonfinite_steps_skipped;
   s.groups_skipped_no_signal = state.groups_skipped_no_signal;
   s.samples_masked = state.samples_masked;
+  s.batches_skipped_all_masked = state.batches_skipped_all_masked;
+  s.batches_skipped_no_signal = state.batches_skipped_no_signal;
   return absl::OkStatus();
 }
 

@@ -34,6 +34,8 @@ struct TrainerState {
   int64_t nonfinite_steps_skipped = 0;
   int64_t groups_skipped_no_signal = 0;
   int64_t samples_masked = 0;
+  int64_t batches_skipped_all_masked = 0;  // Step() calls that trained nothing: no valid verdict
+  int64_t batches_skipped_no_signal = 0;   // Step() calls that trained nothing: no reward difference in any group
   std::string optimizer;  // AdamW's moments and step counts (LibTorch's archive format)
   std::string rng;        // LibTorch's default CPU generator state
 };
@@ -65,6 +67,8 @@ class GrpoTrainer {
   int64_t optimizer_steps() const;          // optimiser updates applied (ppo_epochs per step at most)
   int64_t nonfinite_steps_skipped() const;  // steps whose update was dropped for a non-finite loss/norm
   int64_t groups_skipped_no_signal() const;
+  int64_t batches_skipped_all_masked() const;
+  int64_t batches_skipped_no_signal() const;
   int64_t samples_masked() const;           // invalid rollouts seen
 
   // The optimiser, RNG and counters, for a checkpoint; ImportState restores them exactly (the policy's

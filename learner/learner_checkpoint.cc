@@ -82,6 +82,9 @@ absl::StatusOr<ResumePoint> ReadVerified(const std::string& dir) {
     c.trainer.nonfinite_steps_skipped = trainer.at("nonfinite_steps_skipped").get<int64_t>();
     c.trainer.groups_skipped_no_signal = trainer.at("groups_skipped_no_signal").get<int64_t>();
     c.trainer.samples_masked = trainer.at("samples_masked").get<int64_t>();
+    // Checkpoints written before skipped batches were counted have neither key.
+    c.trainer.batches_skipped_all_masked = trainer.value("batches_skipped_all_masked", int64_t{0});
+    c.trainer.batches_skipped_no_signal = trainer.value("batches_skipped_no_signal", int64_t{0});
     rng_hex = trainer.at("rng").get<std::string>();
     if (json.contains("dispatcher") && !json.at("dispatcher").is_null()) c.dispatcher = json.at("dispatcher").dump();
     for (const auto& [name, entry] : json.at("files").items()) {
@@ -142,6 +145,8 @@ absl::StatusOr<std::string> WriteLearnerCheckpoint(const std::string& checkpoint
                        {"nonfinite_steps_skipped", contents.trainer.nonfinite_steps_skipped},
                        {"groups_skipped_no_signal", contents.trainer.groups_skipped_no_signal},
                        {"samples_masked", contents.trainer.samples_masked},
+                       {"batches_skipped_all_masked", contents.trainer.batches_skipped_all_masked},
+                       {"batches_skipped_no_signal", contents.trainer.batches_skipped_no_signal},
                        {"rng", ToHex(contents.trainer.rng)}};
     json["dispatcher"] = contents.dispatcher.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json::parse(contents.dispatcher);
     nlohmann::ordered_json files = nlohmann::ordered_json::object();

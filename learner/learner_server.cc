@@ -173,6 +173,50 @@ struct LearnerServer::State {
   int64_t step = 0;
   int64_t last_checkpoint_step = -1;
   int64_t nonfinite_in_a_row = 0;  // trained steps skipped for a non-finite loss/norm since the last applied update
+  int64_t skipped_batches_in_a_row = 0;  // batches with nothing to train on since the last step
+
+  // The trainer's running counters, as the Status RPC reports them.
+  void ReportTrainerCounters(v1::LearnerStatus* status) const {
+    status->set_groups_skipped_no_signal(trainer->groups_skipped_no_signal());
+    status->set_samples_masked(trainer->samples_masked());
+    status->set_steps_skipped_nonfinite(trainer->nonfinite_steps_skipped());
+    status->set_batches_skipped_all_masked(trainer->batches_skipped_all_masked());
+    status->set_batches_skipped_no_signal(trainer->batches_skipped_no_signal());
+  }
+
+  // A batch the trainer could not learn from (every sample masked, or no reward difference in any group) is
+  // not a step: no update, no new version, nothing toward learner.steps. Its prompts are done with (a masked
+  // batch's go back to be sampled again). Too many in a row stop the run, saying why.
+  absl::Status SkipBatch(const std::vector<v1::RolloutGroup>& groups, const v1::StepMetrics& metrics) {
+    const bool all_masked = metrics.batch_skipped() == "all_masked";
+    if (dispatcher && all_masked) {
+      for (uint64_t item : LeasedItems(groups)) dispatcher->Return(item);
+    } else if (dispatcher) {
+      dispatcher->MarkTrained(LeasedItems(groups));
+    }
+    ++skipped_batches_in_a_row;
+    service->UpdateProgress([&](v1::LearnerStatus* status) {
+      ReportTrainerCounters(status);
+      *status->mutable_last() = metrics;
+      status->mutable_last()->set_step(step);
+      status->mutable_last()->set_version(version);
+    });
+    RLJ_EVERY(10, log::Warn("batch skipped before step {} ({} in a row): {} of {} samples masked, {} of {} groups "
+                            "without a reward difference; nothing to train on, so no step is taken",
+                            step + 1, skipped_batches_in_a_row, metrics.masked_samples(), metrics.samples(),
+                            metrics.groups_skipped_no_signal(), metrics.groups()));
+    const int limit = config.learner().max_skipped_batches_in_a_row();
+    if (limit <= 0 || skipped_batches_in_a_row < limit) return absl::OkStatus();
+    absl::Status stopped = absl::AbortedError(absl::StrCat(
+        "after step ", step, ": ", skipped_batches_in_a_row, " batches in a row had nothing to train on ",
+        "(learner.max_skipped_batches_in_a_row = ", limit, "; ", trainer->batches_skipped_all_masked(),
+        " skipped in all because every verdict failed, ", trainer->batches_skipped_no_signal(),
+        " because every group's rewards were equal): training stopped. ",
+        all_masked ? "The judge failed every sample: see `rlj logs RUN errors`."
+                   : "The task may be too hard or too easy for the student, or the judge gives one reward to all."));
+    stopped.SetPayload(kTrainingStoppedPayload, absl::Cord("1"));
+    return stopped;
+  }
 
   absl::Status Publish() {
     RLJ_ASSIGN_OR_RETURN(NamedTensors tensors, TorchCall("collect the policy's parameters",
@@ -345,9 +389,7 @@ absl::StatusOr<std::unique_ptr<LearnerServer>> LearnerServer::Start(const v1::Ru
     status->set_version(state->version);
     status->set_ranks(options.ranks.world_size);
     status->set_resumed_from_step(resumed_from);
-    status->set_groups_skipped_no_signal(state->trainer->groups_skipped_no_signal());
-    status->set_samples_masked(state->trainer->samples_masked());
-    status->set_steps_skipped_nonfinite(state->trainer->nonfinite_steps_skipped());
+    state->ReportTrainerCounters(status);
   });
 
   ServerOptions server_options;
@@ -432,6 +474,12 @@ void LearnerServer::TrainingLoop() {
       result = Annotate(stepped.status(), absl::StrCat("step ", s.step + 1));
       break;
     }
+    if (!stepped->batch_skipped().empty()) {
+      result = s.SkipBatch(groups, *stepped);
+      if (!result.ok()) break;
+      continue;
+    }
+    s.skipped_batches_in_a_row = 0;
     if (s.dispatcher) s.dispatcher->MarkTrained(LeasedItems(groups));
     ++s.step;
     ++s.version;
@@ -464,9 +512,7 @@ void LearnerServer::TrainingLoop() {
       status->set_step(s.step);
       status->set_version(s.version);
       *status->mutable_last() = metrics;
-      status->set_groups_skipped_no_signal(s.trainer->groups_skipped_no_signal());
-      status->set_samples_masked(s.trainer->samples_masked());
-      status->set_steps_skipped_nonfinite(s.trainer->nonfinite_steps_skipped());
+      s.ReportTrainerCounters(status);
     });
     log::Info("step {}/{} | reward {:.3f} | kl {:.4f} | loss {:.4f} | {:.0f} tok/s | staleness {:.2f} v {:.1f} s | "
               "idle {:.0f}% | {:.2f} s{}{}",
@@ -576,6 +622,7 @@ absl::Status RunLearnerRank(const v1::RunConfig& config, const LearnerServerOpti
     absl::StatusOr<v1::StepMetrics> stepped = trainer->Step(groups);
     if (!stepped.ok()) return Annotate(stepped.status(), absl::StrCat("rank ", ranks->rank(), " step ", work.step()));
     const v1::StepMetrics& metrics = *stepped;
+    if (!metrics.batch_skipped().empty()) continue;  // rank 0 skips the batch too: not a step
     ++steps;
     RLJ_EVERY(30, log::Info("rank {}: step {} ({} micro-batches, {:.2f} s)", ranks->rank(), work.step(),
                             metrics.micro_batches(), metrics.compute_s()));

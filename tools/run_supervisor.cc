@@ -41,6 +41,7 @@
 #include "learner/learner_server.h"
 #include "rlj/v1/judge.grpc.pb.h"
 #include "rlj/v1/learner.grpc.pb.h"
+#include "tools/run_preflight.h"
 
 namespace rlj::tools {
 namespace {
@@ -161,8 +162,54 @@ std::string FormatDuration(double seconds) {
   return absl::StrFormat("%02d:%02d", s / 60, s % 60);
 }
 
-std::string ProgressLine(const v1::LearnerStatus& status, const logs::JudgeTrafficSnapshot& judge, double elapsed_s,
-                         double training_start_s) {
+// What the supervisor reads from its judges on each poll: their spend and the longest current teacher outage.
+struct JudgesNow {
+  double spent_usd = 0;
+  bool budget_exhausted = false;
+  double outage_s = 0;       // the longest current outage among the judges; 0 = every backend reachable
+  std::string outage_error;  // that outage's last error
+};
+
+JudgesNow PollJudges(const std::vector<std::unique_ptr<v1::Judge::Stub>>& stubs) {
+  JudgesNow now;
+  for (const auto& stub : stubs) {
+    grpc::ClientContext context;
+    SetDeadline(&context, std::chrono::milliseconds(5000));
+    v1::JudgeStatus status;
+    if (!stub->Status(&context, v1::JudgeStatusRequest(), &status).ok()) continue;
+    now.spent_usd += status.cost_usd();
+    now.budget_exhausted = now.budget_exhausted || status.budget_exhausted();
+    if (status.outage_seconds() > now.outage_s) {
+      now.outage_s = status.outage_seconds();
+      now.outage_error = status.outage_error();
+    }
+  }
+  return now;
+}
+
+// The run's failure once a judge's backend has been unreachable longer than judge.max_outage_s (0 = never).
+absl::Status OutageLimit(const v1::JudgeConfig& judge, const JudgesNow& now) {
+  if (judge.max_outage_s() <= 0 || now.outage_s <= judge.max_outage_s()) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrFormat(
+      "the judge's teacher has been unreachable for %.0f s (judge.max_outage_s = %d): stopping the run; the learner "
+      "checkpoints and `rlj run --resume` continues it. Last error: %s",
+      now.outage_s, judge.max_outage_s(), now.outage_error));
+}
+
+// The progress line's tail: batches that trained nothing (not steps) and a teacher outage being waited out.
+std::string SkipsAndOutage(const v1::LearnerStatus& status, const JudgesNow& judges) {
+  std::string tail;
+  const int64_t skipped = status.batches_skipped_all_masked() + status.batches_skipped_no_signal();
+  if (skipped > 0) {
+    tail = absl::StrFormat(" | skipped batches %d (all masked %d, no signal %d)", skipped,
+                           status.batches_skipped_all_masked(), status.batches_skipped_no_signal());
+  }
+  if (judges.outage_s > 0) tail += absl::StrFormat(" | TEACHER OUTAGE %.0f s: waiting", judges.outage_s);
+  return tail;
+}
+
+std::string ProgressLine(const v1::LearnerStatus& status, const logs::JudgeTrafficSnapshot& judge,
+                         const JudgesNow& judges, double elapsed_s, double training_start_s) {
   const v1::StepMetrics& m = status.last();
   std::string eta = "--:--";
   if (status.step() > 0 && status.total_steps() > status.step()) {
@@ -176,7 +223,8 @@ std::string ProgressLine(const v1::LearnerStatus& status, const logs::JudgeTraff
                          m.tokens_per_s(), status.sample_tokens_per_s(), status.groups_received(),
                          status.groups_dropped_stale(), status.samples_masked(), judge.latency_p50_ms,
                          judge.latency_p95_ms, 100 * judge.cache_hit_rate(), judge.cost_usd, FormatDuration(elapsed_s),
-                         eta);
+                         eta) +
+         SkipsAndOutage(status, judges);
 }
 
 }  // namespace
@@ -216,6 +264,7 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - run_start).count(); };
   v1::RunConfig config = input_config;
   MakePathsAbsolute(&config);
+  RLJ_RETURN_IF_ERROR(CheckRunCanStart(config));
   const RunDir run_dir(std::filesystem::absolute(options.run_dir).string());
   RLJ_RETURN_IF_ERROR(run_dir.Create());
   RLJ_RETURN_IF_ERROR(WriteFileAtomically(run_dir.config_path(), MessageToYaml(config)));
@@ -353,11 +402,13 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
 
   // Monitor until the learner is done, a child fails for good, or we are asked to stop.
   auto stub = v1::Learner::NewStub(MakeChannel(learner_address));
-  // With a judge budget, the judges are polled: once their spend together reaches it (or one of them has spent
-  // its own), the run stops like on Ctrl-C.
+  // The judges are polled: once their spend together reaches judge.budget_usd (or one of them has spent its
+  // own) the run stops like on Ctrl-C; a teacher outage shows in the progress line, and one longer than
+  // judge.max_outage_s fails the run.
   std::vector<std::unique_ptr<v1::Judge::Stub>> judge_stubs;
   for (const std::string& address : judge_addresses) judge_stubs.push_back(v1::Judge::NewStub(MakeChannel(address)));
-  auto next_budget_check = Clock::now();
+  auto next_judge_poll = Clock::now();
+  JudgesNow judges_now;
   std::string stop_reason;
   const double training_start_s = elapsed();
   logs::JudgeTrafficMonitor judge_traffic(run_dir.reward_log_dir());
@@ -417,22 +468,20 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
     }
     if (!failure.ok()) break;
 
-    if (config.judge().budget_usd() > 0 && Clock::now() >= next_budget_check) {
-      next_budget_check = Clock::now() + std::chrono::seconds(2);
-      double spent = 0;
-      bool exhausted = false;
-      for (auto& judge_stub : judge_stubs) {
-        grpc::ClientContext judge_context;
-        SetDeadline(&judge_context, milliseconds(5000));
-        v1::JudgeStatus judge_status;
-        if (!judge_stub->Status(&judge_context, v1::JudgeStatusRequest(), &judge_status).ok()) continue;
-        spent += judge_status.cost_usd();
-        exhausted = exhausted || judge_status.budget_exhausted();
+    if (Clock::now() >= next_judge_poll) {
+      next_judge_poll = Clock::now() + std::chrono::seconds(2);
+      judges_now = PollJudges(judge_stubs);
+      failure = OutageLimit(config.judge(), judges_now);
+      if (!failure.ok()) {
+        if (options.progress_tty) std::fprintf(stderr, "\n");
+        std::fprintf(stderr, "%s\n", failure.ToString().c_str());
+        break;
       }
-      if (exhausted || spent >= config.judge().budget_usd()) {
+      const double budget = config.judge().budget_usd();
+      if (budget > 0 && (judges_now.budget_exhausted || judges_now.spent_usd >= budget)) {
         interrupted = true;
-        stop_reason = absl::StrFormat("the judge's budget is spent ($%.4f of judge.budget_usd $%.4f)", spent,
-                                      config.judge().budget_usd());
+        stop_reason = absl::StrFormat("the judge's budget is spent ($%.4f of judge.budget_usd $%.4f)",
+                                      judges_now.spent_usd, budget);
         log::Warn("{}: stopping the run (the learner checkpoints)", stop_reason);
         if (options.progress_tty) std::fprintf(stderr, "\n");
         std::fprintf(stderr, "%s: stopping the run\n", stop_reason.c_str());
@@ -446,7 +495,7 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
     if (absl::Status read = judge_traffic.Refresh(); !read.ok()) {
       RLJ_EVERY(60, log::Warn("progress: reading the reward logs: {}", read.ToString()));
     }
-    const std::string line = ProgressLine(status, judge_traffic.Snapshot(), elapsed(), training_start_s);
+    const std::string line = ProgressLine(status, judge_traffic.Snapshot(), judges_now, elapsed(), training_start_s);
     if (options.progress_tty) {
       std::fprintf(stderr, "\r\033[K%s", line.c_str());
       std::fflush(stderr);
@@ -483,6 +532,9 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
   summary["groups_dropped_stale"] = status.groups_dropped_stale();
   summary["groups_skipped_no_signal"] = status.groups_skipped_no_signal();
   summary["samples_masked"] = status.samples_masked();
+  // Batches the learner could not learn from: not steps (no update, no new version), counted by reason.
+  summary["batches_skipped"] = {{"all_masked", status.batches_skipped_all_masked()},
+                                {"no_signal", status.batches_skipped_no_signal()}};
   // The curve comes from the learner's own per-step log, not from polling (which can miss fast steps).
   nlohmann::json reward_curve = nlohmann::json::array();
   if (auto steps = ReadMetricsLog(run_dir.metrics_path()); steps.ok()) {

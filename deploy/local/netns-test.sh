@@ -16,6 +16,12 @@ if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! ip netns add "rljprobe
   log "skipped: needs root and 'ip netns' (iproute2)"
   exit 77
 fi
+# Entering a namespace remounts / as a slave: that fails where / is not a mount point (a plain chroot).
+if ! probe=$(ip netns exec "rljprobe$$" true 2>&1); then
+  ip netns del "rljprobe$$"
+  log "skipped: 'ip netns exec' does not work here (${probe})"
+  exit 77
+fi
 ip netns del "rljprobe$$"
 
 # Names and a /24 unique to this run, so parallel runs do not collide.
@@ -65,9 +71,13 @@ runtime: {threads: 1}
 model: {d_model: 32, n_layers: 2, n_heads: 2, ffn_hidden: 64, max_seq_len: 24}
 data: {train_path: $WORK/data/train.jsonl}
 sampling: {group_size: 4, max_new_tokens: 4}
-learner: {steps: 100000, groups_per_step: 4, lr: 1.0e-3, max_staleness: 8}
+# A learning rate small enough that thousands of steps do not teach the tiny model to always earn the same
+# reward (a student that has nothing left to learn from takes no more steps; this test is about the network).
+learner: {steps: 100000, groups_per_step: 4, lr: 1.0e-5, max_staleness: 8}
 actor: {prompts_per_batch: 2, rpc_timeout_ms: 5000}
-judge: {timeout_ms: 5000}
+# The judge rewards a completion that starts with printable ASCII: a random tiny model gets reward differences
+# from it, so its steps are real updates (a batch without any is not a step).
+judge: {timeout_ms: 5000, rule: {mode: regex, pattern: "^[ -~]"}}
 YAML
 export OMP_WAIT_POLICY=PASSIVE
 LEARNER="${HOST_IP[learner]}:50051"

@@ -13,7 +13,7 @@ std::vector<Judgement> FailoverBackend::Score(const std::vector<v1::Sample>& sam
   std::vector<size_t> retry;
   for (size_t i = 0; i < judgements.size(); ++i) {
     const v1::Verdict& verdict = judgements[i].verdict;
-    if (verdict.has_error() && error_kind::IsAvailabilityError(verdict.error().kind())) retry.push_back(i);
+    if (verdict.has_error() && error_kind::IsAvailabilityError(verdict.error())) retry.push_back(i);
   }
   if (retry.empty() || judgements.size() != samples.size()) return judgements;
   std::vector<v1::Sample> again;

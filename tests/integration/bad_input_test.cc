@@ -53,6 +53,16 @@ TEST_F(BadInput, MissingConfigFile) {
   EXPECT_TRUE(FailedCleanly(Rlj({"run", dir_.file("nope.yaml")}), "config file " + dir_.file("nope.yaml") + ": cannot open"));
 }
 
+// An absurd group size used to be accepted and leave the run at step 0 without a message.
+TEST_F(BadInput, AbsurdGroupSizeIsRefusedNamingTheKey) {
+  const std::string config = Config("");
+  EXPECT_TRUE(FailedCleanly(Rlj({"run", config, "--set", "sampling.group_size=100000000"}),
+                            "sampling.group_size: must be in 1..1024"));
+  EXPECT_TRUE(FailedCleanly(Rlj({"actor", config, "--set", "sampling.group_size=1024", "--set",
+                                 "actor.prompts_per_batch=5"}),
+                            "actor.prompts_per_batch: times sampling.group_size must be at most 4096"));
+}
+
 TEST_F(BadInput, ContradictoryValuesNameKeys) {
   EXPECT_TRUE(FailedCleanly(Rlj({"run", Config("model:\n  d_model: 30\n  n_heads: 4\n")}),
                             "model.d_model: must be divisible by model.n_heads"));
@@ -73,23 +83,68 @@ TEST_F(BadInput, MissingDatasetIsNamed) {
   EXPECT_TRUE(FailedCleanly(Rlj({"run", config}), dir_.file("absent.jsonl")));
 }
 
+// A loopback port held the way another program would hold it, for as long as this lives.
+class HeldPort {
+ public:
+  HeldPort() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    const bool held = fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+                      ::listen(fd_, 1) == 0 &&
+                      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+    EXPECT_TRUE(held) << "could not hold a loopback port";
+    address_ = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
+  }
+  ~HeldPort() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  HeldPort(const HeldPort&) = delete;
+  HeldPort& operator=(const HeldPort&) = delete;
+  const std::string& address() const { return address_; }
+
+ private:
+  int fd_;
+  std::string address_;
+};
+
 TEST_F(BadInput, TakenPortIsAClearError) {
-  // Hold a port the way another program would.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  ASSERT_EQ(::listen(fd, 1), 0);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  const std::string taken = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
+  const HeldPort port;
+  const std::string& taken = port.address();
   const std::string config = Config("");
   EXPECT_TRUE(FailedCleanly(Rlj({"learner", config, "--listen", taken}), "cannot listen on " + taken));
   EXPECT_TRUE(FailedCleanly(Rlj({"judge", config, "--listen", taken}), "cannot listen on " + taken));
-  ::close(fd);
+}
+
+// `rlj run` checks its listen addresses before any work: a taken port fails in seconds, naming the key, before
+// the starting student is evaluated (it used to evaluate first, then fail).
+TEST_F(BadInput, RunWithATakenListenAddressFailsBeforeEvaluating) {
+  const HeldPort port;
+  const std::string& taken = port.address();
+  const std::string rows = "{\"id\":\"1\",\"prompt\":\"1+1=\",\"reference\":\"2\"}\n";
+  const std::string config = Config(absl::StrCat("data:\n  train_path: ", Write("train.jsonl", rows),
+                                                 "\n  eval_path: ", Write("eval.jsonl", rows), "\n"));
+  for (const std::string key : {"learner.listen", "judge.listen", "telemetry.metrics_listen"}) {
+    EXPECT_TRUE(FailedCleanly(Rlj({"run", config, "--overwrite", "--set", key + "=" + taken}),
+                              key + ": cannot listen on '" + taken + "'"))
+        << key;
+    EXPECT_FALSE(std::filesystem::exists(dir_.file("runs/bad/eval_before.json"))) << key;
+  }
+  // An address that is not this machine's (TEST-NET-1; bind only, nothing is sent).
+  EXPECT_TRUE(FailedCleanly(Rlj({"run", config, "--overwrite", "--set", "judge.listen=192.0.2.1:0"}),
+                            "judge.listen: cannot listen on '192.0.2.1:0' (Cannot assign requested address)"));
+}
+
+// A directory where a file is expected is named as such; it used to spin at 100% CPU forever.
+TEST_F(BadInput, ADirectoryGivenAsDataIsRefused) {
+  std::filesystem::create_directories(dir_.file("data"));
+  const std::string config = Config("");
+  EXPECT_TRUE(FailedCleanly(Rlj({"eval", config, "--checkpoint", dir_.file("none"), "--data", dir_.file("data")}),
+                            "dataset (" + dir_.file("data") + ") is a directory, not a file"));
+  const std::string with_dir = Config(absl::StrCat("data:\n  train_path: ", dir_.file("data"), "\n"));
+  EXPECT_TRUE(FailedCleanly(Rlj({"run", with_dir}), "is a directory, not a file"));
+  EXPECT_TRUE(FailedCleanly(Rlj({"sft", with_dir}), "is a directory, not a file"));
 }
 
 TEST_F(BadInput, RunDirectoryThatCannotBeCreatedIsNamed) {

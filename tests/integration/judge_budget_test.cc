@@ -1,7 +1,9 @@
 // judge_budget_test.cc: a run judged by a priced teacher stops cleanly when judge.budget_usd is spent: the
 // judge fails new samples with kind "budget", `rlj run` sees it through Judge.Status, stops like on Ctrl-C
 // (the learner checkpoints) and says why in its output and summary.json. The teacher is a small Python HTTP
-// server answering every chat completion with a score and a usage of 1000 prompt tokens.
+// server answering every chat completion with a score and a usage of 1000 prompt tokens. Once the budget is
+// spent every sample fails at once and its batch is skipped: the skipped-batch limit is off, so the budget
+// stop is what ends the run, however fast the actor is.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -24,8 +26,9 @@ import http.server, json, sys
 class Teacher(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "{\"score\": 10}"},
+        request = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        score = sum(request) % 11  # differs from answer to answer: steps are real updates
+        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "{\"score\": %d}" % score},
                                         "finish_reason": "stop"}],
                            "usage": {"prompt_tokens": 1000, "completion_tokens": 0}}).encode()
         self.send_response(200)
@@ -66,6 +69,7 @@ TEST(JudgeBudget, RunStopsCleanlyWhenTheBudgetIsSpent) {
   ASSERT_TRUE(WriteFileAtomically(config, absl::StrCat(testing::TinyRunConfigHead(dir.path(), "budget"), R"(learner:
   steps: 100000
   groups_per_step: 2
+  max_skipped_batches_in_a_row: 0
 actor:
   count: 1
   prompts_per_batch: 2

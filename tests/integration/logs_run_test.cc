@@ -35,19 +35,25 @@ namespace {
 using testing::RunRlj;
 using testing::StartRlj;
 
-// A tiny run whose judge mixes in canaries (one per two samples) and scores a quarter of samples twice.
+// A tiny run whose judge mixes in canaries (one per two samples) and scores a quarter of samples twice. The
+// rule judge (numeric, with a tolerance any number meets) rewards an answer that holds a number: a random tiny
+// model writes one in about 15% of its samples, enough reward differences for steps that are real updates.
 std::string WriteObservedRun(const std::string& dir) {
   testing::WriteTinyTask(dir);
   EXPECT_TRUE(WriteFileAtomically(dir + "/canaries.jsonl",
                                   "{\"id\": \"right\", \"prompt\": \"2+2=\", \"completion\": \"4\", \"reference\": \"4\", "
                                   "\"expected_reward\": 1}\n"
-                                  "{\"id\": \"wrong\", \"prompt\": \"3+3=\", \"completion\": \"7\", \"reference\": \"6\", "
+                                  "{\"id\": \"wrong\", \"prompt\": \"3+3=\", \"completion\": \"seven\", \"reference\": \"6\", "
                                   "\"expected_reward\": 0}\n")
                   .ok());
-  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "observed"), R"(learner:
+  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "observed"), R"(judge:
+  rule:
+    mode: numeric
+    tolerance: 1.0e9
+learner:
   steps: 100000
   groups_per_step: 2
-  lr: 1.0e-3
+  lr: 1.0e-4
   max_staleness: 4
   checkpoint_every: 2
 actor:
@@ -170,7 +176,7 @@ TEST(LogsRun, EveryServiceServesValidMetricsAndTheLogsToolReadsTheRun) {
       v1::Sample* sample = request.add_samples();
       sample->set_id(absl::StrCat("probe-", i));
       sample->set_prompt("1+1=");
-      sample->set_completion(i % 2 == 0 ? "2" : "3");
+      sample->set_completion(i % 2 == 0 ? "2" : "three");
       sample->set_reference("2");
       sample->set_run("observed");
       sample->set_actor("probe");

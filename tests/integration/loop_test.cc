@@ -28,7 +28,8 @@ using testing::StartRlj;
 // A tiny run: small model, a few steps, small groups; everything under `dir`.
 std::string WriteTinyRun(const std::string& dir, int steps, int actors) {
   testing::WriteTinyTask(dir);
-  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "tiny"), R"(learner:
+  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "tiny"), testing::TinySignalJudgeSection(),
+                                          R"(learner:
   steps: )", steps, R"(
   groups_per_step: 4
   lr: 1.0e-3

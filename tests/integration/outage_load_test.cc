@@ -94,10 +94,12 @@ class ControlledTeacher {
 // short backoff, a circuit breaker that opens after two failures and probes again after 300 ms.
 // `breaker_failures` 0 turns the breaker off (the load test: a busy test teacher that closes a kept-alive
 // connection must not open it and fail samples; the outage tests want it).
-std::string JudgeSection(int port, const std::string& on_outage, int breaker_failures = 2, int max_retries = 1) {
+std::string JudgeSection(int port, const std::string& on_outage, int breaker_failures = 2, int max_retries = 1,
+                         int max_outage_s = 0) {
   return absl::StrCat(R"(judge:
   backend: openai
   on_outage: )", on_outage, R"(
+  max_outage_s: )", max_outage_s, R"(
   timeout_ms: 30000
   openai:
     base_url: http://127.0.0.1:)", port, R"(/v1
@@ -113,12 +115,15 @@ std::string JudgeSection(int port, const std::string& on_outage, int breaker_fai
 )");
 }
 
+// The skipped-batch limit is off: in mask mode an outage makes batches with nothing to train on, which are
+// not steps (skipped_batch_test.cc tests the limit); these tests are about the outage.
 std::string WriteOutageRun(const std::string& dir, const std::string& name, int port, const std::string& on_outage,
-                           int steps) {
+                           int steps, int max_outage_s = 0) {
   testing::WriteTinyTask(dir);
-  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, name), JudgeSection(port, on_outage),
-                                          R"(learner:
+  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, name),
+                                          JudgeSection(port, on_outage, 2, 1, max_outage_s), R"(learner:
   steps: )", steps, R"(
+  max_skipped_batches_in_a_row: 0
   groups_per_step: 2
   lr: 1.0e-3
   max_staleness: 4
@@ -183,6 +188,20 @@ int ErrorRows(const std::vector<RewardLogRow>& rows) {
 
 constexpr auto kPhaseTimeout = std::chrono::seconds(300);
 
+// `rlj run config` once its policy has reached version 2 (judged by the teacher for a while); null, with the test
+// failed, when it did not within kPhaseTimeout.
+std::unique_ptr<Subprocess> StartRunPastVersion2(const std::string& config, const RunDir& run_dir,
+                                                 const std::string& output_path) {
+  auto run = StartRlj({"run", config}, output_path);
+  if (!run) return nullptr;
+  const bool reached = AwaitWhileRunning(run.get(), kPhaseTimeout, [&] {
+    auto status = LearnerStatusOf(run_dir);
+    return status && status->version() >= 2;
+  });
+  EXPECT_TRUE(reached) << ReadFile(output_path).value_or("");
+  return reached ? std::move(run) : nullptr;
+}
+
 TEST(TeacherOutage, MaskLogsErrorsMasksThemAndTheRunCompletesWhenTheTeacherIsBack) {
   testing::ScratchDir dir;
   ControlledTeacher teacher;
@@ -191,14 +210,9 @@ TEST(TeacherOutage, MaskLogsErrorsMasksThemAndTheRunCompletesWhenTheTeacherIsBac
   constexpr int kSteps = 40;
   const std::string config = WriteOutageRun(dir.path(), "masked", port, "mask", kSteps);
   const RunDir run_dir(dir.path() + "/runs/masked");
-  auto run = StartRlj({"run", config}, dir.file("run.out"));
-  ASSERT_TRUE(run);
-
   // Judged by the teacher for a while, then the teacher goes away for longer than the retry budget.
-  ASSERT_TRUE(AwaitWhileRunning(run.get(), kPhaseTimeout, [&] {
-    auto status = LearnerStatusOf(run_dir);
-    return status && status->version() >= 2;
-  })) << ReadFile(dir.file("run.out")).value_or("");
+  auto run = StartRunPastVersion2(config, run_dir, dir.file("run.out"));
+  ASSERT_TRUE(run);
   teacher.Stop();
   ASSERT_TRUE(AwaitWhileRunning(run.get(), kPhaseTimeout, [&] { return ErrorRows(RewardRows(run_dir)) >= 8; }))
       << "no error verdicts while the teacher is down:\n" << ReadFile(dir.file("run.out")).value_or("");
@@ -247,13 +261,8 @@ TEST(TeacherOutage, PauseStopsThePolicyKeepsTheGroupsAndResumesWhenTheTeacherIsB
   constexpr int kSteps = 16;
   const std::string config = WriteOutageRun(dir.path(), "paused", port, "pause", kSteps);
   const RunDir run_dir(dir.path() + "/runs/paused");
-  auto run = StartRlj({"run", config}, dir.file("run.out"));
+  auto run = StartRunPastVersion2(config, run_dir, dir.file("run.out"));
   ASSERT_TRUE(run);
-
-  ASSERT_TRUE(AwaitWhileRunning(run.get(), kPhaseTimeout, [&] {
-    auto status = LearnerStatusOf(run_dir);
-    return status && status->version() >= 2;
-  })) << ReadFile(dir.file("run.out")).value_or("");
   teacher.Stop();
 
   // The judge answers the actor "paused"; once it has done so a few times no group reaches the learner.
@@ -274,6 +283,10 @@ TEST(TeacherOutage, PauseStopsThePolicyKeepsTheGroupsAndResumesWhenTheTeacherIsB
   EXPECT_EQ(RewardRows(run_dir).size(), rows_at_pause) << "a paused call logs nothing";
   EXPECT_EQ(JudgeMetric(run_dir, "rlj_judge_outage"), 1);
   EXPECT_GT(JudgeMetric(run_dir, "rlj_judge_outage_seconds"), 0);
+  // The backend's machinery is seen: the refused connections were retried as transport failures and the
+  // breaker (2 failures) opened.
+  EXPECT_GT(JudgeMetric(run_dir, R"(rlj_judge_backend_retries_total{backend="openai",cause="transport"})"), 0);
+  EXPECT_GE(JudgeMetric(run_dir, R"(rlj_judge_backend_circuit_opened_total{backend="openai"})"), 1);
 
   // Back on the same port: the held group is judged, the run goes on and completes.
   ASSERT_NO_FATAL_FAILURE(teacher.Start(port));
@@ -299,6 +312,30 @@ TEST(TeacherOutage, PauseStopsThePolicyKeepsTheGroupsAndResumesWhenTheTeacherIsB
   EXPECT_NE(judge_log.find("teacher outage over"), std::string::npos) << judge_log;
   const std::string actor_log = ReadFile(run_dir.log_path("actor-0")).value_or("");
   EXPECT_NE(actor_log.find("held through the teacher outage"), std::string::npos) << actor_log;
+}
+
+// A teacher that stays down longer than judge.max_outage_s: `rlj run` waits (the policy does not advance),
+// then stops with an error naming the key and the last error, exits non-zero and leaves a checkpoint to resume.
+TEST(TeacherOutage, LongerThanMaxOutageStopsTheRunWithAnErrorNotFinished) {
+  testing::ScratchDir dir;
+  ControlledTeacher teacher;
+  ASSERT_NO_FATAL_FAILURE(teacher.Start());
+  constexpr int kSteps = 200;
+  const std::string config = WriteOutageRun(dir.path(), "gone", teacher.port(), "pause", kSteps, /*max_outage_s=*/4);
+  const RunDir run_dir(dir.path() + "/runs/gone");
+  auto run = StartRunPastVersion2(config, run_dir, dir.file("run.out"));
+  ASSERT_TRUE(run);
+  teacher.Stop();
+  auto exit = run->Wait(std::chrono::seconds(300));
+  ASSERT_TRUE(exit.has_value()) << "the run did not stop while its teacher stayed down";
+  EXPECT_FALSE(exit->ok()) << "a run that could not reach its judge must not end as finished";
+  const std::string output = ReadFile(dir.file("run.out")).value_or("");
+  EXPECT_NE(output.find("the judge's teacher has been unreachable for"), std::string::npos) << output;
+  EXPECT_NE(output.find("judge.max_outage_s = 4"), std::string::npos) << output;
+  EXPECT_FALSE(std::filesystem::exists(run_dir.summary_path())) << "no summary of a run that did not finish";
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::string latest, ReadFile(run_dir.checkpoints_dir() + "/latest"));
+  EXPECT_FALSE(latest.empty());
+  EXPECT_EQ(ErrorRows(RewardRows(run_dir)), 0) << "paused calls log nothing; nothing was masked";
 }
 
 // Peak and current resident memory of a process in MB (VmHWM, VmRSS from /proc/<pid>/status).

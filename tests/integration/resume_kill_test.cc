@@ -33,7 +33,8 @@ constexpr int kSteps = 60;
 
 std::string WriteRun(const std::string& dir) {
   testing::WriteTinyTask(dir);
-  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "resumed"), R"(learner:
+  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "resumed"), testing::TinySignalJudgeSection(),
+                                          R"(learner:
   steps: )", kSteps, R"(
   groups_per_step: 2
   lr: 1.0e-3

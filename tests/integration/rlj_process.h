@@ -62,6 +62,18 @@ sampling:
 )");
 }
 
+// A rule judge that a random tiny model gets a learning signal from: reward 1 when the completion starts with a
+// printable ASCII character (about 37% of a random byte model's samples), else 0. With the tiny task's exact
+// answers a random model is never right, every group's rewards are equal, and a batch without signal is not a
+// step: tests of the loop's mechanics need steps that are real updates.
+inline std::string TinySignalJudgeSection() {
+  return R"(judge:
+  rule:
+    mode: regex
+    pattern: "^[ -~]"
+)";
+}
+
 // Starts `rlj args...` with its output in `output_path`.
 inline std::unique_ptr<Subprocess> StartRlj(const std::vector<std::string>& args, const std::string& output_path) {
   std::vector<std::string> argv{RljBinary()};

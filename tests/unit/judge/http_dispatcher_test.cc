@@ -1,7 +1,8 @@
 // http_dispatcher_test.cc: the shared HTTP machinery against a real fault-injecting server on 127.0.0.1:
 // 429 + Retry-After (honoured, the adaptive limit cut), 500 retried then given up, the circuit breaker
-// opening and failing requests without sending them, deadlines on a slow server, the budget check, the
-// cap on requests in flight and connection reuse.
+// opening and failing requests without sending them (and closing when its probe is answered, a 429 too), a
+// 200 whose body is not JSON retried like a 5xx, retries counted by cause, deadlines on a slow server, the
+// budget check, the cap on requests in flight and connection reuse.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "judge/http_dispatcher.h"
@@ -172,6 +174,86 @@ TEST(HttpDispatcher, HalfOpenProbeClosesTheCircuitOnSuccess) {
   EXPECT_EQ(next.response->body, "again");
   EXPECT_EQ(dispatcher->stats().circuit, "closed");
   EXPECT_EQ(dispatcher->stats().circuit_opened, 1);
+}
+
+// A half-open circuit whose probe is answered by a 429 closes: the server answers (it used to wait for its probe
+// forever, failing every later request).
+TEST(HttpDispatcher, HalfOpenProbeAnsweredByARateLimitClosesTheCircuit) {
+  TeacherServer server;
+  server.Push(TeacherReply{500, "down", {}, false});
+  server.Push(TeacherReply{429, R"({"error":"slow down"})", {{"Retry-After", "0.05"}}, false});
+  server.Push(TeacherReply{200, R"({"n":1})", {}, false});
+  server.Push(TeacherReply{200, R"({"n":2})", {}, false});
+  HttpDispatcherOptions options = FastOptions();
+  options.max_retries = 2;
+  options.breaker_failures = 1;
+  options.breaker_cooldown = milliseconds(1000);  // far longer than the 1-5 ms backoff of the first retry
+  auto dispatcher = Make(options);
+  ASSERT_NE(dispatcher, nullptr);
+  // The 500 opens the circuit; its retry finds it open and gives up without sending.
+  EXPECT_EQ(SendOne(*dispatcher, Post(server)).kind, error_kind::kCircuitOpen);
+  // Past the cooldown (waiting longer is always fine) the next request is the half-open probe.
+  std::this_thread::sleep_for(milliseconds(1100));
+  // The probe is rate-limited: the server answers, so the circuit closes and the retry after Retry-After goes.
+  const HttpOutcome probe = SendOne(*dispatcher, Post(server));
+  ASSERT_TRUE(probe.response.has_value()) << probe.kind << ": " << probe.message;
+  EXPECT_EQ(probe.response->body, R"({"n":1})");
+  const HttpOutcome next = SendOne(*dispatcher, Post(server));
+  ASSERT_TRUE(next.response.has_value()) << next.kind << ": " << next.message;
+  EXPECT_EQ(next.response->body, R"({"n":2})");
+  EXPECT_EQ(server.received().size(), 4u);
+  const HttpDispatcherStats stats = dispatcher->stats();
+  EXPECT_EQ(stats.circuit, "closed");
+  EXPECT_EQ(stats.retries_server_error, 1);  // the 500's retry (failed at once: the circuit was open)
+  EXPECT_EQ(stats.retries_rate_limited, 1);
+  EXPECT_EQ(stats.retry_after_waits, 1);
+  EXPECT_NEAR(stats.retry_after_seconds, 0.05, 1e-9);
+}
+
+TEST(HttpDispatcher, AnOkAnswerWhoseBodyIsNotJsonIsRetried) {
+  TeacherServer server;
+  server.Push(TeacherReply{200, R"({"choices":[{"message":)", {}, false});  // cut short
+  server.Push(TeacherReply{200, "<html>502 Bad Gateway</html>", {}, false});
+  server.Push(TeacherReply{200, R"({"ok":true})", {}, false});
+  HttpDispatcherOptions options = FastOptions();
+  options.require_json_body = true;
+  auto dispatcher = Make(options);
+  ASSERT_NE(dispatcher, nullptr);
+  const HttpOutcome outcome = SendOne(*dispatcher, Post(server));
+  ASSERT_TRUE(outcome.response.has_value()) << outcome.kind << ": " << outcome.message;
+  EXPECT_EQ(outcome.response->body, R"({"ok":true})");
+  EXPECT_EQ(outcome.attempts, 3);
+  const HttpDispatcherStats stats = dispatcher->stats();
+  EXPECT_EQ(stats.malformed, 2);
+  EXPECT_EQ(stats.retries, 2);
+  EXPECT_EQ(stats.retries_malformed, 2);
+  EXPECT_EQ(stats.retries_server_error + stats.retries_rate_limited + stats.retries_timeout + stats.retries_transport, 0);
+}
+
+TEST(HttpDispatcher, ABodyThatStaysMalformedFailsAsParseNotAsAnOutage) {
+  TeacherServer server;
+  for (int i = 0; i < 3; ++i) server.Push(TeacherReply{200, "not json", {}, false});
+  HttpDispatcherOptions options = FastOptions();
+  options.require_json_body = true;
+  options.max_retries = 2;
+  auto dispatcher = Make(options);
+  ASSERT_NE(dispatcher, nullptr);
+  const HttpOutcome outcome = SendOne(*dispatcher, Post(server));
+  EXPECT_FALSE(outcome.response.has_value());
+  EXPECT_EQ(outcome.kind, error_kind::kParse);
+  EXPECT_FALSE(error_kind::IsAvailabilityError(outcome.kind));  // masked, not waited for
+  EXPECT_NE(outcome.message.find("not JSON"), std::string::npos) << outcome.message;
+  EXPECT_EQ(outcome.attempts, 3);
+}
+
+TEST(HttpDispatcher, WithoutTheOptionAnOkBodyIsPassedOnAsItIs) {
+  TeacherServer server;
+  server.Push(TeacherReply{200, "plain text", {}, false});
+  auto dispatcher = Make(FastOptions());
+  ASSERT_NE(dispatcher, nullptr);
+  const HttpOutcome outcome = SendOne(*dispatcher, Post(server));
+  ASSERT_TRUE(outcome.response.has_value());
+  EXPECT_EQ(outcome.response->body, "plain text");
 }
 
 TEST(HttpDispatcher, SlowServerHitsTheDeadline) {

@@ -250,21 +250,26 @@ TEST_F(OpenAIBackendTest, UnreachableServerIsAnHttpErrorAfterRetries) {
 TEST_F(OpenAIBackendTest, UnparsableAnswerIsAParseError) {
   const std::string content = "It's a pretty good answer overall.";
   server_.Push(ChatReply(content));
-  server_.Push(TeacherReply{200, "<html>gateway page</html>", {}, false});
+  for (int attempt = 0; attempt < 4; ++attempt) server_.Push(TeacherReply{200, "<html>gateway page</html>", {}, false});
   auto backend = Make();
   ASSERT_NE(backend, nullptr);
 
+  // A JSON answer without a score is the teacher's answer: a parse error at once, not retried.
   const Judgement no_score = ScoreOne(*backend);
   ASSERT_TRUE(no_score.verdict.has_error());
   EXPECT_EQ(no_score.verdict.error().kind(), "parse");
   EXPECT_EQ(no_score.raw_response, content);
   EXPECT_EQ(no_score.verdict.rationale(), content);
+  EXPECT_EQ(server_.received().size(), 1u);
 
+  // A 200 whose body is not JSON (a proxy's page, a cut-off body) is retried like a 5xx (max_retries 3), then
+  // a parse error whose message quotes the body.
   const Judgement not_json = ScoreOne(*backend);
   ASSERT_TRUE(not_json.verdict.has_error());
   EXPECT_EQ(not_json.verdict.error().kind(), "parse");
-  EXPECT_EQ(not_json.raw_response, "<html>gateway page</html>");  // the body, when it is not parseable
-  EXPECT_EQ(server_.received().size(), 2u);  // parse errors are not retried
+  EXPECT_NE(not_json.verdict.error().message().find("<html>gateway page</html>"), std::string::npos)
+      << not_json.verdict.error().message();
+  EXPECT_EQ(server_.received().size(), 5u);
 }
 
 TEST_F(OpenAIBackendTest, OutOfRangeScoreIsAnError) {

@@ -165,7 +165,7 @@ TEST_F(OpenAIModesTest, LabelAnswersThatCannotBeReadAreParseErrorsNeverZero) {
   auto backend = Make();
   ASSERT_NE(backend, nullptr);
   const char* expected_kinds[] = {"parse", "parse", "parse", "parse", "refusal"};
-  const char* expected_text[] = {"logprobs", "label_min_mass", "none of the teacher's top tokens", "not a JSON",
+  const char* expected_text[] = {"logprobs", "label_min_mass", "none of the teacher's top tokens", "not JSON",
                                  "can't grade"};
   for (int i = 0; i < 5; ++i) {
     const std::vector<Judgement> judgements = backend->Score({MakeSample("s", "2+2?", "4")});

@@ -100,7 +100,8 @@ TEST(OutagePolicyTest, ParsesMaskAndPause) {
 
 TEST(OutagePolicyTest, ConfigValidationNamesTheKey) {
   RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig defaults, ParseRunConfig("name: x\n", "<test>"));
-  EXPECT_EQ(defaults.judge().on_outage(), "mask");
+  EXPECT_EQ(defaults.judge().on_outage(), "pause");  // an outage waits by default
+  EXPECT_EQ(defaults.judge().max_outage_s(), 900);
   RLJ_ASSERT_OK(ParseRunConfig("name: x\njudge:\n  on_outage: pause\n", "<test>").status());
   EXPECT_TRUE(FailsWith(ParseRunConfig("name: x\njudge:\n  on_outage: wait\n", "<test>"),
                         absl::StatusCode::kInvalidArgument, "judge.on_outage"));
@@ -196,6 +197,28 @@ TEST_F(OutageTest, PauseStillAnswersSampleErrorsThatAreNotOutages) {
   ASSERT_TRUE(response.verdicts(1).has_error());
   EXPECT_EQ(response.verdicts(1).error().kind(), "invalid");
   EXPECT_EQ(service_->counters().outages, 0);
+}
+
+// A teacher that answers 4xx (a wrong key, a refused request) is reachable: those samples are masked, and
+// pause mode does not hold the call waiting for a recovery that a retry cannot bring.
+TEST(OutageKinds, OnlyUnreachableOr5xxHttpErrorsAreOutages) {
+  v1::SampleError error;
+  error.set_kind(error_kind::kHttpError);
+  for (const auto& [code, outage] : std::vector<std::pair<absl::StatusCode, bool>>{
+           {absl::StatusCode::kUnavailable, true},        // refused, reset, 5xx
+           {absl::StatusCode::kDeadlineExceeded, true},   // no answer in time
+           {absl::StatusCode::kUnauthenticated, false},   // 401
+           {absl::StatusCode::kPermissionDenied, false},  // 403
+           {absl::StatusCode::kInvalidArgument, false},   // 400
+           {absl::StatusCode::kFailedPrecondition, false}}) {
+    error.set_code(static_cast<int>(code));
+    EXPECT_EQ(error_kind::IsAvailabilityError(error), outage) << absl::StatusCodeToString(code);
+  }
+  error.set_kind(error_kind::kCircuitOpen);
+  error.set_code(static_cast<int>(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(error_kind::IsAvailabilityError(error));
+  error.set_kind(error_kind::kParse);
+  EXPECT_FALSE(error_kind::IsAvailabilityError(error));
 }
 
 TEST_F(OutageTest, CacheHitsDoNotEndAnOutage) {

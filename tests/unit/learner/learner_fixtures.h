@@ -1,12 +1,18 @@
 // learner_fixtures.h: the small configs and rollout groups the learner tests share.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_util.h"
 #include "rlj/v1/config.pb.h"
+#include "rlj/v1/learner.grpc.pb.h"
 #include "rlj/v1/learner.pb.h"
 
 namespace rlj::testing {
@@ -50,6 +56,22 @@ inline v1::RolloutGroup MakeTwoCompletionGroup(const std::string& id, int64_t ve
   *group.add_rollouts() = MakeRollout({4, 5}, 1.0, behaviour_logprob, absl::StrCat(id, "-0"));
   *group.add_rollouts() = MakeRollout({6, 7, 8}, 0.0, behaviour_logprob, absl::StrCat(id, "-1"));
   return group;
+}
+
+// Pushes `groups` to the learner at `address` in one PushRollouts stream; fails the test unless all are accepted.
+inline void PushAll(const std::string& address, std::vector<v1::RolloutGroup> groups) {
+  auto stub = v1::Learner::NewStub(MakeChannel(address));
+  grpc::ClientContext context;
+  SetDeadline(&context, std::chrono::milliseconds(60000));
+  v1::PushRolloutsResponse response;
+  auto writer = stub->PushRollouts(&context, &response);
+  v1::RolloutBatch batch;
+  for (auto& group : groups) *batch.add_groups() = std::move(group);
+  writer->Write(batch);
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.accepted_groups(), batch.groups_size());
 }
 
 }  // namespace rlj::testing

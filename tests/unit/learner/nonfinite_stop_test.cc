@@ -71,21 +71,6 @@ v1::RolloutGroup Poisoned(const std::string& id) {
   return group;
 }
 
-void Push(const std::string& address, std::vector<v1::RolloutGroup> groups) {
-  auto stub = v1::Learner::NewStub(MakeChannel(address));
-  grpc::ClientContext context;
-  SetDeadline(&context, milliseconds(60000));
-  v1::PushRolloutsResponse response;
-  auto writer = stub->PushRollouts(&context, &response);
-  v1::RolloutBatch batch;
-  for (auto& group : groups) *batch.add_groups() = std::move(group);
-  writer->Write(batch);
-  writer->WritesDone();
-  const grpc::Status status = writer->Finish();
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(response.accepted_groups(), batch.groups_size());
-}
-
 LearnerServerOptions InRunDir(const std::string& run_dir) {
   LearnerServerOptions options;
   options.run_dir = run_dir;
@@ -96,7 +81,7 @@ TEST(NonFiniteStop, ThatManyInARowStopTrainingNamingStepAndCount) {
   testing::ScratchDir dir;
   RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(Config(dir.path(), 10, 3), InRunDir(dir.file("run"))));
   // Step 1 trains; steps 2, 3 and 4 are non-finite; the rest would never be taken.
-  Push(server->address(), {Healthy("h1"), Poisoned("p2"), Poisoned("p3"), Poisoned("p4"), Healthy("h5")});
+  testing::PushAll(server->address(), {Healthy("h1"), Poisoned("p2"), Poisoned("p3"), Poisoned("p4"), Healthy("h5")});
   ASSERT_TRUE(server->WaitForTraining(milliseconds(120000)));
   const absl::Status status = server->training_status();
   EXPECT_EQ(status.code(), absl::StatusCode::kAborted) << status;
@@ -129,7 +114,7 @@ TEST(NonFiniteStop, AHealthyStepResetsTheCountAndZeroNeverStops) {
     std::vector<v1::RolloutGroup> groups =
         limit == 2 ? std::vector<v1::RolloutGroup>{Poisoned("a"), Healthy("b"), Poisoned("c"), Healthy("d"), Poisoned("e")}
                    : std::vector<v1::RolloutGroup>{Healthy("a"), Poisoned("b"), Poisoned("c"), Poisoned("d"), Healthy("e")};
-    Push(server->address(), std::move(groups));
+    testing::PushAll(server->address(), std::move(groups));
     ASSERT_TRUE(server->WaitForTraining(milliseconds(120000))) << limit;
     RLJ_EXPECT_OK(server->training_status());
     const v1::LearnerStatus learner = server->status();
