@@ -10,9 +10,12 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint/checkpoint.h"
 #include "common/crc32c.h"
 #include "common/grpc_util.h"
+#include "common/model/transformer.h"
 #include "common/status.h"
+#include "common/tensor/torch_util.h"
 #include "common/tensor/tensor_codec.h"
 #include "common/tensor/torch_util.h"
 
@@ -135,6 +138,22 @@ absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_v
     policy.tensors.emplace_back(manifest.tensors(i).name(), std::move(destination.tensor));
   }
   return std::optional<FetchedPolicy>(std::move(policy));
+}
+
+absl::Status InstallPolicy(FetchedPolicy policy, int64_t tokenizer_vocab, Transformer* model) {
+  RLJ_ASSIGN_OR_RETURN(TransformerConfig shape, TransformerConfig::FromProto(policy.model));
+  if (shape.vocab_size < tokenizer_vocab) {
+    return absl::FailedPreconditionError(absl::StrCat("the policy's vocab_size ", shape.vocab_size,
+                                                      " is smaller than the tokenizer's ", tokenizer_vocab));
+  }
+  return TorchCall("installing policy weights", [&]() -> absl::Status {
+    if (model->is_empty() ||
+        (*model)->config().ToProto().SerializeAsString() != shape.ToProto().SerializeAsString()) {
+      *model = Transformer(shape);
+      (*model)->eval();
+    }
+    return LoadNamedTensors(*model, policy.tensors);
+  });
 }
 
 }  // namespace rlj

@@ -1,5 +1,6 @@
 // policy_fetcher.h: the client side of Learner.GetPolicy: reassembles a versioned, chunked, checksummed
-// weight stream into tensors, or reports that the caller is up to date.
+// weight stream into tensors, or reports that the caller is up to date; and installs what it fetched into a
+// model (actors, `rlj run`'s periodic evaluation).
 #pragma once
 
 #include <chrono>
@@ -12,6 +13,8 @@
 #include "rlj/v1/learner.grpc.pb.h"
 
 namespace rlj {
+
+class Transformer;
 
 struct FetchedPolicy {
   int64_t version = 0;
@@ -35,5 +38,9 @@ class PolicyFetcher {
   std::shared_ptr<v1::Learner::StubInterface> stub_;
   std::string actor_name_;
 };
+
+// Installs a fetched policy into `model`, building it on first use (or when the shape changed). A policy
+// whose vocabulary is smaller than the tokenizer's (`tokenizer_vocab`) is refused.
+absl::Status InstallPolicy(FetchedPolicy policy, int64_t tokenizer_vocab, Transformer* model);
 
 }  // namespace rlj

@@ -1,10 +1,13 @@
-// rollout_worker.cc: the actor loop. Judging and pushing of batch k overlap sampling of batch k+1.
+// rollout_worker.cc: the actor loop. Each sampled group is judged and pushed on its own, while the next
+// batches are sampled (up to actor.max_batches_in_flight batches out at once).
 #include "actor/rollout_worker.h"
-
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <future>
+#include <list>
+#include <mutex>
 #include <random>
 #include <unordered_map>
 
@@ -55,10 +58,57 @@ absl::Status RetryWithBackoff(const std::string& what, std::chrono::milliseconds
   }
 }
 
-// A batch sampled with one policy version, waiting for verdicts.
-struct SampledBatch {
-  std::vector<v1::RolloutGroup> groups;
-  v1::ScoreRequest request;  // one sample per rollout, in group order
+// A group sampled with one policy version, waiting for its verdicts.
+struct SampledGroup {
+  v1::RolloutGroup group;
+  v1::ScoreRequest request;  // one sample per rollout, in order
+};
+
+// The groups out with the judge and the learner: each runs on its own thread; the loop waits for room
+// before it samples more. Joins every task before it is destroyed.
+class GroupsInFlight {
+ public:
+  ~GroupsInFlight() { WaitUntilAtMost(0); }
+
+  void Launch(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++count_;
+    }
+    tasks_.push_back(std::async(std::launch::async, [this, task = std::move(task)] {
+      task();
+      std::lock_guard<std::mutex> lock(mutex_);
+      --count_;
+      changed_.notify_all();
+    }));
+  }
+
+  // Waits until at most `n` groups are out, then reaps the finished tasks.
+  void WaitUntilAtMost(int n) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return count_ <= n; });
+    }
+    for (auto it = tasks_.begin(); it != tasks_.end();) {
+      if (it->wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+        it->get();
+        it = tasks_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  int count() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return count_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int count_ = 0;
+  std::list<std::future<void>> tasks_;  // touched by the loop's thread only
 };
 
 }  // namespace
@@ -105,26 +155,6 @@ absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
   return std::unique_ptr<RolloutWorker>(new RolloutWorker(std::move(state)));
 }
 
-namespace {
-
-// Installs a fetched policy into `model`, building it on first use.
-absl::Status InstallPolicy(FetchedPolicy policy, const Tokenizer& tokenizer, Transformer* model) {
-  RLJ_ASSIGN_OR_RETURN(TransformerConfig shape, TransformerConfig::FromProto(policy.model));
-  if (shape.vocab_size < tokenizer.vocab_size()) {
-    return absl::FailedPreconditionError(absl::StrCat("the policy's vocab_size ", shape.vocab_size,
-                                                      " is smaller than the tokenizer's ", tokenizer.vocab_size()));
-  }
-  return TorchCall("installing policy weights", [&]() -> absl::Status {
-    if (model->is_empty() ||
-        (*model)->config().ToProto().SerializeAsString() != shape.ToProto().SerializeAsString()) {
-      *model = Transformer(shape);
-      (*model)->eval();
-    }
-    return LoadNamedTensors(*model, policy.tensors);
-  });
-}
-
-}  // namespace
 
 absl::Status RolloutWorker::Run() {
   State& s = *state_;
@@ -145,52 +175,45 @@ absl::Status RolloutWorker::Run() {
     if (!fetched) return absl::OkStatus();
     const int64_t version = fetched->version;
     const uint64_t bytes = fetched->bytes;
-    RLJ_RETURN_IF_ERROR(InstallPolicy(std::move(*fetched), *s.tokenizer, &s.model));
+    RLJ_RETURN_IF_ERROR(InstallPolicy(std::move(*fetched), s.tokenizer->vocab_size(), &s.model));
     if (s.version < 0) log::Info("{} got policy v{} ({} MB)", s.options.name, version, bytes / 1e6);
     s.version = version;
     stats_.policy_updates.fetch_add(1);
     return absl::OkStatus();
   };
 
-  // Scores one batch, marks failed verdicts invalid (never reward 0), pushes the groups.
-  auto score_and_push = [this, &s, rpc_timeout, retry_budget](SampledBatch batch) {
+  // Scores one group, marks failed verdicts invalid (never reward 0), pushes it.
+  auto score_and_push = [this, &s, rpc_timeout, retry_budget](SampledGroup sampled) {
     const auto judge_start = Clock::now();
     const int64_t paused_before = s.judge_client->stats().paused.load();
-    absl::StatusOr<v1::ScoreResponse> judged = s.judge_client->Score(batch.request);
+    absl::StatusOr<v1::ScoreResponse> judged = s.judge_client->Score(sampled.request);
     if (!judged.ok()) {
-      stats_.batches_dropped.fetch_add(1);
+      stats_.groups_dropped.fetch_add(1);
       if (!absl::IsCancelled(judged.status())) {
-        log::Error("dropping a batch of {} groups: {}", batch.groups.size(), std::string(judged.status().message()));
+        log::Error("dropping group {}: {}", sampled.group.group_id(), std::string(judged.status().message()));
       }
       return;
     }
-    if (s.judge_client->stats().paused.load() != paused_before) {
-      stats_.batches_held.fetch_add(1);
-      log::Info("{}: the judge answers again; pushing the {} groups held through the teacher outage",
-                s.options.name, batch.groups.size());
-    }
-    const v1::ScoreResponse& response = *judged;
-    const double judge_ms = std::chrono::duration<double, std::milli>(Clock::now() - judge_start).count();
+    if (s.judge_client->stats().paused.load() != paused_before) stats_.groups_held.fetch_add(1);
+    v1::RolloutGroup& group = sampled.group;
+    group.set_judge_ms(std::chrono::duration<double, std::milli>(Clock::now() - judge_start).count());
     std::unordered_map<std::string, const v1::Verdict*> by_id;
-    for (const v1::Verdict& verdict : response.verdicts()) by_id[verdict.sample_id()] = &verdict;
-    v1::RolloutBatch push;
-    for (v1::RolloutGroup& group : batch.groups) {
-      group.set_judge_ms(judge_ms);
-      for (v1::Rollout& rollout : *group.mutable_rollouts()) {
-        auto it = by_id.find(rollout.sample_id());
-        const v1::Verdict* verdict = it == by_id.end() ? nullptr : it->second;
-        stats_.samples_judged.fetch_add(1);
-        if (verdict == nullptr || verdict->has_error()) {
-          rollout.set_valid(false);
-          rollout.set_error(verdict == nullptr ? "no verdict for this sample" : verdict->error().message());
-          stats_.samples_failed.fetch_add(1);
-        } else {
-          rollout.set_valid(true);
-          rollout.set_reward(verdict->reward());
-        }
+    for (const v1::Verdict& verdict : judged->verdicts()) by_id[verdict.sample_id()] = &verdict;
+    for (v1::Rollout& rollout : *group.mutable_rollouts()) {
+      auto it = by_id.find(rollout.sample_id());
+      const v1::Verdict* verdict = it == by_id.end() ? nullptr : it->second;
+      stats_.samples_judged.fetch_add(1);
+      if (verdict == nullptr || verdict->has_error()) {
+        rollout.set_valid(false);
+        rollout.set_error(verdict == nullptr ? "no verdict for this sample" : verdict->error().message());
+        stats_.samples_failed.fetch_add(1);
+      } else {
+        rollout.set_valid(true);
+        rollout.set_reward(verdict->reward());
       }
-      *push.add_groups() = std::move(group);
     }
+    v1::RolloutBatch push;
+    *push.add_groups() = std::move(group);
     v1::PushRolloutsResponse pushed;
     absl::Status status = RetryWithBackoff("Learner.PushRollouts", retry_budget, [&]() -> absl::Status {
       grpc::ClientContext context;
@@ -201,8 +224,10 @@ absl::Status RolloutWorker::Run() {
       return FromGrpcStatus(writer->Finish(), "Learner.PushRollouts");
     });
     if (!status.ok()) {
-      stats_.batches_dropped.fetch_add(1);
-      if (!absl::IsCancelled(status)) log::Error("dropping a batch of {} groups: {}", push.groups_size(), std::string(status.message()));
+      stats_.groups_dropped.fetch_add(1);
+      if (!absl::IsCancelled(status)) {
+        log::Error("dropping group {}: {}", push.groups(0).group_id(), std::string(status.message()));
+      }
       return;
     }
     stats_.groups_pushed.fetch_add(pushed.accepted_groups());
@@ -225,18 +250,25 @@ absl::Status RolloutWorker::Run() {
 
   RLJ_RETURN_IF_ERROR(refresh_policy(std::chrono::milliseconds(0)));
   if (ShutdownRequested()) return absl::OkStatus();
-  std::future<void> in_flight;
+  const int batch_groups = prompts_per_batch;
+  const int max_batches_in_flight = std::max(1, s.config.actor().max_batches_in_flight());
+  GroupsInFlight in_flight;
   auto last_report = Clock::now();
   absl::Status result = absl::OkStatus();
   const int max_prompt_tokens = s.config.model().max_seq_len() - sampling.max_new_tokens();
   while (!ShutdownRequested()) {
-    // While the judge waits out a teacher outage, lease nothing more: the held batch goes first.
-    if (in_flight.valid() && s.judge_client->judge_paused()) {
-      log::Warn("{}: the judge is paused by a teacher outage; holding the sampled groups, leasing no prompts",
-                s.options.name);
-      in_flight.get();
+    // While the judge waits out a teacher outage, lease nothing more: the held groups go first.
+    if (in_flight.count() > 0 && s.judge_client->judge_paused()) {
+      log::Warn("{}: the judge is paused by a teacher outage; holding the {} sampled groups, leasing no prompts",
+                s.options.name, in_flight.count());
+      const int64_t held_before = stats_.groups_held.load();
+      in_flight.WaitUntilAtMost(0);
+      log::Info("{}: the judge answers again; pushed the {} groups held through the teacher outage", s.options.name,
+                stats_.groups_held.load() - held_before);
       continue;
     }
+    // Room for one more batch: the earlier ones' slow verdicts hold back only their own groups.
+    in_flight.WaitUntilAtMost((max_batches_in_flight - 1) * batch_groups);
     absl::StatusOr<v1::LeasePromptsResponse> lease = lease_prompts();
     if (!lease.ok()) {
       if (!absl::IsCancelled(lease.status())) result = lease.status();
@@ -260,7 +292,7 @@ absl::Status RolloutWorker::Run() {
     if (lease->prompts().empty()) continue;
 
     // Sample the leased prompts × G completions with the current version.
-    SampledBatch batch;
+    std::vector<SampledGroup> batch;
     std::vector<std::vector<int32_t>> prompt_tokens;
     std::vector<std::vector<int32_t>> batch_prompts;
     for (const v1::LeasedPrompt& prompt : lease->prompts()) {
@@ -291,7 +323,8 @@ absl::Status RolloutWorker::Run() {
     const double now_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     for (int p = 0; p < lease->prompts_size(); ++p) {
       const v1::LeasedPrompt& row = lease->prompts(p);
-      v1::RolloutGroup& group = batch.groups.emplace_back();
+      SampledGroup& sampled = batch.emplace_back();
+      v1::RolloutGroup& group = sampled.group;
       group.set_group_id(absl::StrCat(s.options.name, "-", s.incarnation, "-g", s.next_group++));
       group.set_prompt_id(row.prompt_id());
       group.mutable_prompt_tokens()->Assign(prompt_tokens[p].begin(), prompt_tokens[p].end());
@@ -308,7 +341,7 @@ absl::Status RolloutWorker::Run() {
         rollout->mutable_behaviour_logprobs()->Assign(completion.logprobs.begin(), completion.logprobs.end());
         rollout->set_truncated(completion.truncated());
         stats_.completion_tokens.fetch_add(static_cast<int64_t>(completion.tokens.size()));
-        v1::Sample* sample = batch.request.add_samples();
+        v1::Sample* sample = sampled.request.add_samples();
         sample->set_id(rollout->sample_id());
         sample->set_prompt_id(row.prompt_id());
         sample->set_prompt(row.prompt());
@@ -323,21 +356,21 @@ absl::Status RolloutWorker::Run() {
     }
     stats_.batches.fetch_add(1);
 
-    // At most one batch waits for the judge while the next one is sampled.
-    if (in_flight.valid()) in_flight.get();
-    in_flight = std::async(std::launch::async, score_and_push, std::move(batch));
+    for (SampledGroup& sampled : batch) {
+      in_flight.Launch([&score_and_push, sampled = std::move(sampled)]() mutable { score_and_push(std::move(sampled)); });
+    }
 
     if (Clock::now() - last_report > std::chrono::seconds(10)) {
       last_report = Clock::now();
       const JudgeClientStats& judge = s.judge_client->stats();
-      log::Info("{}: v{} batches {} groups pushed {} samples failed {} dropped batches {} | judge retries {} "
+      log::Info("{}: v{} batches {} groups pushed {} (out {}) samples failed {} dropped groups {} | judge retries {} "
                 "(backpressure {}, paused {}, unavailable {})",
-                s.options.name, s.version, stats_.batches.load(), stats_.groups_pushed.load(),
-                stats_.samples_failed.load(), stats_.batches_dropped.load(), judge.retries.load(),
+                s.options.name, s.version, stats_.batches.load(), stats_.groups_pushed.load(), in_flight.count(),
+                stats_.samples_failed.load(), stats_.groups_dropped.load(), judge.retries.load(),
                 judge.backpressure.load(), judge.paused.load(), judge.unavailable.load());
     }
   }
-  if (in_flight.valid()) in_flight.get();
+  in_flight.WaitUntilAtMost(0);
   return result;
 }
 
@@ -360,9 +393,9 @@ absl::Status RunActor(const v1::RunConfig& config, const ActorOptions& options, 
     counter("rlj_actor_groups_pushed_total", "Groups pushed to the learner", stats->groups_pushed);
     counter("rlj_actor_samples_judged_total", "Completions judged", stats->samples_judged);
     counter("rlj_actor_samples_failed_total", "Completions whose verdict failed (pushed masked)", stats->samples_failed);
-    counter("rlj_actor_batches_dropped_total", "Batches dropped: judge or learner unreachable", stats->batches_dropped);
-    counter("rlj_actor_batches_held_total", "Batches held through a teacher outage (judge.on_outage pause)",
-            stats->batches_held);
+    counter("rlj_actor_groups_dropped_total", "Groups dropped: judge or learner unreachable", stats->groups_dropped);
+    counter("rlj_actor_groups_held_total", "Groups held through a teacher outage (judge.on_outage pause)",
+            stats->groups_held);
     counter("rlj_actor_completion_tokens_total", "Completion tokens sampled", stats->completion_tokens);
     counter("rlj_actor_policy_updates_total", "Policy versions loaded", stats->policy_updates);
   });

@@ -1,6 +1,7 @@
 // rollout_worker.h: the actor loop: lease prompts from the learner (Learner.LeasePrompts), keep the newest
-// policy, sample G completions per prompt, have the judge score them, push the scored groups (stamped with
-// the policy version and their lease) to the learner; reconnect when a peer restarts; stop when the learner
+// policy, sample G completions per prompt, have the judge score each group and push it (stamped with the
+// policy version and its lease) to the learner as soon as its verdicts are in, while the next batches are
+// sampled; reconnect when a peer restarts; stop when the learner
 // is done or the process is asked to stop. Actors need no dataset file.
 #pragma once
 
@@ -31,8 +32,8 @@ struct ActorStats {
   std::atomic<int64_t> groups_pushed{0};
   std::atomic<int64_t> samples_judged{0};
   std::atomic<int64_t> samples_failed{0};     // verdicts with an error: pushed as invalid (masked)
-  std::atomic<int64_t> batches_dropped{0};    // judge or learner unreachable past the retry budget
-  std::atomic<int64_t> batches_held{0};       // batches that waited out a teacher outage (on_outage pause)
+  std::atomic<int64_t> groups_dropped{0};     // judge or learner unreachable past the retry budget
+  std::atomic<int64_t> groups_held{0};        // groups that waited out a teacher outage (on_outage pause)
   std::atomic<int64_t> completion_tokens{0};
   std::atomic<int64_t> policy_updates{0};
 };

@@ -1,10 +1,12 @@
-// config_validate.cc: range and consistency checks over a parsed RunConfig.
+// config_validate.cc: the checks of a parsed RunConfig: the schema's ranges (config_ranges), then the names
+// a string key accepts and the agreements between keys.
 #include "common/config_validate.h"
 
 #include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/config_ranges.h"
 #include "common/status.h"
 #include "common/wire_bounds.h"
 
@@ -23,43 +25,31 @@ absl::Status Invalid(std::string_view path, std::string_view what) {
   } while (0)
 
 absl::Status ValidateRunConfig(const v1::RunConfig& c) {
+  // Every numeric key against the range its schema states; below, what ranges cannot say.
+  RLJ_RETURN_IF_ERROR(ValidateRanges(c));
   if (c.has_name()) {
     RLJ_REQUIRE(!c.name().empty() && c.name().find('/') == std::string::npos && c.name() != "." && c.name() != "..",
                 "name", "must be a non-empty name without '/'");
   }
   const auto& rt = c.runtime();
-  RLJ_REQUIRE(rt.threads() >= 0, "runtime.threads", "must be >= 0 (0 = all cores)");
   RLJ_REQUIRE(rt.device() == "auto" || rt.device() == "cpu" || rt.device() == "cuda", "runtime.device",
               "must be auto, cpu or cuda");
 
   const auto& m = c.model();
   RLJ_REQUIRE(m.architecture() == "llama" || m.architecture() == "qwen2" || m.architecture() == "mistral",
               "model.architecture", "must be llama, qwen2 or mistral");
-  RLJ_REQUIRE(m.vocab_size() > 0, "model.vocab_size", "must be > 0");
-  RLJ_REQUIRE(m.d_model() > 0, "model.d_model", "must be > 0");
-  RLJ_REQUIRE(m.n_layers() > 0, "model.n_layers", "must be > 0");
-  RLJ_REQUIRE(m.n_heads() > 0, "model.n_heads", "must be > 0");
   RLJ_REQUIRE(m.d_model() % m.n_heads() == 0, "model.d_model", absl::StrCat("must be divisible by model.n_heads (", m.n_heads(), ")"));
   RLJ_REQUIRE((m.d_model() / m.n_heads()) % 2 == 0, "model.d_model", "head size (d_model / n_heads) must be even for RoPE");
   const int kv_heads = m.n_kv_heads() == 0 ? m.n_heads() : m.n_kv_heads();
   RLJ_REQUIRE(kv_heads > 0 && m.n_heads() % kv_heads == 0, "model.n_kv_heads", "must divide model.n_heads");
-  RLJ_REQUIRE(m.ffn_hidden() > 0, "model.ffn_hidden", "must be > 0");
-  RLJ_REQUIRE(m.max_seq_len() > 1, "model.max_seq_len", "must be > 1");
-  RLJ_REQUIRE(m.rope_theta() > 0, "model.rope_theta", "must be > 0");
-  RLJ_REQUIRE(m.norm_eps() > 0, "model.norm_eps", "must be > 0");
-  RLJ_REQUIRE(m.sliding_window() >= 0, "model.sliding_window", "must be >= 0 (0 = unlimited)");
   RLJ_REQUIRE(!m.attention_bias() || m.architecture() == "llama", "model.attention_bias",
               "is a llama option (qwen2 always has q/k/v biases, mistral none)");
   const auto& rope_scaling = m.rope_scaling();
   RLJ_REQUIRE(rope_scaling.type() == "none" || rope_scaling.type() == "linear" || rope_scaling.type() == "llama3",
               "model.rope_scaling.type", "must be none, linear or llama3");
-  RLJ_REQUIRE(rope_scaling.factor() >= 1, "model.rope_scaling.factor", "must be >= 1");
   if (rope_scaling.type() == "llama3") {
-    RLJ_REQUIRE(rope_scaling.low_freq_factor() > 0, "model.rope_scaling.low_freq_factor", "must be > 0");
     RLJ_REQUIRE(rope_scaling.high_freq_factor() > rope_scaling.low_freq_factor(), "model.rope_scaling.high_freq_factor",
                 "must be > model.rope_scaling.low_freq_factor");
-    RLJ_REQUIRE(rope_scaling.original_max_position_embeddings() > 0,
-                "model.rope_scaling.original_max_position_embeddings", "must be > 0");
   }
 
   const auto& tok = c.tokenizer();
@@ -72,12 +62,7 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
               "tokenizer.chat_template", "must be empty, chatml, llama3, plain or a template containing {prompt}");
 
   const auto& s = c.sampling();
-  RLJ_REQUIRE(s.group_size() >= 1 && s.group_size() <= 1024, "sampling.group_size", "must be in 1..1024");
-  RLJ_REQUIRE(s.max_new_tokens() >= 1, "sampling.max_new_tokens", "must be >= 1");
   RLJ_REQUIRE(s.max_new_tokens() < m.max_seq_len(), "sampling.max_new_tokens", "must be < model.max_seq_len");
-  RLJ_REQUIRE(s.temperature() > 0, "sampling.temperature", "must be > 0 (greedy decoding is for eval)");
-  RLJ_REQUIRE(s.top_k() >= 0, "sampling.top_k", "must be >= 0 (0 = off)");
-  RLJ_REQUIRE(s.top_p() > 0 && s.top_p() <= 1, "sampling.top_p", "must be in (0, 1]");
   for (int i = 0; i < s.stop_size(); ++i) {
     RLJ_REQUIRE(!s.stop(i).empty(), absl::StrCat("sampling.stop[", i, "]"), "must not be empty");
   }
@@ -105,17 +90,10 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
                 absl::StrCat("judge.ensemble.components[", i, "].backend"),
                 "must be a backend kind other than ensemble, or a judge.backends name");
   }
-  RLJ_REQUIRE(j.budget_usd() >= 0, "judge.budget_usd", "must be >= 0 (0 = no budget)");
-  RLJ_REQUIRE(j.replicas() >= 1 && j.replicas() <= 64, "judge.replicas", "must be in [1, 64]");
   RLJ_REQUIRE(j.rule().mode() == "exact" || j.rule().mode() == "numeric" || j.rule().mode() == "regex" ||
                   j.rule().mode() == "contains",
               "judge.rule.mode", "must be exact, numeric, regex or contains");
-  RLJ_REQUIRE(j.rule().tolerance() >= 0, "judge.rule.tolerance", "must be >= 0");
-  RLJ_REQUIRE(j.threads() >= 1, "judge.threads", "must be >= 1");
-  RLJ_REQUIRE(j.timeout_ms() > 0, "judge.timeout_ms", "must be > 0");
   RLJ_REQUIRE(j.on_outage() == "mask" || j.on_outage() == "pause", "judge.on_outage", "must be mask or pause");
-  RLJ_REQUIRE(j.max_outage_s() >= 0 && j.max_outage_s() <= 7 * 24 * 3600, "judge.max_outage_s",
-              "must be in 0..604800 seconds (0 = wait forever)");
   if (j.backend() == "openai") {
     const auto& o = j.openai();
     RLJ_REQUIRE(o.mode() == "rubric" || o.mode() == "label" || o.mode() == "likelihood", "judge.openai.mode",
@@ -124,83 +102,40 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
     RLJ_REQUIRE(o.mode() == "likelihood" || !o.rubric().empty(), "judge.openai.rubric",
                 "is required with judge.backend: openai (rubric and label modes)");
     RLJ_REQUIRE(o.score_max() > o.score_min(), "judge.openai.score_max", "must be > judge.openai.score_min");
-    RLJ_REQUIRE(o.timeout_ms() > 0, "judge.openai.timeout_ms", "must be > 0");
-    RLJ_REQUIRE(o.max_retries() >= 0, "judge.openai.max_retries", "must be >= 0");
-    RLJ_REQUIRE(o.max_concurrency() >= 1, "judge.openai.max_concurrency", "must be >= 1");
   }
 
   const auto& l = c.learner();
   RLJ_REQUIRE(l.algorithm() == "grpo" || l.algorithm() == "dr_grpo" || l.algorithm() == "rloo", "learner.algorithm",
               "must be grpo, dr_grpo or rloo");
-  RLJ_REQUIRE(l.steps() >= 0, "learner.steps", "must be >= 0");
-  RLJ_REQUIRE(l.groups_per_step() >= 1, "learner.groups_per_step", "must be >= 1");
-  RLJ_REQUIRE(l.lr() > 0, "learner.lr", "must be > 0");
-  RLJ_REQUIRE(l.weight_decay() >= 0, "learner.weight_decay", "must be >= 0");
-  RLJ_REQUIRE(l.adam_beta1() >= 0 && l.adam_beta1() < 1, "learner.adam_beta1", "must be in [0, 1)");
-  RLJ_REQUIRE(l.adam_beta2() >= 0 && l.adam_beta2() < 1, "learner.adam_beta2", "must be in [0, 1)");
-  RLJ_REQUIRE(l.adam_eps() > 0, "learner.adam_eps", "must be > 0");
-  RLJ_REQUIRE(l.grad_clip() >= 0, "learner.grad_clip", "must be >= 0 (0 = off)");
-  RLJ_REQUIRE(l.clip_eps() > 0 && l.clip_eps() < 1, "learner.clip_eps", "must be in (0, 1)");
-  RLJ_REQUIRE(l.kl_coef() >= 0, "learner.kl_coef", "must be >= 0");
-  RLJ_REQUIRE(l.max_staleness() >= 0, "learner.max_staleness", "must be >= 0");
   RLJ_REQUIRE(l.buffer_groups() >= l.groups_per_step(), "learner.buffer_groups", "must be >= learner.groups_per_step");
-  RLJ_REQUIRE(l.checkpoint_every() >= 0, "learner.checkpoint_every", "must be >= 0");
-  RLJ_REQUIRE(l.threads() >= 0, "learner.threads", "must be >= 0");
   RLJ_REQUIRE(!l.has_device() || l.device() == "auto" || l.device() == "cpu" || l.device() == "cuda",
               "learner.device", "must be auto, cpu or cuda");
-  RLJ_REQUIRE(l.ppo_epochs() >= 1, "learner.ppo_epochs", "must be >= 1");
   RLJ_REQUIRE(!l.has_reward_scaling() || l.reward_scaling() == "group" || l.reward_scaling() == "batch" ||
                   l.reward_scaling() == "none",
               "learner.reward_scaling", "must be group, batch or none");
-  RLJ_REQUIRE(!l.has_clip_eps_low() || (l.clip_eps_low() > 0 && l.clip_eps_low() < 1), "learner.clip_eps_low",
-              "must be in (0, 1)");
-  RLJ_REQUIRE(!l.has_clip_eps_high() || l.clip_eps_high() > 0, "learner.clip_eps_high", "must be > 0");
   RLJ_REQUIRE(l.dual_clip() == 0 || l.dual_clip() > 1, "learner.dual_clip", "must be 0 (off) or > 1");
   RLJ_REQUIRE(l.loss_aggregation() == "token_mean" || l.loss_aggregation() == "seq_mean_token_mean" ||
                   l.loss_aggregation() == "seq_mean_token_sum",
               "learner.loss_aggregation", "must be token_mean, seq_mean_token_mean or seq_mean_token_sum");
   RLJ_REQUIRE(l.kl_estimator() == "k1" || l.kl_estimator() == "k2" || l.kl_estimator() == "k3",
               "learner.kl_estimator", "must be k1, k2 or k3");
-  RLJ_REQUIRE(l.entropy_coef() >= 0, "learner.entropy_coef", "must be >= 0");
   RLJ_REQUIRE(l.truncated() == "keep" || l.truncated() == "mask" || l.truncated() == "penalize", "learner.truncated",
               "must be keep, mask or penalize");
   RLJ_REQUIRE(l.tis_cap() == 0 || l.tis_cap() >= 1, "learner.tis_cap", "must be 0 (off) or >= 1");
-  RLJ_REQUIRE(l.warmup_steps() >= 0, "learner.warmup_steps", "must be >= 0");
   RLJ_REQUIRE(l.lr_schedule() == "constant" || l.lr_schedule() == "cosine", "learner.lr_schedule",
               "must be constant or cosine");
-  RLJ_REQUIRE(l.min_lr_ratio() >= 0 && l.min_lr_ratio() <= 1, "learner.min_lr_ratio", "must be in [0, 1]");
-  RLJ_REQUIRE(l.micro_batch_tokens() >= 0, "learner.micro_batch_tokens", "must be >= 0 (0 = the whole step)");
-  RLJ_REQUIRE(l.keep_checkpoints() >= 0, "learner.keep_checkpoints", "must be >= 0 (0 = all)");
   RLJ_REQUIRE(l.wire_dtype() == "float32" || l.wire_dtype() == "bfloat16", "learner.wire_dtype",
               "must be float32 or bfloat16");
-  RLJ_REQUIRE(l.weight_chunk_kib() >= 1024 && l.weight_chunk_kib() <= 4096, "learner.weight_chunk_kib",
-              "must be in 1024..4096");
-  RLJ_REQUIRE(l.lease_timeout_s() >= 1, "learner.lease_timeout_s", "must be >= 1");
-  RLJ_REQUIRE(l.ranks() >= 1, "learner.ranks", "must be >= 1");
-  RLJ_REQUIRE(l.max_nonfinite_steps_in_a_row() >= 0, "learner.max_nonfinite_steps_in_a_row", "must be >= 0 (0 = never stop)");
-  RLJ_REQUIRE(l.max_skipped_batches_in_a_row() >= 0, "learner.max_skipped_batches_in_a_row",
-              "must be >= 0 (0 = never stop)");
 
   const auto& a = c.actor();
-  RLJ_REQUIRE(a.count() >= 0, "actor.count", "must be >= 0");
-  RLJ_REQUIRE(a.prompts_per_batch() >= 1, "actor.prompts_per_batch", "must be >= 1");
   RLJ_REQUIRE(int64_t{a.prompts_per_batch()} * c.sampling().group_size() <= kMaxSamplesPerScoreRequest,
               "actor.prompts_per_batch",
               absl::StrCat("times sampling.group_size must be at most ", kMaxSamplesPerScoreRequest,
-                           " (the samples of one Judge.Score call)"));
-  RLJ_REQUIRE(a.threads() >= 0, "actor.threads", "must be >= 0");
-  RLJ_REQUIRE(a.rpc_timeout_ms() > 0, "actor.rpc_timeout_ms", "must be > 0");
-
-  const auto& f = c.sft();
-  RLJ_REQUIRE(f.steps() >= 0, "sft.steps", "must be >= 0");
-  RLJ_REQUIRE(f.batch_size() >= 1, "sft.batch_size", "must be >= 1");
-  RLJ_REQUIRE(f.lr() > 0, "sft.lr", "must be > 0");
-  RLJ_REQUIRE(f.warmup_steps() >= 0, "sft.warmup_steps", "must be >= 0");
+                           " (the sequences of one sampled batch)"));
 
   const auto& e = c.eval();
-  RLJ_REQUIRE(e.max_prompts() >= 0, "eval.max_prompts", "must be >= 0");
-  RLJ_REQUIRE(e.max_new_tokens() >= 0, "eval.max_new_tokens", "must be >= 0");
-  RLJ_REQUIRE(e.batch_size() >= 1, "eval.batch_size", "must be >= 1");
+  RLJ_REQUIRE(e.stop_when_no_gain_for() == 0 || e.every_steps() > 0, "eval.stop_when_no_gain_for",
+              "needs eval.every_steps (it counts periodic evaluations)");
 
   if (c.has_teacher()) {
     const auto& tc = c.teacher();
@@ -210,14 +145,8 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
                     port.find_first_not_of("0123456789") == std::string::npos && std::stoi(port) <= 65535,
                 "teacher.listen", "must be HOST:PORT (port 0 picks a free one)");
     RLJ_REQUIRE(!tc.served_model_name().empty(), "teacher.served_model_name", "must not be empty");
-    RLJ_REQUIRE(tc.max_batch() >= 1, "teacher.max_batch", "must be >= 1");
-    RLJ_REQUIRE(tc.batch_wait_ms() >= 0, "teacher.batch_wait_ms", "must be >= 0");
-    RLJ_REQUIRE(tc.threads() >= 0, "teacher.threads", "must be >= 0");
     RLJ_REQUIRE(!tc.has_device() || tc.device() == "auto" || tc.device() == "cpu" || tc.device() == "cuda",
                 "teacher.device", "must be auto, cpu or cuda");
-    RLJ_REQUIRE(tc.http_threads() >= 1, "teacher.http_threads", "must be >= 1");
-    RLJ_REQUIRE(tc.max_body_bytes() >= 1024, "teacher.max_body_bytes", "must be >= 1024");
-    RLJ_REQUIRE(tc.startup_timeout_ms() > 0, "teacher.startup_timeout_ms", "must be > 0");
     // rlj run points the openai judge at its teacher unless judge.openai.base_url names another server.
     if (c.judge().backend() == "openai" && !c.judge().openai().has_base_url()) {
       RLJ_REQUIRE(c.judge().openai().model() == tc.served_model_name(), "judge.openai.model",
@@ -241,14 +170,6 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   }
 
   const auto& q = c.quality();
-  RLJ_REQUIRE(q.canary_rate() >= 0 && q.canary_rate() <= 1, "quality.canary_rate", "must be in [0, 1]");
-  RLJ_REQUIRE(q.canary_tolerance() >= 0, "quality.canary_tolerance", "must be >= 0");
-  RLJ_REQUIRE(q.self_consistency_rate() >= 0 && q.self_consistency_rate() <= 1, "quality.self_consistency_rate",
-              "must be in [0, 1]");
-  RLJ_REQUIRE(q.self_consistency_tolerance() >= 0, "quality.self_consistency_tolerance", "must be >= 0");
-  RLJ_REQUIRE(q.length_correlation_threshold() > 0 && q.length_correlation_threshold() <= 1,
-              "quality.length_correlation_threshold", "must be in (0, 1]");
-  RLJ_REQUIRE(q.length_correlation_window() >= 2, "quality.length_correlation_window", "must be >= 2");
   RLJ_REQUIRE(q.length_correlation_min_samples() >= 2 &&
                   q.length_correlation_min_samples() <= q.length_correlation_window(),
               "quality.length_correlation_min_samples", "must be in [2, quality.length_correlation_window]");

@@ -1,5 +1,6 @@
-// config_validate.h: semantic rules of a run config that the schema cannot express (ranges, agreements
-// between keys). Errors name the key path.
+// config_validate.h: the rules of a run config beyond its syntax: every numeric key in the range its schema
+// field states (config_ranges), the values string keys accept, agreements between keys. Errors name the key
+// path.
 #pragma once
 
 #include "absl/status/status.h"

@@ -37,6 +37,16 @@ absl::Status CheckReadableFile(const std::string& path, const std::string& what)
   return absl::OkStatus();
 }
 
+absl::Status CheckReadableDirectory(const std::string& path, const std::string& what) {
+  const std::string named = what.empty() ? path : absl::StrCat(what, " (", path, ")");
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": no path given"));
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return OsError("cannot open", named, errno);
+  if (!S_ISDIR(info.st_mode)) return absl::InvalidArgumentError(absl::StrCat(named, " is a file, not a directory"));
+  if (::access(path.c_str(), R_OK | X_OK) != 0) return OsError("cannot read", named, errno);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   struct stat info {};
   if (::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {

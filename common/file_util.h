@@ -15,6 +15,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // OK when `path` exists, is a regular file (not a directory) and is readable; else an error naming `what`
 // (e.g. "data.eval_path") and the path. For inputs checked before any work starts.
 absl::Status CheckReadableFile(const std::string& path, const std::string& what);
+// The same for a directory (a checkpoint): it exists, is a directory and can be listed.
+absl::Status CheckReadableDirectory(const std::string& path, const std::string& what);
 
 // Replaces `path` with `content` so that a reader sees the old file or the new one, never a mix, and the
 // new one survives a crash once this returns OK.

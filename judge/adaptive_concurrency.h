@@ -1,11 +1,12 @@
-// adaptive_concurrency.h: how many requests one teacher backend may have in flight, adapted by AIMD: it
-// starts at the configured maximum, halves on a 429, shrinks by a quarter when latency grows well past its
-// baseline, and grows back by one per window of successful requests. Latency growth is judged per window
-// (as many successes as the limit, at least kMinWindow): the limit is cut when most of a window's answers
-// took longer than latency_factor x the baseline, so a few slow answers (a stalled thread, one slow request)
-// do not cut it, a lasting slowdown does. Each request carries the epoch it started in; only a signal from
-// the current epoch cuts the limit, so one burst of 429s (all from requests sent under the old limit) cuts
-// it once. Not thread-safe (the dispatcher's loop owns it).
+// adaptive_concurrency.h: how many requests one teacher backend may have in flight, adapted by AIMD. It
+// starts at the configured maximum and grows back by one per window of answers; it is cut at most once per
+// window, and only on a congestion signal: halved when 429s are a fifth of a window's answers (so a sporadic
+// 429 of a hosted API does not cut it, a real rate limit does at once), cut by a quarter when most of a
+// window's answers took longer than latency_factor x the baseline (a few slow answers, a stalled thread or
+// one slow request, do not cut it; a lasting slowdown does). A window is as many answers as the limit, at
+// least kMinWindow. Each request carries the epoch it started in; only answers from the current epoch count,
+// so one burst of 429s (all from requests sent under the old limit) cuts it once. Not thread-safe (the
+// dispatcher's loop owns it).
 #pragma once
 
 #include <cstdint>
@@ -35,20 +36,25 @@ class AdaptiveConcurrency {
   void OnSuccess(int64_t epoch, double latency_ms);
   // A request started in `epoch` was answered 429.
   void OnRateLimited(int64_t epoch);
+  // True when the limit can be cut no further (a Retry-After then pauses every request, not just one).
+  bool at_floor() const { return !options_.adaptive || limit() <= options_.min_limit; }
 
   double baseline_ms() const { return baseline_ms_; }
   double smoothed_latency_ms() const { return smoothed_ms_; }
 
  private:
   void Decrease(int64_t epoch, double factor);
+  int WindowSize() const;
+  void EndWindowIfFull();
   Options options_;
   double limit_;
   int64_t epoch_ = 0;
   double baseline_ms_ = 0;   // the lowest recent latency; drifts up 1% of the gap per success
   double smoothed_ms_ = 0;   // EWMA of latency (alpha 0.1), for Judge.Status and logs
-  // The window being judged: successes of the current epoch, and how many of them were slow.
+  // The window being judged: answers of the current epoch, how many were slow successes, how many 429s.
   int window_count_ = 0;
   int window_slow_ = 0;
+  int window_rate_limited_ = 0;
 };
 
 }  // namespace rlj

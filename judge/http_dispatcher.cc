@@ -476,7 +476,11 @@ void HttpDispatcher::Run() {
       }
       if (retryable) {
         retry_after = ParseRetryAfter(response.Header("retry-after"), std::chrono::system_clock::now());
-        if (retry_after && status == 429) loop.paused_until = std::max(loop.paused_until, now + *retry_after);
+        // A Retry-After delays this request's retry; it holds every request only when the limit can be cut
+        // no further (a sporadic 429 of a hosted API must not stall the whole backend).
+        if (retry_after && status == 429 && loop.concurrency.at_floor()) {
+          loop.paused_until = std::max(loop.paused_until, now + *retry_after);
+        }
       }
     }
     const absl::StatusCode final_code = job->code;

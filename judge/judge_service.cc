@@ -69,6 +69,18 @@ v1::JudgeStatus JudgeService::StatusNow() const {
   return status;
 }
 
+void JudgeService::ObserveBackendsNow() {
+  const auto now = std::chrono::steady_clock::now();
+  {
+    absl::MutexLock lock(&mutex_);
+    if (now < next_backend_observation_) return;  // at most once a second: CollectStatus takes every backend's lock
+    next_backend_observation_ = now + std::chrono::seconds(1);
+  }
+  v1::JudgeStatus status;
+  backend_->CollectStatus(&status);
+  quality_->ObserveBackends({status.backends().begin(), status.backends().end()});
+}
+
 absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequest& request) {
   const auto start = std::chrono::steady_clock::now();
   const int n = request.samples_size();
@@ -208,7 +220,10 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
     }
   }
   Count(response);
-  if (quality_ != nullptr) quality_->Observe(request, response, extra_rows);
+  if (quality_ != nullptr) {
+    ObserveBackendsNow();
+    quality_->Observe(request, response, extra_rows);
+  }
   return response;
 }
 

@@ -82,6 +82,8 @@ class JudgeService final : public v1::Judge::Service {
 
  private:
   void Count(const v1::ScoreResponse& response);
+  // Hands the backends' machinery to the quality signals (TensorBoard), at most once a second.
+  void ObserveBackendsNow();
   // Notes whether the backend was reachable for this call and logs when an outage begins and ends.
   // `unreachable`: the first availability error's message (empty if none) begins an outage; `reached` (a
   // verdict came from the teacher) ends one. Returns the outage's start (unix s; 0 = none).
@@ -94,6 +96,7 @@ class JudgeService final : public v1::Judge::Service {
   OutagePolicy outage_policy_ = OutagePolicy::kMask;
   mutable absl::Mutex mutex_;
   JudgeCounters counters_ ABSL_GUARDED_BY(mutex_);
+  std::chrono::steady_clock::time_point next_backend_observation_ ABSL_GUARDED_BY(mutex_){};
   telemetry::MetricsRegistry::CollectorHandle outage_metrics_;
 };
 

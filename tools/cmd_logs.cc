@@ -211,7 +211,14 @@ int RunCurve(const LogsFlags& flags, const std::string& metric, int height) {
   const std::vector<logs::StepStats> series = logs::ComputeStepSeries(run->rows);
   std::vector<logs::CurvePoint> points;
   const double nan = std::nan("");
+  if (metric == "eval_accuracy" || metric == "eval_reward") {  // held-out evaluations, not reward log rows
+    for (const logs::EvalPoint& p : run->eval_curve) {
+      const double y = metric == "eval_accuracy" ? p.accuracy : p.reward;
+      if (std::isfinite(y)) points.push_back({static_cast<double>(p.step), y, nan, nan});
+    }
+  }
   for (const logs::StepStats& s : series) {
+    if (metric == "eval_accuracy" || metric == "eval_reward") break;
     const double x = static_cast<double>(s.step);
     if (metric == "reward") {
       if (s.scored > 0) points.push_back({x, s.reward_mean, s.reward_p10, s.reward_p90});
@@ -229,7 +236,9 @@ int RunCurve(const LogsFlags& flags, const std::string& metric, int height) {
       if (s.canaries > 0) points.push_back({x, s.canary_accuracy, nan, nan});
     } else {
       return Fail("logs curve",
-                  "unknown --metric '" + metric + "' (reward, error_rate, latency, cost, cache_hit_rate, length, canary_accuracy)");
+                  "unknown --metric '" + metric +
+                      "' (reward, error_rate, latency, cost, cache_hit_rate, length, canary_accuracy, eval_accuracy, "
+                      "eval_reward)");
     }
   }
   for (logs::CurvePoint& p : points) {  // a band needs both ends
@@ -452,7 +461,9 @@ Command AddLogsCommand(CLI::App& parent) {
   grep->callback([=] { *chosen = [=] { return RunGrep(*flags, view->pattern, view->limit); }; });
 
   auto* curve = app->add_subcommand("curve", "A per-step curve in the terminal (reward with its p10..p90 band)");
-  curve->add_option("--metric", view->metric, "reward | error_rate | latency | cost | cache_hit_rate | length | canary_accuracy")
+  curve->add_option("--metric", view->metric,
+                    "reward | error_rate | latency | cost | cache_hit_rate | length | canary_accuracy | eval_accuracy | "
+                    "eval_reward")
       ->capture_default_str();
   curve->add_option("--height", view->height, "Plot rows")->capture_default_str();
   curve->callback([=] { *chosen = [=] { return RunCurve(*flags, view->metric, view->height); }; });

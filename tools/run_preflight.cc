@@ -1,4 +1,5 @@
-// run_preflight.cc: `rlj run`'s checks before any work: learner ranks this build can form, bindable addresses.
+// run_preflight.cc: `rlj run`'s checks before any work: learner ranks this build can form, every input path
+// readable, bindable addresses.
 #include "tools/run_preflight.h"
 
 #include <netdb.h>
@@ -9,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status.h"
 #include "common/tensor/torch_util.h"
 #include "learner/rank_group.h"
@@ -57,7 +59,33 @@ absl::Status CheckListenAddress(const std::string& key, const std::string& addre
   return absl::OkStatus();
 }
 
+absl::Status CheckInputPaths(const v1::RunConfig& config) {
+  const auto file = [](const char* key, const std::string& path) {
+    return path.empty() ? absl::OkStatus() : CheckReadableFile(path, key);
+  };
+  const auto directory = [](const char* key, const std::string& path) {
+    return path.empty() ? absl::OkStatus() : CheckReadableDirectory(path, key);
+  };
+  RLJ_RETURN_IF_ERROR(CheckReadableFile(config.data().train_path(), "data.train_path"));
+  RLJ_RETURN_IF_ERROR(file("data.eval_path", config.data().eval_path()));
+  RLJ_RETURN_IF_ERROR(directory("model.init_checkpoint", config.model().init_checkpoint()));
+  RLJ_RETURN_IF_ERROR(file("tokenizer.path", config.tokenizer().path()));
+  RLJ_RETURN_IF_ERROR(file("quality.canary_path", config.quality().canary_path()));
+  if (config.has_teacher()) {
+    RLJ_RETURN_IF_ERROR(directory("teacher.model", config.teacher().model()));
+    RLJ_RETURN_IF_ERROR(file("teacher.tokenizer.path", config.teacher().tokenizer().path()));
+  }
+  const v1::SecurityConfig& sec = config.security();
+  RLJ_RETURN_IF_ERROR(file("security.tls_cert", sec.tls_cert()));
+  RLJ_RETURN_IF_ERROR(file("security.tls_key", sec.tls_key()));
+  RLJ_RETURN_IF_ERROR(file("security.tls_ca", sec.tls_ca()));
+  RLJ_RETURN_IF_ERROR(file("security.client_cert", sec.client_cert()));
+  RLJ_RETURN_IF_ERROR(file("security.client_key", sec.client_key()));
+  return absl::OkStatus();
+}
+
 absl::Status CheckRunCanStart(const v1::RunConfig& config) {
+  RLJ_RETURN_IF_ERROR(CheckInputPaths(config));
   const v1::LearnerConfig& l = config.learner();
   if (l.ranks() > 1) {
     RLJ_ASSIGN_OR_RETURN(const c10::Device device,

@@ -8,6 +8,7 @@
 namespace rlj::tools {
 
 // Data-parallel learner ranks need a process group this build has (Gloo's headers at build time for the CPU);
+// every input path the config names must be there and readable (files as files, checkpoints as directories);
 // every listen address (learner, judge, teacher, /metrics) must be bindable here: "host:port" with a free port,
 // or port 0. Errors name the config key.
 absl::Status CheckRunCanStart(const v1::RunConfig& config);

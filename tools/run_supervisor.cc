@@ -26,6 +26,7 @@
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
+#include "common/logs/eval_curve.h"
 #include "common/logs/judge_traffic.h"
 #include "common/metrics_log.h"
 #include "common/model/model_source.h"
@@ -35,12 +36,16 @@
 #include "common/shutdown.h"
 #include "common/status.h"
 #include "common/subprocess.h"
+#include "common/telemetry/process_telemetry.h"
 #include "common/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
+#include "google/protobuf/util/json_util.h"
 #include "judge/teacher/teacher_probe.h"
 #include "learner/learner_server.h"
 #include "rlj/v1/judge.grpc.pb.h"
 #include "rlj/v1/learner.grpc.pb.h"
+#include "tools/held_out_eval.h"
+#include "tools/periodic_eval.h"
 #include "tools/run_preflight.h"
 
 namespace rlj::tools {
@@ -141,18 +146,25 @@ absl::StatusOr<std::string> AwaitTeacher(Child* child, const RunDir& run_dir, mi
   }
 }
 
-absl::StatusOr<nlohmann::json> Evaluate(Transformer& model, const v1::RunConfig& config, const Tokenizer& tokenizer,
-                                        const std::vector<PromptRow>& rows, const std::string& label) {
-  const auto start = Clock::now();
-  RLJ_ASSIGN_OR_RETURN(EvalResult result, EvaluateAccuracy(model, tokenizer, rows, EvalOptionsFromConfig(config)));
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  log::Info("eval {}: accuracy {:.4f} ({} / {}) in {:.1f} s", label, result.accuracy(), result.correct, result.total, seconds);
+// The before- or after-RL evaluation of `model` as the policy of `step`: its summary entry, and its point on
+// the run's eval curve.
+absl::StatusOr<nlohmann::json> Evaluate(HeldOutEvaluator& evaluator, Transformer& model, int64_t step,
+                                        const std::string& kind, const RunDir& run_dir) {
+  EvalResult result;
+  RLJ_ASSIGN_OR_RETURN(const logs::EvalPoint point, evaluator.Evaluate(model, step, kind, &result));
+  const double seconds = point.seconds;
+  log::Info("eval {} RL: accuracy {:.4f} ({} / {}), reward {:.4f} in {:.1f} s", kind, result.accuracy(), result.correct,
+            result.total, point.reward, seconds);
+  if (absl::Status appended = logs::AppendEvalPoint(run_dir.eval_curve_path(), point); !appended.ok()) {
+    log::Warn("eval curve not written: {}", appended.ToString());
+  }
   nlohmann::json examples = nlohmann::json::array();
   for (size_t i = 0; i < result.examples.size() && i < 8; ++i) {
     const EvalExample& e = result.examples[i];
     examples.push_back({{"prompt", e.prompt}, {"completion", e.completion}, {"reference", e.reference}, {"correct", e.correct}});
   }
   return nlohmann::json{{"accuracy", result.accuracy()}, {"correct", result.correct}, {"total", result.total},
+                        {"reward", logs::EvalPointToJson(point)["reward"]}, {"cost_usd", point.cost_usd}, {"step", step},
                         {"mean_completion_tokens", result.mean_completion_tokens}, {"seconds", seconds},
                         {"examples", examples}};
 }
@@ -168,6 +180,7 @@ struct JudgesNow {
   bool budget_exhausted = false;
   double outage_s = 0;       // the longest current outage among the judges; 0 = every backend reachable
   std::string outage_error;  // that outage's last error
+  nlohmann::json backends = nlohmann::json::array();  // per replica: its teacher backends (judge_backends.json)
 };
 
 JudgesNow PollJudges(const std::vector<std::unique_ptr<v1::Judge::Stub>>& stubs) {
@@ -176,7 +189,19 @@ JudgesNow PollJudges(const std::vector<std::unique_ptr<v1::Judge::Stub>>& stubs)
     grpc::ClientContext context;
     SetDeadline(&context, std::chrono::milliseconds(5000));
     v1::JudgeStatus status;
+    const size_t replica = static_cast<size_t>(&stub - stubs.data());
     if (!stub->Status(&context, v1::JudgeStatusRequest(), &status).ok()) continue;
+    nlohmann::json backends = nlohmann::json::array();
+    for (const v1::JudgeBackendStatus& backend : status.backends()) {
+      std::string json;
+      google::protobuf::util::JsonPrintOptions options;
+      options.preserve_proto_field_names = true;
+      options.always_print_primitive_fields = true;
+      if (google::protobuf::util::MessageToJsonString(backend, &json, options).ok()) {
+        backends.push_back(nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false));
+      }
+    }
+    now.backends.push_back({{"replica", absl::StrCat("judge-", replica)}, {"backends", std::move(backends)}});
     now.spent_usd += status.cost_usd();
     now.budget_exhausted = now.budget_exhausted || status.budget_exhausted();
     if (status.outage_seconds() > now.outage_s) {
@@ -185,6 +210,18 @@ JudgesNow PollJudges(const std::vector<std::unique_ptr<v1::Judge::Stub>>& stubs)
     }
   }
   return now;
+}
+
+// judge_backends.json: what `rlj logs summary` shows of the teacher backends (retries by cause, breaker,
+// concurrency) during and after the run.
+void WriteJudgeBackends(const RunDir& run_dir, const JudgesNow& now) {
+  if (now.backends.empty()) return;
+  const nlohmann::json file = {
+      {"updated_unix_s", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()},
+      {"judges", now.backends}};
+  if (absl::Status written = WriteFileAtomically(run_dir.judge_backends_path(), file.dump(1) + "\n"); !written.ok()) {
+    RLJ_EVERY(60, log::Warn("judge backends not written: {}", written.ToString()));
+  }
 }
 
 // The run's failure once a judge's backend has been unreachable longer than judge.max_outage_s (0 = never).
@@ -206,6 +243,14 @@ std::string SkipsAndOutage(const v1::LearnerStatus& status, const JudgesNow& jud
   }
   if (judges.outage_s > 0) tail += absl::StrFormat(" | TEACHER OUTAGE %.0f s: waiting", judges.outage_s);
   return tail;
+}
+
+// The latest periodic held-out evaluation, for the progress line.
+std::string HeldOut(const PeriodicEvaluator* evaluator) {
+  if (evaluator == nullptr) return "";
+  const std::optional<logs::EvalPoint> latest = evaluator->latest();
+  if (!latest) return " | held-out: pending";
+  return absl::StrFormat(" | held-out %.3f @%d", latest->accuracy, latest->step);
 }
 
 std::string ProgressLine(const v1::LearnerStatus& status, const logs::JudgeTrafficSnapshot& judge,
@@ -296,16 +341,23 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
       }
     }
   }
-  if (evaluate && !summary.contains("eval_before")) {
-    Transformer initial{nullptr};
-    RLJ_RETURN_IF_ERROR(LoadStartingModel(config, &initial));
-    RLJ_ASSIGN_OR_RETURN(summary["eval_before"], Evaluate(initial, config, *tokenizer, eval_rows, "before RL"));
-    RLJ_RETURN_IF_ERROR(WriteFileAtomically(eval_before_path, summary["eval_before"].dump(2) + "\n"));
-  }
-  if (evaluate) {
+  // The before-RL evaluation; with an eval judge that is the run's own teacher it waits for the teacher.
+  const bool eval_needs_teacher = config.has_teacher() && !config.eval().judge().empty();
+  std::unique_ptr<HeldOutEvaluator> held_out;
+  const auto evaluate_before = [&]() -> absl::Status {
+    if (!evaluate) return absl::OkStatus();
+    RLJ_ASSIGN_OR_RETURN(held_out, HeldOutEvaluator::Create(config, eval_rows));
+    if (!summary.contains("eval_before")) {
+      Transformer initial{nullptr};
+      RLJ_RETURN_IF_ERROR(LoadStartingModel(config, &initial));
+      RLJ_ASSIGN_OR_RETURN(summary["eval_before"], Evaluate(*held_out, initial, 0, "before", run_dir));
+      RLJ_RETURN_IF_ERROR(WriteFileAtomically(eval_before_path, summary["eval_before"].dump(2) + "\n"));
+    }
     std::fprintf(stderr, "eval before RL: accuracy %.3f on %zu held-out prompts\n",
                  summary["eval_before"]["accuracy"].get<double>(), eval_rows.size());
-  }
+    return absl::OkStatus();
+  };
+  if (!eval_needs_teacher) RLJ_RETURN_IF_ERROR(evaluate_before());
   if (ShutdownRequested()) return absl::OkStatus();
 
   const std::string self = SelfExecutablePath();
@@ -372,6 +424,22 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
       RLJ_RETURN_IF_ERROR(WriteFileAtomically(run_dir.config_path(), MessageToYaml(config)));
     }
   }
+  if (eval_needs_teacher) RLJ_RETURN_IF_ERROR(evaluate_before());
+
+  // Periodic held-out evaluation (eval.every_steps) in a thread of this process, reading published weights.
+  std::unique_ptr<telemetry::ProcessTelemetry> run_telemetry;
+  std::unique_ptr<PeriodicEvaluator> periodic;
+  if (config.eval().every_steps() > 0 && !config.data().eval_path().empty()) {
+    RLJ_ASSIGN_OR_RETURN(std::vector<PromptRow> periodic_rows, LoadPromptDataset(config.data().eval_path()));
+    const int limit = config.eval().periodic_max_prompts() > 0 ? config.eval().periodic_max_prompts() : config.eval().max_prompts();
+    if (limit > 0 && static_cast<int>(periodic_rows.size()) > limit) periodic_rows.resize(static_cast<size_t>(limit));
+    RLJ_ASSIGN_OR_RETURN(std::unique_ptr<HeldOutEvaluator> evaluator, HeldOutEvaluator::Create(config, std::move(periodic_rows)));
+    RLJ_ASSIGN_OR_RETURN(run_telemetry, telemetry::ProcessTelemetry::Start(config, run_dir.root(), "run", "run", true));
+    SetTorchThreads(config.eval().threads());
+    periodic = std::make_unique<PeriodicEvaluator>(config, std::move(evaluator),
+                                                   v1::Learner::NewStub(MakeChannel(learner_address)), run_dir,
+                                                   run_telemetry.get());
+  }
 
   // judge.replicas judge processes, each with its own reward log; they start in parallel.
   std::vector<std::unique_ptr<Child>> judges;
@@ -416,6 +484,7 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
   auto last_line = Clock::now() - std::chrono::hours(1);
   absl::Status failure = absl::OkStatus();
   bool interrupted = false;
+  std::string early_stop;  // why periodic evaluation ended training (eval.stop_when_no_gain_for)
   while (true) {
     if (WaitForShutdown(milliseconds(500))) {
       interrupted = true;
@@ -471,6 +540,7 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
     if (Clock::now() >= next_judge_poll) {
       next_judge_poll = Clock::now() + std::chrono::seconds(2);
       judges_now = PollJudges(judge_stubs);
+      WriteJudgeBackends(run_dir, judges_now);
       failure = OutageLimit(config.judge(), judges_now);
       if (!failure.ok()) {
         if (options.progress_tty) std::fprintf(stderr, "\n");
@@ -495,7 +565,8 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
     if (absl::Status read = judge_traffic.Refresh(); !read.ok()) {
       RLJ_EVERY(60, log::Warn("progress: reading the reward logs: {}", read.ToString()));
     }
-    const std::string line = ProgressLine(status, judge_traffic.Snapshot(), judges_now, elapsed(), training_start_s);
+    const std::string line =
+        ProgressLine(status, judge_traffic.Snapshot(), judges_now, elapsed(), training_start_s) + HeldOut(periodic.get());
     if (options.progress_tty) {
       std::fprintf(stderr, "\r\033[K%s", line.c_str());
       std::fflush(stderr);
@@ -504,7 +575,19 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
       last_line = Clock::now();
     }
     if (status.done()) break;
+    if (periodic != nullptr && periodic->should_stop()) {
+      const std::optional<logs::EvalPoint> best = periodic->best();
+      early_stop = absl::StrFormat("no held-out gain in %d evaluations (eval.stop_when_no_gain_for): the best was "
+                                   "accuracy %.3f at step %d, kept in %s",
+                                   config.eval().stop_when_no_gain_for(), best ? best->accuracy : 0.0,
+                                   best ? best->step : 0, run_dir.best_checkpoint_dir());
+      log::Info("stopping early: {}", early_stop);
+      if (options.progress_tty) std::fprintf(stderr, "\n");
+      std::fprintf(stderr, "stopping early: %s\n", early_stop.c_str());
+      break;
+    }
   }
+  if (periodic != nullptr) periodic->Stop();  // before the learner it reads from goes away
   if (options.progress_tty) std::fprintf(stderr, "\n");
 
   // Stop workers first, the learner last (it checkpoints on SIGTERM if it has not finished).
@@ -527,6 +610,7 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
   summary["steps"] = status.step();
   summary["policy_version"] = status.version();
   summary["interrupted"] = interrupted;
+  if (!early_stop.empty()) summary["stop_reason"] = early_stop;
   if (!stop_reason.empty()) summary["stop_reason"] = stop_reason;
   summary["groups_received"] = status.groups_received();
   summary["groups_dropped_stale"] = status.groups_dropped_stale();
@@ -558,12 +642,21 @@ absl::Status SuperviseRun(const v1::RunConfig& input_config, const SupervisorOpt
     while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
     const std::string checkpoint = run_dir.checkpoints_dir() + "/" + name;
     summary["checkpoint"] = checkpoint;
-    if (evaluate && !interrupted) {
+    if (evaluate && !interrupted && held_out != nullptr) {
       RLJ_ASSIGN_OR_RETURN(LoadedCheckpoint final_checkpoint, LoadCheckpoint(checkpoint));
-      RLJ_ASSIGN_OR_RETURN(summary["eval_after"], Evaluate(final_checkpoint.model, config, *tokenizer, eval_rows, "after RL"));
+      RLJ_ASSIGN_OR_RETURN(summary["eval_after"], Evaluate(*held_out, final_checkpoint.model,
+                                                           final_checkpoint.state.policy_version, "after", run_dir));
     }
   } else if (!interrupted) {
     return absl::InternalError(absl::StrCat("the learner finished without a checkpoint: ", std::string(latest.status().message())));
+  }
+  if (auto curve = logs::ReadEvalCurve(run_dir.eval_curve_path()); curve.ok() && !curve->empty()) {
+    nlohmann::json points = nlohmann::json::array();
+    for (const logs::EvalPoint& point : *curve) points.push_back(logs::EvalPointToJson(point));
+    summary["eval_curve"] = points;
+    if (const logs::EvalPoint* best = logs::BestPeriodicPoint(*curve); best != nullptr) {
+      summary["best_checkpoint"] = {{"step", best->step}, {"accuracy", best->accuracy}, {"path", run_dir.best_checkpoint_dir()}};
+    }
   }
   summary["wall_s"] = elapsed();
   RLJ_RETURN_IF_ERROR(WriteFileAtomically(run_dir.summary_path(), summary.dump(2) + "\n"));

@@ -9,6 +9,21 @@
 
 namespace rlj::logs {
 
+namespace {
+
+// The accuracy of a run's last held-out evaluation (after RL, else the latest periodic one); NaN without any.
+double LastAccuracy(const std::vector<EvalPoint>& curve) { return curve.empty() ? std::nan("") : curve.back().accuracy; }
+
+// Held-out accuracy by step of both runs (a step either has), NaN where one has none.
+std::map<int64_t, std::pair<double, double>> EvalBySteps(const RunSummary& a, const RunSummary& b) {
+  std::map<int64_t, std::pair<double, double>> steps;
+  for (const EvalPoint& p : a.eval_curve) steps.try_emplace(p.step, std::nan(""), std::nan("")).first->second.first = p.accuracy;
+  for (const EvalPoint& p : b.eval_curve) steps.try_emplace(p.step, std::nan(""), std::nan("")).first->second.second = p.accuracy;
+  return steps;
+}
+
+}  // namespace
+
 std::vector<ComparedFigure> CompareFigures(const RunSummary& a, const RunSummary& b) {
   const auto figure = [](const std::string& name, double x, double y) { return ComparedFigure{name, x, y}; };
   const auto count = [](int64_t n) { return static_cast<double>(n); };
@@ -29,6 +44,9 @@ std::vector<ComparedFigure> CompareFigures(const RunSummary& a, const RunSummary
       figure("self-consistency", a.consistency.agreement_rate, b.consistency.agreement_rate),
       figure("reward~length spearman", a.length_all.spearman, b.length_all.spearman),
       figure("learner steps", count(a.learner_steps), count(b.learner_steps)),
+      figure("held-out accuracy (last)", LastAccuracy(a.eval_curve), LastAccuracy(b.eval_curve)),
+      figure("held-out accuracy (best)", a.eval_best ? a.eval_best->accuracy : std::nan(""),
+             b.eval_best ? b.eval_best->accuracy : std::nan("")),
   };
 }
 
@@ -49,7 +67,12 @@ nlohmann::json ComparisonToJson(const RunForComparison& a, const RunForCompariso
                         {"a", in_a.count(step) ? JsonNumber(rewards.first) : nlohmann::json()},
                         {"b", in_b.count(step) ? JsonNumber(rewards.second) : nlohmann::json()}});
   }
-  return {{"a", a.name}, {"b", b.name}, {"figures", figures}, {"reward_per_step", per_step}};
+  nlohmann::json eval_per_step = nlohmann::json::array();
+  for (const auto& [step, accuracy] : EvalBySteps(a.summary, b.summary)) {
+    eval_per_step.push_back({{"step", step}, {"a", JsonNumber(accuracy.first)}, {"b", JsonNumber(accuracy.second)}});
+  }
+  return {{"a", a.name}, {"b", b.name}, {"figures", figures}, {"reward_per_step", per_step},
+          {"held_out_accuracy_per_step", eval_per_step}};
 }
 
 std::string FormatComparison(const RunForComparison& a, const RunForComparison& b, int width, int max_step_rows) {
@@ -62,6 +85,16 @@ std::string FormatComparison(const RunForComparison& a, const RunForComparison& 
     figures.AddRow({f.name, FormatNumber(f.a), FormatNumber(f.b), FormatNumber(f.delta())});
   }
   std::string out = absl::StrCat("A: ", a.name, "\nB: ", b.name, "\n\n", figures.Render(width));
+  if (const auto eval = EvalBySteps(a.summary, b.summary); !eval.empty()) {
+    TextTable held_out;
+    held_out.AddColumn("step", true);
+    held_out.AddColumn("held-out A", true);
+    held_out.AddColumn("held-out B", true);
+    for (const auto& [step, accuracy] : eval) {
+      held_out.AddRow({absl::StrCat(step), FormatNumber(accuracy.first), FormatNumber(accuracy.second)});
+    }
+    out += "\n" + held_out.Render(width);
+  }
 
   std::map<int64_t, const StepStats*> by_step_a, by_step_b;
   for (const StepStats& s : a.series) by_step_a[s.step] = &s;

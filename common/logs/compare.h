@@ -1,5 +1,5 @@
 // compare.h: two runs side by side (`rlj logs compare RUN_A RUN_B`): the summary figures with their
-// differences, and the reward per step of both where their steps overlap.
+// differences, the held-out accuracy curves of both, and the reward per step of both where their steps overlap.
 #pragma once
 
 #include <string>

@@ -312,6 +312,15 @@ constexpr char kScript[] = R"js(
   data.histograms.forEach(function (h, i) {
     safely('histogram-' + i, function () { histogram(chart('histogram-' + i), h, PALETTE[i % PALETTE.length]); });
   });
+  safely('eval', function () {
+    var kinds = [['periodic', 'held-out accuracy', PALETTE[0]], ['before', 'before RL', PALETTE[4]], ['after', 'after RL', PALETTE[2]]];
+    lineChart(chart('eval'), { yMin: 0, yMax: 1, percent: true,
+      empty: 'no held-out evaluation in this run (data.eval_path, eval.every_steps)',
+      series: kinds.map(function (k) {
+        return { name: k[1], color: k[2], points: data.eval.filter(function (p) { return p.kind === k[0]; })
+                                                    .map(function (p) { return [p.step, p.accuracy]; }) }; })
+        .filter(function (s) { return s.points.length > 0; }) });
+  });
   safely('components', function () {
     var names = {};
     steps.forEach(function (r) { Object.keys(r.components).forEach(function (k) { names[k] = true; }); });
@@ -371,7 +380,7 @@ std::string HtmlEscape(const std::string& text) {
 
 int ReportChartCount(const RunLogs& logs, const ReportOptions& options) {
   const int histograms = static_cast<int>(StepRanges(ComputeStepSeries(logs.rows), options.histogram_ranges).size());
-  return 8 + histograms;  // reward, components, latency, cost, errors, cache, canary, learner + histograms
+  return 9 + histograms;  // reward, held-out, components, latency, cost, errors, cache, canary, learner + histograms
 }
 
 std::string RenderHtmlReport(const RunLogs& logs, const RunSummary& summary, const ReportOptions& options) {
@@ -418,13 +427,15 @@ std::string RenderHtmlReport(const RunLogs& logs, const RunSummary& summary, con
     histograms.push_back({{"label", first == last ? absl::StrCat("step ", first) : absl::StrCat("steps ", first, "–", last)},
                           {"low", h.low}, {"high", h.high}, {"counts", h.counts}});
   }
-  const nlohmann::json data = {{"steps", steps}, {"learner", learner}, {"histograms", histograms},
+  nlohmann::json eval = nlohmann::json::array();
+  for (const EvalPoint& p : logs.eval_curve) eval.push_back(EvalPointToJson(p));
+  const nlohmann::json data = {{"steps", steps}, {"learner", learner}, {"histograms", histograms}, {"eval", eval},
                                {"summary", SummaryToJson(summary)}};
 
   const std::string title =
       options.title.empty() ? absl::StrCat("rlj run ", summary.runs.empty() ? logs.run_dir : absl::StrJoin(summary.runs, ", "))
                             : options.title;
-  const int expected = 8 + static_cast<int>(ranges.size());
+  const int expected = ReportChartCount(logs, options);
   const auto card = [](const std::string& id, const std::string& heading) {
     return absl::StrCat("<div class=\"chart\"><h3>", HtmlEscape(heading), "</h3><canvas data-chart=\"", id,
                         "\"></canvas><div class=\"legend\"></div></div>");
@@ -447,6 +458,7 @@ std::string RenderHtmlReport(const RunLogs& logs, const RunSummary& summary, con
   }
   html += "<h2>Summary</h2>" + SummaryTable(summary) + "\n";
   html += "<h2>Reward</h2><div class=\"grid\">" + card("reward", "Reward per step: mean, p10–p90 and min–max bands") +
+          card("eval", "Held-out accuracy over steps (before RL, every eval.every_steps, after RL)") +
           card("components", "Reward components per step (means)") + "</div>\n";
   html += "<h2>Reward histograms over step ranges</h2><div class=\"grid\">";
   for (size_t i = 0; i < ranges.size(); ++i) {

@@ -10,6 +10,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
+#include "common/file_util.h"
 #include "common/metrics_log.h"
 #include "common/run_dir.h"
 #include "common/status.h"
@@ -31,6 +34,28 @@ absl::StatusOr<std::string> RewardLogLocation(const std::string& path) {
       absl::StrCat(path, ": no reward log here (looked for ", inside, "/*.sqlite and ", path, "/*.sqlite)"));
 }
 
+absl::StatusOr<std::vector<v1::JudgeBackendStatus>> ReadJudgeBackends(const std::string& path) {
+  RLJ_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+  const nlohmann::json file = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!file.is_object() || !file.contains("judges") || !file["judges"].is_array()) {
+    return absl::DataLossError(absl::StrCat(path, ": not a judge backends file (no \"judges\" list)"));
+  }
+  std::vector<v1::JudgeBackendStatus> backends;
+  for (const nlohmann::json& judge : file["judges"]) {
+    if (!judge.is_object() || !judge.contains("backends") || !judge["backends"].is_array()) continue;
+    for (const nlohmann::json& entry : judge["backends"]) {
+      v1::JudgeBackendStatus backend;
+      google::protobuf::util::JsonParseOptions options;
+      options.ignore_unknown_fields = true;
+      if (const auto parsed = google::protobuf::util::JsonStringToMessage(entry.dump(), &backend, options); !parsed.ok()) {
+        return absl::DataLossError(absl::StrCat(path, ": a backend entry: ", std::string(parsed.message())));
+      }
+      backends.push_back(std::move(backend));
+    }
+  }
+  return backends;
+}
+
 absl::StatusOr<RunLogs> LoadRunLogs(const std::string& path, const RewardLogReadOptions& options) {
   RunLogs logs;
   logs.run_dir = path;
@@ -41,6 +66,11 @@ absl::StatusOr<RunLogs> LoadRunLogs(const std::string& path, const RewardLogRead
     const std::string metrics = RunDir(path).metrics_path();
     if (std::filesystem::exists(metrics, error)) {
       RLJ_ASSIGN_OR_RETURN(logs.steps, ReadMetricsLog(metrics));
+    }
+    RLJ_ASSIGN_OR_RETURN(logs.eval_curve, ReadEvalCurve(RunDir(path).eval_curve_path()));
+    const std::string backends = RunDir(path).judge_backends_path();
+    if (std::filesystem::exists(backends, error)) {
+      RLJ_ASSIGN_OR_RETURN(logs.backends, ReadJudgeBackends(backends));
     }
   }
   return logs;

@@ -68,6 +68,52 @@ std::vector<ErrorGroup> GroupErrors(const std::vector<RewardLogRow>& rows) {
   return sorted;
 }
 
+namespace {
+
+// The worse of two breaker states: open, then half_open, then closed.
+std::string WorseCircuit(const std::string& a, const std::string& b) {
+  for (const char* state : {"open", "half_open"}) {
+    if (a == state || b == state) return state;
+  }
+  return a.empty() ? b : a;
+}
+
+// One entry per backend name, summed over the judge replicas.
+std::vector<v1::JudgeBackendStatus> MergeBackends(const std::vector<v1::JudgeBackendStatus>& backends) {
+  std::vector<v1::JudgeBackendStatus> merged;
+  for (const v1::JudgeBackendStatus& b : backends) {
+    if (b.http_requests() == 0 && b.concurrency_limit() == 0) continue;  // no HTTP machinery (rule, command)
+    auto it = std::find_if(merged.begin(), merged.end(), [&](const auto& m) { return m.name() == b.name(); });
+    if (it == merged.end()) {
+      merged.push_back(b);
+      continue;
+    }
+    // Every number is a sum over the replicas (counters, limits, what is in flight, spend).
+    const google::protobuf::Reflection& r = *it->GetReflection();
+    const google::protobuf::Descriptor& d = *it->GetDescriptor();
+    for (int f = 0; f < d.field_count(); ++f) {
+      const google::protobuf::FieldDescriptor* field = d.field(f);
+      switch (field->cpp_type()) {
+        case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
+          r.SetInt64(&*it, field, r.GetInt64(*it, field) + r.GetInt64(b, field));
+          break;
+        case google::protobuf::FieldDescriptor::CPPTYPE_INT32:
+          r.SetInt32(&*it, field, r.GetInt32(*it, field) + r.GetInt32(b, field));
+          break;
+        case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:
+          r.SetDouble(&*it, field, r.GetDouble(*it, field) + r.GetDouble(b, field));
+          break;
+        default:
+          break;
+      }
+    }
+    it->set_circuit(WorseCircuit(it->circuit(), b.circuit()));
+  }
+  return merged;
+}
+
+}  // namespace
+
 RunSummary Summarize(const RunLogs& logs, const SummaryOptions& options) {
   RunSummary s;
   std::set<std::string> runs, replicas;
@@ -137,6 +183,9 @@ RunSummary Summarize(const RunLogs& logs, const SummaryOptions& options) {
   s.length_all = RewardLengthCorrelation(logs.rows, options.length_threshold, options.length_min_samples);
   s.length_recent =
       RewardLengthCorrelation(logs.rows, options.length_threshold, options.length_min_samples, options.length_recent);
+  s.teacher_backends = MergeBackends(logs.backends);
+  s.eval_curve = logs.eval_curve;
+  if (const EvalPoint* best = BestPeriodicPoint(logs.eval_curve); best != nullptr) s.eval_best = *best;
   s.learner_steps = static_cast<int64_t>(logs.steps.size());
   if (!logs.steps.empty()) s.learner_last = logs.steps.back();
 
@@ -161,6 +210,22 @@ RunSummary Summarize(const RunLogs& logs, const SummaryOptions& options) {
     s.warnings.push_back(absl::StrFormat("%.1f%% of verdicts failed (%d of %d)", 100 * s.error_rate, s.errors, s.train_rows));
   }
   return s;
+}
+
+nlohmann::json BackendToJson(const v1::JudgeBackendStatus& b) {
+  return {{"name", b.name()},
+          {"kind", b.kind()},
+          {"http_requests", b.http_requests()},
+          {"retries", {{"rate_limited", b.retries_rate_limited()}, {"server_error", b.retries_server_error()},
+                       {"timeout", b.retries_timeout()}, {"transport", b.retries_transport()},
+                       {"malformed", b.retries_malformed()}}},
+          {"retry_after_waits", b.retry_after_waits()},
+          {"retry_after_seconds", b.retry_after_seconds()},
+          {"failures", b.failures()},
+          {"circuit", b.circuit()},
+          {"circuit_opened", b.circuit_opened()},
+          {"concurrency_limit", b.concurrency_limit()},
+          {"in_flight", b.in_flight()}};
 }
 
 nlohmann::json SummaryToJson(const RunSummary& s) {
@@ -210,6 +275,15 @@ nlohmann::json SummaryToJson(const RunSummary& s) {
       {"learner", {{"steps", s.learner_steps}}},
       {"warnings", s.warnings},
   };
+  nlohmann::json held_out = {{"points", nlohmann::json::array()}};
+  for (const EvalPoint& p : s.eval_curve) {
+    held_out["points"].push_back(EvalPointToJson(p));
+    held_out[p.kind == "periodic" ? "last" : p.kind] = EvalPointToJson(p);
+  }
+  if (s.eval_best) held_out["best"] = EvalPointToJson(*s.eval_best);
+  out["held_out"] = held_out;
+  out["teacher_backends"] = nlohmann::json::array();
+  for (const v1::JudgeBackendStatus& b : s.teacher_backends) out["teacher_backends"].push_back(BackendToJson(b));
   if (s.learner_steps > 0) {
     const v1::StepMetrics& m = s.learner_last;
     out["learner"]["last"] = {{"step", m.step()}, {"reward_mean", m.reward_mean()}, {"loss", JsonNumber(m.loss())},
@@ -279,6 +353,40 @@ std::string FormatSummary(const RunSummary& s, int width) {
     table.AddColumn("latest example", false, true);
     for (const ErrorGroup& group : s.error_groups) {
       table.AddRow({group.kind, absl::StrCat(group.count), absl::StrCat(group.example_key, " ", group.example_message)});
+    }
+    out += table.Render(width) + "\n";
+  }
+  if (!s.eval_curve.empty()) {
+    std::vector<std::pair<std::string, std::string>> items;
+    const auto describe = [](const EvalPoint& p) {
+      return absl::StrCat(Percent(p.accuracy), " at step ", p.step, ", reward ", FormatNumber(p.reward), " (",
+                          p.prompts, " prompts)");
+    };
+    const EvalPoint* last_periodic = nullptr;
+    for (const EvalPoint& p : s.eval_curve) {
+      if (p.kind == "before") items.emplace_back("before RL", describe(p));
+      if (p.kind == "periodic") last_periodic = &p;
+    }
+    if (last_periodic != nullptr) items.emplace_back("latest periodic", describe(*last_periodic));
+    if (s.eval_best) items.emplace_back("best periodic", describe(*s.eval_best));
+    for (const EvalPoint& p : s.eval_curve) {
+      if (p.kind == "after") items.emplace_back("after RL", describe(p));
+    }
+    section("held-out", items);
+  }
+  if (!s.teacher_backends.empty()) {
+    TextTable table;
+    for (const char* column : {"teacher backend", "requests", "retries 429/5xx/timeout/transport/malformed",
+                               "Retry-After waits", "breaker (opened)", "limit / in flight"}) {
+      table.AddColumn(column, std::string(column) != "teacher backend");
+    }
+    for (const v1::JudgeBackendStatus& b : s.teacher_backends) {
+      table.AddRow({absl::StrCat(b.name(), " (", b.kind(), ")"), absl::StrCat(b.http_requests()),
+                    absl::StrCat(b.retries_rate_limited(), "/", b.retries_server_error(), "/", b.retries_timeout(), "/",
+                                 b.retries_transport(), "/", b.retries_malformed()),
+                    absl::StrCat(b.retry_after_waits(), " (", FormatNumber(b.retry_after_seconds(), 1), " s)"),
+                    absl::StrCat(b.circuit(), " (", b.circuit_opened(), ")"),
+                    absl::StrCat(b.concurrency_limit(), " / ", b.in_flight())});
     }
     out += table.Render(width) + "\n";
   }

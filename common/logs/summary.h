@@ -1,10 +1,12 @@
 // summary.h: a run at a glance (`rlj logs summary`): counts, reward spread and trend, judge latency, cost,
 // tokens, cache hits, errors grouped by kind, canary accuracy, self-consistency, the reward/length
-// correlation warning, and the learner's last metrics; as a terminal table or as JSON.
+// correlation warning, the teacher backends' retries by cause, breaker and concurrency, and the learner's last
+// metrics; as a terminal table or as JSON.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +59,12 @@ struct RunSummary {
   ConsistencyStats consistency;
   LengthCorrelation length_all;     // every scored train row
   LengthCorrelation length_recent;  // the last options.length_recent
+  // The teacher backends' machinery, one entry per backend name summed over the judge replicas (the limit
+  // and in-flight counts too; the breaker state is the worst one).
+  std::vector<v1::JudgeBackendStatus> teacher_backends;
+  // Held-out evaluations (eval_curve.jsonl): every point, and the best periodic one (null when none).
+  std::vector<EvalPoint> eval_curve;
+  std::optional<EvalPoint> eval_best;
   int64_t learner_steps = 0;        // lines of metrics.jsonl
   v1::StepMetrics learner_last;     // the last of them
   std::vector<std::string> warnings;

@@ -16,6 +16,35 @@
 namespace rlj {
 namespace {
 
+// teacher/<backend>/... scalars of the backends' machinery: the limit and what is out now, the breaker
+// (1 = open or half-open) and the running totals of retries by cause and Retry-After waits.
+void AppendBackendScalars(const std::vector<v1::JudgeBackendStatus>& backends,
+                          std::vector<std::pair<std::string, double>>* scalars) {
+  for (const v1::JudgeBackendStatus& b : backends) {
+    if (b.http_requests() == 0 && b.concurrency_limit() == 0) continue;  // no HTTP machinery (rule, command)
+    const std::string prefix = absl::StrCat("teacher/", b.name(), "/");
+    const std::pair<const char*, double> values[] = {
+        {"concurrency_limit", b.concurrency_limit()},
+        {"in_flight", b.in_flight()},
+        {"circuit_open", b.circuit() == "closed" ? 0.0 : 1.0},
+        {"circuit_opened", static_cast<double>(b.circuit_opened())},
+        {"http_requests", static_cast<double>(b.http_requests())},
+        {"retries_rate_limited", static_cast<double>(b.retries_rate_limited())},
+        {"retries_server_error", static_cast<double>(b.retries_server_error())},
+        {"retries_timeout", static_cast<double>(b.retries_timeout())},
+        {"retries_transport", static_cast<double>(b.retries_transport())},
+        {"retries_malformed", static_cast<double>(b.retries_malformed())},
+        {"retry_after_waits", static_cast<double>(b.retry_after_waits())},
+        {"retry_after_seconds", b.retry_after_seconds()},
+    };
+    for (const auto& [name, value] : values) scalars->emplace_back(prefix + name, value);
+  }
+}
+
+}  // namespace
+
+namespace {
+
 constexpr char kCanaryIdPrefix[] = "canary/";
 
 }  // namespace
@@ -271,6 +300,11 @@ void JudgeQuality::Observe(const v1::ScoreRequest& request, const v1::ScoreRespo
   FlushVersionsBefore(newest_version_ - 1);
 }
 
+void JudgeQuality::ObserveBackends(std::vector<v1::JudgeBackendStatus> backends) {
+  absl::MutexLock lock(&mutex_);
+  backends_ = std::move(backends);
+}
+
 void JudgeQuality::FlushVersionsBefore(int64_t version) {
   telemetry::TensorBoardWriter* tensorboard = telemetry_ != nullptr ? telemetry_->tensorboard() : nullptr;
   for (auto it = versions_.begin(); it != versions_.end() && it->first < version;) {
@@ -292,6 +326,7 @@ void JudgeQuality::FlushVersionsBefore(int64_t version) {
       if (v.pairs > 0) {
         scalars.emplace_back("judge/self_consistency", static_cast<double>(v.agreeing) / static_cast<double>(v.pairs));
       }
+      AppendBackendScalars(backends_, &scalars);
       absl::Status written = tensorboard->AddScalars(scalars, it->first);
       if (written.ok() && !v.rewards.empty()) written = tensorboard->AddHistogram("judge/reward", it->first, v.rewards);
       if (!written.ok()) RLJ_EVERY(60, log::Warn("TensorBoard scalars not written: {}", std::string(written.message())));

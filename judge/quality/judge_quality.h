@@ -5,7 +5,8 @@
 //    call with the cache bypassed, logged as `consistency` rows with the same sample_id;
 //  - the Spearman correlation of reward and completion length over a window of recent verdicts, with a
 //    warning above quality.length_correlation_threshold;
-// and the judge's Prometheus metrics and TensorBoard scalars (per policy version) from every verdict.
+// and the judge's Prometheus metrics and TensorBoard scalars (per policy version) from every verdict, with
+// the teacher backends' machinery beside them.
 #pragma once
 
 #include <chrono>
@@ -24,6 +25,7 @@
 #include "judge/judge_backend.h"
 #include "judge/quality/canary_set.h"
 #include "rlj/v1/config.pb.h"
+#include "rlj/v1/judge.pb.h"
 
 namespace rlj {
 
@@ -53,6 +55,10 @@ class JudgeQuality {
   void Observe(const v1::ScoreRequest& request, const v1::ScoreResponse& response,
                const std::vector<RewardLogRow>& extra_rows);
 
+  // The teacher backends' HTTP machinery now (concurrency limit, in flight, breaker, retries by cause,
+  // Retry-After waits): written with each policy version's scalars as teacher/<backend>/<name>.
+  void ObserveBackends(std::vector<v1::JudgeBackendStatus> backends);
+
   struct Snapshot {
     int64_t canaries = 0, canaries_passed = 0;
     int64_t consistency_pairs = 0, consistency_agreeing = 0;
@@ -68,6 +74,7 @@ class JudgeQuality {
                std::shared_ptr<telemetry::ProcessTelemetry> telemetry);
   void FlushVersionsBefore(int64_t version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
+  std::vector<v1::JudgeBackendStatus> backends_ ABSL_GUARDED_BY(mutex_);
   const v1::QualityConfig config_;
   const std::vector<Canary> canaries_;
   std::shared_ptr<telemetry::ProcessTelemetry> telemetry_;

@@ -57,7 +57,7 @@ TEST_F(BadInput, MissingConfigFile) {
 TEST_F(BadInput, AbsurdGroupSizeIsRefusedNamingTheKey) {
   const std::string config = Config("");
   EXPECT_TRUE(FailedCleanly(Rlj({"run", config, "--set", "sampling.group_size=100000000"}),
-                            "sampling.group_size: must be in 1..1024"));
+                            "sampling.group_size: 100000000 is out of range; must be 1..1024"));
   EXPECT_TRUE(FailedCleanly(Rlj({"actor", config, "--set", "sampling.group_size=1024", "--set",
                                  "actor.prompts_per_batch=5"}),
                             "actor.prompts_per_batch: times sampling.group_size must be at most 4096"));
@@ -145,6 +145,32 @@ TEST_F(BadInput, ADirectoryGivenAsDataIsRefused) {
   const std::string with_dir = Config(absl::StrCat("data:\n  train_path: ", dir_.file("data"), "\n"));
   EXPECT_TRUE(FailedCleanly(Rlj({"run", with_dir}), "is a directory, not a file"));
   EXPECT_TRUE(FailedCleanly(Rlj({"sft", with_dir}), "is a directory, not a file"));
+}
+
+// Every path a run reads is checked before any work (the starting student is not evaluated), naming the key.
+TEST_F(BadInput, EveryInputPathIsCheckedBeforeAnyWork) {
+  const std::string rows = "{\"id\":\"1\",\"prompt\":\"1+1=\",\"reference\":\"2\"}\n";
+  const std::string train = Write("train.jsonl", rows);
+  const std::string config = Config(absl::StrCat("data:\n  train_path: ", train, "\n  eval_path: ", Write("eval.jsonl", rows), "\n"));
+  std::filesystem::create_directories(dir_.file("a_dir"));
+  const std::string absent = dir_.file("absent");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"data.eval_path=" + dir_.file("a_dir")}, "data.eval_path (" + dir_.file("a_dir") + ") is a directory, not a file"},
+      {{"model.init_checkpoint=" + train}, "model.init_checkpoint (" + train + ") is a file, not a directory"},
+      {{"model.init_checkpoint=" + absent}, "model.init_checkpoint (" + absent + "): No such file or directory"},
+      {{"tokenizer.kind=hf", "tokenizer.path=" + absent}, "tokenizer.path (" + absent + "): No such file or directory"},
+      {{"quality.canary_path=" + dir_.file("a_dir")}, "quality.canary_path (" + dir_.file("a_dir") + ") is a directory"},
+      {{"security.tls_ca=" + absent}, "security.tls_ca: cannot read '" + absent + "'"},
+  };
+  for (const auto& [overrides, expected] : cases) {
+    std::vector<std::string> args = {"run", config, "--overwrite"};
+    for (const std::string& assignment : overrides) {
+      args.push_back("--set");
+      args.push_back(assignment);
+    }
+    EXPECT_TRUE(FailedCleanly(Rlj(args), expected)) << overrides[0];
+    EXPECT_FALSE(std::filesystem::exists(dir_.file("runs/bad/eval_before.json"))) << overrides[0];
+  }
 }
 
 TEST_F(BadInput, RunDirectoryThatCannotBeCreatedIsNamed) {

@@ -82,10 +82,12 @@ TEST(TeacherRun, RunStartsTheTeacherAndTheJudgeScoresWithIt) {
   EXPECT_GT(strictly_between, 0) << "label-mode rewards are probabilities, not 0/1";
 }
 
-// A teacher that cannot start stops the run before any actor starts, with the teacher's own error.
+// A teacher that cannot start (its checkpoint directory is empty) stops the run before any actor starts, with
+// the teacher's own error. (A missing directory is refused earlier, by rlj run's preflight: bad_input_test.)
 TEST(TeacherRun, RunFailsCleanlyWhenTheTeacherCannotStart) {
   testing::ScratchDir dir;
   const std::string config = WriteTeacherJudgedRun(dir.path());  // no teacher checkpoint is trained
+  std::filesystem::create_directories(dir.path() + "/teacher");
   const testing::Finished run = RunRlj({"run", config}, dir.file("run.out"), std::chrono::seconds(300));
   EXPECT_TRUE(FailedCleanly(run, "teacher ended"));
   EXPECT_NE(run.output.find(dir.path() + "/teacher"), std::string::npos) << run.output;  // names the checkpoint

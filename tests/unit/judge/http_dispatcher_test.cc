@@ -78,7 +78,33 @@ TEST(HttpDispatcher, RateLimitedAnswerIsRetriedAfterRetryAfterAndCutsTheLimit) {
   EXPECT_EQ(stats.retries, 1);
   EXPECT_EQ(stats.requests_sent, 2);
   EXPECT_EQ(stats.succeeded, 1);
-  EXPECT_EQ(stats.concurrency_limit, 4);  // 8 halved by the 429 (one success since adds only 1/4)
+  EXPECT_EQ(stats.concurrency_limit, 8);  // one 429 is not a fifth of a window: not congestion, no cut
+}
+
+// A sporadic 429's Retry-After delays that request's retry only: the other requests go on (while the limit
+// can still be cut, it and not a pause of everything answers congestion).
+TEST(HttpDispatcher, RetryAfterOfOneRequestDoesNotHoldTheOthers) {
+  TeacherServer server;
+  server.Push(TeacherReply{429, R"({"error":"slow down"})", {{"Retry-After", "3"}}, false});
+  server.SetDefault(TeacherReply{200, R"({"ok":1})", {}, false});
+  HttpDispatcherOptions options = FastOptions();
+  options.max_concurrency = 2;  // requests 3 and 4 start after the 429 is in
+  auto dispatcher = Make(options);
+  std::vector<HttpRequest> requests;
+  for (int i = 0; i < 4; ++i) requests.push_back(Post(server));
+  const std::vector<HttpOutcome> outcomes = dispatcher->SendAll(std::move(requests), Clock::now() + milliseconds(20000), {10, 10, 10, 10});
+  ASSERT_EQ(outcomes.size(), 4u);
+  int retried = 0;
+  for (const HttpOutcome& outcome : outcomes) {
+    ASSERT_TRUE(outcome.response.has_value()) << outcome.kind << ": " << outcome.message;
+    if (outcome.attempts == 2) {
+      ++retried;
+      EXPECT_GE(outcome.latency_ms, 3000) << "the rate-limited request waits its Retry-After";
+    } else {
+      EXPECT_LT(outcome.latency_ms, 2500) << "a request that was not rate-limited waited for another's Retry-After";
+    }
+  }
+  EXPECT_EQ(retried, 1);
 }
 
 TEST(HttpDispatcher, PersistentRateLimitEndsAsRateLimitedAfterMaxRetries) {

@@ -152,20 +152,27 @@ TEST(CircuitBreaker, ThresholdZeroNeverOpens) {
   EXPECT_TRUE(breaker.Allow(kT0));
 }
 
-TEST(AdaptiveConcurrency, HalvesOncePerEpochOn429AndGrowsBackAdditively) {
+TEST(AdaptiveConcurrency, HalvesWhen429sAreAFifthOfAWindowOncePerEpochAndGrowsBackAdditively) {
   AdaptiveConcurrency concurrency({.min_limit = 2, .max_limit = 16, .adaptive = true, .latency_factor = 3});
   EXPECT_EQ(concurrency.limit(), 16);
   const int64_t first = concurrency.epoch();
+  // The window is 16 answers: 3 429s are not a fifth of it, the 4th is.
+  for (int i = 0; i < 3; ++i) concurrency.OnRateLimited(first);
+  EXPECT_EQ(concurrency.limit(), 16);
   concurrency.OnRateLimited(first);
   EXPECT_EQ(concurrency.limit(), 8);
-  concurrency.OnRateLimited(first);  // sent under the old limit: already cut
-  concurrency.OnRateLimited(first);
+  for (int i = 0; i < 10; ++i) concurrency.OnRateLimited(first);  // sent under the old limit: already cut
+  EXPECT_EQ(concurrency.limit(), 8);
+  EXPECT_FALSE(concurrency.at_floor());
+  // A window of 8 (kMinWindow): 2 429s are a fifth.
+  concurrency.OnRateLimited(concurrency.epoch());
   EXPECT_EQ(concurrency.limit(), 8);
   concurrency.OnRateLimited(concurrency.epoch());
   EXPECT_EQ(concurrency.limit(), 4);
   concurrency.OnRateLimited(concurrency.epoch());
   concurrency.OnRateLimited(concurrency.epoch());
   EXPECT_EQ(concurrency.limit(), 2);  // the floor
+  EXPECT_TRUE(concurrency.at_floor());
   // +1/limit per success: 2 → 2.5 → 2.9 → 3.24…
   concurrency.OnSuccess(concurrency.epoch(), 100);
   concurrency.OnSuccess(concurrency.epoch(), 100);
@@ -214,6 +221,20 @@ TEST(AdaptiveConcurrency, AFewSlowAnswersDoNotCutTheLimit) {
   for (int i = 0; i < 9; ++i) concurrency.OnSuccess(concurrency.epoch(), 1000);
   for (int i = 0; i < 7; ++i) concurrency.OnSuccess(concurrency.epoch(), 10);
   EXPECT_EQ(concurrency.limit(), 12);
+}
+
+// A hosted API's sporadic 429s (one answer in 20, Retry-After on each) are not congestion: the limit stays.
+TEST(AdaptiveConcurrency, SporadicRateLimitsDoNotCutTheLimit) {
+  AdaptiveConcurrency concurrency({.min_limit = 1, .max_limit = 16, .adaptive = true, .latency_factor = 3});
+  for (int i = 1; i <= 2000; ++i) {
+    if (i % 20 == 0) {
+      concurrency.OnRateLimited(concurrency.epoch());
+    } else {
+      concurrency.OnSuccess(concurrency.epoch(), 100);
+    }
+  }
+  EXPECT_EQ(concurrency.limit(), 16);
+  EXPECT_EQ(concurrency.epoch(), 0);
 }
 
 TEST(AdaptiveConcurrency, FixedWhenNotAdaptive) {

@@ -9,12 +9,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 #include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logs/report_html.h"
+#include "common/logs/eval_curve.h"
 #include "common/logs/run_logs.h"
+#include "common/run_dir.h"
 #include "common/logs/summary.h"
 #include "logs_fixtures.h"
 #include "re2/re2.h"
@@ -64,6 +67,17 @@ void WriteDemoRun(const std::string& run_dir) {
     steps.push_back(m);
   }
   testing::WriteMetrics(run_dir, steps);
+  // Held-out evaluations: before RL, every 2 steps, after RL.
+  for (const auto& [kind, step, accuracy] : std::vector<std::tuple<std::string, int, double>>{
+           {"before", 0, 0.30}, {"periodic", 2, 0.35}, {"periodic", 4, 0.42}, {"periodic", 6, 0.41}, {"after", 8, 0.45}}) {
+    EvalPoint point;
+    point.kind = kind;
+    point.step = step;
+    point.accuracy = accuracy;
+    point.reward = accuracy;
+    point.prompts = 100;
+    ASSERT_TRUE(AppendEvalPoint(RunDir(run_dir).eval_curve_path(), point).ok());
+  }
 }
 
 struct CommandResult {
@@ -109,9 +123,9 @@ TEST(ReportHtml, IsSelfContainedAndEscapesWhatTheLogHolds) {
   EXPECT_FALSE(RE2::PartialMatch(html, R"((?i)(src|href)\s*=\s*["']?\s*(https?:|//))")) << "external reference";
   EXPECT_FALSE(absl::StrContains(html, "<link"));
   EXPECT_TRUE(absl::StrContains(html, "default-src 'none'"));
-  // 8 fixed charts and 4 histogram ranges over 8 steps.
-  EXPECT_EQ(ReportChartCount(logs, options), 12);
-  EXPECT_TRUE(absl::StrContains(html, "data-charts-expected=\"12\""));
+  // 9 fixed charts and 4 histogram ranges over 8 steps.
+  EXPECT_EQ(ReportChartCount(logs, options), 13);
+  EXPECT_TRUE(absl::StrContains(html, "data-charts-expected=\"13\""));
   // The log's text cannot end the data script or add markup: only the page's own two </script> tags.
   size_t closes = 0;
   for (size_t at = html.find("</script>"); at != std::string::npos; at = html.find("</script>", at + 1)) ++closes;
@@ -145,7 +159,7 @@ TEST(ReportHtml, RendersInHeadlessChromiumWithEveryChartDrawnAndNoErrors) {
                                                   "' 2>'", dir.file("console.txt"), "'"));
   ASSERT_EQ(dom.exit_code, 0) << dom.output;
   const std::string expected = Attribute(dom.output, "data-charts-expected");
-  EXPECT_EQ(expected, "12");
+  EXPECT_EQ(expected, "13");
   EXPECT_EQ(Attribute(dom.output, "data-charts-drawn"), expected) << "not every chart drew";
   EXPECT_EQ(Attribute(dom.output, "data-errors"), "") << "JavaScript errors on the page";
   std::ifstream console_file(dir.file("console.txt"));
