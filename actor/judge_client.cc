@@ -2,6 +2,7 @@
 #include "actor/judge_client.h"
 
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -16,10 +17,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-bool IsRetryable(grpc::StatusCode code) {
-  // Transient conditions only; INTERNAL or INVALID_ARGUMENT would fail again.
-  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
-         code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::ABORTED;
+// The judge waits out a teacher outage: UNAVAILABLE with a v1::ScoreDeferred detail.
+std::optional<v1::ScoreDeferred> Deferred(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE || status.error_details().empty()) return std::nullopt;
+  v1::ScoreDeferred deferred;
+  if (!deferred.ParseFromString(status.error_details())) return std::nullopt;
+  return deferred;
 }
 
 }  // namespace
@@ -29,8 +32,8 @@ JudgeClient::JudgeClient(std::shared_ptr<v1::Judge::StubInterface> stub, JudgeCl
 
 absl::StatusOr<v1::ScoreResponse> JudgeClient::Score(const v1::ScoreRequest& request) {
   stats_.calls.fetch_add(1);
-  std::chrono::milliseconds backoff = options_.initial_backoff;
-  std::mt19937 jitter(std::random_device{}());
+  std::mt19937_64 random(std::random_device{}());
+  int failures = 0;                 // consecutive, for the backoff
   bool failing = false;             // in a run of failures other than backpressure
   Clock::time_point failing_since;  // its first
   bool counted_as_paused = false;
@@ -57,37 +60,33 @@ absl::StatusOr<v1::ScoreResponse> JudgeClient::Score(const v1::ScoreRequest& req
       return response;
     }
     absl::Status failure = FromGrpcStatus(status, "Judge.Score");
-    if (!IsRetryable(status.error_code())) return give_up(std::move(failure));
-    const std::string& message = status.error_message();
+    if (!IsTransient(failure.code())) return give_up(std::move(failure));
     const Clock::time_point now = Clock::now();
-    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
-        message.find(kServerThreadsExhaustedMessage) != std::string::npos) {
+    const std::chrono::milliseconds wait = BackoffDelay(failures++, options_.backoff, random);
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       // Backpressure: the judge is alive and busy. Keep the group and come back later, however long it takes.
       stats_.backpressure.fetch_add(1);
       failing = false;
     } else {
-      const bool paused = status.error_code() == grpc::StatusCode::UNAVAILABLE &&
-                          message.find(kJudgePausedMessage) != std::string::npos;
-      if (paused) {
+      if (const std::optional<v1::ScoreDeferred> deferred = Deferred(status)) {
         stats_.paused.fetch_add(1);
         if (!counted_as_paused) paused_calls_.fetch_add(1);
         counted_as_paused = true;
-        RLJ_EVERY(30, log::Warn("the judge waits out a teacher outage; keeping {} samples and retrying: {}",
-                                request.samples_size(), message));
+        RLJ_EVERY(30, log::Warn("the judge waits out an outage of its {} backend ({:.0f} s); keeping {} samples and "
+                                "retrying. Last error: {}",
+                                deferred->backend(), deferred->outage_seconds(), request.samples_size(),
+                                deferred->last_error()));
       } else {
         stats_.unavailable.fetch_add(1);
         RLJ_EVERY(10, log::Warn("Judge.Score failed, retrying: {}", std::string(failure.message())));
       }
       if (!failing) failing_since = now;
       failing = true;
-      if (!options_.wait_out_outages && now - failing_since + backoff > options_.retry_budget) {
+      if (!options_.wait_out_outages && now - failing_since + wait > options_.retry_budget) {
         return give_up(std::move(failure));
       }
     }
-    const auto wait = std::chrono::milliseconds(
-        std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(jitter));
     if (WaitForShutdown(wait)) return give_up(absl::CancelledError("Judge.Score: stopping"));
-    backoff = std::min(backoff * 2, options_.max_backoff);
   }
 }
 

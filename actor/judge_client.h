@@ -1,9 +1,9 @@
-// judge_client.h: the actor's side of Judge.Score: one call with a deadline, retried with jittered exponential
-// backoff, never dropping a group the judge could still score. "Server Threadpool Exhausted" (RESOURCE_EXHAUSTED:
-// every handler thread of the judge is busy) is backpressure: retried for as long as it lasts. UNAVAILABLE,
-// DEADLINE_EXCEEDED, ABORTED and other RESOURCE_EXHAUSTED answers are retried for `retry_budget`, or, with
-// judge.on_outage pause, until the judge answers (a judge waiting out a teacher outage answers UNAVAILABLE
-// with "Judge.Score paused").
+// judge_client.h: the actor's side of Judge.Score: one call with a deadline, retried with the one backoff
+// policy (common/retry_policy), never dropping a group the judge could still score. RESOURCE_EXHAUSTED (gRPC's
+// answer when every handler thread of the judge is busy) is backpressure: retried for as long as it lasts. A
+// judge waiting out a teacher outage answers UNAVAILABLE with a v1::ScoreDeferred detail: retried, and with
+// judge.on_outage pause until the judge answers. UNAVAILABLE, DEADLINE_EXCEEDED and ABORTED otherwise are
+// retried for `retry_budget`. The status's code and typed details decide, never its text.
 #pragma once
 
 #include <atomic>
@@ -12,14 +12,10 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "common/retry_policy.h"
 #include "rlj/v1/judge.grpc.pb.h"
 
 namespace rlj {
-
-// The start of the UNAVAILABLE message of a judge that waits out a teacher outage (judge/judge_service.cc).
-inline constexpr char kJudgePausedMessage[] = "Judge.Score paused";
-// gRPC's answer when a synchronous server has no thread left for a call (the judge's judge.threads quota).
-inline constexpr char kServerThreadsExhaustedMessage[] = "Server Threadpool Exhausted";
 
 struct JudgeClientOptions {
   std::chrono::milliseconds call_timeout{60000};  // deadline of one attempt (judge.timeout_ms)
@@ -27,16 +23,15 @@ struct JudgeClientOptions {
   // before the call gives up; backpressure answers do not count.
   std::chrono::milliseconds retry_budget{60000};
   bool wait_out_outages = false;  // judge.on_outage pause: retry unreachable / paused answers until shutdown
-  std::chrono::milliseconds initial_backoff{200};
-  std::chrono::milliseconds max_backoff{5000};
+  BackoffPolicy backoff{std::chrono::milliseconds(200), std::chrono::milliseconds(5000)};
 };
 
 struct JudgeClientStats {
   std::atomic<int64_t> calls{0};         // Score calls made by the actor
   std::atomic<int64_t> attempts{0};      // RPCs sent
   std::atomic<int64_t> retries{0};       // attempts after the first
-  std::atomic<int64_t> backpressure{0};  // "Server Threadpool Exhausted" answers
-  std::atomic<int64_t> paused{0};        // "Judge.Score paused" answers (teacher outage, on_outage pause)
+  std::atomic<int64_t> backpressure{0};  // RESOURCE_EXHAUSTED answers: every judge thread busy
+  std::atomic<int64_t> paused{0};        // answers deferred by a teacher outage (v1::ScoreDeferred)
   std::atomic<int64_t> unavailable{0};   // other retryable failures (judge unreachable, deadline, ...)
   std::atomic<int64_t> failed{0};        // calls that gave up (the caller drops the batch)
 };

@@ -19,6 +19,7 @@
 #include "common/config_validate.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
+#include "common/retry_policy.h"
 #include "common/model/sampler.h"
 #include "common/model/transformer.h"
 #include "common/shutdown.h"
@@ -32,30 +33,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-bool IsRetryable(absl::StatusCode code) {
-  // Transient conditions only; INTERNAL (e.g. a message that cannot be parsed) would fail again.
-  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
-         code == absl::StatusCode::kResourceExhausted || code == absl::StatusCode::kAborted;
-}
+// The actor's backoff between attempts of a learner or judge call.
+constexpr BackoffPolicy kActorBackoff{std::chrono::milliseconds(200), std::chrono::milliseconds(5000)};
 
-// Calls `attempt` until it succeeds, fails with a non-retryable code, shutdown is requested, or `budget`
-// has passed; waits with exponential backoff and jitter between attempts.
-absl::Status RetryWithBackoff(const std::string& what, std::chrono::milliseconds budget,
-                              const std::function<absl::Status()>& attempt) {
-  const auto give_up = Clock::now() + budget;
-  std::chrono::milliseconds backoff(200);
-  std::mt19937 jitter(std::random_device{}());
-  while (true) {
-    absl::Status status = attempt();
-    if (status.ok() || !IsRetryable(status.code())) return status;
-    if (ShutdownRequested()) return absl::CancelledError(absl::StrCat(what, ": stopping"));
-    if (Clock::now() + backoff > give_up) return status;
-    RLJ_EVERY(10, log::Warn("{} failed, retrying: {}", what, std::string(status.message())));
-    const auto wait = std::chrono::milliseconds(
-        std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(jitter));
-    if (WaitForShutdown(wait)) return absl::CancelledError(absl::StrCat(what, ": stopping"));
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
-  }
+// How long a learner push or a judge call may keep failing before the actor drops its group: a minute, or
+// two of the judge's call deadlines when that is longer.
+std::chrono::milliseconds RetryBudget(const v1::RunConfig& config) {
+  return std::chrono::milliseconds(std::max<int64_t>(60000, 2 * int64_t{config.judge().timeout_ms()}));
 }
 
 // A group sampled with one policy version, waiting for its verdicts.
@@ -149,7 +133,8 @@ absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
   state->fetcher = std::make_unique<PolicyFetcher>(state->learner, options.name);
   JudgeClientOptions judge_options;
   judge_options.call_timeout = std::chrono::milliseconds(config.judge().timeout_ms());
-  judge_options.retry_budget = std::chrono::milliseconds(std::max<int64_t>(60000, 2 * int64_t{config.judge().timeout_ms()}));
+  judge_options.retry_budget = RetryBudget(config);
+  judge_options.backoff = kActorBackoff;
   judge_options.wait_out_outages = config.judge().on_outage() == "pause";
   state->judge_client = std::make_unique<JudgeClient>(state->judge, judge_options);
   return std::unique_ptr<RolloutWorker>(new RolloutWorker(std::move(state)));
@@ -162,13 +147,12 @@ absl::Status RolloutWorker::Run() {
   const int group_size = sampling.group_size();
   const int prompts_per_batch = s.config.actor().prompts_per_batch();
   const auto rpc_timeout = std::chrono::milliseconds(s.config.actor().rpc_timeout_ms());
-  const auto retry_budget =
-      std::chrono::milliseconds(std::max<int64_t>(60000, 2 * int64_t{s.config.judge().timeout_ms()}));
+  const auto retry_budget = RetryBudget(s.config);
 
   // Asks the learner for a newer policy; installs it when there is one.
   auto refresh_policy = [&](std::chrono::milliseconds wait) -> absl::Status {
     std::optional<FetchedPolicy> fetched;
-    RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.GetPolicy", std::chrono::hours(24 * 365), [&]() -> absl::Status {
+    RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.GetPolicy", std::chrono::hours(24 * 365), kActorBackoff, [&]() -> absl::Status {
       RLJ_ASSIGN_OR_RETURN(fetched, s.fetcher->Fetch(s.version, wait, rpc_timeout));
       return absl::OkStatus();
     }));
@@ -215,7 +199,7 @@ absl::Status RolloutWorker::Run() {
     v1::RolloutBatch push;
     *push.add_groups() = std::move(group);
     v1::PushRolloutsResponse pushed;
-    absl::Status status = RetryWithBackoff("Learner.PushRollouts", retry_budget, [&]() -> absl::Status {
+    absl::Status status = RetryWithBackoff("Learner.PushRollouts", retry_budget, kActorBackoff, [&]() -> absl::Status {
       grpc::ClientContext context;
       SetDeadline(&context, rpc_timeout);
       auto writer = s.learner->PushRollouts(&context, &pushed);
@@ -239,7 +223,7 @@ absl::Status RolloutWorker::Run() {
     v1::LeasePromptsRequest request;
     request.set_actor(s.options.name);
     request.set_count(prompts_per_batch);
-    RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.LeasePrompts", std::chrono::hours(24 * 365), [&]() -> absl::Status {
+    RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.LeasePrompts", std::chrono::hours(24 * 365), kActorBackoff, [&]() -> absl::Status {
       grpc::ClientContext context;
       SetDeadline(&context, rpc_timeout);
       response.Clear();

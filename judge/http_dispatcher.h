@@ -21,7 +21,8 @@
 #include "absl/synchronization/mutex.h"
 #include "judge/http_client.h"
 #include "judge/rate_limiter.h"
-#include "judge/retry_backoff.h"
+#include "common/retry_policy.h"
+#include "judge/retry_after.h"
 
 namespace rlj {
 

@@ -35,7 +35,14 @@ JudgeService::~JudgeService() = default;
 grpc::Status JudgeService::Score(grpc::ServerContext* /*context*/, const v1::ScoreRequest* request,
                                  v1::ScoreResponse* response) {
   absl::StatusOr<v1::ScoreResponse> result = ScoreSamples(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
+  if (!result.ok()) {
+    const grpc::Status status = ToGrpcStatus(result.status());
+    // A pause travels as a typed detail (v1::ScoreDeferred), so callers decide on it without reading text.
+    if (const auto deferred = result.status().GetPayload(kScoreDeferredPayload); deferred.has_value()) {
+      return grpc::Status(status.error_code(), status.error_message(), std::string(*deferred));
+    }
+    return status;
+  }
   *response = std::move(result).value();
   return grpc::Status::OK;
 }
@@ -194,12 +201,18 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
       ++counters_.paused_requests;
     }
     const double now_unix = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
-    return absl::UnavailableError(absl::StrFormat(
+    v1::ScoreDeferred deferred;
+    deferred.set_backend(backend_name);
+    deferred.set_outage_seconds(now_unix - outage_since);
+    deferred.set_last_error(unreachable);
+    absl::Status paused = absl::UnavailableError(absl::StrFormat(
         "Judge.Score paused (judge.on_outage: pause): the %s backend's teacher is unreachable since %s (%.0f s); "
         "keep the samples and retry. Last error: %s",
         backend_name, absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(static_cast<int64_t>(outage_since)),
                                        absl::UTCTimeZone()),
         now_unix - outage_since, unreachable));
+    paused.SetPayload(kScoreDeferredPayload, absl::Cord(deferred.SerializeAsString()));
+    return paused;
   }
 
   for (int i = 0; i < n; ++i) ledger_->RecordVerdict(request.samples(i).policy_version(), response.verdicts(i));

@@ -24,6 +24,9 @@ namespace rlj {
 
 class JudgeQuality;
 
+// The payload of ScoreSamples' pause status: a serialized v1::ScoreDeferred, sent as the gRPC status's details.
+inline constexpr char kScoreDeferredPayload[] = "type.googleapis.com/rlj.v1.ScoreDeferred";
+
 struct JudgeCounters {
   int64_t requests = 0;                  // Score calls answered (rejected ones included)
   int64_t rejected_requests = 0;         // INVALID_ARGUMENT: no samples, or too many

@@ -70,7 +70,16 @@ TEST(Loop, RunSupervisesLearnerJudgeAndActorsToTheEnd) {
   EXPECT_GT(summary["wall_s"].get<double>(), 0);
   EXPECT_EQ(summary["eval_before"]["total"], 20);
   EXPECT_EQ(summary["eval_after"]["total"], 20);
-  EXPECT_GE(summary["eval_after"]["accuracy"].get<double>(), 0.0);
+  // The after-RL accuracy is the final checkpoint's: `rlj eval` of it, a separate process, agrees exactly.
+  const nlohmann::json& after = summary["eval_after"];
+  EXPECT_DOUBLE_EQ(after["accuracy"].get<double>(), after["correct"].get<double>() / after["total"].get<double>());
+  const testing::Finished eval =
+      RunRlj({"eval", config, "--checkpoint", summary["checkpoint"].get<std::string>(), "--json"}, dir.file("eval.json"));
+  ASSERT_TRUE(eval.exit.ok()) << eval.output;
+  const nlohmann::json evaluated = nlohmann::json::parse(eval.output.substr(eval.output.find('{')), nullptr, false);
+  ASSERT_TRUE(evaluated.is_object()) << eval.output;
+  EXPECT_EQ(evaluated["correct"], after["correct"]) << eval.output;
+  EXPECT_EQ(evaluated["total"], after["total"]) << eval.output;
   EXPECT_EQ(summary["reward_curve"].size(), 3u);
   EXPECT_TRUE(std::filesystem::exists(summary["checkpoint"].get<std::string>() + "/model.safetensors"));
   EXPECT_TRUE(std::filesystem::exists(run_dir.config_path()));

@@ -93,8 +93,7 @@ Served Serve(grpc::Service* service, int threads) {
 JudgeClientOptions FastRetries() {
   JudgeClientOptions options;
   options.call_timeout = std::chrono::seconds(120);
-  options.initial_backoff = std::chrono::milliseconds(5);
-  options.max_backoff = std::chrono::milliseconds(50);
+  options.backoff = BackoffPolicy{std::chrono::milliseconds(5), std::chrono::milliseconds(50)};
   return options;
 }
 
@@ -160,9 +159,14 @@ class PausingJudge final : public v1::Judge::Service {
     const int call = calls_++;
     if (client != nullptr) saw_paused_flag_ += client->judge_paused() ? 1 : 0;
     if (call < paused_calls_) {
+      v1::ScoreDeferred deferred;  // the typed signal; the text is for people only
+      deferred.set_backend("openai");
+      deferred.set_outage_seconds(3);
+      deferred.set_last_error("refused");
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "Judge.Score paused (judge.on_outage: pause): the openai backend's teacher is unreachable "
-                          "since 2026-11-22T15:00:00Z (3 s); keep the samples and retry. Last error: refused");
+                          "since 2026-11-22T15:00:00Z (3 s); keep the samples and retry. Last error: refused",
+                          deferred.SerializeAsString());
     }
     for (const v1::Sample& sample : request->samples()) response->add_verdicts()->set_sample_id(sample.id());
     return grpc::Status::OK;
@@ -194,6 +198,30 @@ TEST(JudgeClient, WaitsOutAPausedJudgeWithOnOutagePause) {
   // From the second call on, the actor knew the judge was paused (it leases no prompts meanwhile).
   EXPECT_EQ(judge.saw_paused_flag(), 5);
   EXPECT_FALSE(client.judge_paused()) << "cleared once the judge answers";
+  served.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+// What decides is the typed detail, not the text: an UNAVAILABLE that says "Judge.Score paused" without a
+// v1::ScoreDeferred is an unreachable judge (retried within the budget), not a pause.
+class TextOnlyPausedJudge final : public v1::Judge::Service {
+ public:
+  grpc::Status Score(grpc::ServerContext* /*context*/, const v1::ScoreRequest* /*request*/,
+                     v1::ScoreResponse* /*response*/) override {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "Judge.Score paused (judge.on_outage: pause)");
+  }
+};
+
+TEST(JudgeClient, APauseIsTheTypedDetailNotTheText) {
+  TextOnlyPausedJudge judge;
+  Served served = Serve(&judge, 2);
+  JudgeClientOptions options = FastRetries();
+  options.retry_budget = std::chrono::milliseconds(200);
+  JudgeClient client(served.stub, options);
+  absl::StatusOr<v1::ScoreResponse> response = client.Score(MakeRequest("g", 2));
+  EXPECT_FALSE(response.ok());
+  EXPECT_EQ(client.stats().paused.load(), 0) << "counted as a pause from its text";
+  EXPECT_FALSE(client.judge_paused());
+  EXPECT_GT(client.stats().unavailable.load(), 0);
   served.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 

@@ -1,5 +1,5 @@
 // machinery_test.cc: the deterministic arithmetic of the shared HTTP machinery, with time passed in:
-// token buckets and the RPM/TPM limiter, jittered backoff and Retry-After, the circuit breaker, AIMD.
+// token buckets and the RPM/TPM limiter, Retry-After, the circuit breaker, AIMD (the backoff: common/retry_policy_test).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -8,7 +8,7 @@
 #include "judge/adaptive_concurrency.h"
 #include "judge/circuit_breaker.h"
 #include "judge/rate_limiter.h"
-#include "judge/retry_backoff.h"
+#include "judge/retry_after.h"
 
 namespace rlj {
 namespace {
@@ -79,27 +79,6 @@ TEST(RateLimiter, NoLimitsNeverWait) {
   RateLimiter limiter(0, 0, kT0);
   EXPECT_FALSE(limiter.limits_requests());
   for (int i = 0; i < 1000; ++i) ASSERT_EQ(limiter.Reserve(1e6, kT0), nanoseconds(0));
-}
-
-TEST(BackoffDelay, FullJitterUnderTheExponentialCeiling) {
-  const BackoffPolicy policy{milliseconds(100), milliseconds(1000)};
-  std::mt19937_64 random(7);
-  // Ceilings: 100, 200, 400, 800, then the cap 1000.
-  const int64_t ceilings[] = {100, 200, 400, 800, 1000, 1000};
-  for (int attempt = 0; attempt < 6; ++attempt) {
-    int64_t lowest = 1 << 30, highest = -1;
-    for (int i = 0; i < 2000; ++i) {
-      const int64_t delay = BackoffDelay(attempt, policy, random).count();
-      lowest = std::min(lowest, delay);
-      highest = std::max(highest, delay);
-    }
-    EXPECT_GE(lowest, 0) << attempt;
-    EXPECT_LE(highest, ceilings[attempt]) << attempt;
-    // 2000 uniform draws: the extremes come within 2% of both ends.
-    EXPECT_LE(lowest, ceilings[attempt] / 50 + 1) << attempt;
-    EXPECT_GE(highest, ceilings[attempt] * 49 / 50) << attempt;
-  }
-  EXPECT_LE(BackoffDelay(63, policy, random).count(), 1000);  // no overflow for huge attempts
 }
 
 TEST(ParseRetryAfter, SecondsAndHttpDates) {

@@ -298,6 +298,12 @@ judge:
     EXPECT_NE(status.error_message().find("Judge.Score paused"), std::string::npos) << status.error_message();
     EXPECT_NE(status.error_message().find("the openai backend's teacher is unreachable since"), std::string::npos)
         << status.error_message();
+    // The typed signal callers act on.
+    v1::ScoreDeferred deferred;
+    ASSERT_TRUE(deferred.ParseFromString(status.error_details())) << "no ScoreDeferred detail";
+    EXPECT_EQ(deferred.backend(), "openai");
+    EXPECT_GE(deferred.outage_seconds(), 0);
+    EXPECT_FALSE(deferred.last_error().empty());
   }
   EXPECT_EQ(server.service()->counters().paused_requests, 3);
   EXPECT_EQ(server.service()->counters().outages, 1);

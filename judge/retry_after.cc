@@ -1,5 +1,5 @@
-// retry_backoff.cc: jittered exponential backoff and Retry-After parsing (curl_getdate for HTTP dates).
-#include "judge/retry_backoff.h"
+// retry_after.cc: Retry-After parsing (curl_getdate for HTTP dates).
+#include "judge/retry_after.h"
 
 #include <curl/curl.h>
 
@@ -12,14 +12,6 @@
 #include "common/status.h"
 
 namespace rlj {
-
-std::chrono::milliseconds BackoffDelay(int attempt, const BackoffPolicy& policy, std::mt19937_64& random) {
-  const int64_t base = std::max<int64_t>(0, policy.base.count());
-  const int64_t cap = std::max<int64_t>(0, policy.cap.count());
-  const int64_t ceiling = attempt >= 30 ? cap : std::min<int64_t>(cap, base << std::max(0, attempt));
-  std::uniform_int_distribution<int64_t> uniform(0, ceiling);
-  return std::chrono::milliseconds(uniform(random));
-}
 
 std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
                                                          std::chrono::system_clock::time_point now) {
