@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/answer_match.h"
-#include "common/model/sampler.h"
+#include "model/sampler.h"
 #include "common/status.h"
 #include "common/tokenizer/tokenizer.h"
 

@@ -10,14 +10,14 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/crc32c.h"
 #include "common/grpc_util.h"
-#include "common/model/transformer.h"
+#include "model/transformer.h"
 #include "common/status.h"
-#include "common/tensor/torch_util.h"
-#include "common/tensor/tensor_codec.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/torch_util.h"
+#include "model/tensor/tensor_codec.h"
+#include "model/tensor/torch_util.h"
 
 namespace rlj {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/checkpoint/safetensors.h"
+#include "model/checkpoint/safetensors.h"
 #include "rlj/v1/learner.grpc.pb.h"
 
 namespace rlj {

@@ -14,7 +14,7 @@
 #include "common/arithmetic_task.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
-#include "common/logs/eval_curve.h"
+#include "logs/eval_curve.h"
 #include "common/status.h"
 #include "common/subprocess.h"
 #include "tools/command.h"

@@ -12,11 +12,11 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "common/model/decode_step.h"
-#include "common/model/sampler.h"
-#include "common/model/transformer.h"
+#include "model/decode_step.h"
+#include "model/sampler.h"
+#include "model/transformer.h"
 #include "common/status.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/torch_util.h"
 #include "common/tokenizer/byte_tokenizer.h"
 #include "bench/bench_model_shape.h"
 #include "tools/command.h"

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <memory>
 
-#include "judge/judge_bench.h"
+#include "bench/judge_load/judge_bench.h"
 #include "tools/command.h"
 
 namespace rlj::tools {

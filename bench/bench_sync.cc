@@ -19,7 +19,7 @@
 #include "common/grpc_security.h"
 #include "common/grpc_util.h"
 #include "common/status.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/torch_util.h"
 #include "common/heap_tuning.h"
 #include "learner/learner_service.h"
 #include "learner/rollout_buffer.h"

@@ -11,9 +11,9 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "common/model/transformer.h"
+#include "model/transformer.h"
 #include "common/status.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/torch_util.h"
 #include "learner/grpo_trainer.h"
 #include "bench/bench_model_shape.h"
 #include "tools/command.h"

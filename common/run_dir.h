@@ -18,7 +18,7 @@ class RunDir {
   std::string metrics_path() const { return root_ + "/metrics.jsonl"; }  // one line per learner step
   // The judges' teacher backends (HTTP machinery), rewritten by `rlj run` every few seconds.
   std::string judge_backends_path() const { return root_ + "/judge_backends.json"; }
-  // Held-out evaluations over the steps (common/logs/eval_curve.h), and the best policy they found.
+  // Held-out evaluations over the steps (logs/eval_curve.h), and the best policy they found.
   std::string eval_curve_path() const { return root_ + "/eval_curve.jsonl"; }
   std::string best_checkpoint_dir() const { return root_ + "/best"; }
   std::string checkpoints_dir() const { return root_ + "/checkpoints"; }

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "judge/rate_limiter.h"
+#include "judge/http/rate_limiter.h"
 #include "judge/teacher_client.h"
 
 namespace rlj {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "judge/http_dispatcher.h"
+#include "judge/http/http_dispatcher.h"
 #include "judge/judge_cache.h"
 #include "judge/usage_ledger.h"
 #include "rlj/v1/judge.pb.h"

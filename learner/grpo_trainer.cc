@@ -21,10 +21,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
-#include "common/model/logprobs.h"
-#include "common/model/transformer.h"
+#include "model/logprobs.h"
+#include "model/transformer.h"
 #include "common/status.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/torch_util.h"
 #include "learner/grpo.h"
 #include "learner/rank_group.h"
 

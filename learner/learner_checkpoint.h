@@ -11,7 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/checkpoint/safetensors.h"
+#include "model/checkpoint/safetensors.h"
 #include "learner/grpo_trainer.h"
 
 namespace rlj {

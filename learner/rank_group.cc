@@ -10,7 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/torch_util.h"
 
 // The c10d headers declare the Gloo and NCCL groups only under these macros; the libraries themselves are
 // part of LibTorch. Gloo's headers come from libgloo-dev (Debian) or the LibTorch distribution: CMake looks for

@@ -12,15 +12,15 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/config_validate.h"
 #include "common/log.h"
-#include "common/model/logprobs.h"
-#include "common/model/model_source.h"
-#include "common/model/transformer.h"
+#include "model/logprobs.h"
+#include "model/model_source.h"
+#include "model/transformer.h"
 #include "common/run_dir.h"
 #include "common/status.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
 
 namespace rlj {

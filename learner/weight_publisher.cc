@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "common/status.h"
-#include "common/tensor/tensor_codec.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/tensor_codec.h"
+#include "model/tensor/torch_util.h"
 
 namespace rlj {
 namespace {

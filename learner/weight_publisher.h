@@ -15,7 +15,7 @@
 #include <grpcpp/support/byte_buffer.h>
 
 #include "absl/status/statusor.h"
-#include "common/checkpoint/safetensors.h"
+#include "model/checkpoint/safetensors.h"
 #include "rlj/v1/config.pb.h"
 #include "rlj/v1/learner.pb.h"
 

@@ -4,12 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "actor/evaluator.h"
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/config_loader.h"
 #include "common/config_validate.h"
 #include "common/dataset.h"
 #include "common/shutdown.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
 #include "tools/command.h"
 

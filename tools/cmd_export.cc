@@ -2,7 +2,7 @@
 // model.safetensors, tokenizer files, generation_config.json) that transformers and vLLM load unchanged.
 #include <cstdio>
 
-#include "common/checkpoint/hf_export.h"
+#include "model/checkpoint/hf_export.h"
 #include "tools/command.h"
 
 namespace rlj::tools {

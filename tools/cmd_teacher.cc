@@ -5,19 +5,19 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/config_loader.h"
 #include "common/config_validate.h"
 #include "common/log.h"
-#include "common/model/transformer.h"
+#include "model/transformer.h"
 #include "common/run_dir.h"
 #include "common/shutdown.h"
 #include "common/status.h"
 #include "common/telemetry/process_telemetry.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
-#include "judge/teacher/batch_engine.h"
-#include "judge/teacher/teacher_server.h"
+#include "teacher/batch_engine.h"
+#include "teacher/teacher_server.h"
 #include "tools/command.h"
 
 namespace rlj::tools {

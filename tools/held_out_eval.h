@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "actor/evaluator.h"
 #include "common/dataset.h"
-#include "common/logs/eval_curve.h"
+#include "logs/eval_curve.h"
 #include "rlj/v1/config.pb.h"
 
 namespace rlj {

@@ -5,11 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "actor/policy_fetcher.h"
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
-#include "common/model/transformer.h"
+#include "model/transformer.h"
 #include "common/status.h"
 #include "common/telemetry/process_telemetry.h"
 #include "common/tokenizer/tokenizer.h"

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/logs/eval_curve.h"
+#include "logs/eval_curve.h"
 #include "common/run_dir.h"
 #include "rlj/v1/learner.grpc.pb.h"
 #include "tools/held_out_eval.h"

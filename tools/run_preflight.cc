@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status.h"
-#include "common/tensor/torch_util.h"
+#include "model/tensor/torch_util.h"
 #include "learner/rank_group.h"
 
 namespace rlj::tools {

@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
-#include "common/logs/statistics.h"
+#include "logs/statistics.h"
 #include "common/status.h"
 
 namespace rlj {

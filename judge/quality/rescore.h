@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/logs/agreement.h"
+#include "logs/agreement.h"
 #include "common/reward_log.h"
 #include "judge/judge_backend.h"
 

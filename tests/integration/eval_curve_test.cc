@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
-#include "common/logs/eval_curve.h"
+#include "logs/eval_curve.h"
 #include "common/run_dir.h"
 #include "openai_stand_in.h"
 #include "rlj_process.h"

@@ -5,7 +5,7 @@
 
 #include <thread>
 
-#include "judge/http_client.h"
+#include "judge/http/http_client.h"
 #include "teacher_server.h"
 #include "test_util.h"
 

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "judge/http_dispatcher.h"
+#include "judge/http/http_dispatcher.h"
 #include "judge/judge_backend.h"
 #include "teacher_server.h"
 #include "test_util.h"

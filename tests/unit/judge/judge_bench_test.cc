@@ -8,9 +8,9 @@
 #include <chrono>
 #include <thread>
 
-#include "judge/fixed_latency_server.h"
-#include "judge/http_client.h"
-#include "judge/judge_bench.h"
+#include "bench/judge_load/fixed_latency_server.h"
+#include "judge/http/http_client.h"
+#include "bench/judge_load/judge_bench.h"
 #include "test_util.h"
 
 namespace rlj {

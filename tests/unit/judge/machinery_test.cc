@@ -5,10 +5,10 @@
 #include <chrono>
 #include <random>
 
-#include "judge/adaptive_concurrency.h"
-#include "judge/circuit_breaker.h"
-#include "judge/rate_limiter.h"
-#include "judge/retry_after.h"
+#include "judge/http/adaptive_concurrency.h"
+#include "judge/http/circuit_breaker.h"
+#include "judge/http/rate_limiter.h"
+#include "judge/http/retry_after.h"
 
 namespace rlj {
 namespace {

@@ -15,10 +15,10 @@
 #include <thread>
 #include <vector>
 
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
-#include "common/model/transformer.h"
+#include "model/transformer.h"
 #include "common/run_dir.h"
 #include "learner/grpo_trainer.h"
 #include "learner/learner_checkpoint.h"

@@ -9,8 +9,8 @@
 #include <limits>
 #include <vector>
 
-#include "common/model/logprobs.h"
-#include "common/model/transformer.h"
+#include "model/logprobs.h"
+#include "model/transformer.h"
 #include "learner_fixtures.h"
 #include "test_util.h"
 

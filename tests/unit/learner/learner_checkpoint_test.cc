@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
-#include "common/model/transformer.h"
+#include "model/transformer.h"
 #include "learner/grpo_trainer.h"
 #include "learner_fixtures.h"
 #include "test_util.h"

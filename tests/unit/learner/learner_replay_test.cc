@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
-#include "common/model/transformer.h"
+#include "model/transformer.h"
 #include "common/run_dir.h"
 #include "learner/learner_server.h"
 #include "learner/training_ledger.h"

@@ -11,13 +11,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/crc32c.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
-#include "common/model/transformer.h"
+#include "model/transformer.h"
 #include "common/run_dir.h"
-#include "common/tensor/tensor_codec.h"
+#include "model/tensor/tensor_codec.h"
 #include "rlj/v1/learner.grpc.pb.h"
 #include "learner_fixtures.h"
 #include "test_util.h"

@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "common/grpc_util.h"
-#include "common/tensor/tensor_codec.h"
+#include "model/tensor/tensor_codec.h"
 #include "learner_fixtures.h"
 #include "test_util.h"
 

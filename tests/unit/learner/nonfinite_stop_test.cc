@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/run_dir.h"

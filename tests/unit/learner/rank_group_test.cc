@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/model/transformer.h"
+#include "model/transformer.h"
 #include "learner/grpo_trainer.h"
 #include "learner_fixtures.h"
 #include "test_util.h"

@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <vector>
 
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/dataset.h"
-#include "common/model/transformer.h"
+#include "model/transformer.h"
 #include "common/tokenizer/byte_tokenizer.h"
 #include "test_util.h"
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "common/crc32c.h"
-#include "common/tensor/tensor_codec.h"
+#include "model/tensor/tensor_codec.h"
 #include "test_util.h"
 
 namespace rlj {

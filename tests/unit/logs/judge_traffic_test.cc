@@ -1,6 +1,6 @@
 // judge_traffic_test.cc: the progress line's judge figures from real reward-log files of two replicas, read
 // incrementally: latency percentiles over teacher calls only, cache hit rate, errors and cost.
-#include "common/logs/judge_traffic.h"
+#include "logs/judge_traffic.h"
 
 #include <gtest/gtest.h>
 

@@ -11,12 +11,12 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
-#include "common/logs/compare.h"
-#include "common/logs/export.h"
-#include "common/logs/run_logs.h"
-#include "common/logs/step_series.h"
-#include "common/logs/summary.h"
-#include "common/logs/terminal_text.h"
+#include "logs/compare.h"
+#include "logs/export.h"
+#include "logs/run_logs.h"
+#include "logs/step_series.h"
+#include "logs/summary.h"
+#include "logs/terminal_text.h"
 #include "logs_fixtures.h"
 #include "test_util.h"
 

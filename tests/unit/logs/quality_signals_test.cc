@@ -9,11 +9,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
-#include "common/logs/agreement.h"
-#include "common/logs/quality_signals.h"
-#include "common/logs/run_logs.h"
-#include "common/logs/summary.h"
-#include "common/logs/terminal_text.h"
+#include "logs/agreement.h"
+#include "logs/quality_signals.h"
+#include "logs/run_logs.h"
+#include "logs/summary.h"
+#include "logs/terminal_text.h"
 #include "logs_fixtures.h"
 #include "test_util.h"
 

@@ -1,5 +1,5 @@
 // statistics_test.cc: mean, spread, quantiles, correlations and histograms against hand-computed values.
-#include "common/logs/statistics.h"
+#include "logs/statistics.h"
 
 #include <gtest/gtest.h>
 

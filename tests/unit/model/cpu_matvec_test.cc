@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "common/model/cpu_matvec.h"
+#include "model/cpu_matvec.h"
 #include "model_test_util.h"
 
 namespace rlj {

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "common/model/decode_step.h"
-#include "common/model/kv_cache.h"
-#include "common/model/transformer.h"
+#include "model/decode_step.h"
+#include "model/kv_cache.h"
+#include "model/transformer.h"
 #include "model_test_util.h"
 #include "test_util.h"
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
-#include "common/model/kv_cache.h"
+#include "model/kv_cache.h"
 #include "model_test_util.h"
 #include "test_util.h"
 

@@ -1,6 +1,6 @@
 // hf_export_test.cc: `rlj export`'s ExportHuggingFaceModel: a plain Hugging Face directory (no rlj_state.json)
 // that loads back bit-exact (float32) or rounded (bfloat16), with the tokenizer files and special ids.
-#include "common/checkpoint/hf_export.h"
+#include "model/checkpoint/hf_export.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/tokenizer/byte_tokenizer.h"
 #include "common/tokenizer/tokenizer.h"

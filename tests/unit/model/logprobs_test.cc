@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "common/model/logprobs.h"
+#include "model/logprobs.h"
 
 namespace rlj {
 namespace {

@@ -1,7 +1,7 @@
 // model_config_test.cc: TransformerConfig from and to the config proto, its validation messages.
 #include <gtest/gtest.h>
 
-#include "common/model/model_config.h"
+#include "model/model_config.h"
 #include "test_util.h"
 
 namespace rlj {

@@ -1,13 +1,13 @@
 // model_source_test.cc: LoadStartingModel (init checkpoint vs explicitly set model.* keys, seeded random init)
 // and checkpoint loading from Hugging Face layouts: sharded model.safetensors.index.json, BF16/F16 weights.
-#include "common/model/model_source.h"
+#include "model/model_source.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
 
-#include "common/checkpoint/checkpoint.h"
+#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "model_test_util.h"
 #include "test_util.h"

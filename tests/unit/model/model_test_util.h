@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/model/model_config.h"
-#include "common/model/transformer.h"
+#include "model/model_config.h"
+#include "model/transformer.h"
 
 namespace rlj::testing {
 

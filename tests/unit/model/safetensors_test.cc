@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "common/checkpoint/safetensors.h"
+#include "model/checkpoint/safetensors.h"
 #include "common/file_util.h"
 #include "test_util.h"
 

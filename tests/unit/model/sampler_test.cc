@@ -7,9 +7,9 @@
 #include <cmath>
 #include <set>
 
-#include "common/model/logprobs.h"
-#include "common/model/sampler.h"
-#include "common/model/transformer.h"
+#include "model/logprobs.h"
+#include "model/sampler.h"
+#include "model/transformer.h"
 #include "common/tokenizer/byte_tokenizer.h"
 #include "model_test_util.h"
 #include "test_util.h"

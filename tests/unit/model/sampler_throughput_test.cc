@@ -10,8 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "common/model/sampler.h"
-#include "common/model/transformer.h"
+#include "model/sampler.h"
+#include "model/transformer.h"
 #include "common/tokenizer/byte_tokenizer.h"
 #include "test_util.h"
 

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "common/tensor/tensor_codec.h"
+#include "model/tensor/tensor_codec.h"
 #include "test_util.h"
 
 namespace rlj {

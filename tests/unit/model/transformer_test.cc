@@ -6,8 +6,8 @@
 #include <map>
 #include <string>
 
-#include "common/model/kv_cache.h"
-#include "common/model/transformer.h"
+#include "model/kv_cache.h"
+#include "model/transformer.h"
 #include "model_test_util.h"
 #include "test_util.h"
 

@@ -7,7 +7,7 @@
 #include <future>
 #include <vector>
 
-#include "judge/teacher/batch_engine.h"
+#include "teacher/batch_engine.h"
 #include "teacher_test_util.h"
 #include "test_util.h"
 

@@ -1,7 +1,7 @@
 // chat_template_test.cc: how the teacher renders a conversation for each chat template.
 #include <gtest/gtest.h>
 
-#include "judge/teacher/chat_template.h"
+#include "teacher/chat_template.h"
 #include "test_util.h"
 
 namespace rlj::teacher {

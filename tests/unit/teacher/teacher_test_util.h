@@ -11,11 +11,11 @@
 #include <numeric>
 #include <vector>
 
-#include "common/model/model_config.h"
-#include "common/model/transformer.h"
+#include "model/model_config.h"
+#include "model/transformer.h"
 #include "common/tokenizer/byte_tokenizer.h"
-#include "judge/teacher/batch_engine.h"
-#include "judge/teacher/teacher_server.h"
+#include "teacher/batch_engine.h"
+#include "teacher/teacher_server.h"
 #include "test_util.h"
 
 namespace rlj::testing {
