@@ -25,6 +25,7 @@
 #include "model/transformer.h"
 #include "common/status.h"
 #include "model/tensor/torch_util.h"
+#include "learner/gradient_clip.h"
 #include "learner/grpo.h"
 #include "learner/rank_group.h"
 
@@ -149,6 +150,156 @@ class CudaAutocast {
   at::ScalarType previous_dtype_ = at::kBFloat16;
 };
 
+// A step's rewards, summarised: the advantages of each group and the sample counts the trainer keeps.
+struct ScoredGroups {
+  BatchAdvantageResult advantages;
+  int64_t valid_samples = 0;
+  int64_t masked = 0;  // invalid rollouts
+};
+
+// Rewards (truncated completions penalised when learner.truncated = penalize) and advantages per group;
+// fills the sample and reward metrics.
+ScoredGroups ScoreGroups(const std::vector<v1::RolloutGroup>& groups, const v1::LearnerConfig& l,
+                         const AdvantageOptions& options, v1::StepMetrics* metrics) {
+  const bool penalize_truncated = l.truncated() == "penalize";
+  std::vector<GroupRewards> rewards(groups.size());
+  double reward_sum = 0;
+  double reward_squares = 0;
+  int64_t samples = 0;
+  int64_t truncated = 0;
+  ScoredGroups out;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (const v1::Rollout& rollout : groups[g].rollouts()) {
+      double reward = rollout.reward();
+      ++samples;
+      if (rollout.truncated()) ++truncated;
+      if (!rollout.valid()) {
+        ++out.masked;
+      } else {
+        reward_sum += reward;
+        reward_squares += reward * reward;
+        ++out.valid_samples;
+        if (penalize_truncated && rollout.truncated()) reward += l.truncation_penalty();
+      }
+      rewards[g].rewards.push_back(reward);
+      rewards[g].valid.push_back(rollout.valid());
+    }
+  }
+  out.advantages = ComputeAdvantages(rewards, options);
+  metrics->set_groups_skipped_no_signal(out.advantages.groups_without_signal);
+  metrics->set_samples(samples);
+  metrics->set_masked_samples(out.masked);
+  metrics->set_truncated_samples(truncated);
+  if (out.valid_samples > 0) {
+    const double mean = reward_sum / out.valid_samples;
+    metrics->set_reward_mean(mean);
+    metrics->set_reward_std(std::sqrt(std::max(0.0, reward_squares / out.valid_samples - mean * mean)));
+  }
+  return out;
+}
+
+// The completions a step trains on, in order: valid, non-empty, in a group with signal and not masked for
+// truncation (mask_truncated). A malformed one (empty prompt, log-probs of another length, longer than
+// max_seq_len) is an error naming its group.
+absl::StatusOr<std::vector<TrainRow>> SelectTrainRows(const std::vector<v1::RolloutGroup>& groups,
+                                                      const BatchAdvantageResult& advantages, bool mask_truncated,
+                                                      int max_seq_len) {
+  std::vector<TrainRow> rows;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const v1::RolloutGroup& group = groups[g];
+    if (!advantages.groups[g].has_signal) continue;
+    for (int r = 0; r < group.rollouts_size(); ++r) {
+      const v1::Rollout& rollout = group.rollouts(r);
+      if (!rollout.valid() || rollout.completion_tokens().empty()) continue;
+      if (mask_truncated && rollout.truncated()) continue;
+      if (group.prompt_tokens().empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("group '", group.group_id(), "' has an empty prompt"));
+      }
+      if (rollout.completion_tokens_size() != rollout.behaviour_logprobs_size()) {
+        return absl::InvalidArgumentError(absl::StrCat("group '", group.group_id(), "' rollout ", r,
+                                                       ": completion and behaviour log-probs differ in length"));
+      }
+      if (group.prompt_tokens_size() + rollout.completion_tokens_size() > max_seq_len) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("group '", group.group_id(), "' rollout ", r, " exceeds max_seq_len ", max_seq_len));
+      }
+      TrainRow row{&group, &rollout, advantages.groups[g].advantages[r]};
+      row.length = group.prompt_tokens_size() + rollout.completion_tokens_size() - 1;
+      rows.push_back(row);
+    }
+  }
+  return rows;
+}
+
+// Sets every row's token loss weight (learner.loss_aggregation) and fills the trained-sample, trained-token
+// and advantage metrics. `rows` is not empty.
+void WeighRows(LossAggregation aggregation, std::vector<TrainRow>* rows, v1::StepMetrics* metrics) {
+  int64_t total_tokens = 0;
+  double advantage_sum = 0, advantage_squares = 0, advantage_abs = 0;
+  for (const TrainRow& row : *rows) {
+    total_tokens += row.rollout->completion_tokens_size();
+    advantage_sum += row.advantage;
+    advantage_squares += static_cast<double>(row.advantage) * row.advantage;
+    advantage_abs += std::abs(row.advantage);
+  }
+  const double row_count = static_cast<double>(rows->size());
+  for (TrainRow& row : *rows) {
+    row.weight = TokenLossWeight(aggregation, row.rollout->completion_tokens_size(),
+                                 static_cast<int64_t>(rows->size()), total_tokens);
+  }
+  metrics->set_trained_samples(static_cast<int64_t>(rows->size()));
+  metrics->set_trained_tokens(total_tokens);
+  metrics->set_advantage_abs_mean(advantage_abs / row_count);
+  metrics->set_advantage_mean(advantage_sum / row_count);
+  metrics->set_advantage_std(std::sqrt(std::max(0.0, advantage_squares / row_count -
+                                                         (advantage_sum / row_count) * (advantage_sum / row_count))));
+}
+
+// This rank's share of `rows`: sorted longest first and dealt round-robin (balanced work, identical on
+// every rank).
+std::vector<const TrainRow*> RankShare(const std::vector<TrainRow>& rows, int rank, int world) {
+  std::vector<size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rows[a].length > rows[b].length; });
+  std::vector<const TrainRow*> mine;
+  for (size_t i = static_cast<size_t>(rank); i < order.size(); i += static_cast<size_t>(world)) {
+    mine.push_back(&rows[order[i]]);
+  }
+  return mine;
+}
+
+// A step's optimiser passes (learner.ppo_epochs), summed for its metrics.
+struct EpochTotals {
+  std::vector<double> stats = std::vector<double>(kNumPolicyLossStats, 0.0);  // PolicyLossStat sums
+  double loss = 0;
+  double norm = 0;            // gradient norms before clipping, over norms_taken passes
+  double entropy = 0;         // the first pass's entropy metric: sum over entropy_tokens
+  double entropy_tokens = 0;
+  double trained_tokens = 0;  // tokens of the passes whose update was applied
+  int epochs_run = 0;
+  int norms_taken = 0;
+  bool skipped = false;       // a non-finite loss or norm dropped the update
+};
+
+// The loss, policy-statistic, entropy, gradient-norm and throughput metrics of a step's passes, which
+// took `seconds`.
+void SetLossMetrics(const EpochTotals& totals, double seconds, v1::StepMetrics* metrics) {
+  const double tokens = std::max(1.0, totals.stats[kStatTokens]);
+  metrics->set_loss(totals.loss / totals.epochs_run);
+  metrics->set_kl(totals.stats[kStatKl] / tokens);
+  metrics->set_clip_fraction(totals.stats[kStatClipped] / tokens);
+  metrics->set_ratio_mean(totals.stats[kStatRatio] / tokens);
+  metrics->set_dual_clip_fraction(totals.stats[kStatDualClipped] / tokens);
+  metrics->set_is_weight_mean(totals.stats[kStatIsWeight] / tokens);
+  metrics->set_is_capped_fraction(totals.stats[kStatIsCapped] / tokens);
+  metrics->set_entropy(totals.entropy_tokens > 0 ? totals.entropy / totals.entropy_tokens : 0.0);
+  // No norm was taken when the first loss was already non-finite: report NaN rather than a made-up 0.
+  metrics->set_grad_norm(totals.norms_taken > 0 ? totals.norm / totals.norms_taken
+                                                : std::numeric_limits<double>::quiet_NaN());
+  metrics->set_compute_s(seconds);
+  metrics->set_tokens_per_s(seconds > 0 ? totals.trained_tokens / seconds : 0);
+}
+
 std::string TensorBytes(const at::Tensor& tensor) {
   const at::Tensor host = tensor.to(at::kCPU).contiguous();
   return std::string(static_cast<const char*>(host.data_ptr()), static_cast<size_t>(host.nbytes()));
@@ -221,6 +372,22 @@ struct GrpoTrainer::State {
 
   int rank() const { return ranks == nullptr ? 0 : ranks->rank(); }
   int world() const { return ranks == nullptr ? 1 : ranks->world_size(); }
+
+  // The stages of a step after its rows are chosen and weighed, in the order StepUnchecked runs them.
+
+  // `mine` (this rank's rows, longest first) packed into micro-batches on the device, with the reference's
+  // log-probs when kl_coef > 0.
+  std::vector<Batch> BuildBatches(const std::vector<const TrainRow*>& mine);
+  // The learner.ppo_epochs optimiser passes over `batches`, each: AccumulateGradients, AllReduce (world > 1),
+  // ClipGradients to learner.grad_clip, StepUnlessNonFinite. A non-finite loss or gradient norm ends them
+  // with that pass's update dropped and counted, and totals.skipped set.
+  absl::StatusOr<EpochTotals> Train(std::vector<Batch>& batches);
+  // Forward and backward over every micro-batch of pass `epoch`: the gradients accumulate in the policy's
+  // parameters. Returns [loss, PolicyLossStat..., entropy metric sum, entropy metric tokens] summed over the
+  // micro-batches (float64, on the device).
+  at::Tensor AccumulateGradients(std::vector<Batch>& batches, int epoch);
+  // Data parallel: sums every parameter's gradient and `sums` across ranks, in place.
+  absl::Status AllReduce(const std::vector<at::Tensor>& parameters, at::Tensor& sums);
 };
 
 GrpoTrainer::GrpoTrainer(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -290,256 +457,149 @@ absl::StatusOr<v1::StepMetrics> GrpoTrainer::StepUnchecked(const std::vector<v1:
   metrics.set_groups(static_cast<int64_t>(groups.size()));
   metrics.set_ranks(s.world());
 
-  // Rewards (truncated completions penalised when configured), advantages per group, the rows to train.
-  const bool mask_truncated = l.truncated() == "mask";
-  const bool penalize_truncated = l.truncated() == "penalize";
-  std::vector<GroupRewards> rewards(groups.size());
-  double reward_sum = 0;
-  double reward_squares = 0;
-  int64_t valid_samples = 0;
-  int64_t samples = 0;
-  int64_t masked = 0;
-  int64_t truncated = 0;
-  for (size_t g = 0; g < groups.size(); ++g) {
-    for (const v1::Rollout& rollout : groups[g].rollouts()) {
-      double reward = rollout.reward();
-      ++samples;
-      if (rollout.truncated()) ++truncated;
-      if (!rollout.valid()) {
-        ++masked;
-      } else {
-        reward_sum += reward;
-        reward_squares += reward * reward;
-        ++valid_samples;
-        if (penalize_truncated && rollout.truncated()) reward += l.truncation_penalty();
-      }
-      rewards[g].rewards.push_back(reward);
-      rewards[g].valid.push_back(rollout.valid());
-    }
-  }
-  const BatchAdvantageResult advantages = ComputeAdvantages(rewards, s.advantage_options);
-  s.groups_skipped_no_signal += advantages.groups_without_signal;
-  s.samples_masked += masked;
-  metrics.set_groups_skipped_no_signal(advantages.groups_without_signal);
-  metrics.set_samples(samples);
-  metrics.set_masked_samples(masked);
-  metrics.set_truncated_samples(truncated);
-  if (valid_samples > 0) {
-    const double mean = reward_sum / valid_samples;
-    metrics.set_reward_mean(mean);
-    metrics.set_reward_std(std::sqrt(std::max(0.0, reward_squares / valid_samples - mean * mean)));
-  }
-
-  std::vector<TrainRow> rows;
-  const int max_seq_len = s.policy->config().max_seq_len;
-  for (size_t g = 0; g < groups.size(); ++g) {
-    const v1::RolloutGroup& group = groups[g];
-    if (!advantages.groups[g].has_signal) continue;
-    for (int r = 0; r < group.rollouts_size(); ++r) {
-      const v1::Rollout& rollout = group.rollouts(r);
-      if (!rollout.valid() || rollout.completion_tokens().empty()) continue;
-      if (mask_truncated && rollout.truncated()) continue;
-      if (group.prompt_tokens().empty()) {
-        return absl::InvalidArgumentError(absl::StrCat("group '", group.group_id(), "' has an empty prompt"));
-      }
-      if (rollout.completion_tokens_size() != rollout.behaviour_logprobs_size()) {
-        return absl::InvalidArgumentError(absl::StrCat("group '", group.group_id(), "' rollout ", r,
-                                                       ": completion and behaviour log-probs differ in length"));
-      }
-      if (group.prompt_tokens_size() + rollout.completion_tokens_size() > max_seq_len) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("group '", group.group_id(), "' rollout ", r, " exceeds max_seq_len ", max_seq_len));
-      }
-      TrainRow row{&group, &rollout, advantages.groups[g].advantages[r]};
-      row.length = group.prompt_tokens_size() + rollout.completion_tokens_size() - 1;
-      rows.push_back(row);
-    }
-  }
+  // Rewards and advantages per group, then the rows to train.
+  const ScoredGroups scored = ScoreGroups(groups, l, s.advantage_options, &metrics);
+  s.groups_skipped_no_signal += scored.advantages.groups_without_signal;
+  s.samples_masked += scored.masked;
+  RLJ_ASSIGN_OR_RETURN(std::vector<TrainRow> rows, SelectTrainRows(groups, scored.advantages, l.truncated() == "mask",
+                                                                   s.policy->config().max_seq_len));
   if (rows.empty()) {  // nothing to learn from: the policy, the optimiser and the schedule are left as they were
-    const bool all_masked = valid_samples == 0;
+    const bool all_masked = scored.valid_samples == 0;
     ++(all_masked ? s.batches_skipped_all_masked : s.batches_skipped_no_signal);
     metrics.set_batch_skipped(all_masked ? "all_masked" : "no_signal");
     return metrics;
   }
+  WeighRows(s.aggregation, &rows, &metrics);
 
-  int64_t total_tokens = 0;
-  double advantage_sum = 0, advantage_squares = 0, advantage_abs = 0;
-  for (const TrainRow& row : rows) {
-    total_tokens += row.rollout->completion_tokens_size();
-    advantage_sum += row.advantage;
-    advantage_squares += static_cast<double>(row.advantage) * row.advantage;
-    advantage_abs += std::abs(row.advantage);
-  }
-  const double row_count = static_cast<double>(rows.size());
-  for (TrainRow& row : rows) {
-    row.weight = TokenLossWeight(s.aggregation, row.rollout->completion_tokens_size(),
-                                 static_cast<int64_t>(rows.size()), total_tokens);
-  }
-  metrics.set_trained_samples(static_cast<int64_t>(rows.size()));
-  metrics.set_trained_tokens(total_tokens);
-  metrics.set_advantage_abs_mean(advantage_abs / row_count);
-  metrics.set_advantage_mean(advantage_sum / row_count);
-  metrics.set_advantage_std(std::sqrt(std::max(0.0, advantage_squares / row_count -
-                                                        (advantage_sum / row_count) * (advantage_sum / row_count))));
-
-  // This rank's share: rows sorted longest first and dealt round-robin (balanced work, identical on every
-  // rank), then packed into micro-batches.
-  std::vector<size_t> order(rows.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rows[a].length > rows[b].length; });
-  std::vector<const TrainRow*> mine;
-  for (size_t i = static_cast<size_t>(s.rank()); i < order.size(); i += static_cast<size_t>(s.world())) {
-    mine.push_back(&rows[order[i]]);
-  }
+  // This rank's share, packed into micro-batches, and the optimiser passes over them.
+  const std::vector<const TrainRow*> mine = RankShare(rows, s.rank(), s.world());
   const auto start = std::chrono::steady_clock::now();
-  std::vector<Batch> batches;
-  for (const auto& micro : MicroBatches(mine, l.micro_batch_tokens())) batches.push_back(BuildBatch(micro, s.device));
+  std::vector<Batch> batches = s.BuildBatches(mine);
   metrics.set_micro_batches(static_cast<int64_t>(batches.size()));
-  if (s.reference) {
-    at::NoGradGuard no_grad;
-    CudaAutocast autocast(s.autocast);
-    for (Batch& batch : batches) {
-      batch.ref_logprobs = TokenLogProbs(s.reference->forward(batch.inputs), batch.targets, s.temperature);
-    }
-  }
-
-  const std::vector<at::Tensor> parameters = s.policy->parameters();
-  const bool want_old = s.loss_options.tis_cap > 0;
-  const bool entropy_in_loss = s.loss_options.entropy_coef != 0;
   const double lr = ScheduledLearningRate(l, s.steps, s.total_steps);
   metrics.set_lr(lr);
   for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  RLJ_ASSIGN_OR_RETURN(const EpochTotals totals, s.Train(batches));
+  ++s.steps;
+  metrics.set_update_skipped_nonfinite(totals.skipped);
+  SetLossMetrics(totals, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), &metrics);
+  return metrics;
+}
 
-  const auto stat_options = at::TensorOptions().dtype(at::kDouble).device(s.device);
-  const int epochs = std::max(1, l.ppo_epochs());
-  std::vector<double> stat_sums(kNumPolicyLossStats, 0.0);
-  double loss_sum = 0, norm_sum = 0, entropy_sum = 0, entropy_tokens = 0;
-  int epochs_run = 0;
-  int norms_taken = 0;
-  double trained_tokens = 0;
-  bool skipped = false;
-  for (int epoch = 0; epoch < epochs; ++epoch) {
-    s.optimizer->zero_grad();
-    // [loss, PolicyLossStat..., entropy metric sum, entropy metric tokens], summed over micro-batches.
-    at::Tensor sums = at::zeros({kNumPolicyLossStats + 3}, stat_options);
+std::vector<Batch> GrpoTrainer::State::BuildBatches(const std::vector<const TrainRow*>& mine) {
+  std::vector<Batch> batches;
+  for (const auto& micro : MicroBatches(mine, learner.micro_batch_tokens())) {
+    batches.push_back(BuildBatch(micro, device));
+  }
+  if (reference) {
+    at::NoGradGuard no_grad;
+    CudaAutocast autocast_guard(autocast);
     for (Batch& batch : batches) {
-      at::Tensor logits;
-      {
-        CudaAutocast autocast(s.autocast);
-        logits = s.policy->forward(batch.inputs);
-      }
-      PolicyLossInputs inputs;
-      inputs.logprobs = TokenLogProbs(logits, batch.targets, s.temperature);
-      if (want_old) {
-        if (epoch == 0) batch.old_logprobs = inputs.logprobs.detach();
-        inputs.old_logprobs = batch.old_logprobs;
-      }
-      inputs.behaviour_logprobs = batch.behaviour;
-      inputs.ref_logprobs = batch.ref_logprobs;
-      inputs.advantages = batch.advantages;
-      inputs.weights = batch.weights;
-      if (entropy_in_loss) inputs.entropy = TokenEntropy(logits, s.temperature);
-      const PolicyLossResult loss = PolicyLoss(inputs, s.loss_options);
-      loss.loss.backward();
-      at::Tensor entropy_metric = at::zeros({2}, stat_options);
-      if (epoch == 0 && !entropy_in_loss) {
-        at::NoGradGuard no_grad;
-        const at::Tensor trained_logits = logits.detach()
-                                              .reshape({-1, logits.size(-1)})
-                                              .index_select(0, batch.mask.reshape({-1}).nonzero().squeeze(1));
-        entropy_metric = at::stack({TokenEntropy(trained_logits, s.temperature).sum().to(at::kDouble),
-                                    at::scalar_tensor(static_cast<double>(trained_logits.size(0)), stat_options)});
-      } else if (epoch == 0) {
-        entropy_metric = at::stack({loss.stats[kStatEntropy], loss.stats[kStatTokens]});
-      }
-      sums.add_(at::cat({loss.loss.detach().to(at::kDouble).reshape({1}), loss.stats, entropy_metric}));
+      batch.ref_logprobs = TokenLogProbs(reference->forward(batch.inputs), batch.targets, temperature);
     }
-    if (s.world() > 1) {
-      // Each rank's loss is its share of the step's global mean, so the summed gradient is the union's.
-      std::vector<at::Tensor> flat;
-      flat.reserve(parameters.size());
-      for (const at::Tensor& parameter : parameters) {
-        flat.push_back(parameter.grad().defined() ? parameter.grad().reshape({-1})
-                                                  : at::zeros({parameter.numel()}, parameter.options()));
-      }
-      at::Tensor gradients = at::cat(flat);
-      RLJ_RETURN_IF_ERROR(s.ranks->AllReduceSum(gradients));
-      RLJ_RETURN_IF_ERROR(s.ranks->AllReduceSum(sums));
-      at::NoGradGuard no_grad;
-      int64_t offset = 0;
-      for (const at::Tensor& parameter : parameters) {
-        at::Tensor slice = gradients.narrow(0, offset, parameter.numel()).view(parameter.sizes());
-        if (parameter.grad().defined()) {
-          parameter.grad().copy_(slice);
-        } else {
-          at::Tensor target = parameter;
-          target.mutable_grad() = slice.clone();
-        }
-        offset += parameter.numel();
-      }
-    }
+  }
+  return batches;
+}
+
+absl::StatusOr<EpochTotals> GrpoTrainer::State::Train(std::vector<Batch>& batches) {
+  const std::vector<at::Tensor> parameters = policy->parameters();
+  const int epochs = std::max(1, learner.ppo_epochs());
+  EpochTotals totals;
+  for (int epoch = 0; epoch < epochs; ++epoch) {
+    optimizer->zero_grad();
+    at::Tensor sums = AccumulateGradients(batches, epoch);
+    if (world() > 1) RLJ_RETURN_IF_ERROR(AllReduce(parameters, sums));
     const at::Tensor host = sums.cpu();
     const double* values = host.data_ptr<double>();
-    const double loss_value = s.inject_nonfinite_from_step >= 0 && s.steps >= s.inject_nonfinite_from_step
+    const double loss_value = inject_nonfinite_from_step >= 0 && steps >= inject_nonfinite_from_step
                                   ? std::numeric_limits<double>::quiet_NaN()
                                   : values[0];
-    ++epochs_run;
-    loss_sum += loss_value;
-    for (int k = 0; k < kNumPolicyLossStats; ++k) stat_sums[k] += values[1 + k];
+    ++totals.epochs_run;
+    totals.loss += loss_value;
+    for (int k = 0; k < kNumPolicyLossStats; ++k) totals.stats[k] += values[1 + k];
     if (epoch == 0) {
-      entropy_sum = values[1 + kNumPolicyLossStats];
-      entropy_tokens = values[2 + kNumPolicyLossStats];
+      totals.entropy = values[1 + kNumPolicyLossStats];
+      totals.entropy_tokens = values[2 + kNumPolicyLossStats];
     }
-    if (!std::isfinite(loss_value)) {
-      skipped = true;
+    const ClippedGradients gradients = ClipGradients(parameters, loss_value, learner.grad_clip());
+    if (gradients.norm_taken) {
+      totals.norm += gradients.norm;
+      ++totals.norms_taken;
+    }
+    if (!StepUnlessNonFinite(*optimizer, gradients, &nonfinite_steps_skipped)) {
+      totals.skipped = true;
       break;
     }
-    // Global L2 norm of every gradient, in one device sync.
-    std::vector<at::Tensor> norms;
-    norms.reserve(parameters.size());
-    for (const at::Tensor& parameter : parameters) {
-      if (parameter.grad().defined()) norms.push_back(parameter.grad().norm().to(at::kDouble));
+    ++optimizer_steps;
+    totals.trained_tokens += values[1 + kStatTokens];
+  }
+  return totals;
+}
+
+at::Tensor GrpoTrainer::State::AccumulateGradients(std::vector<Batch>& batches, int epoch) {
+  const bool want_old = loss_options.tis_cap > 0;
+  const bool entropy_in_loss = loss_options.entropy_coef != 0;
+  const auto stat_options = at::TensorOptions().dtype(at::kDouble).device(device);
+  at::Tensor sums = at::zeros({kNumPolicyLossStats + 3}, stat_options);
+  for (Batch& batch : batches) {
+    at::Tensor logits;
+    {
+      CudaAutocast autocast_guard(autocast);
+      logits = policy->forward(batch.inputs);
     }
-    const double grad_norm = norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
-    norm_sum += grad_norm;
-    ++norms_taken;
-    if (!std::isfinite(grad_norm)) {
-      skipped = true;
-      break;
+    PolicyLossInputs inputs;
+    inputs.logprobs = TokenLogProbs(logits, batch.targets, temperature);
+    if (want_old) {
+      if (epoch == 0) batch.old_logprobs = inputs.logprobs.detach();
+      inputs.old_logprobs = batch.old_logprobs;
     }
-    const double clip = l.grad_clip();
-    if (clip > 0 && grad_norm > clip) {
+    inputs.behaviour_logprobs = batch.behaviour;
+    inputs.ref_logprobs = batch.ref_logprobs;
+    inputs.advantages = batch.advantages;
+    inputs.weights = batch.weights;
+    if (entropy_in_loss) inputs.entropy = TokenEntropy(logits, temperature);
+    const PolicyLossResult loss = PolicyLoss(inputs, loss_options);
+    loss.loss.backward();
+    at::Tensor entropy_metric = at::zeros({2}, stat_options);
+    if (epoch == 0 && !entropy_in_loss) {
       at::NoGradGuard no_grad;
-      const double scale = clip / (grad_norm + 1e-6);
-      for (const at::Tensor& parameter : parameters) {
-        if (parameter.grad().defined()) parameter.grad().mul_(scale);
-      }
+      const at::Tensor trained_logits = logits.detach()
+                                            .reshape({-1, logits.size(-1)})
+                                            .index_select(0, batch.mask.reshape({-1}).nonzero().squeeze(1));
+      entropy_metric = at::stack({TokenEntropy(trained_logits, temperature).sum().to(at::kDouble),
+                                  at::scalar_tensor(static_cast<double>(trained_logits.size(0)), stat_options)});
+    } else if (epoch == 0) {
+      entropy_metric = at::stack({loss.stats[kStatEntropy], loss.stats[kStatTokens]});
     }
-    s.optimizer->step();
-    ++s.optimizer_steps;
-    trained_tokens += values[1 + kStatTokens];
+    sums.add_(at::cat({loss.loss.detach().to(at::kDouble).reshape({1}), loss.stats, entropy_metric}));
   }
-  if (skipped) {
-    s.optimizer->zero_grad();
-    ++s.nonfinite_steps_skipped;
+  return sums;
+}
+
+absl::Status GrpoTrainer::State::AllReduce(const std::vector<at::Tensor>& parameters, at::Tensor& sums) {
+  // Each rank's loss is its share of the step's global mean, so the summed gradient is the union's.
+  std::vector<at::Tensor> flat;
+  flat.reserve(parameters.size());
+  for (const at::Tensor& parameter : parameters) {
+    flat.push_back(parameter.grad().defined() ? parameter.grad().reshape({-1})
+                                              : at::zeros({parameter.numel()}, parameter.options()));
   }
-  ++s.steps;
-  metrics.set_update_skipped_nonfinite(skipped);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double tokens = std::max(1.0, stat_sums[kStatTokens]);
-  metrics.set_loss(loss_sum / epochs_run);
-  metrics.set_kl(stat_sums[kStatKl] / tokens);
-  metrics.set_clip_fraction(stat_sums[kStatClipped] / tokens);
-  metrics.set_ratio_mean(stat_sums[kStatRatio] / tokens);
-  metrics.set_dual_clip_fraction(stat_sums[kStatDualClipped] / tokens);
-  metrics.set_is_weight_mean(stat_sums[kStatIsWeight] / tokens);
-  metrics.set_is_capped_fraction(stat_sums[kStatIsCapped] / tokens);
-  metrics.set_entropy(entropy_tokens > 0 ? entropy_sum / entropy_tokens : 0.0);
-  // No norm was taken when the first loss was already non-finite: report NaN rather than a made-up 0.
-  metrics.set_grad_norm(norms_taken > 0 ? norm_sum / norms_taken : std::numeric_limits<double>::quiet_NaN());
-  metrics.set_compute_s(seconds);
-  metrics.set_tokens_per_s(seconds > 0 ? trained_tokens / seconds : 0);
-  return metrics;
+  at::Tensor gradients = at::cat(flat);
+  RLJ_RETURN_IF_ERROR(ranks->AllReduceSum(gradients));
+  RLJ_RETURN_IF_ERROR(ranks->AllReduceSum(sums));
+  at::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (const at::Tensor& parameter : parameters) {
+    at::Tensor slice = gradients.narrow(0, offset, parameter.numel()).view(parameter.sizes());
+    if (parameter.grad().defined()) {
+      parameter.grad().copy_(slice);
+    } else {
+      at::Tensor target = parameter;
+      target.mutable_grad() = slice.clone();
+    }
+    offset += parameter.numel();
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TrainerState> GrpoTrainer::ExportState() const {

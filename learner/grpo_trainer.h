@@ -82,6 +82,9 @@ class GrpoTrainer {
  private:
   struct State;
   explicit GrpoTrainer(std::unique_ptr<State> state);
+  // Step's body (Step turns LibTorch exceptions into a status), in stages: score the groups, choose and
+  // weigh the rows, pack this rank's share into micro-batches, then the optimiser passes (forward/backward,
+  // all-reduce, ClipGradients, StepUnlessNonFinite) and the loss metrics.
   absl::StatusOr<v1::StepMetrics> StepUnchecked(const std::vector<v1::RolloutGroup>& groups);
 
   std::unique_ptr<State> state_;

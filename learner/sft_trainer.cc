@@ -22,6 +22,7 @@
 #include "common/status.h"
 #include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
+#include "learner/gradient_clip.h"
 
 namespace rlj {
 namespace {
@@ -75,6 +76,16 @@ absl::Status CheckBatch(const std::vector<const SftExample*>& batch) {
   return absl::OkStatus();
 }
 
+// The error that ends `rlj sft` after `in_a_row` skipped non-finite steps ending at `step`.
+absl::Status TooManyNonFiniteSftSteps(int64_t step, int64_t in_a_row, int64_t total_skipped,
+                                      const std::string& output) {
+  return absl::AbortedError(absl::StrCat(
+      "sft step ", step, ": ", in_a_row, " steps in a row had a non-finite loss or gradient norm and were skipped ",
+      "(learner.max_nonfinite_steps_in_a_row = ", in_a_row, "; ", total_skipped,
+      " skipped in all): stopped, no checkpoint written to ", output,
+      ". Lower sft.lr, check the starting model and the data, or raise the limit (0 = never stop)"));
+}
+
 }  // namespace
 
 SftExamples BuildSftExamples(const std::vector<PromptRow>& rows, const Tokenizer& tokenizer, int max_seq_len) {
@@ -105,6 +116,7 @@ struct SftTrainer::State {
   Transformer model{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer;
   int64_t steps = 0;
+  int64_t nonfinite_steps_skipped = 0;
 
   // Masked mean token cross-entropy of `batch` (differentiable).
   at::Tensor LossOf(const SftBatch& batch) {
@@ -138,6 +150,7 @@ double SftTrainer::scheduled_lr() const {
 }
 
 int64_t SftTrainer::steps() const { return state_->steps; }
+int64_t SftTrainer::nonfinite_steps_skipped() const { return state_->nonfinite_steps_skipped; }
 std::string SftTrainer::device() const { return state_->device.str(); }
 Transformer& SftTrainer::model() { return state_->model; }
 
@@ -152,27 +165,9 @@ absl::StatusOr<double> SftTrainer::Step(const std::vector<const SftExample*>& ex
     s.optimizer->zero_grad();
     const at::Tensor loss = s.LossOf(batch);
     const double loss_value = loss.item<double>();
-    if (!std::isfinite(loss_value)) {
-      return absl::InternalError(absl::StrCat("SFT step ", s.steps + 1, ": the loss is not finite (", loss_value, ")"));
-    }
-    loss.backward();
-    at::Tensor squares = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(s.device));
-    const std::vector<at::Tensor> parameters = s.model->parameters();
-    for (const at::Tensor& parameter : parameters) {
-      if (parameter.grad().defined()) squares = squares + parameter.grad().to(at::kDouble).square().sum();
-    }
-    const double norm = std::sqrt(squares.item<double>());
-    if (!std::isfinite(norm)) {
-      s.optimizer->zero_grad();
-      return absl::InternalError(absl::StrCat("SFT step ", s.steps + 1, ": the gradient norm is not finite"));
-    }
-    if (norm > kSftGradClip) {
-      at::NoGradGuard no_grad;
-      for (const at::Tensor& parameter : parameters) {
-        if (parameter.grad().defined()) parameter.grad().mul_(kSftGradClip / (norm + 1e-6));
-      }
-    }
-    s.optimizer->step();
+    if (std::isfinite(loss_value)) loss.backward();  // a non-finite loss is dropped below, gradients unread
+    const ClippedGradients gradients = ClipGradients(s.model->parameters(), loss_value, kSftGradClip);
+    StepUnlessNonFinite(*s.optimizer, gradients, &s.nonfinite_steps_skipped);
     ++s.steps;
     return loss_value;
   });
@@ -228,6 +223,8 @@ absl::Status RunSft(const v1::RunConfig& config, const SftOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   double loss_sum = 0;
   int64_t loss_count = 0;
+  const int64_t max_nonfinite_in_a_row = config.learner().max_nonfinite_steps_in_a_row();
+  int64_t nonfinite_in_a_row = 0;
   for (int64_t step = 1; step <= steps; ++step) {
     if (options.stop_requested && options.stop_requested()) {
       return absl::CancelledError(absl::StrCat("stopped after step ", step - 1, " of ", steps,
@@ -242,10 +239,21 @@ absl::Status RunSft(const v1::RunConfig& config, const SftOptions& options) {
       batch.push_back(&data.examples[order[cursor++]]);
     }
     const double lr = trainer->scheduled_lr();
+    const int64_t skipped_before = trainer->nonfinite_steps_skipped();
     RLJ_ASSIGN_OR_RETURN(double loss, trainer->Step(batch));
     loss_sum += loss;
     ++loss_count;
     if (options.on_step) options.on_step(step, loss);
+    if (trainer->nonfinite_steps_skipped() == skipped_before) {
+      nonfinite_in_a_row = 0;
+    } else {
+      ++nonfinite_in_a_row;
+      log::Warn("sft step {}/{}: the loss ({}) or the gradient norm is not finite: update skipped ({} skipped in all)",
+                step, steps, loss, trainer->nonfinite_steps_skipped());
+      if (max_nonfinite_in_a_row > 0 && nonfinite_in_a_row >= max_nonfinite_in_a_row) {
+        return TooManyNonFiniteSftSteps(step, nonfinite_in_a_row, trainer->nonfinite_steps_skipped(), output);
+      }
+    }
     if (step % kLogEverySteps == 0 || step == steps || step == 1) {
       log::Info("sft step {}/{} | loss {:.4f} | lr {:.2e} | {:.1f} s", step, steps, loss_sum / loss_count, lr,
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

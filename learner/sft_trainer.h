@@ -43,7 +43,9 @@ class SftTrainer {
   SftTrainer& operator=(const SftTrainer&) = delete;
 
   // One AdamW step at the scheduled learning rate (grad norm clipped to 1.0); returns the batch's mean
-  // token cross-entropy before the update.
+  // token cross-entropy before the update. As in GrpoTrainer, a non-finite loss or gradient norm skips the
+  // update (gradients zeroed, nothing applied; see StepUnlessNonFinite): the step still counts in steps(),
+  // the returned loss may then be NaN/inf, and nonfinite_steps_skipped() grows.
   absl::StatusOr<double> Step(const std::vector<const SftExample*>& batch);
   // The mean token cross-entropy of `batch`, without training.
   absl::StatusOr<double> Loss(const std::vector<const SftExample*>& batch);
@@ -51,6 +53,7 @@ class SftTrainer {
   // lr × min(1, (step + 1) / warmup_steps) for the next step: linear warmup, then constant.
   double scheduled_lr() const;
   int64_t steps() const;
+  int64_t nonfinite_steps_skipped() const;  // steps whose update was dropped for a non-finite loss/norm
   std::string device() const;
   Transformer& model();
 
@@ -72,7 +75,9 @@ struct SftOptions {
 // Loads data.train_path, the tokenizer and the model (model.init_checkpoint or a seeded random init),
 // trains sft.steps steps of sft.batch_size rows, and saves the checkpoint (state step = sft.steps,
 // policy_version 0) to the output directory. A stop requested before the last step is a Cancelled error
-// naming the steps done; nothing is written, so the output never holds a model short of its steps.
+// naming the steps done; nothing is written, so the output never holds a model short of its steps. A step
+// with a non-finite loss or gradient norm is skipped with a warning; learner.max_nonfinite_steps_in_a_row
+// of them in a row (0 = never) end the run with an Aborted error naming the step, and nothing is written.
 absl::Status RunSft(const v1::RunConfig& config, const SftOptions& options);
 
 }  // namespace rlj
