@@ -4,36 +4,13 @@
 #include <cctype>
 
 #include "absl/strings/str_cat.h"
+#include "judge/score_parser.h"
 #include "nlohmann/json.hpp"
 
 namespace rlj {
 namespace {
 
 using nlohmann::json;
-
-// The first JSON object in `text` that parses (bare, fenced or inside prose).
-std::optional<json> FirstJsonObject(std::string_view text) {
-  for (size_t open = text.find('{'); open != std::string_view::npos; open = text.find('{', open + 1)) {
-    int depth = 0;
-    bool in_string = false;
-    for (size_t i = open; i < text.size(); ++i) {
-      const char c = text[i];
-      if (in_string) {
-        if (c == '\\') ++i;
-        else if (c == '"') in_string = false;
-        continue;
-      }
-      if (c == '"') in_string = true;
-      else if (c == '{') ++depth;
-      else if (c == '}' && --depth == 0) {
-        json parsed = json::parse(text.substr(open, i - open + 1), nullptr, /*allow_exceptions=*/false);
-        if (parsed.is_object()) return parsed;
-        break;
-      }
-    }
-  }
-  return std::nullopt;
-}
 
 absl::Status CheckPermutation(const std::vector<int>& ranking, int n) {
   if (static_cast<int>(ranking.size()) != n) {

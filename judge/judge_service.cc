@@ -22,6 +22,157 @@ double MillisecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The samples a Score call sends to the backend, and where their verdicts go in the response.
+struct ToScore {
+  std::vector<v1::Sample> samples;
+  std::vector<int> positions;
+};
+
+// Samples without an id, or repeating an earlier sample's id (verdicts are matched by id), are answered
+// here; the rest go to the backend in one call.
+ToScore SamplesToScore(const v1::ScoreRequest& request, v1::ScoreResponse* response) {
+  ToScore to_score;
+  std::unordered_map<std::string, int> first_with_id;
+  for (int i = 0; i < request.samples_size(); ++i) {
+    if (request.samples(i).id().empty()) {
+      SetVerdictError(response->mutable_verdicts(i), absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+                      absl::StrCat("sample ", i, " has no id"));
+    } else if (const auto [first, added] = first_with_id.emplace(request.samples(i).id(), i); !added) {
+      SetVerdictError(response->mutable_verdicts(i), absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+                      absl::StrCat("sample ", i, ": id '", request.samples(i).id(), "' repeats sample ", first->second,
+                                   "'s"));
+    } else {
+      to_score.samples.push_back(request.samples(i));
+      to_score.positions.push_back(i);
+    }
+  }
+  return to_score;
+}
+
+// Once the budget is spent, the samples to score fail with kind "budget" instead (and none is left to score).
+void FailOverBudget(const UsageLedger& ledger, ToScore* to_score, v1::ScoreResponse* response) {
+  if (to_score->samples.empty() || !ledger.BudgetExhausted()) return;
+  const std::string message = absl::StrFormat(
+      "the judge's budget is spent ($%.4f of judge.budget_usd $%.4f); no more samples are scored",
+      ledger.spent_usd(), ledger.budget_usd());
+  RLJ_EVERY(10, log::Warn("{}", message));
+  for (int position : to_score->positions) {
+    SetVerdictError(response->mutable_verdicts(position), absl::StatusCode::kResourceExhausted, error_kind::kBudget,
+                    message);
+  }
+  to_score->samples.clear();
+}
+
+// What the backend call left besides the verdicts.
+struct BackendCall {
+  std::vector<RewardLogRow> extra_rows;  // canaries and second scorings (judge/quality), never returned
+  bool asked_backend = false;            // the backend answered (without throwing) for some samples
+};
+
+// Asks `backend` about the samples to score (with the quality signals' extra samples) and puts its verdicts,
+// or its failure, in `response` and its raw answers in `raw_responses`.
+BackendCall AskBackend(JudgeBackend& backend, JudgeQuality* quality, std::chrono::steady_clock::time_point start,
+                       ToScore to_score, v1::ScoreResponse* response, std::vector<std::string>* raw_responses) {
+  BackendCall call;
+  if (to_score.samples.empty()) return call;
+  std::vector<Judgement> judgements;
+  std::string backend_failure;
+  const size_t requested = to_score.samples.size();
+  if (quality != nullptr) quality->AddExtraSamples(&to_score.samples);
+  try {
+    judgements = backend.Score(to_score.samples);
+    if (judgements.size() != to_score.samples.size()) {
+      backend_failure = absl::StrCat("the ", backend.name(), " backend returned ", judgements.size(),
+                                     " verdicts for ", to_score.samples.size(), " samples");
+    }
+  } catch (const std::exception& e) {  // a backend must not throw; if one does, its samples fail, not the server
+    backend_failure = absl::StrCat("the ", backend.name(), " backend failed: ", e.what());
+  }
+  if (quality != nullptr) {
+    call.extra_rows = quality->TakeExtraVerdicts(requested, backend_failure, start, backend, &to_score.samples,
+                                                 &judgements);
+  }
+  call.asked_backend = backend_failure.empty();
+  if (!backend_failure.empty()) {
+    RLJ_EVERY(10, log::Error("{}", backend_failure));
+    for (int position : to_score.positions) {
+      SetVerdictError(response->mutable_verdicts(position), absl::StatusCode::kInternal, error_kind::kBackend,
+                      backend_failure);
+    }
+    return call;
+  }
+  for (size_t k = 0; k < judgements.size(); ++k) {
+    v1::Verdict* verdict = response->mutable_verdicts(to_score.positions[k]);
+    *verdict = std::move(judgements[k].verdict);
+    verdict->set_sample_id(to_score.samples[k].id());
+    (*raw_responses)[to_score.positions[k]] = std::move(judgements[k].raw_response);
+  }
+  return call;
+}
+
+// Every verdict is normalized and names the backend, its model and a latency (the call's, if it has none).
+void StampVerdicts(const std::string& backend_name, const std::string& backend_model, double call_ms,
+                   v1::ScoreResponse* response) {
+  for (v1::Verdict& verdict : *response->mutable_verdicts()) {
+    NormalizeVerdict(&verdict);
+    if (verdict.backend().empty()) verdict.set_backend(backend_name);
+    if (verdict.model().empty()) verdict.set_model(backend_model);
+    if (verdict.latency_ms() <= 0) verdict.set_latency_ms(call_ms);
+  }
+}
+
+// Whether the call reached the teacher: the first availability error ("kind: message"; empty if none), and
+// whether some verdict came from the teacher now (not from the cache).
+struct Reachability {
+  std::string unreachable;
+  bool reached = false;
+};
+
+Reachability CheckReachability(const v1::ScoreResponse& response, bool asked_backend) {
+  Reachability result;
+  for (const v1::Verdict& verdict : response.verdicts()) {
+    if (verdict.has_error() && error_kind::IsAvailabilityError(verdict.error())) {
+      if (result.unreachable.empty()) {
+        result.unreachable = absl::StrCat(verdict.error().kind(), ": ", verdict.error().message());
+      }
+    } else if (asked_backend && !verdict.cache_hit() &&
+               (!verdict.has_error() || verdict.error().kind() != error_kind::kInvalid)) {
+      result.reached = true;
+    }
+  }
+  return result;
+}
+
+// The UNAVAILABLE a Score call answers in pause mode during an outage, with its typed v1::ScoreDeferred.
+absl::Status PausedStatus(const std::string& backend_name, double outage_since, const std::string& unreachable) {
+  const double now_unix = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  v1::ScoreDeferred deferred;
+  deferred.set_backend(backend_name);
+  deferred.set_outage_seconds(now_unix - outage_since);
+  deferred.set_last_error(unreachable);
+  absl::Status paused = absl::UnavailableError(absl::StrFormat(
+      "Judge.Score paused (judge.on_outage: pause): the %s backend's teacher is unreachable since %s (%.0f s); "
+      "keep the samples and retry. Last error: %s",
+      backend_name, absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(static_cast<int64_t>(outage_since)),
+                                     absl::UTCTimeZone()),
+      now_unix - outage_since, unreachable));
+  paused.SetPayload(kScoreDeferredPayload, absl::Cord(deferred.SerializeAsString()));
+  return paused;
+}
+
+// One reward log row per verdict of the request, then the extra rows.
+absl::Status AppendRewardLog(RewardLogWriter& reward_log, const v1::ScoreRequest& request,
+                             const v1::ScoreResponse& response, const std::vector<std::string>& raw_responses,
+                             const std::vector<RewardLogRow>& extra_rows) {
+  std::vector<RewardLogRow> rows;
+  rows.reserve(request.samples_size());
+  for (int i = 0; i < request.samples_size(); ++i) {
+    rows.push_back(MakeRewardLogRow(request.samples(i), response.verdicts(i), raw_responses[i]));
+  }
+  rows.insert(rows.end(), extra_rows.begin(), extra_rows.end());
+  return reward_log.Append(rows);
+}
+
 }  // namespace
 
 JudgeService::JudgeService(std::unique_ptr<JudgeBackend> backend, std::unique_ptr<RewardLogWriter> reward_log,
@@ -105,124 +256,30 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
   v1::ScoreResponse response;
   std::vector<std::string> raw_responses(n);
   for (int i = 0; i < n; ++i) response.add_verdicts()->set_sample_id(request.samples(i).id());
-
-  // Samples without an id, or repeating an earlier sample's id (verdicts are matched by id), are answered
-  // here; the rest go to the backend in one call.
-  std::vector<v1::Sample> to_score;
-  std::vector<int> positions;
-  std::unordered_map<std::string, int> first_with_id;
-  for (int i = 0; i < n; ++i) {
-    if (request.samples(i).id().empty()) {
-      SetVerdictError(response.mutable_verdicts(i), absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
-                      absl::StrCat("sample ", i, " has no id"));
-    } else if (const auto [first, added] = first_with_id.emplace(request.samples(i).id(), i); !added) {
-      SetVerdictError(response.mutable_verdicts(i), absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
-                      absl::StrCat("sample ", i, ": id '", request.samples(i).id(), "' repeats sample ", first->second,
-                                   "'s"));
-    } else {
-      to_score.push_back(request.samples(i));
-      positions.push_back(i);
-    }
-  }
-  if (!to_score.empty() && ledger_->BudgetExhausted()) {
-    const std::string message = absl::StrFormat(
-        "the judge's budget is spent ($%.4f of judge.budget_usd $%.4f); no more samples are scored",
-        ledger_->spent_usd(), ledger_->budget_usd());
-    RLJ_EVERY(10, log::Warn("{}", message));
-    for (int position : positions) {
-      SetVerdictError(response.mutable_verdicts(position), absl::StatusCode::kResourceExhausted, error_kind::kBudget,
-                      message);
-    }
-    to_score.clear();
-  }
-  std::vector<RewardLogRow> extra_rows;  // canaries and second scorings (judge/quality), never returned
-  bool asked_backend = false;            // the backend answered (without throwing) for some samples
-  if (!to_score.empty()) {
-    std::vector<Judgement> judgements;
-    std::string backend_failure;
-    const size_t requested = to_score.size();
-    if (quality_ != nullptr) quality_->AddExtraSamples(&to_score);
-    try {
-      judgements = backend_->Score(to_score);
-      if (judgements.size() != to_score.size()) {
-        backend_failure = absl::StrCat("the ", backend_->name(), " backend returned ", judgements.size(),
-                                       " verdicts for ", to_score.size(), " samples");
-      }
-    } catch (const std::exception& e) {  // a backend must not throw; if one does, its samples fail, not the server
-      backend_failure = absl::StrCat("the ", backend_->name(), " backend failed: ", e.what());
-    }
-    if (quality_ != nullptr) {
-      extra_rows = quality_->TakeExtraVerdicts(requested, backend_failure, start, *backend_, &to_score, &judgements);
-    }
-    asked_backend = backend_failure.empty();
-    if (!backend_failure.empty()) {
-      RLJ_EVERY(10, log::Error("{}", backend_failure));
-      for (int position : positions) {
-        SetVerdictError(response.mutable_verdicts(position), absl::StatusCode::kInternal, error_kind::kBackend,
-                        backend_failure);
-      }
-    } else {
-      for (size_t k = 0; k < judgements.size(); ++k) {
-        v1::Verdict* verdict = response.mutable_verdicts(positions[k]);
-        *verdict = std::move(judgements[k].verdict);
-        verdict->set_sample_id(to_score[k].id());
-        raw_responses[positions[k]] = std::move(judgements[k].raw_response);
-      }
-    }
-  }
-
+  ToScore to_score = SamplesToScore(request, &response);
+  FailOverBudget(*ledger_, &to_score, &response);
+  const BackendCall call = AskBackend(*backend_, quality_.get(), start, std::move(to_score), &response, &raw_responses);
   const double call_ms = MillisecondsSince(start);
   const std::string backend_name = backend_->name();
-  const std::string backend_model = backend_->model();
-  for (v1::Verdict& verdict : *response.mutable_verdicts()) {
-    NormalizeVerdict(&verdict);
-    if (verdict.backend().empty()) verdict.set_backend(backend_name);
-    if (verdict.model().empty()) verdict.set_model(backend_model);
-    if (verdict.latency_ms() <= 0) verdict.set_latency_ms(call_ms);
-  }
+  StampVerdicts(backend_name, backend_->model(), call_ms, &response);
 
   // A backend unreachable after its retries: an outage. In pause mode the call fails as a whole (nothing is
   // logged or booked) and the actor sends it again; in mask mode those samples carry their error.
-  std::string unreachable;
-  bool reached = false;  // some verdict came from the teacher now (not from the cache)
-  for (const v1::Verdict& verdict : response.verdicts()) {
-    if (verdict.has_error() && error_kind::IsAvailabilityError(verdict.error())) {
-      if (unreachable.empty()) unreachable = absl::StrCat(verdict.error().kind(), ": ", verdict.error().message());
-    } else if (asked_backend && !verdict.cache_hit() &&
-               (!verdict.has_error() || verdict.error().kind() != error_kind::kInvalid)) {
-      reached = true;
-    }
-  }
-  const double outage_since = TrackOutage(unreachable, reached);
-  if (!unreachable.empty() && outage_policy_ == OutagePolicy::kPause) {
+  const Reachability reachability = CheckReachability(response, call.asked_backend);
+  const double outage_since = TrackOutage(reachability.unreachable, reachability.reached);
+  if (!reachability.unreachable.empty() && outage_policy_ == OutagePolicy::kPause) {
     {
       absl::MutexLock lock(&mutex_);
       ++counters_.requests;
       ++counters_.paused_requests;
     }
-    const double now_unix = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
-    v1::ScoreDeferred deferred;
-    deferred.set_backend(backend_name);
-    deferred.set_outage_seconds(now_unix - outage_since);
-    deferred.set_last_error(unreachable);
-    absl::Status paused = absl::UnavailableError(absl::StrFormat(
-        "Judge.Score paused (judge.on_outage: pause): the %s backend's teacher is unreachable since %s (%.0f s); "
-        "keep the samples and retry. Last error: %s",
-        backend_name, absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(static_cast<int64_t>(outage_since)),
-                                       absl::UTCTimeZone()),
-        now_unix - outage_since, unreachable));
-    paused.SetPayload(kScoreDeferredPayload, absl::Cord(deferred.SerializeAsString()));
-    return paused;
+    return PausedStatus(backend_name, outage_since, reachability.unreachable);
   }
 
   for (int i = 0; i < n; ++i) ledger_->RecordVerdict(request.samples(i).policy_version(), response.verdicts(i));
-
   if (reward_log_ != nullptr) {
-    std::vector<RewardLogRow> rows;
-    rows.reserve(n);
-    for (int i = 0; i < n; ++i) rows.push_back(MakeRewardLogRow(request.samples(i), response.verdicts(i), raw_responses[i]));
-    rows.insert(rows.end(), extra_rows.begin(), extra_rows.end());
-    if (absl::Status logged = reward_log_->Append(rows); !logged.ok()) {
+    if (absl::Status logged = AppendRewardLog(*reward_log_, request, response, raw_responses, call.extra_rows);
+        !logged.ok()) {
       int64_t failures;
       {
         absl::MutexLock lock(&mutex_);
@@ -235,7 +292,7 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
   Count(response);
   if (quality_ != nullptr) {
     ObserveBackendsNow();
-    quality_->Observe(request, response, extra_rows);
+    quality_->Observe(request, response, call.extra_rows);
   }
   return response;
 }

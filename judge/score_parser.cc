@@ -43,19 +43,6 @@ size_t MatchingBrace(std::string_view text, size_t begin) {
   return std::string_view::npos;
 }
 
-// The first substring of `text` that parses as a JSON object.
-std::optional<nlohmann::json> FirstJsonObject(std::string_view text) {
-  int candidates = 0;
-  for (size_t begin = text.find('{'); begin != std::string_view::npos && candidates < kMaxJsonCandidates;
-       begin = text.find('{', begin + 1), ++candidates) {
-    const size_t end = MatchingBrace(text, begin);
-    if (end == std::string_view::npos) continue;
-    nlohmann::json parsed = nlohmann::json::parse(text.substr(begin, end - begin), nullptr, /*allow_exceptions=*/false);
-    if (parsed.is_object()) return parsed;
-  }
-  return std::nullopt;
-}
-
 std::optional<double> NumberFromJson(const nlohmann::json& value) {
   if (value.is_number()) return value.get<double>();
   if (value.is_string()) {
@@ -68,6 +55,18 @@ std::optional<double> NumberFromJson(const nlohmann::json& value) {
 std::string FormatNumber(double value) { return absl::StrCat(value); }
 
 }  // namespace
+
+std::optional<nlohmann::json> FirstJsonObject(std::string_view text) {
+  int candidates = 0;
+  for (size_t begin = text.find('{'); begin != std::string_view::npos && candidates < kMaxJsonCandidates;
+       begin = text.find('{', begin + 1), ++candidates) {
+    const size_t end = MatchingBrace(text, begin);
+    if (end == std::string_view::npos) continue;
+    nlohmann::json parsed = nlohmann::json::parse(text.substr(begin, end - begin), nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_object()) return parsed;
+  }
+  return std::nullopt;
+}
 
 std::string TruncateUtf8(std::string_view text, size_t max_bytes) {
   if (text.size() <= max_bytes) return std::string(text);

@@ -8,12 +8,17 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
 
 namespace re2 {
 class RE2;
 }
 
 namespace rlj {
+
+// The first substring of `text` that parses as a JSON object (bare, fenced or inside prose), trying a bounded
+// number of candidates; group ranking reads its rankings with it too.
+std::optional<nlohmann::json> FirstJsonObject(std::string_view text);
 
 // Rationales taken from a whole answer are cut to this many bytes (on a UTF-8 character boundary).
 inline constexpr size_t kMaxRationaleBytes = 2000;

@@ -85,6 +85,214 @@ void ArmTimer(int timer_fd, Clock::time_point at) {
   timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &spec, nullptr);
 }
 
+// epoll ids: the listening socket, the wake-up (stop), the timer of the earliest due answer; connections
+// get ids from kFirstConnectionId on.
+constexpr uint64_t kListenerId = 0;
+constexpr uint64_t kWakeId = 1;
+constexpr uint64_t kTimerId = 2;
+constexpr uint64_t kFirstConnectionId = 3;
+
+// What the serving loop needs of its server: descriptors, the latency, the answer and the counters it keeps.
+struct ServeContext {
+  int listen_fd;
+  int epoll_fd;
+  int timer_fd;
+  std::chrono::microseconds latency;
+  const std::string& response;
+  std::atomic<int64_t>& requests;
+  std::atomic<int64_t>& connections;
+  std::atomic<int64_t>& max_pending;
+};
+
+// The epoll loop's state: the connections and the answers waiting out their latency.
+class ServeLoop {
+ public:
+  explicit ServeLoop(ServeContext context) : context_(context) {}
+  void Run();  // until the wake-up fires (every connection closed) or epoll_wait fails
+
+ private:
+  struct Due {
+    Clock::time_point at;
+    uint64_t id;
+    uint64_t generation;
+    bool operator>(const Due& other) const { return at > other.at; }
+  };
+
+  void ArmForEarliest();
+  void OnTimer();
+  void AcceptAll();
+  void OnConnectionEvents(uint64_t id, uint32_t events);
+  bool Receive(Connection& c);  // reads what is there; false when the connection is gone
+  void AnswerDue(Clock::time_point now);
+  void CloseConnection(uint64_t id);
+  void SetWriteInterest(uint64_t id, Connection& c, bool want);
+  bool Flush(uint64_t id, Connection& c);
+  bool TakeRequest(uint64_t id, Connection& c);
+
+  ServeContext context_;
+  // Connections are keyed by a 64-bit id (the ids below kFirstConnectionId are the loop's own descriptors).
+  std::unordered_map<uint64_t, Connection> connections_;
+  uint64_t next_id_ = kFirstConnectionId;
+  std::optional<Clock::time_point> armed_;  // when the timer fires next
+  std::priority_queue<Due, std::vector<Due>, std::greater<Due>> due_;
+  int64_t pending_ = 0;
+};
+
+void ServeLoop::Run() {
+  std::vector<epoll_event> events(1024);
+  while (true) {
+    ArmForEarliest();
+    const int n = epoll_wait(context_.epoll_fd, events.data(), static_cast<int>(events.size()), 1000);
+    if (n < 0 && errno != EINTR) return;
+    for (int i = 0; i < std::max(n, 0); ++i) {
+      const uint64_t id = events[i].data.u64;
+      if (id == kWakeId) {  // stop
+        for (auto& [key, c] : connections_) close(c.fd);
+        return;
+      }
+      if (id == kTimerId) {
+        OnTimer();
+      } else if (id == kListenerId) {
+        AcceptAll();
+      } else {
+        OnConnectionEvents(id, events[i].events);
+      }
+    }
+    AnswerDue(Clock::now());
+  }
+}
+
+void ServeLoop::ArmForEarliest() {
+  if (!due_.empty() && (!armed_ || due_.top().at + kTimerSlack < *armed_)) {
+    armed_ = due_.top().at + kTimerSlack;
+    ArmTimer(context_.timer_fd, *armed_);
+  }
+}
+
+// The timer fired: the answers due are sent after this turn's events.
+void ServeLoop::OnTimer() {
+  uint64_t expirations = 0;
+  if (read(context_.timer_fd, &expirations, sizeof(expirations)) < 0) {
+    // Already read (EAGAIN): nothing to do.
+  }
+  armed_.reset();
+}
+
+void ServeLoop::AcceptAll() {
+  while (true) {
+    const int fd = accept4(context_.listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    const uint64_t cid = next_id_++;
+    Connection& c = connections_[cid];
+    c.fd = fd;
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = cid;
+    epoll_ctl(context_.epoll_fd, EPOLL_CTL_ADD, fd, &event);
+    context_.connections.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void ServeLoop::OnConnectionEvents(uint64_t id, uint32_t events) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  Connection& c = it->second;
+  bool alive = true;
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    alive = Receive(c);
+    if (alive) alive = TakeRequest(id, c);
+  }
+  if (alive && (events & EPOLLOUT)) alive = Flush(id, c);
+  if (!alive) CloseConnection(id);
+}
+
+bool ServeLoop::Receive(Connection& c) {
+  char buffer[65536];
+  while (true) {
+    const ssize_t got = recv(c.fd, buffer, sizeof(buffer), 0);
+    if (got > 0) {
+      c.in.append(buffer, static_cast<size_t>(got));
+      continue;
+    }
+    if (got == 0) return false;  // the client closed
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+  }
+}
+
+// Answers every request whose latency has passed.
+void ServeLoop::AnswerDue(Clock::time_point now) {
+  while (!due_.empty() && due_.top().at <= now) {
+    const Due d = due_.top();
+    due_.pop();
+    auto it = connections_.find(d.id);
+    if (it == connections_.end() || it->second.generation != d.generation || !it->second.waiting) continue;
+    Connection& c = it->second;
+    c.waiting = false;
+    --pending_;
+    c.out += context_.response;
+    context_.requests.fetch_add(1, std::memory_order_relaxed);
+    if (!Flush(d.id, c) || !TakeRequest(d.id, c)) CloseConnection(d.id);
+  }
+}
+
+void ServeLoop::CloseConnection(uint64_t id) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  if (it->second.waiting) --pending_;
+  close(it->second.fd);
+  connections_.erase(it);
+}
+
+void ServeLoop::SetWriteInterest(uint64_t id, Connection& c, bool want) {
+  if (c.want_write == want) return;
+  c.want_write = want;
+  epoll_event event{};
+  event.events = EPOLLIN | (want ? EPOLLOUT : 0u);
+  event.data.u64 = id;
+  epoll_ctl(context_.epoll_fd, EPOLL_CTL_MOD, c.fd, &event);
+}
+
+// Writes what is buffered; false when the connection broke.
+bool ServeLoop::Flush(uint64_t id, Connection& c) {
+  while (c.out_offset < c.out.size()) {
+    const ssize_t n = send(c.fd, c.out.data() + c.out_offset, c.out.size() - c.out_offset, MSG_NOSIGNAL);
+    if (n > 0) {
+      c.out_offset += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      SetWriteInterest(id, c, true);
+      return true;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return false;
+  }
+  c.out.clear();
+  c.out_offset = 0;
+  SetWriteInterest(id, c, false);
+  return true;
+}
+
+// Starts the latency of the next complete request, if one has arrived and none is waiting; false when the
+// request is malformed.
+bool ServeLoop::TakeRequest(uint64_t id, Connection& c) {
+  if (c.waiting) return true;
+  const size_t length = CompleteRequestLength(c.in);
+  if (length == SIZE_MAX) return false;
+  if (length == 0) return true;
+  c.in.erase(0, length);
+  c.waiting = true;
+  ++c.generation;
+  due_.push(Due{Clock::now() + context_.latency, id, c.generation});
+  ++pending_;
+  if (pending_ > context_.max_pending.load(std::memory_order_relaxed)) {
+    context_.max_pending.store(pending_, std::memory_order_relaxed);
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FixedLatencyServer>> FixedLatencyServer::Start(Options options) {
@@ -115,11 +323,11 @@ absl::StatusOr<std::unique_ptr<FixedLatencyServer>> FixedLatencyServer::Start(Op
   }
   epoll_event event{};
   event.events = EPOLLIN;
-  event.data.u64 = 0;  // the listening socket
+  event.data.u64 = kListenerId;
   epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &event);
-  event.data.u64 = 1;  // the wake-up
+  event.data.u64 = kWakeId;
   epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &event);
-  event.data.u64 = 2;  // the timer of the earliest due answer
+  event.data.u64 = kTimerId;
   epoll_ctl(epoll_fd, EPOLL_CTL_ADD, timer_fd, &event);
   std::unique_ptr<FixedLatencyServer> server(
       new FixedLatencyServer(std::move(options), listen_fd, wake_fd, epoll_fd, timer_fd, ntohs(address.sin_port)));
@@ -154,144 +362,9 @@ FixedLatencyServer::~FixedLatencyServer() {
 }
 
 void FixedLatencyServer::Run() {
-  // Connections are keyed by a 64-bit id (ids 0, 1 and 2 are the listener, the wake-up and the timer).
-  std::unordered_map<uint64_t, Connection> connections;
-  uint64_t next_id = 3;
-  std::optional<Clock::time_point> armed;  // when the timer fires next
-  struct Due {
-    Clock::time_point at;
-    uint64_t id;
-    uint64_t generation;
-    bool operator>(const Due& other) const { return at > other.at; }
-  };
-  std::priority_queue<Due, std::vector<Due>, std::greater<Due>> due;
-  int64_t pending = 0;
-
-  auto close_connection = [&](uint64_t id) {
-    auto it = connections.find(id);
-    if (it == connections.end()) return;
-    if (it->second.waiting) --pending;
-    close(it->second.fd);
-    connections.erase(it);
-  };
-  auto set_write_interest = [&](uint64_t id, Connection& c, bool want) {
-    if (c.want_write == want) return;
-    c.want_write = want;
-    epoll_event event{};
-    event.events = EPOLLIN | (want ? EPOLLOUT : 0u);
-    event.data.u64 = id;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &event);
-  };
-  // Writes what is buffered; false when the connection broke.
-  auto flush = [&](uint64_t id, Connection& c) {
-    while (c.out_offset < c.out.size()) {
-      const ssize_t n = send(c.fd, c.out.data() + c.out_offset, c.out.size() - c.out_offset, MSG_NOSIGNAL);
-      if (n > 0) {
-        c.out_offset += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        set_write_interest(id, c, true);
-        return true;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      return false;
-    }
-    c.out.clear();
-    c.out_offset = 0;
-    set_write_interest(id, c, false);
-    return true;
-  };
-  // Starts the latency of the next complete request, if one has arrived and none is waiting.
-  auto take_request = [&](uint64_t id, Connection& c) {
-    if (c.waiting) return true;
-    const size_t length = CompleteRequestLength(c.in);
-    if (length == SIZE_MAX) return false;
-    if (length == 0) return true;
-    c.in.erase(0, length);
-    c.waiting = true;
-    ++c.generation;
-    due.push(Due{Clock::now() + options_.latency, id, c.generation});
-    ++pending;
-    if (pending > max_pending_.load(std::memory_order_relaxed)) max_pending_.store(pending, std::memory_order_relaxed);
-    return true;
-  };
-
-  std::vector<epoll_event> events(1024);
-  char buffer[65536];
-  while (true) {
-    if (!due.empty() && (!armed || due.top().at + kTimerSlack < *armed)) {
-      armed = due.top().at + kTimerSlack;
-      ArmTimer(timer_fd_, *armed);
-    }
-    const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 1000);
-    if (n < 0 && errno != EINTR) break;
-    for (int i = 0; i < std::max(n, 0); ++i) {
-      const uint64_t id = events[i].data.u64;
-      if (id == 1) {  // stop
-        for (auto& [key, c] : connections) close(c.fd);
-        return;
-      }
-      if (id == 2) {  // the timer fired: the answers due are sent below
-        uint64_t expirations = 0;
-        if (read(timer_fd_, &expirations, sizeof(expirations)) < 0) {
-          // Already read (EAGAIN): nothing to do.
-        }
-        armed.reset();
-        continue;
-      }
-      if (id == 0) {
-        while (true) {
-          const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (fd < 0) break;
-          const int one = 1;
-          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-          const uint64_t cid = next_id++;
-          Connection& c = connections[cid];
-          c.fd = fd;
-          epoll_event event{};
-          event.events = EPOLLIN;
-          event.data.u64 = cid;
-          epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event);
-          connections_.fetch_add(1, std::memory_order_relaxed);
-        }
-        continue;
-      }
-      auto it = connections.find(id);
-      if (it == connections.end()) continue;
-      Connection& c = it->second;
-      bool alive = true;
-      if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        while (true) {
-          const ssize_t got = recv(c.fd, buffer, sizeof(buffer), 0);
-          if (got > 0) {
-            c.in.append(buffer, static_cast<size_t>(got));
-            continue;
-          }
-          if (got == 0) alive = false;  // the client closed
-          else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) alive = false;
-          break;
-        }
-        if (alive) alive = take_request(id, c);
-      }
-      if (alive && (events[i].events & EPOLLOUT)) alive = flush(id, c);
-      if (!alive) close_connection(id);
-    }
-    // Answer every request whose latency has passed.
-    const Clock::time_point now = Clock::now();
-    while (!due.empty() && due.top().at <= now) {
-      const Due d = due.top();
-      due.pop();
-      auto it = connections.find(d.id);
-      if (it == connections.end() || it->second.generation != d.generation || !it->second.waiting) continue;
-      Connection& c = it->second;
-      c.waiting = false;
-      --pending;
-      c.out += response_;
-      requests_.fetch_add(1, std::memory_order_relaxed);
-      if (!flush(d.id, c) || !take_request(d.id, c)) close_connection(d.id);
-    }
-  }
+  ServeLoop loop(ServeContext{listen_fd_, epoll_fd_, timer_fd_, options_.latency, response_, requests_, connections_,
+                              max_pending_});
+  loop.Run();
 }
 
 }  // namespace rlj

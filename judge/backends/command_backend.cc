@@ -36,6 +36,92 @@ std::string RequestLine(const v1::Sample& sample) {
   return request.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// An answer object whose "id" (optional) is not `sample_id`'s: the program is out of step.
+bool AnswersAnotherSample(const json& reply, const std::string& sample_id) {
+  if (!reply.is_object()) return false;
+  auto id = reply.find("id");
+  return id != reply.end() && !(id->is_string() && id->get<std::string>() == sample_id);
+}
+
+double NumberOrZero(const json& reply, const char* key) {
+  auto it = reply.find(key);
+  return it != reply.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+
+// A failed exchange (the program could not be started, died, timed out or overflowed its line) as the
+// sample's error.
+void SetExchangeError(const absl::Status& failure, v1::Verdict* verdict) {
+  const absl::StatusCode code = failure.code();
+  const char* kind = code == absl::StatusCode::kDeadlineExceeded   ? error_kind::kTimeout
+                     : code == absl::StatusCode::kResourceExhausted ? error_kind::kParse
+                                                                    : error_kind::kUnavailable;
+  SetVerdictError(verdict, code, kind, absl::StrCat("command judge: ", failure.message()));
+}
+
+// An answer object's spend and rationale, then its reward and components, or its error; true when it has a
+// usable reward.
+bool ReadReply(const json& reply, CallUsage* usage, v1::Verdict* verdict) {
+  usage->tokens_in = static_cast<int64_t>(NumberOrZero(reply, "tokens_in"));
+  usage->tokens_out = static_cast<int64_t>(NumberOrZero(reply, "tokens_out"));
+  usage->cost_usd = NumberOrZero(reply, "cost_usd");
+  verdict->set_tokens_in(usage->tokens_in);
+  verdict->set_tokens_out(usage->tokens_out);
+  verdict->set_cost_usd(usage->cost_usd);
+  if (auto rationale = reply.find("rationale"); rationale != reply.end() && rationale->is_string()) {
+    verdict->set_rationale(TruncateUtf8(rationale->get<std::string>(), kMaxRationaleBytes));
+  }
+  if (auto error = reply.find("error"); error != reply.end() && !error->is_null()) {
+    std::string kind = error_kind::kBackend;
+    if (auto k = reply.find("kind"); k != reply.end() && k->is_string() && !k->get<std::string>().empty()) {
+      kind = k->get<std::string>();
+    }
+    SetVerdictError(verdict, absl::StatusCode::kFailedPrecondition, kind,
+                    absl::StrCat("command judge: ", error->is_string() ? error->get<std::string>() : error->dump()));
+    return false;
+  }
+  auto reward = reply.find("reward");
+  if (reward == reply.end() || !reward->is_number() || !std::isfinite(reward->get<double>())) {
+    SetVerdictError(verdict, absl::StatusCode::kInternal, error_kind::kParse,
+                    "command judge: the answer has no finite number \"reward\" (and no \"error\")");
+    return false;
+  }
+  verdict->set_reward(reward->get<double>());
+  if (auto components = reply.find("components"); components != reply.end() && components->is_object()) {
+    for (const auto& [name, value] : components->items()) {
+      if (value.is_number()) (*verdict->mutable_components())[name] = value.get<double>();
+    }
+  }
+  return true;
+}
+
+// The judgement of `sample` from `answer` (the program's answer line, or why there is none), `reply` (the
+// line parsed) and `out_of_step` (its id is another sample's). Returns the call's usage for the ledger.
+CallUsage ReadAnswer(const absl::StatusOr<std::string>& answer, const json& reply, bool out_of_step,
+                     const v1::Sample& sample, Judgement* judgement) {
+  v1::Verdict& verdict = judgement->verdict;
+  CallUsage usage;
+  usage.failed = true;
+  if (!answer.ok()) {
+    SetExchangeError(answer.status(), &verdict);
+    return usage;
+  }
+  judgement->raw_response = TruncateUtf8(*answer, 4000);
+  if (!reply.is_object()) {
+    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
+                    absl::StrCat("command judge: the answer is not a JSON object: ", TruncateUtf8(*answer, 200)));
+    return usage;
+  }
+  if (out_of_step) {
+    const json& id = reply["id"];
+    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
+                    absl::StrCat("command judge: the answer's id ", id.dump(), " is not the sample's (", sample.id(),
+                                 ")"));
+    return usage;
+  }
+  usage.failed = !ReadReply(reply, &usage, &verdict);
+  return usage;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CommandBackend>> CommandBackend::Create(const v1::CommandJudgeConfig& config,
@@ -165,10 +251,7 @@ Judgement CommandBackend::ScoreOne(const v1::Sample& sample) {
   bool out_of_step = false;
   if (answer.ok()) {
     reply = json::parse(*answer, nullptr, /*allow_exceptions=*/false);
-    if (reply.is_object()) {
-      auto id = reply.find("id");
-      out_of_step = id != reply.end() && !(id->is_string() && id->get<std::string>() == sample.id());
-    }
+    out_of_step = AnswersAnotherSample(reply, sample.id());
     if (out_of_step) {
       absl::MutexLock lock(&mutex_);
       processes_[slot].reset();  // answering for another sample: replace it before the slot is reused
@@ -176,74 +259,8 @@ Judgement CommandBackend::ScoreOne(const v1::Sample& sample) {
   }
   ReleaseSlot(slot);
   verdict.set_latency_ms(MillisecondsSince(start));
-
-  CallUsage usage;
-  auto book = [&] {
-    if (ledger_ != nullptr) ledger_->RecordCall(label_, "command", model_, usage);
-  };
-  if (!answer.ok()) {
-    const absl::StatusCode code = answer.status().code();
-    const char* kind = code == absl::StatusCode::kDeadlineExceeded   ? error_kind::kTimeout
-                       : code == absl::StatusCode::kResourceExhausted ? error_kind::kParse
-                                                                      : error_kind::kUnavailable;
-    SetVerdictError(&verdict, code, kind, absl::StrCat("command judge: ", answer.status().message()));
-    usage.failed = true;
-    book();
-    return judgement;
-  }
-  judgement.raw_response = TruncateUtf8(*answer, 4000);
-  usage.failed = true;
-  if (!reply.is_object()) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    absl::StrCat("command judge: the answer is not a JSON object: ", TruncateUtf8(*answer, 200)));
-    book();
-    return judgement;
-  }
-  if (out_of_step) {
-    const json& id = reply["id"];
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    absl::StrCat("command judge: the answer's id ", id.dump(), " is not the sample's (", sample.id(), ")"));
-    book();
-    return judgement;
-  }
-  auto number = [&](const char* key) -> double {
-    auto it = reply.find(key);
-    return it != reply.end() && it->is_number() ? it->get<double>() : 0.0;
-  };
-  usage.tokens_in = static_cast<int64_t>(number("tokens_in"));
-  usage.tokens_out = static_cast<int64_t>(number("tokens_out"));
-  usage.cost_usd = number("cost_usd");
-  verdict.set_tokens_in(usage.tokens_in);
-  verdict.set_tokens_out(usage.tokens_out);
-  verdict.set_cost_usd(usage.cost_usd);
-  if (auto rationale = reply.find("rationale"); rationale != reply.end() && rationale->is_string()) {
-    verdict.set_rationale(TruncateUtf8(rationale->get<std::string>(), kMaxRationaleBytes));
-  }
-  if (auto error = reply.find("error"); error != reply.end() && !error->is_null()) {
-    std::string kind = error_kind::kBackend;
-    if (auto k = reply.find("kind"); k != reply.end() && k->is_string() && !k->get<std::string>().empty()) {
-      kind = k->get<std::string>();
-    }
-    SetVerdictError(&verdict, absl::StatusCode::kFailedPrecondition, kind,
-                    absl::StrCat("command judge: ", error->is_string() ? error->get<std::string>() : error->dump()));
-    book();
-    return judgement;
-  }
-  auto reward = reply.find("reward");
-  if (reward == reply.end() || !reward->is_number() || !std::isfinite(reward->get<double>())) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    "command judge: the answer has no finite number \"reward\" (and no \"error\")");
-    book();
-    return judgement;
-  }
-  verdict.set_reward(reward->get<double>());
-  if (auto components = reply.find("components"); components != reply.end() && components->is_object()) {
-    for (const auto& [name, value] : components->items()) {
-      if (value.is_number()) (*verdict.mutable_components())[name] = value.get<double>();
-    }
-  }
-  usage.failed = false;
-  book();
+  const CallUsage usage = ReadAnswer(answer, reply, out_of_step, sample, &judgement);
+  if (ledger_ != nullptr) ledger_->RecordCall(label_, "command", model_, usage);
   return judgement;
 }
 

@@ -22,6 +22,177 @@ std::string Ordinal(int n) {
   return absl::StrCat(n, suffix);
 }
 
+using Component = EnsembleBackend::Component;
+
+// The groups worth ranking: groups in order of first appearance, members in sampled order (index_in_group).
+// Samples without a group_id, and groups of one, get their error here.
+std::vector<std::vector<size_t>> RankableGroups(const std::vector<v1::Sample>& samples,
+                                                std::vector<Judgement>* judgements) {
+  std::vector<std::vector<size_t>> groups;
+  std::map<std::string, size_t> group_of;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (samples[i].group_id().empty()) {
+      SetVerdictError(&(*judgements)[i].verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+                      "group_rank needs samples with a group_id (the completions of one prompt)");
+      continue;
+    }
+    auto [it, added] = group_of.try_emplace(samples[i].group_id(), groups.size());
+    if (added) groups.emplace_back();
+    groups[it->second].push_back(i);
+  }
+  std::vector<std::vector<size_t>> ranked;  // groups big enough to rank
+  for (std::vector<size_t>& group : groups) {
+    std::stable_sort(group.begin(), group.end(),
+                     [&](size_t a, size_t b) { return samples[a].index_in_group() < samples[b].index_in_group(); });
+    if (group.size() < 2) {
+      for (size_t i : group) {
+        SetVerdictError(&(*judgements)[i].verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+                        "group_rank needs at least 2 completions of the group in one request");
+      }
+    } else {
+      ranked.push_back(std::move(group));
+    }
+  }
+  return ranked;
+}
+
+// Questions: for each group, the forward and the reversed presentation.
+std::vector<ChatQuestion> RankQuestions(const std::string& rank_template, const std::vector<v1::Sample>& samples,
+                                        const std::vector<std::vector<size_t>>& groups) {
+  std::vector<ChatQuestion> questions;
+  for (const std::vector<size_t>& members : groups) {
+    std::vector<std::string_view> forward, reversed;
+    for (size_t i : members) forward.push_back(samples[i].completion());
+    reversed.assign(forward.rbegin(), forward.rend());
+    const v1::Sample& first = samples[members[0]];
+    questions.push_back({"", RenderRankQuestion(rank_template, first.prompt(), first.reference(), forward)});
+    questions.push_back({"", RenderRankQuestion(rank_template, first.prompt(), first.reference(), reversed)});
+  }
+  return questions;
+}
+
+// Every component's teacher answers every question; the components ask concurrently.
+std::vector<ChatReplies> AskComponents(const std::vector<Component>& components,
+                                       const std::vector<ChatQuestion>& questions, SteadyTime deadline) {
+  std::vector<ChatReplies> replies(components.size());
+  std::vector<std::thread> threads;
+  for (size_t c = 1; c < components.size(); ++c) {
+    threads.emplace_back([&, c] { replies[c] = components[c].teacher->AskChat(questions, deadline); });
+  }
+  replies[0] = components[0].teacher->AskChat(questions, deadline);
+  for (std::thread& thread : threads) thread.join();
+  return replies;
+}
+
+// A component's two answers about a group: their spend shared by the group's members, and their raw text.
+void ShareGroupSpend(const std::string& name, const ChatAnswer& forward, const ChatAnswer& reversed,
+                     const std::vector<size_t>& members, std::vector<Judgement>* judgements) {
+  const int64_t n = static_cast<int64_t>(members.size());
+  const int64_t tokens_in = forward.tokens_in + reversed.tokens_in;
+  const int64_t tokens_out = forward.tokens_out + reversed.tokens_out;
+  for (size_t m = 0; m < members.size(); ++m) {
+    Judgement& judgement = (*judgements)[members[m]];
+    v1::Verdict& verdict = judgement.verdict;
+    verdict.set_tokens_in(verdict.tokens_in() + tokens_in / n + (m == 0 ? tokens_in % n : 0));
+    verdict.set_tokens_out(verdict.tokens_out() + tokens_out / n + (m == 0 ? tokens_out % n : 0));
+    verdict.set_cost_usd(verdict.cost_usd() + (forward.cost_usd + reversed.cost_usd) / static_cast<double>(n));
+    verdict.set_cache_hit(verdict.cache_hit() || (forward.cache_hit && reversed.cache_hit));
+    verdict.set_latency_ms(std::max({verdict.latency_ms(), forward.latency_ms, reversed.latency_ms}));
+    judgement.raw_response +=
+        absl::StrCat(name, " forward: ", forward.raw, "\n", name, " reversed: ", reversed.raw, "\n");
+  }
+}
+
+// A component's ranking of one group: each member's positions, or why it could not rank the group.
+struct GroupRanking {
+  std::string failure;  // empty: ranked
+  absl::StatusCode code = absl::StatusCode::kInternal;
+  std::string kind = error_kind::kParse;
+  ItemPositions positions;
+};
+
+// Ranks group `k` (questions 2k and 2k + 1) of `n` members from a component's `replies`, and remembers the
+// answers it could use (an unusable one is asked again next time).
+GroupRanking RankGroup(const ChatReplies& replies, size_t k, int n, const std::string& rank_key) {
+  const ChatAnswer& forward = replies.answers[2 * k];
+  const ChatAnswer& reversed = replies.answers[2 * k + 1];
+  GroupRanking ranking;
+  const ChatAnswer* bad = !forward.ok ? &forward : !reversed.ok ? &reversed : nullptr;
+  absl::StatusOr<std::vector<int>> forward_ranking = absl::UnknownError("");
+  absl::StatusOr<std::vector<int>> reversed_ranking = absl::UnknownError("");
+  if (bad != nullptr) {
+    ranking.failure = bad->message;
+    ranking.code = bad->code;
+    ranking.kind = bad->kind;
+  } else {
+    forward_ranking = ParseRanking(forward.content, rank_key, n);
+    reversed_ranking = ParseRanking(reversed.content, rank_key, n);
+    if (!forward_ranking.ok()) {
+      ranking.failure = absl::StrCat("forward order: ", forward_ranking.status().message());
+    } else if (!reversed_ranking.ok()) {
+      ranking.failure = absl::StrCat("reversed order: ", reversed_ranking.status().message());
+    }
+  }
+  std::vector<size_t> usable;
+  if (forward.ok && forward_ranking.ok()) usable.push_back(2 * k);
+  if (reversed.ok && reversed_ranking.ok()) usable.push_back(2 * k + 1);
+  replies.Remember(usable);
+  if (ranking.failure.empty()) ranking.positions = PositionsFromRankings(*forward_ranking, *reversed_ranking);
+  return ranking;
+}
+
+// What a group's members have gathered so far: their weighted rewards and rationales.
+struct GroupScores {
+  std::vector<double> rewards;
+  std::vector<std::string> rationales;
+};
+
+// Adds a component's ranking of a group to its members' scores and verdict components.
+void AddRanking(const v1::EnsembleJudgeConfig& config, const Component& component, const ItemPositions& positions,
+                const std::vector<size_t>& members, GroupScores* scores, std::vector<Judgement>* judgements) {
+  const size_t n = members.size();
+  const std::vector<double> component_rewards =
+      RewardsFromPositions(positions, config.rank_reward_best(), config.rank_reward_worst());
+  for (size_t m = 0; m < n; ++m) {
+    v1::Verdict& verdict = (*judgements)[members[m]].verdict;
+    scores->rewards[m] += component.weight * component_rewards[m];
+    auto& parts = *verdict.mutable_components();
+    parts[component.name] = component_rewards[m];
+    parts[absl::StrCat(component.name, ".position_forward")] = positions.forward[m] + 1;
+    parts[absl::StrCat(component.name, ".position_reversed")] = positions.reversed[m] + 1;
+    std::string& rationale = scores->rationales[m];
+    if (!rationale.empty()) rationale += " | ";
+    absl::StrAppend(&rationale, component.name, ": ranked ", Ordinal(positions.forward[m] + 1), " of ", n,
+                    " in sampled order, ", Ordinal(positions.reversed[m] + 1), " reversed");
+  }
+}
+
+// The verdicts of ranked group `k`: reward = Σ weight · the component's rank reward; the first component that
+// cannot rank the group fails every member.
+void ScoreRankedGroup(const v1::EnsembleJudgeConfig& config, const std::vector<Component>& components,
+                      const std::vector<ChatReplies>& replies, size_t k, const std::vector<size_t>& members,
+                      std::vector<Judgement>* judgements) {
+  const size_t n = members.size();
+  GroupScores scores{std::vector<double>(n, 0.0), std::vector<std::string>(n)};
+  for (size_t c = 0; c < components.size(); ++c) {
+    const Component& component = components[c];
+    ShareGroupSpend(component.name, replies[c].answers[2 * k], replies[c].answers[2 * k + 1], members, judgements);
+    const GroupRanking ranking = RankGroup(replies[c], k, static_cast<int>(n), config.rank_key());
+    if (!ranking.failure.empty()) {
+      for (size_t i : members) {
+        SetVerdictError(&(*judgements)[i].verdict, ranking.code, ranking.kind,
+                        absl::StrCat("component '", component.name, "': ", ranking.failure));
+      }
+      return;
+    }
+    AddRanking(config, component, ranking.positions, members, &scores, judgements);
+  }
+  for (size_t m = 0; m < n; ++m) {
+    (*judgements)[members[m]].verdict.set_reward(scores.rewards[m]);
+    (*judgements)[members[m]].verdict.set_rationale(scores.rationales[m]);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EnsembleBackend>> EnsembleBackend::Create(const v1::JudgeConfig& config,
@@ -160,126 +331,11 @@ std::vector<Judgement> EnsembleBackend::ScoreGroupRank(const std::vector<v1::Sam
     judgements[i].verdict.set_sample_id(samples[i].id());
     judgements[i].verdict.set_model(model_);
   }
-  // Groups in order of first appearance; members in sampled order (index_in_group).
-  std::vector<std::vector<size_t>> groups;
-  std::map<std::string, size_t> group_of;
-  for (size_t i = 0; i < samples.size(); ++i) {
-    if (samples[i].group_id().empty()) {
-      SetVerdictError(&judgements[i].verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
-                      "group_rank needs samples with a group_id (the completions of one prompt)");
-      continue;
-    }
-    auto [it, added] = group_of.try_emplace(samples[i].group_id(), groups.size());
-    if (added) groups.emplace_back();
-    groups[it->second].push_back(i);
-  }
-  std::vector<size_t> ranked;  // groups big enough to rank
-  for (size_t g = 0; g < groups.size(); ++g) {
-    std::stable_sort(groups[g].begin(), groups[g].end(),
-                     [&](size_t a, size_t b) { return samples[a].index_in_group() < samples[b].index_in_group(); });
-    if (groups[g].size() < 2) {
-      for (size_t i : groups[g]) {
-        SetVerdictError(&judgements[i].verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
-                        "group_rank needs at least 2 completions of the group in one request");
-      }
-    } else {
-      ranked.push_back(g);
-    }
-  }
-  if (ranked.empty()) return judgements;
-
-  // Questions: for each ranked group, the forward and the reversed presentation.
-  std::vector<ChatQuestion> questions;
-  for (size_t g : ranked) {
-    const std::vector<size_t>& members = groups[g];
-    std::vector<std::string_view> forward, reversed;
-    for (size_t i : members) forward.push_back(samples[i].completion());
-    reversed.assign(forward.rbegin(), forward.rend());
-    const v1::Sample& first = samples[members[0]];
-    questions.push_back({"", RenderRankQuestion(config_.rank_template(), first.prompt(), first.reference(), forward)});
-    questions.push_back({"", RenderRankQuestion(config_.rank_template(), first.prompt(), first.reference(), reversed)});
-  }
-  std::vector<ChatReplies> replies(components_.size());
-  std::vector<std::thread> threads;
-  for (size_t c = 1; c < components_.size(); ++c) {
-    threads.emplace_back([&, c] { replies[c] = components_[c].teacher->AskChat(questions, deadline); });
-  }
-  replies[0] = components_[0].teacher->AskChat(questions, deadline);
-  for (std::thread& thread : threads) thread.join();
-
-  for (size_t k = 0; k < ranked.size(); ++k) {
-    const std::vector<size_t>& members = groups[ranked[k]];
-    const size_t n = members.size();
-    std::vector<double> rewards(n, 0.0);
-    std::vector<std::string> rationales(n);
-    bool group_failed = false;
-    for (size_t c = 0; c < components_.size() && !group_failed; ++c) {
-      const Component& component = components_[c];
-      const ChatAnswer& forward = replies[c].answers[2 * k];
-      const ChatAnswer& reversed = replies[c].answers[2 * k + 1];
-      // The group's spend, shared by its samples.
-      const int64_t tokens_in = forward.tokens_in + reversed.tokens_in;
-      const int64_t tokens_out = forward.tokens_out + reversed.tokens_out;
-      for (size_t m = 0; m < n; ++m) {
-        v1::Verdict& verdict = judgements[members[m]].verdict;
-        verdict.set_tokens_in(verdict.tokens_in() + tokens_in / static_cast<int64_t>(n) +
-                              (m == 0 ? tokens_in % static_cast<int64_t>(n) : 0));
-        verdict.set_tokens_out(verdict.tokens_out() + tokens_out / static_cast<int64_t>(n) +
-                               (m == 0 ? tokens_out % static_cast<int64_t>(n) : 0));
-        verdict.set_cost_usd(verdict.cost_usd() + (forward.cost_usd + reversed.cost_usd) / static_cast<double>(n));
-        verdict.set_cache_hit(verdict.cache_hit() || (forward.cache_hit && reversed.cache_hit));
-        verdict.set_latency_ms(std::max({verdict.latency_ms(), forward.latency_ms, reversed.latency_ms}));
-        judgements[members[m]].raw_response += absl::StrCat(component.name, " forward: ", forward.raw, "\n",
-                                                            component.name, " reversed: ", reversed.raw, "\n");
-      }
-      const ChatAnswer* bad = !forward.ok ? &forward : !reversed.ok ? &reversed : nullptr;
-      absl::StatusOr<std::vector<int>> forward_ranking = absl::UnknownError("");
-      absl::StatusOr<std::vector<int>> reversed_ranking = absl::UnknownError("");
-      std::string failure;
-      absl::StatusCode code = absl::StatusCode::kInternal;
-      std::string kind = error_kind::kParse;
-      if (bad != nullptr) {
-        failure = bad->message;
-        code = bad->code;
-        kind = bad->kind;
-      } else {
-        forward_ranking = ParseRanking(forward.content, config_.rank_key(), static_cast<int>(n));
-        reversed_ranking = ParseRanking(reversed.content, config_.rank_key(), static_cast<int>(n));
-        if (!forward_ranking.ok()) failure = absl::StrCat("forward order: ", forward_ranking.status().message());
-        else if (!reversed_ranking.ok()) failure = absl::StrCat("reversed order: ", reversed_ranking.status().message());
-      }
-      std::vector<size_t> usable;
-      if (forward.ok && forward_ranking.ok()) usable.push_back(2 * k);
-      if (reversed.ok && reversed_ranking.ok()) usable.push_back(2 * k + 1);
-      replies[c].Remember(usable);
-      if (!failure.empty()) {
-        for (size_t i : members) {
-          SetVerdictError(&judgements[i].verdict, code, kind, absl::StrCat("component '", component.name, "': ", failure));
-        }
-        group_failed = true;
-        break;
-      }
-      const ItemPositions positions = PositionsFromRankings(*forward_ranking, *reversed_ranking);
-      const std::vector<double> component_rewards =
-          RewardsFromPositions(positions, config_.rank_reward_best(), config_.rank_reward_worst());
-      for (size_t m = 0; m < n; ++m) {
-        v1::Verdict& verdict = judgements[members[m]].verdict;
-        rewards[m] += component.weight * component_rewards[m];
-        auto& parts = *verdict.mutable_components();
-        parts[component.name] = component_rewards[m];
-        parts[absl::StrCat(component.name, ".position_forward")] = positions.forward[m] + 1;
-        parts[absl::StrCat(component.name, ".position_reversed")] = positions.reversed[m] + 1;
-        if (!rationales[m].empty()) rationales[m] += " | ";
-        absl::StrAppend(&rationales[m], component.name, ": ranked ", Ordinal(positions.forward[m] + 1), " of ", n,
-                        " in sampled order, ", Ordinal(positions.reversed[m] + 1), " reversed");
-      }
-    }
-    if (group_failed) continue;
-    for (size_t m = 0; m < n; ++m) {
-      judgements[members[m]].verdict.set_reward(rewards[m]);
-      judgements[members[m]].verdict.set_rationale(rationales[m]);
-    }
-  }
+  const std::vector<std::vector<size_t>> groups = RankableGroups(samples, &judgements);
+  if (groups.empty()) return judgements;
+  const std::vector<ChatReplies> replies =
+      AskComponents(components_, RankQuestions(config_.rank_template(), samples, groups), deadline);
+  for (size_t k = 0; k < groups.size(); ++k) ScoreRankedGroup(config_, components_, replies, k, groups[k], &judgements);
   return judgements;
 }
 

@@ -1,4 +1,4 @@
-// http_dispatcher.cc: the event loop: queue → limits → curl multi → classify → retry or finish.
+// http_dispatcher.cc: the event loop: queue → limits → curl multi → classify (retry_decision.h) → retry or finish.
 #include "judge/http/http_dispatcher.h"
 
 #include <curl/curl.h>
@@ -14,16 +14,14 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "common/log.h"
 #include "judge/http/adaptive_concurrency.h"
 #include "judge/http/circuit_breaker.h"
 #include "judge/http/curl_util.h"
+#include "judge/http/retry_decision.h"
 #include "judge/judge_backend.h"
-#include "judge/score_parser.h"
 
 namespace rlj {
 namespace {
@@ -31,35 +29,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// Bytes of an error response body quoted in an error message.
-constexpr size_t kMaxQuotedBodyBytes = 300;
 // How often queued requests are checked against their deadlines.
 constexpr milliseconds kDeadlineSweep(20);
 
 double MillisecondsBetween(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
 }
-
-// The Status code a final HTTP error status stands for.
-absl::StatusCode CodeForHttpStatus(int status) {
-  switch (status) {
-    case 400:
-    case 422:
-      return absl::StatusCode::kInvalidArgument;
-    case 401:
-      return absl::StatusCode::kUnauthenticated;
-    case 403:
-      return absl::StatusCode::kPermissionDenied;
-    case 404:
-      return absl::StatusCode::kNotFound;
-    case 429:
-      return absl::StatusCode::kResourceExhausted;
-    default:
-      return status >= 500 ? absl::StatusCode::kUnavailable : absl::StatusCode::kFailedPrecondition;
-  }
-}
-
-std::string Attempts(int n) { return absl::StrCat(n, n == 1 ? " attempt" : " attempts"); }
 
 }  // namespace
 
@@ -119,6 +94,7 @@ struct HttpDispatcher::Loop {
   std::multimap<Clock::time_point, std::unique_ptr<Job>> waiting;  // retries waiting out their backoff
   std::vector<CURL*> idle;
   std::unordered_set<Job*> running;  // transfers in the multi handle (owned through these pointers)
+  std::vector<std::unique_ptr<Job>> arrived;  // taken from incoming_ each turn (the two swap their storage)
   int in_flight = 0;
   int64_t requests_sent = 0;  // attempts started
   int64_t retries = 0;
@@ -331,356 +307,353 @@ HttpDispatcherStats HttpDispatcher::stats() const {
 
 void HttpDispatcher::Run() {
   Loop& loop = *loop_;
-  std::vector<std::unique_ptr<Job>> arrived;
-
-  auto finish = [&](std::unique_ptr<Job> job, HttpOutcome outcome) {
-    outcome.attempts = job->attempts;
-    outcome.latency_ms = MillisecondsBetween(job->submitted, Clock::now());
-    {
-      // The state this outcome leaves behind is published before anyone hears of the outcome.
-      absl::MutexLock lock(&mutex_);
-      if (outcome.response) {
-        ++stats_.succeeded;
-      } else {
-        ++stats_.failed;
-      }
-      stats_.requests_sent = loop.requests_sent;
-      stats_.retries = loop.retries;
-      stats_.concurrency_limit = loop.concurrency.limit();
-      stats_.circuit = CircuitBreaker::StateName(loop.breaker.state(Clock::now()));
-      stats_.circuit_opened = loop.breaker.times_opened();
-    }
-    Callback done = std::move(job->done);
-    job.reset();
-    done(std::move(outcome));
-  };
-  auto fail = [&](std::unique_ptr<Job> job, absl::StatusCode code, std::string kind, std::string message) {
-    HttpOutcome outcome;
-    outcome.code = code;
-    outcome.kind = std::move(kind);
-    outcome.message = options_.redact(std::move(message));
-    finish(std::move(job), std::move(outcome));
-  };
-  // The failure a request ends with after its last attempt, or when a later check stops it.
-  auto fail_after = [&](std::unique_ptr<Job> job, absl::StatusCode code, std::string kind, const std::string& why) {
-    std::string message = why;
-    if (job->attempts > 0 && !job->message.empty()) {
-      message = absl::StrCat(job->message, " (", Attempts(job->attempts), "); ", why);
-      if (kind == error_kind::kTimeout && !job->kind.empty()) {
-        // Ran out of time while retrying: keep saying what kept failing.
-        kind = job->kind;
-        code = job->code;
-      }
-    }
-    fail(std::move(job), code, std::move(kind), std::move(message));
-  };
-
-  auto start = [&](std::unique_ptr<Job> job, Clock::time_point now) {
-    CURL* handle = nullptr;
-    if (!loop.idle.empty()) {
-      handle = loop.idle.back();
-      loop.idle.pop_back();
-      curl_easy_reset(handle);
-    } else {
-      handle = curl_easy_init();
-    }
-    if (handle == nullptr) {
-      fail_after(std::move(job), absl::StatusCode::kResourceExhausted, error_kind::kHttpError, "curl_easy_init failed");
-      return;
-    }
-    ++job->attempts;
-    job->handle = handle;
-    job->started = now;
-    job->epoch = loop.concurrency.epoch();
-    job->transfer.response = HttpResponse();  // a retry starts from nothing (its header list was released)
-    job->transfer.error_buffer[0] = '\0';
-    const auto remaining = std::chrono::duration_cast<milliseconds>(job->deadline - now);
-    curl::SetRequestOptions(handle, job->request, std::min(options_.request_timeout, remaining),
-                            options_.connect_timeout, &job->transfer);
-    curl_easy_setopt(handle, CURLOPT_OPENSOCKETFUNCTION, &HttpDispatcher::OnCurlOpenSocket);
-    curl_easy_setopt(handle, CURLOPT_OPENSOCKETDATA, &loop);
-    curl_easy_setopt(handle, CURLOPT_CLOSESOCKETFUNCTION, &HttpDispatcher::OnCurlCloseSocket);
-    curl_easy_setopt(handle, CURLOPT_CLOSESOCKETDATA, &loop);
-    Job* raw = job.release();
-    curl_easy_setopt(handle, CURLOPT_PRIVATE, raw);
-    curl_multi_add_handle(loop.multi, handle);
-    loop.running.insert(raw);
-    ++loop.in_flight;
-    ++loop.requests_sent;  // published with the next outcome or loop turn
-    if (raw->attempts > 1) ++loop.retries;
-  };
-
-  auto complete = [&](Job* raw, CURLcode code) {
-    std::unique_ptr<Job> job(raw);
-    loop.running.erase(raw);
-    const Clock::time_point now = Clock::now();
-    long status = 0;
-    if (code == CURLE_OK) curl_easy_getinfo(job->handle, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(loop.multi, job->handle);
-    curl::ReleaseTransfer(job->handle, &job->transfer);
-    if (static_cast<int>(loop.idle.size()) < options_.max_concurrency) {
-      loop.idle.push_back(job->handle);
-    } else {
-      curl_easy_cleanup(job->handle);
-    }
-    job->handle = nullptr;
-    --loop.in_flight;
-    const double latency_ms = MillisecondsBetween(job->started, now);
-
-    std::optional<milliseconds> retry_after;
-    bool retryable = false;
-    if (code != CURLE_OK) {
-      const absl::Status failure = curl::TransportError(code, job->request, job->transfer.error_buffer);
-      job->code = failure.code();
-      job->kind = failure.code() == absl::StatusCode::kDeadlineExceeded ? error_kind::kTimeout : error_kind::kHttpError;
-      job->message = std::string(failure.message());
-      retryable = failure.code() != absl::StatusCode::kInvalidArgument;
-      loop.breaker.OnFailure(now);
-    } else if (status >= 200 && status < 300 && options_.require_json_body &&
-               !nlohmann::json::accept(job->transfer.response.body)) {
-      const std::string quoted = TruncateUtf8(job->transfer.response.body, kMaxQuotedBodyBytes);
-      job->code = absl::StatusCode::kDataLoss;
-      job->kind = error_kind::kParse;
-      job->message = absl::StrCat("HTTP ", status, " from ", job->request.url, " with a body that is not JSON: ", quoted);
-      retryable = true;
-      loop.breaker.OnFailure(now);
-      absl::MutexLock lock(&mutex_);
-      ++stats_.malformed;
-    } else if (status >= 200 && status < 300) {
-      loop.breaker.OnSuccess();
-      loop.concurrency.OnSuccess(job->epoch, latency_ms);
-      job->transfer.response.status = static_cast<int>(status);
-      HttpOutcome outcome;
-      outcome.response = std::move(job->transfer.response);
-      finish(std::move(job), std::move(outcome));
-      return;
-    } else {
-      const HttpResponse& response = job->transfer.response;
-      const std::string quoted = TruncateUtf8(response.body, kMaxQuotedBodyBytes);
-      job->code = CodeForHttpStatus(static_cast<int>(status));
-      job->kind = status == 429 ? error_kind::kRateLimited : error_kind::kHttpError;
-      job->message = absl::StrCat("HTTP ", status, " from ", job->request.url, quoted.empty() ? "" : ": ", quoted);
-      if (status == 429) {
-        retryable = true;
-        // The server answers: the breaker closes (a half-open probe answered by a 429 must not leave it
-        // waiting for its probe forever); the rate limit is the concurrency's and Retry-After's business.
-        loop.breaker.OnSuccess();
-        loop.concurrency.OnRateLimited(job->epoch);
-        absl::MutexLock lock(&mutex_);
-        ++stats_.rate_limited;
-      } else if (status >= 500) {
-        retryable = true;
-        loop.breaker.OnFailure(now);
-      } else {
-        loop.breaker.OnSuccess();  // the server answers; the request was wrong
-      }
-      if (retryable) {
-        retry_after = ParseRetryAfter(response.Header("retry-after"), std::chrono::system_clock::now());
-        // A Retry-After delays this request's retry; it holds every request only when the limit can be cut
-        // no further (a sporadic 429 of a hosted API must not stall the whole backend).
-        if (retry_after && status == 429 && loop.concurrency.at_floor()) {
-          loop.paused_until = std::max(loop.paused_until, now + *retry_after);
-        }
-      }
-    }
-    const absl::StatusCode final_code = job->code;
-    const std::string final_kind = job->kind;
-    if (!retryable) {
-      const std::string message = job->message;
-      fail(std::move(job), final_code, final_kind, message);
-      return;
-    }
-    if (job->attempts > options_.max_retries) {
-      const std::string message = absl::StrCat(job->message, " (", Attempts(job->attempts), ")");
-      fail(std::move(job), final_code, final_kind, message);
-      return;
-    }
-    const milliseconds wait = retry_after ? *retry_after : BackoffDelay(job->attempts - 1, options_.backoff, loop.random);
-    if (now + wait >= job->deadline) {
-      const std::string message = absl::StrCat(job->message, " (", Attempts(job->attempts), "; waiting ", wait.count(),
-                                               " ms more would pass the request's deadline)");
-      fail(std::move(job), final_code, final_kind, message);
-      return;
-    }
-    {
-      absl::MutexLock lock(&mutex_);
-      CountRetry(final_kind, status, retry_after, &stats_);
-    }
-    loop.waiting.emplace(now + wait, std::move(job));
-  };
-
-  auto dispatch = [&](Clock::time_point now) {
-    while (!loop.ready.empty() && loop.in_flight < loop.concurrency.limit()) {
-      std::unique_ptr<Job>& front = loop.ready.front();
-      if (front->deadline <= now) {
-        std::unique_ptr<Job> job = std::move(front);
-        loop.ready.pop_front();
-        fail_after(std::move(job), absl::StatusCode::kDeadlineExceeded, error_kind::kTimeout,
-                   "the deadline passed before the teacher answered");
-        continue;
-      }
-      if (options_.budget_exhausted && options_.budget_exhausted()) {
-        std::unique_ptr<Job> job = std::move(front);
-        loop.ready.pop_front();
-        fail(std::move(job), absl::StatusCode::kResourceExhausted, error_kind::kBudget,
-             "the judge's budget (judge.budget_usd) is spent");
-        continue;
-      }
-      if (now < loop.paused_until) break;
-      const CircuitBreaker::State state = loop.breaker.state(now);
-      if (state == CircuitBreaker::State::kOpen) {
-        std::unique_ptr<Job> job = std::move(front);
-        loop.ready.pop_front();
-        fail_after(std::move(job), absl::StatusCode::kUnavailable, error_kind::kCircuitOpen,
-                   absl::StrCat("the circuit breaker of ", options_.name, " is open after repeated failures"));
-        continue;
-      }
-      const std::chrono::nanoseconds wait = limiter_.Reserve(front->tokens, now);
-      if (wait.count() > 0) {
-        loop.next_wake = now + wait;
-        break;
-      }
-      if (!loop.breaker.Allow(now)) {  // half-open with its probe still out
-        std::unique_ptr<Job> job = std::move(front);
-        loop.ready.pop_front();
-        fail_after(std::move(job), absl::StatusCode::kUnavailable, error_kind::kCircuitOpen,
-                   absl::StrCat("the circuit breaker of ", options_.name, " is half-open, waiting for its probe"));
-        continue;
-      }
-      std::unique_ptr<Job> job = std::move(front);
-      loop.ready.pop_front();
-      start(std::move(job), now);
-    }
-  };
-
-  auto drain_completions = [&] {
-    int pending = 0;
-    while (CURLMsg* message = curl_multi_info_read(loop.multi, &pending)) {
-      if (message->msg != CURLMSG_DONE) continue;
-      Job* raw = nullptr;
-      curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&raw));
-      complete(raw, message->data.result);
-    }
-  };
-
-  auto cancel_everything = [&] {
-    std::vector<std::unique_ptr<Job>> jobs;
-    for (auto& job : loop.ready) jobs.push_back(std::move(job));
-    loop.ready.clear();
-    for (auto& [at, job] : loop.waiting) jobs.push_back(std::move(job));
-    loop.waiting.clear();
-    for (auto& job : arrived) jobs.push_back(std::move(job));
-    arrived.clear();
-    for (Job* raw : loop.running) {
-      curl_multi_remove_handle(loop.multi, raw->handle);
-      curl::ReleaseTransfer(raw->handle, &raw->transfer);
-      curl_easy_cleanup(raw->handle);
-      raw->handle = nullptr;
-      jobs.emplace_back(raw);
-    }
-    loop.running.clear();
-    loop.in_flight = 0;
-    for (auto& job : jobs) {
-      fail(std::move(job), absl::StatusCode::kCancelled, error_kind::kBackend, "the judge is shutting down");
-    }
-  };
-
-  auto publish_state = [&](Clock::time_point now) {
-    absl::MutexLock lock(&mutex_);
-    stats_.requests_sent = loop.requests_sent;
-    stats_.retries = loop.retries;
-    stats_.concurrency_limit = loop.concurrency.limit();
-    stats_.in_flight = loop.in_flight;
-    stats_.queued = static_cast<int>(loop.ready.size() + loop.waiting.size());
-    stats_.circuit = CircuitBreaker::StateName(loop.breaker.state(now));
-    stats_.circuit_opened = loop.breaker.times_opened();
-  };
-
   while (true) {
-    bool stopping = false;
-    {
-      absl::MutexLock lock(&mutex_);
-      arrived.swap(incoming_);
-      stopping = stopping_;
-    }
-    if (stopping) {
-      cancel_everything();
+    if (!TakeArrivals()) {
+      CancelEverything();
       return;
     }
-    for (auto& job : arrived) loop.ready.push_back(std::move(job));
-    arrived.clear();
-
     Clock::time_point now = Clock::now();
-    // Retries whose backoff is over go ahead of new requests.
-    while (!loop.waiting.empty() && loop.waiting.begin()->first <= now) {
-      loop.ready.push_front(std::move(loop.waiting.begin()->second));
-      loop.waiting.erase(loop.waiting.begin());
-    }
-    if (now - loop.last_sweep >= kDeadlineSweep) {
-      loop.last_sweep = now;
-      std::deque<std::unique_ptr<Job>> keep;
-      for (auto& job : loop.ready) {
-        if (job->deadline <= now) {
-          fail_after(std::move(job), absl::StatusCode::kDeadlineExceeded, error_kind::kTimeout,
-                     "the deadline passed before the teacher answered");
-        } else {
-          keep.push_back(std::move(job));
-        }
-      }
-      loop.ready.swap(keep);
-    }
-    dispatch(now);
+    ReadyDueRetries(now);
+    SweepDeadlines(now);
+    Dispatch(now);
     int running = 0;
     if (loop.curl_due && *loop.curl_due <= Clock::now()) {
       loop.curl_due.reset();
       curl_multi_socket_action(loop.multi, CURL_SOCKET_TIMEOUT, 0, &running);
     }
-    drain_completions();
+    DrainCompletions();
     now = Clock::now();
-    dispatch(now);  // slots freed by completions
-    publish_state(now);
-
-    // Sleep until curl has work, a request arrives (wakeup), a retry or token is due, or the next sweep.
-    Clock::time_point wake = now + milliseconds(1000);
-    if (!loop.waiting.empty()) wake = std::min(wake, loop.waiting.begin()->first);
-    if (!loop.ready.empty()) {
-      wake = std::min(wake, now + kDeadlineSweep);
-      if (loop.in_flight < loop.concurrency.limit()) {
-        if (loop.next_wake > now) wake = std::min(wake, loop.next_wake);
-        if (loop.paused_until > now) wake = std::min(wake, loop.paused_until);
-      }
-    }
-    if (loop.curl_due) wake = std::min(wake, *loop.curl_due);
-    const auto timeout_us = std::chrono::duration_cast<std::chrono::microseconds>(wake - Clock::now()).count();
-    const int timeout_ms = static_cast<int>(std::clamp<int64_t>((timeout_us + 999) / 1000, 0, 1000));
-    epoll_event events[256];
-    const int n = epoll_wait(loop.epoll_fd, events, 256, timeout_ms);
-    for (int i = 0; i < n; ++i) {
-      const int fd = events[i].data.fd;
-      if (fd == loop.wake_fd) {
-        uint64_t count = 0;
-        if (read(loop.wake_fd, &count, sizeof(count)) < 0) {
-          // Already drained.
-        }
-        continue;
-      }
-      auto watch = loop.watched.find(fd);
-      if (watch == loop.watched.end() || watch->second.wanted == 0) {
-        // An idle connection with news (the server closed it): curl finds out when it next checks it.
-        if (watch != loop.watched.end() && watch->second.registered != 0) {
-          epoll_ctl(loop.epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
-          watch->second.registered = 0;
-        }
-        continue;
-      }
-      int flags = 0;
-      if (events[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
-      if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
-      if (events[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
-      curl_multi_socket_action(loop.multi, fd, flags, &running);
-    }
-    drain_completions();
+    Dispatch(now);  // slots freed by completions
+    PublishState(now);
+    WaitForEvents(NextWake(now));
+    DrainCompletions();
   }
+}
+
+bool HttpDispatcher::TakeArrivals() {
+  Loop& loop = *loop_;
+  bool stopping = false;
+  {
+    absl::MutexLock lock(&mutex_);
+    loop.arrived.swap(incoming_);
+    stopping = stopping_;
+  }
+  if (stopping) return false;  // what arrived is cancelled with the rest
+  for (auto& job : loop.arrived) loop.ready.push_back(std::move(job));
+  loop.arrived.clear();
+  return true;
+}
+
+void HttpDispatcher::ReadyDueRetries(Clock::time_point now) {
+  Loop& loop = *loop_;
+  while (!loop.waiting.empty() && loop.waiting.begin()->first <= now) {
+    loop.ready.push_front(std::move(loop.waiting.begin()->second));
+    loop.waiting.erase(loop.waiting.begin());
+  }
+}
+
+void HttpDispatcher::SweepDeadlines(Clock::time_point now) {
+  Loop& loop = *loop_;
+  if (now - loop.last_sweep < kDeadlineSweep) return;
+  loop.last_sweep = now;
+  std::deque<std::unique_ptr<Job>> keep;
+  for (auto& job : loop.ready) {
+    if (job->deadline <= now) {
+      FailAfter(std::move(job), absl::StatusCode::kDeadlineExceeded, error_kind::kTimeout,
+                "the deadline passed before the teacher answered");
+    } else {
+      keep.push_back(std::move(job));
+    }
+  }
+  loop.ready.swap(keep);
+}
+
+void HttpDispatcher::Dispatch(Clock::time_point now) {
+  Loop& loop = *loop_;
+  auto take_front = [&loop] {
+    std::unique_ptr<Job> job = std::move(loop.ready.front());
+    loop.ready.pop_front();
+    return job;
+  };
+  while (!loop.ready.empty() && loop.in_flight < loop.concurrency.limit()) {
+    const Job& front = *loop.ready.front();
+    if (front.deadline <= now) {
+      FailAfter(take_front(), absl::StatusCode::kDeadlineExceeded, error_kind::kTimeout,
+                "the deadline passed before the teacher answered");
+      continue;
+    }
+    if (options_.budget_exhausted && options_.budget_exhausted()) {
+      Fail(take_front(), absl::StatusCode::kResourceExhausted, error_kind::kBudget,
+           "the judge's budget (judge.budget_usd) is spent");
+      continue;
+    }
+    if (now < loop.paused_until) break;
+    const CircuitBreaker::State state = loop.breaker.state(now);
+    if (state == CircuitBreaker::State::kOpen) {
+      FailAfter(take_front(), absl::StatusCode::kUnavailable, error_kind::kCircuitOpen,
+                absl::StrCat("the circuit breaker of ", options_.name, " is open after repeated failures"));
+      continue;
+    }
+    const std::chrono::nanoseconds wait = limiter_.Reserve(front.tokens, now);
+    if (wait.count() > 0) {
+      loop.next_wake = now + wait;
+      break;
+    }
+    if (!loop.breaker.Allow(now)) {  // half-open with its probe still out
+      FailAfter(take_front(), absl::StatusCode::kUnavailable, error_kind::kCircuitOpen,
+                absl::StrCat("the circuit breaker of ", options_.name, " is half-open, waiting for its probe"));
+      continue;
+    }
+    StartAttempt(take_front(), now);
+  }
+}
+
+void HttpDispatcher::StartAttempt(std::unique_ptr<Job> job, Clock::time_point now) {
+  Loop& loop = *loop_;
+  CURL* handle = nullptr;
+  if (!loop.idle.empty()) {
+    handle = loop.idle.back();
+    loop.idle.pop_back();
+    curl_easy_reset(handle);
+  } else {
+    handle = curl_easy_init();
+  }
+  if (handle == nullptr) {
+    FailAfter(std::move(job), absl::StatusCode::kResourceExhausted, error_kind::kHttpError, "curl_easy_init failed");
+    return;
+  }
+  ++job->attempts;
+  job->handle = handle;
+  job->started = now;
+  job->epoch = loop.concurrency.epoch();
+  job->transfer.response = HttpResponse();  // a retry starts from nothing (its header list was released)
+  job->transfer.error_buffer[0] = '\0';
+  const auto remaining = std::chrono::duration_cast<milliseconds>(job->deadline - now);
+  curl::SetRequestOptions(handle, job->request, std::min(options_.request_timeout, remaining),
+                          options_.connect_timeout, &job->transfer);
+  curl_easy_setopt(handle, CURLOPT_OPENSOCKETFUNCTION, &HttpDispatcher::OnCurlOpenSocket);
+  curl_easy_setopt(handle, CURLOPT_OPENSOCKETDATA, &loop);
+  curl_easy_setopt(handle, CURLOPT_CLOSESOCKETFUNCTION, &HttpDispatcher::OnCurlCloseSocket);
+  curl_easy_setopt(handle, CURLOPT_CLOSESOCKETDATA, &loop);
+  Job* raw = job.release();
+  curl_easy_setopt(handle, CURLOPT_PRIVATE, raw);
+  curl_multi_add_handle(loop.multi, handle);
+  loop.running.insert(raw);
+  ++loop.in_flight;
+  ++loop.requests_sent;  // published with the next outcome or loop turn
+  if (raw->attempts > 1) ++loop.retries;
+}
+
+void HttpDispatcher::DrainCompletions() {
+  int pending = 0;
+  while (CURLMsg* message = curl_multi_info_read(loop_->multi, &pending)) {
+    if (message->msg != CURLMSG_DONE) continue;
+    Job* raw = nullptr;
+    curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&raw));
+    Complete(raw, message->data.result);
+  }
+}
+
+void HttpDispatcher::Complete(Job* raw, CURLcode code) {
+  Loop& loop = *loop_;
+  std::unique_ptr<Job> job(raw);
+  loop.running.erase(raw);
+  const Clock::time_point now = Clock::now();
+  long status = 0;
+  if (code == CURLE_OK) curl_easy_getinfo(job->handle, CURLINFO_RESPONSE_CODE, &status);
+  RecycleHandle(job.get());
+  const double latency_ms = MillisecondsBetween(job->started, now);
+
+  const absl::Status transport =
+      code == CURLE_OK ? absl::OkStatus() : curl::TransportError(code, job->request, job->transfer.error_buffer);
+  const AttemptClassification attempt = ClassifyAttempt(transport, status, job->transfer.response, job->request.url,
+                                                        options_.require_json_body, std::chrono::system_clock::now());
+  RecordAttempt(*job, attempt, latency_ms, now);
+  if (attempt.result == AttemptClassification::Result::kSucceeded) {
+    job->transfer.response.status = static_cast<int>(status);
+    HttpOutcome outcome;
+    outcome.response = std::move(job->transfer.response);
+    Finish(std::move(job), std::move(outcome));
+    return;
+  }
+  job->code = attempt.code;
+  job->kind = attempt.kind;
+  job->message = attempt.message;
+  const RetryDecision decision =
+      DecideRetry(attempt, job->attempts, options_.max_retries, options_.backoff, loop.random, now, job->deadline);
+  if (!decision.retry) {
+    Fail(std::move(job), attempt.code, attempt.kind, decision.message);
+    return;
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    CountRetry(attempt.kind, status, attempt.retry_after, &stats_);
+  }
+  loop.waiting.emplace(now + decision.wait, std::move(job));
+}
+
+void HttpDispatcher::RecycleHandle(Job* job) {
+  Loop& loop = *loop_;
+  curl_multi_remove_handle(loop.multi, job->handle);
+  curl::ReleaseTransfer(job->handle, &job->transfer);
+  if (static_cast<int>(loop.idle.size()) < options_.max_concurrency) {
+    loop.idle.push_back(job->handle);
+  } else {
+    curl_easy_cleanup(job->handle);
+  }
+  job->handle = nullptr;
+  --loop.in_flight;
+}
+
+void HttpDispatcher::RecordAttempt(const Job& job, const AttemptClassification& attempt, double latency_ms,
+                                   Clock::time_point now) {
+  Loop& loop = *loop_;
+  if (attempt.server_answered) {
+    loop.breaker.OnSuccess();
+  } else {
+    loop.breaker.OnFailure(now);
+  }
+  if (attempt.result == AttemptClassification::Result::kSucceeded) loop.concurrency.OnSuccess(job.epoch, latency_ms);
+  if (attempt.rate_limited) loop.concurrency.OnRateLimited(job.epoch);
+  if (attempt.malformed || attempt.rate_limited) {
+    absl::MutexLock lock(&mutex_);
+    if (attempt.malformed) ++stats_.malformed;
+    if (attempt.rate_limited) ++stats_.rate_limited;
+  }
+  // A Retry-After delays this request's retry; it holds every request only when the limit can be cut no
+  // further (a sporadic 429 of a hosted API must not stall the whole backend).
+  if (attempt.retry_after && attempt.rate_limited && loop.concurrency.at_floor()) {
+    loop.paused_until = std::max(loop.paused_until, now + *attempt.retry_after);
+  }
+}
+
+void HttpDispatcher::PublishState(Clock::time_point now) {
+  const Loop& loop = *loop_;
+  absl::MutexLock lock(&mutex_);
+  stats_.requests_sent = loop.requests_sent;
+  stats_.retries = loop.retries;
+  stats_.concurrency_limit = loop.concurrency.limit();
+  stats_.in_flight = loop.in_flight;
+  stats_.queued = static_cast<int>(loop.ready.size() + loop.waiting.size());
+  stats_.circuit = CircuitBreaker::StateName(loop.breaker.state(now));
+  stats_.circuit_opened = loop.breaker.times_opened();
+}
+
+// Sleep until curl has work, a request arrives (wakeup), a retry or token is due, or the next sweep.
+HttpDispatcher::Clock::time_point HttpDispatcher::NextWake(Clock::time_point now) const {
+  const Loop& loop = *loop_;
+  Clock::time_point wake = now + milliseconds(1000);
+  if (!loop.waiting.empty()) wake = std::min(wake, loop.waiting.begin()->first);
+  if (!loop.ready.empty()) {
+    wake = std::min(wake, now + kDeadlineSweep);
+    if (loop.in_flight < loop.concurrency.limit()) {
+      if (loop.next_wake > now) wake = std::min(wake, loop.next_wake);
+      if (loop.paused_until > now) wake = std::min(wake, loop.paused_until);
+    }
+  }
+  if (loop.curl_due) wake = std::min(wake, *loop.curl_due);
+  return wake;
+}
+
+void HttpDispatcher::WaitForEvents(Clock::time_point wake) {
+  Loop& loop = *loop_;
+  const auto timeout_us = std::chrono::duration_cast<std::chrono::microseconds>(wake - Clock::now()).count();
+  const int timeout_ms = static_cast<int>(std::clamp<int64_t>((timeout_us + 999) / 1000, 0, 1000));
+  epoll_event events[256];
+  const int n = epoll_wait(loop.epoll_fd, events, 256, timeout_ms);
+  int running = 0;
+  for (int i = 0; i < n; ++i) {
+    const int fd = events[i].data.fd;
+    if (fd == loop.wake_fd) {
+      uint64_t count = 0;
+      if (read(loop.wake_fd, &count, sizeof(count)) < 0) {
+        // Already drained.
+      }
+      continue;
+    }
+    auto watch = loop.watched.find(fd);
+    if (watch == loop.watched.end() || watch->second.wanted == 0) {
+      // An idle connection with news (the server closed it): curl finds out when it next checks it.
+      if (watch != loop.watched.end() && watch->second.registered != 0) {
+        epoll_ctl(loop.epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+        watch->second.registered = 0;
+      }
+      continue;
+    }
+    int flags = 0;
+    if (events[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
+    if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+    if (events[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(loop.multi, fd, flags, &running);
+  }
+}
+
+void HttpDispatcher::CancelEverything() {
+  Loop& loop = *loop_;
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (auto& job : loop.ready) jobs.push_back(std::move(job));
+  loop.ready.clear();
+  for (auto& [at, job] : loop.waiting) jobs.push_back(std::move(job));
+  loop.waiting.clear();
+  for (auto& job : loop.arrived) jobs.push_back(std::move(job));
+  loop.arrived.clear();
+  for (Job* raw : loop.running) {
+    curl_multi_remove_handle(loop.multi, raw->handle);
+    curl::ReleaseTransfer(raw->handle, &raw->transfer);
+    curl_easy_cleanup(raw->handle);
+    raw->handle = nullptr;
+    jobs.emplace_back(raw);
+  }
+  loop.running.clear();
+  loop.in_flight = 0;
+  for (auto& job : jobs) {
+    Fail(std::move(job), absl::StatusCode::kCancelled, error_kind::kBackend, "the judge is shutting down");
+  }
+}
+
+void HttpDispatcher::Finish(std::unique_ptr<Job> job, HttpOutcome outcome) {
+  const Loop& loop = *loop_;
+  outcome.attempts = job->attempts;
+  outcome.latency_ms = MillisecondsBetween(job->submitted, Clock::now());
+  {
+    // The state this outcome leaves behind is published before anyone hears of the outcome.
+    absl::MutexLock lock(&mutex_);
+    if (outcome.response) {
+      ++stats_.succeeded;
+    } else {
+      ++stats_.failed;
+    }
+    stats_.requests_sent = loop.requests_sent;
+    stats_.retries = loop.retries;
+    stats_.concurrency_limit = loop.concurrency.limit();
+    stats_.circuit = CircuitBreaker::StateName(loop.breaker.state(Clock::now()));
+    stats_.circuit_opened = loop.breaker.times_opened();
+  }
+  Callback done = std::move(job->done);
+  job.reset();
+  done(std::move(outcome));
+}
+
+void HttpDispatcher::Fail(std::unique_ptr<Job> job, absl::StatusCode code, std::string kind, std::string message) {
+  HttpOutcome outcome;
+  outcome.code = code;
+  outcome.kind = std::move(kind);
+  outcome.message = options_.redact(std::move(message));
+  Finish(std::move(job), std::move(outcome));
+}
+
+void HttpDispatcher::FailAfter(std::unique_ptr<Job> job, absl::StatusCode code, std::string kind,
+                               const std::string& why) {
+  std::string message = why;
+  if (job->attempts > 0 && !job->message.empty()) {
+    message = absl::StrCat(job->message, " (", AttemptsText(job->attempts), "); ", why);
+    if (kind == error_kind::kTimeout && !job->kind.empty()) {
+      // Ran out of time while retrying: keep saying what kept failing.
+      kind = job->kind;
+      code = job->code;
+    }
+  }
+  Fail(std::move(job), code, std::move(kind), std::move(message));
 }
 
 }  // namespace rlj

@@ -26,6 +26,8 @@
 
 namespace rlj {
 
+struct AttemptClassification;  // judge/http/retry_decision.h
+
 struct HttpDispatcherOptions {
   std::string name = "teacher";      // for logs
   int max_concurrency = 16;          // requests in flight, at most
@@ -113,6 +115,26 @@ class HttpDispatcher {
   void Enqueue(std::vector<std::unique_ptr<Job>> jobs);  // hands jobs to the loop: one lock, one wake-up
   void Run();
   void Wake();  // interrupts the loop's wait
+  // The loop's steps (on its thread; Run calls them in this order every turn).
+  bool TakeArrivals();                          // moves submitted jobs to the ready queue; false: stopping
+  void ReadyDueRetries(Clock::time_point now);  // retries whose backoff is over go ahead of new requests
+  void SweepDeadlines(Clock::time_point now);   // fails ready jobs whose deadline passed (every kDeadlineSweep)
+  void Dispatch(Clock::time_point now);         // starts ready jobs while the limits allow
+  void StartAttempt(std::unique_ptr<Job> job, Clock::time_point now);
+  void DrainCompletions();                      // every transfer curl reports done goes to Complete
+  void Complete(Job* raw, CURLcode code);       // classify the attempt, then finish it, fail it or retry it
+  void RecycleHandle(Job* job);                 // the finished transfer's handle back to the idle pool
+  // What an attempt tells the circuit breaker, the adaptive limit, the stats and the Retry-After pause.
+  void RecordAttempt(const Job& job, const AttemptClassification& attempt, double latency_ms, Clock::time_point now);
+  void PublishState(Clock::time_point now);
+  Clock::time_point NextWake(Clock::time_point now) const;  // when the loop must look again at the latest
+  void WaitForEvents(Clock::time_point wake);   // epoll until `wake`; hands socket activity to curl
+  void CancelEverything();                      // on shutdown: every job fails with Cancelled
+  // Ends a job: publishes the state it leaves, then runs its callback.
+  void Finish(std::unique_ptr<Job> job, HttpOutcome outcome);
+  void Fail(std::unique_ptr<Job> job, absl::StatusCode code, std::string kind, std::string message);
+  // The failure a request ends with after its last attempt, or when a later check stops it.
+  void FailAfter(std::unique_ptr<Job> job, absl::StatusCode code, std::string kind, const std::string& why);
   // libcurl's socket and timer callbacks (CURLMOPT_SOCKETFUNCTION / CURLMOPT_TIMERFUNCTION); `user` is the Loop.
   static int OnCurlSocket(void* easy, int socket, int what, void* user, void* socket_data);
   // CURLOPT_OPENSOCKETFUNCTION / CURLOPT_CLOSESOCKETFUNCTION: the connections' sockets, so that idle ones
