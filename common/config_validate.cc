@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/config_ranges.h"
 #include "common/status.h"
+#include "common/tokenizer/chat_template.h"
 #include "common/wire_bounds.h"
 
 namespace rlj {
@@ -57,9 +58,7 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(tok.kind() == "hf" || !tok.has_path(), "tokenizer.path", "is for tokenizer.kind: hf");
   RLJ_REQUIRE(tok.kind() != "hf" || !tok.path().empty() || !m.init_checkpoint().empty(), "tokenizer.path",
               "is required with tokenizer.kind: hf unless model.init_checkpoint holds a tokenizer.json");
-  RLJ_REQUIRE(tok.chat_template().empty() || tok.chat_template() == "chatml" || tok.chat_template() == "llama3" ||
-                  tok.chat_template() == "plain" || tok.chat_template().find("{prompt}") != std::string::npos,
-              "tokenizer.chat_template", "must be empty, chatml, llama3, plain or a template containing {prompt}");
+  RLJ_RETURN_IF_ERROR(ChatTemplate::Parse(tok.chat_template()).status());
 
   const auto& s = c.sampling();
   RLJ_REQUIRE(s.max_new_tokens() < m.max_seq_len(), "sampling.max_new_tokens", "must be < model.max_seq_len");

@@ -1,34 +1,26 @@
-// sampler.cc: batched sampling: left-padded prefill into a KV cache, then one decode step per token with
-// temperature / top-k / top-p, stop tokens and strings, finished rows dropped from the batch.
+// sampler.cc: SampleCompletions: the request checked, then one DecodeBatch whose rows sample with their own
+// stream (seed + prompt index), record each token's log-prob and stop where the stop matcher says.
 #include "model/sampler.h"
 
-#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "model/kv_cache.h"
-#include "model/logprobs.h"
-#include "model/transformer.h"
 #include "common/status.h"
-#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
+#include "model/decode_loop.h"
+#include "model/logprobs.h"
+#include "model/tensor/torch_util.h"
+#include "model/transformer.h"
 
 namespace rlj {
 namespace {
 
 absl::Status ValidateRequest(const TransformerConfig& config, const Tokenizer& tokenizer,
                              const std::vector<std::vector<int32_t>>& prompts, const SamplingOptions& options) {
-  if (!(options.temperature >= 0) || !std::isfinite(options.temperature)) {
-    return absl::InvalidArgumentError(absl::StrCat("temperature must be >= 0 (0 = greedy), got ", options.temperature));
-  }
-  if (options.top_k < 0) return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", options.top_k));
-  if (!(options.top_p > 0 && options.top_p <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", options.top_p));
-  }
+  RLJ_RETURN_IF_ERROR(ValidateSamplingParams(options));
   if (options.max_new_tokens < 1) {
     return absl::InvalidArgumentError(absl::StrCat("max_new_tokens must be >= 1, got ", options.max_new_tokens));
   }
@@ -71,94 +63,67 @@ absl::Status ValidateRequest(const TransformerConfig& config, const Tokenizer& t
   return absl::OkStatus();
 }
 
-// One sampling decision per row: next ids [n] int64 and their log-probs [n] float32, on the CPU.
-class TokenChooser {
+// The rows of one SampleCompletions call: each prompt's stream, completion and end.
+class CompletionRows : public DecodeRows {
  public:
-  TokenChooser(const SamplingOptions& options, int64_t tokenizer_vocab)
+  CompletionRows(const Tokenizer& tokenizer, const SamplingOptions& options, int64_t vocab, size_t batch)
       : options_(options),
-        tokenizer_vocab_(tokenizer_vocab),
-        generator_(at::make_generator<at::CPUGeneratorImpl>(options.seed)) {}
+        usable_vocab_(tokenizer.vocab_size()),
+        matcher_(tokenizer, vocab, options.stop_token_ids, options.stop_strings),
+        completions_(batch),
+        finished_(batch, false) {
+    streams_.reserve(batch);
+    for (size_t p = 0; p < batch; ++p) {
+      streams_.emplace_back(options, options.seed + p);
+      completions_[p].tokens.reserve(static_cast<size_t>(options.max_new_tokens));
+      completions_[p].logprobs.reserve(static_cast<size_t>(options.max_new_tokens));
+    }
+  }
 
-  // logits [n, V] float32 on the CPU.
-  std::pair<at::Tensor, at::Tensor> Choose(const at::Tensor& logits) {
-    const int64_t vocab = logits.size(1);
+  bool finished(int64_t row) const override { return finished_[static_cast<size_t>(row)]; }
+
+  absl::StatusOr<at::Tensor> Step(const at::Tensor& logits, std::span<const int64_t> rows) override {
+    std::vector<SamplingStream*> streams;
+    for (const int64_t row : rows) streams.push_back(&streams_[static_cast<size_t>(row)]);
+    const at::Tensor ids = ChooseTokens(logits, usable_vocab_, streams);
     const double temperature = options_.temperature > 0 ? options_.temperature : 1.0;
-    at::Tensor scores = logits;
-    const bool greedy = options_.temperature == 0;
-    const bool filter = !greedy && ((options_.top_k > 0 && options_.top_k < vocab) || options_.top_p < 1);
-    if (tokenizer_vocab_ < vocab || (!greedy && temperature != 1.0) || filter) scores = logits.clone();
-    // Model ids the tokenizer cannot decode are never chosen.
-    if (tokenizer_vocab_ < vocab) scores.narrow(1, tokenizer_vocab_, vocab - tokenizer_vocab_).fill_(-kInfinity);
-    at::Tensor ids;
-    if (greedy) {
-      ids = scores.argmax(-1);
-    } else {
-      if (temperature != 1.0) scores.div_(temperature);
-      if (options_.top_k > 0 && options_.top_k < vocab) {
-        const at::Tensor kth = std::get<0>(scores.topk(options_.top_k, -1)).narrow(-1, options_.top_k - 1, 1);
-        scores.masked_fill_(scores.lt(kth), -kInfinity);
-      }
-      if (options_.top_p < 1) {
-        // Keep the most likely ids until their mass reaches top_p (the first id always stays).
-        const auto [sorted, order] = scores.sort(-1, /*descending=*/true);
-        const at::Tensor probs = sorted.softmax(-1);
-        const at::Tensor mass_before = probs.cumsum(-1) - probs;
-        const at::Tensor drop_sorted = mass_before.ge(options_.top_p);
-        scores.masked_fill_(drop_sorted.scatter(-1, order, drop_sorted), -kInfinity);
-      }
-      ids = at::multinomial(scores.softmax(-1), 1, /*replacement=*/false, generator_).squeeze(1);
-    }
     const at::Tensor logprobs = TokenLogProbs(logits.unsqueeze(1), ids.unsqueeze(1), temperature).squeeze(1);
-    return {ids, logprobs};
-  }
-
- private:
-  static constexpr double kInfinity = std::numeric_limits<double>::infinity();
-  const SamplingOptions& options_;
-  const int64_t tokenizer_vocab_;
-  at::Generator generator_;
-};
-
-// Per-prompt bookkeeping: what was sampled, and whether (and why) it stopped.
-class CompletionBuilder {
- public:
-  CompletionBuilder(const Tokenizer& tokenizer, const SamplingOptions& options, int32_t vocab)
-      : tokenizer_(tokenizer), options_(options), is_stop_token_(vocab, false) {
-    for (const int32_t id : tokenizer.stop_ids()) is_stop_token_[id] = true;  // <eos>, <|eot_id|>, ...
-    for (const int32_t id : options.stop_token_ids) is_stop_token_[id] = true;
-  }
-
-  // Records the token; returns true when the completion is finished (not counting the length limit).
-  absl::StatusOr<bool> Add(SampledCompletion& completion, int32_t id, float logprob) const {
-    completion.tokens.push_back(id);
-    completion.logprobs.push_back(logprob);
-    if (is_stop_token_[id]) {
-      completion.finish = FinishReason::kStopToken;
-      RLJ_ASSIGN_OR_RETURN(completion.text,
-                           tokenizer_.Decode(std::span<const int32_t>(completion.tokens).first(completion.tokens.size() - 1)));
-      return true;
+    const auto id_access = ids.accessor<int64_t, 1>();
+    const auto logprob_access = logprobs.accessor<float, 1>();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const auto p = static_cast<size_t>(rows[i]);
+      SampledCompletion& completion = completions_[p];
+      completion.tokens.push_back(static_cast<int32_t>(id_access[static_cast<int64_t>(i)]));
+      completion.logprobs.push_back(logprob_access[static_cast<int64_t>(i)]);
+      RLJ_ASSIGN_OR_RETURN(std::optional<CompletionEnd> end, matcher_.Check(completion.tokens));
+      if (end.has_value()) Finish(p, *std::move(end));
     }
-    if (options_.stop_strings.empty()) return false;
-    RLJ_ASSIGN_OR_RETURN(std::string text, tokenizer_.Decode(completion.tokens));
-    size_t cut = std::string::npos;
-    for (const std::string& stop : options_.stop_strings) cut = std::min(cut, text.find(stop));
-    if (cut == std::string::npos) return false;
-    text.resize(cut);
-    completion.text = std::move(text);
-    completion.finish = FinishReason::kStopString;
-    return true;
+    return ids;
   }
 
-  absl::Status FinishByLength(SampledCompletion& completion) const {
-    completion.finish = FinishReason::kLength;
-    RLJ_ASSIGN_OR_RETURN(completion.text, tokenizer_.Decode(completion.tokens));
-    return absl::OkStatus();
+  // The completions, those still going cut by the length limit.
+  absl::StatusOr<std::vector<SampledCompletion>> Take() {
+    for (size_t p = 0; p < completions_.size(); ++p) {
+      if (finished_[p]) continue;
+      RLJ_ASSIGN_OR_RETURN(CompletionEnd end, matcher_.AtLength(completions_[p].tokens));
+      Finish(p, std::move(end));
+    }
+    return std::move(completions_);
   }
 
  private:
-  const Tokenizer& tokenizer_;
+  void Finish(size_t p, CompletionEnd end) {
+    completions_[p].finish = end.finish;
+    completions_[p].text = std::move(end.text);
+    finished_[p] = true;
+  }
+
   const SamplingOptions& options_;
-  std::vector<bool> is_stop_token_;
+  const int64_t usable_vocab_;
+  const StopMatcher matcher_;
+  std::vector<SamplingStream> streams_;
+  std::vector<SampledCompletion> completions_;
+  std::vector<bool> finished_;
 };
 
 absl::StatusOr<std::vector<SampledCompletion>> Sample(Transformer& model, const Tokenizer& tokenizer,
@@ -166,106 +131,14 @@ absl::StatusOr<std::vector<SampledCompletion>> Sample(Transformer& model, const 
                                                       const SamplingOptions& options) {
   c10::InferenceMode inference_mode;
   const TransformerConfig& config = model->config();
-  const at::Tensor some_parameter = model->parameters().front();
-  const c10::Device device = some_parameter.device();
-  const auto batch = static_cast<int64_t>(prompts.size());
-  int64_t prompt_width = 0;
-  for (const auto& prompt : prompts) prompt_width = std::max<int64_t>(prompt_width, prompt.size());
   const int32_t pad_id = tokenizer.pad_id() >= 0 && tokenizer.pad_id() < config.vocab_size ? tokenizer.pad_id() : 0;
-
-  // Left-padded prompts; positions count the real tokens only.
-  at::Tensor tokens = at::full({batch, prompt_width}, pad_id, at::kLong);
-  at::Tensor positions = at::zeros({batch, prompt_width}, at::kLong);
-  at::Tensor key_mask = at::zeros({batch, prompt_width}, at::kBool);
-  at::Tensor next_positions = at::empty({batch, 1}, at::kLong);
-  {
-    auto token_access = tokens.accessor<int64_t, 2>();
-    auto position_access = positions.accessor<int64_t, 2>();
-    auto mask_access = key_mask.accessor<bool, 2>();
-    auto next_position_access = next_positions.accessor<int64_t, 2>();
-    for (int64_t b = 0; b < batch; ++b) {
-      const auto length = static_cast<int64_t>(prompts[b].size());
-      const int64_t offset = prompt_width - length;
-      for (int64_t i = 0; i < length; ++i) {
-        token_access[b][offset + i] = prompts[b][i];
-        position_access[b][offset + i] = i;
-        mask_access[b][offset + i] = true;
-      }
-      next_position_access[b][0] = length;
-    }
-  }
-  next_positions = next_positions.to(device);
-
-  KvCache cache(config, batch, prompt_width + options.max_new_tokens, device, some_parameter.scalar_type());
-  RLJ_RETURN_IF_ERROR(cache.Append(key_mask));
-  at::Tensor logits =
-      model->forward_cached(tokens.to(device), positions.to(device), cache).select(1, prompt_width - 1);
-
-  TokenChooser chooser(options, tokenizer.vocab_size());
-  const CompletionBuilder builder(tokenizer, options, config.vocab_size);
-  std::vector<SampledCompletion> completions(batch);
-  for (auto& completion : completions) {
-    completion.tokens.reserve(options.max_new_tokens);
-    completion.logprobs.reserve(options.max_new_tokens);
-  }
-  std::vector<int64_t> prompt_of_row(batch);  // cache row → prompt index
-  for (int64_t b = 0; b < batch; ++b) prompt_of_row[b] = b;
-  std::vector<bool> finished(batch, false);
-  int64_t unfinished = batch;
-
-  for (int step = 0; step < options.max_new_tokens; ++step) {
-    const at::Tensor cpu_logits = logits.to(c10::kCPU, at::kFloat);
-    auto [ids, logprobs] = chooser.Choose(cpu_logits);
-    const auto id_access = ids.accessor<int64_t, 1>();
-    const auto logprob_access = logprobs.accessor<float, 1>();
-    int64_t finished_rows = 0;  // rows of the batch that no longer need decoding
-    for (int64_t row = 0; row < static_cast<int64_t>(prompt_of_row.size()); ++row) {
-      const int64_t p = prompt_of_row[row];
-      if (finished[p]) {
-        ++finished_rows;
-        continue;
-      }
-      RLJ_ASSIGN_OR_RETURN(const bool done, builder.Add(completions[p], static_cast<int32_t>(id_access[row]),
-                                                         logprob_access[row]));
-      if (done) {
-        finished[p] = true;
-        --unfinished;
-        ++finished_rows;
-      }
-    }
-    const int remaining_steps = options.max_new_tokens - 1 - step;
-    if (unfinished == 0 || remaining_steps == 0) break;
-
-    // Drop finished rows when the compute saved over the remaining steps outweighs moving the cache.
-    const auto rows = static_cast<int64_t>(prompt_of_row.size());
-    if (finished_rows > 0 && finished_rows * remaining_steps >= 2 * rows) {
-      std::vector<int64_t> keep;
-      std::vector<int64_t> kept_prompts;
-      for (int64_t row = 0; row < rows; ++row) {
-        if (!finished[prompt_of_row[row]]) {
-          keep.push_back(row);
-          kept_prompts.push_back(prompt_of_row[row]);
-        }
-      }
-      RLJ_RETURN_IF_ERROR(cache.KeepRows(keep));
-      const at::Tensor index = at::tensor(keep, at::kLong);
-      ids = ids.index_select(0, index);
-      next_positions = next_positions.index_select(0, index.to(device));
-      prompt_of_row = std::move(kept_prompts);
-    }
-
-    RLJ_RETURN_IF_ERROR(cache.AppendValid(1));
-    logits = model->forward_cached(ids.view({-1, 1}).to(device), next_positions, cache).select(1, 0);
-    next_positions.add_(1);
-  }
-  for (int64_t p = 0; p < batch; ++p) {
-    if (!finished[p]) RLJ_RETURN_IF_ERROR(builder.FinishByLength(completions[p]));
-  }
-  return completions;
+  std::vector<std::span<const int32_t>> spans(prompts.begin(), prompts.end());
+  CompletionRows rows(tokenizer, options, config.vocab_size, prompts.size());
+  RLJ_RETURN_IF_ERROR(DecodeBatch(model, spans, pad_id, options.max_new_tokens, rows).status());
+  return rows.Take();
 }
 
 }  // namespace
-
 absl::StatusOr<std::vector<SampledCompletion>> SampleCompletions(Transformer& model, const Tokenizer& tokenizer,
                                                                  const std::vector<std::vector<int32_t>>& prompts,
                                                                  const SamplingOptions& options) {

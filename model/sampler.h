@@ -1,5 +1,5 @@
-// sampler.h: batched generation over a preallocated KV cache: left-padded prefill, then one decode step
-// per token; temperature / top-k / top-p, stop tokens and stop strings, a seed, per-token log-probs.
+// sampler.h: completions for a batch of prompts, as the actor, eval and generate want them: the token sampler,
+// the stop matcher and the decode loop of model/ put together, with each sampled token's log-prob.
 #pragma once
 
 #include <cstdint>
@@ -7,23 +7,20 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/stop_matcher.h"
+#include "model/token_sampler.h"
 
 namespace rlj {
 
 class Transformer;
 class Tokenizer;
 
-struct SamplingOptions {
-  double temperature = 1.0;  // 0 = greedy
-  int top_k = 0;             // 0 = off
-  double top_p = 1.0;        // 1 = off
+struct SamplingOptions : SamplingParams {
   int max_new_tokens = 32;
   std::vector<int32_t> stop_token_ids;    // besides the tokenizer's stop_ids() (<eos>, <|eot_id|>, ...)
   std::vector<std::string> stop_strings;  // stop once the decoded completion contains one
-  uint64_t seed = 0;                      // same seed, weights and prompts → same completions
+  uint64_t seed = 0;  // prompt p samples with seed + p: same seed, weights and prompts → same completions
 };
-
-enum class FinishReason { kStopToken, kStopString, kLength };
 
 struct SampledCompletion {
   std::vector<int32_t> tokens;   // sampled ids, including the stop token / the token completing a stop string

@@ -1,29 +1,30 @@
-// batch_engine.cc: the queue, the batching thread, and one batch's prefill + decode over a KV cache with
-// per-row sampling parameters, log-probs and top alternatives.
+// batch_engine.cc: the queue, the batching thread, and one batch's rows run through model/'s decode loop,
+// token sampler and stop matcher with per-row sampling parameters, log-probs and top alternatives.
 #include "teacher/batch_engine.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
-#include <cmath>
 #include <condition_variable>
 #include <deque>
-#include <limits>
 #include <map>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log.h"
-#include "model/kv_cache.h"
-#include "model/transformer.h"
 #include "common/status.h"
-#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
+#include "model/decode_loop.h"
+#include "model/stop_matcher.h"
+#include "model/tensor/torch_util.h"
+#include "model/token_sampler.h"
+#include "model/transformer.h"
 
 namespace rlj::teacher {
 namespace {
@@ -39,9 +40,16 @@ struct Pending {
 
 // One sequence to compute: a request's choice, after merging identical deterministic choices.
 struct Row {
-  const GenerationRequest* request = nullptr;
-  uint64_t seed = 0;
-  std::mt19937_64 rng;
+  Row(const GenerationRequest& request, uint64_t seed, const Tokenizer& tokenizer, int64_t vocab)
+      : request(&request),
+        stream(SamplingParams{request.params.temperature, request.params.top_k, request.params.top_p}, seed),
+        matcher(tokenizer, vocab, {}, request.params.stop) {}
+
+  const GenerationRequest* request;
+  SamplingStream stream;
+  StopMatcher matcher;
+  std::vector<int32_t> sampled;                    // every sampled id, the stop id included
+  std::vector<PositionLogprobs> sampled_logprobs;  // per sampled id when params.logprobs
   GeneratedChoice out;
   std::vector<PositionLogprobs> prompt_logprobs;
   bool finished = false;
@@ -52,7 +60,8 @@ struct Row {
 // seeded with the same seed.
 std::string MergeKey(const GenerationRequest& request, uint64_t seed) {
   const GenerationParams& p = request.params;
-  return absl::StrCat(absl::StrJoin(request.prompt, ","), "|", p.max_tokens, "|", p.temperature, "|", p.top_p, "|",
+  return absl::StrCat(absl::StrJoin(request.prompt, ","), "|", p.max_tokens, "|", p.temperature, "|", p.top_k, "|",
+                      p.top_p, "|",
                       p.temperature == 0 ? 0 : seed, "|", absl::StrJoin(p.stop, "\x1f"), "|", p.logprobs ? 1 : 0, "|",
                       p.top_logprobs, "|", p.prompt_logprobs ? 1 : 0, "|", p.prompt_top_logprobs);
 }
@@ -81,9 +90,6 @@ struct BatchEngine::State {
   int vocab = 0;
   int64_t usable_vocab = 0;  // ids the tokenizer can decode; others are never sampled
   int32_t pad_id = 0;
-  std::vector<bool> is_stop_id;  // the tokenizer's stop_ids(): <eos>, end-of-turn tokens
-  c10::Device device{c10::kCPU};
-  c10::ScalarType dtype = c10::kFloat;
 
   mutable std::mutex mutex;
   std::condition_variable changed;
@@ -98,9 +104,6 @@ struct BatchEngine::State {
   void RunBatch(std::vector<std::unique_ptr<Pending>>& batch);
   absl::Status Compute(std::vector<Row*>& rows, BatchEngineStats* counts);
   absl::Status ComputePart(const std::vector<Row*>& rows, BatchEngineStats* counts);
-  absl::Status Choose(Row& row, const float* logits, const float* logprobs, std::vector<float>& weights,
-                      std::vector<int32_t>& scratch, int32_t* chosen) const;
-  absl::Status Record(Row& row, int32_t id, float logprob, std::vector<TokenLogprob> top) const;
 };
 
 absl::Status BatchEngine::State::Validate(const GenerationRequest& request) const {
@@ -122,7 +125,7 @@ absl::Status BatchEngine::State::Validate(const GenerationRequest& request) cons
   if (!(p.temperature >= 0 && p.temperature <= 2)) {
     return absl::InvalidArgumentError(absl::StrCat("temperature must be in [0, 2], got ", p.temperature));
   }
-  if (!(p.top_p > 0 && p.top_p <= 1)) return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", p.top_p));
+  RLJ_RETURN_IF_ERROR(ValidateSamplingParams(SamplingParams{p.temperature, p.top_k, p.top_p}));
   if (p.n < 1) return absl::InvalidArgumentError(absl::StrCat("n must be >= 1, got ", p.n));
   if (p.n > options.max_batch) {
     return absl::InvalidArgumentError(absl::StrCat("n must be <= ", options.max_batch, " (the batch size), got ", p.n));
@@ -184,11 +187,8 @@ void BatchEngine::State::RunBatch(std::vector<std::unique_ptr<Pending>>& batch) 
         if (auto it = merged.find(key); it != merged.end()) row = it->second;
       }
       if (row == nullptr) {
-        owned.push_back(std::make_unique<Row>());
+        owned.push_back(std::make_unique<Row>(request, seed, *tokenizer, vocab));
         row = owned.back().get();
-        row->request = &request;
-        row->seed = seed;
-        row->rng.seed(seed);
         if (deterministic) merged.emplace(std::move(key), row);
       }
       row->copies_to.push_back(b << 16 | static_cast<size_t>(choice));
@@ -263,213 +263,111 @@ absl::Status BatchEngine::State::Compute(std::vector<Row*>& rows, BatchEngineSta
   return absl::OkStatus();
 }
 
-absl::Status BatchEngine::State::Record(Row& row, int32_t id, float logprob, std::vector<TokenLogprob> top) const {
-  const GenerationParams& p = row.request->params;
-  GeneratedChoice& out = row.out;
-  ++out.generated_tokens;
-  if (is_stop_id[static_cast<size_t>(id)]) {
-    out.finish = FinishReason::kEos;
-    row.finished = true;
-  } else {
-    out.tokens.push_back(id);
-    if (p.logprobs) out.logprobs.push_back(PositionLogprobs{id, logprob, std::move(top)});
-    if (!p.stop.empty()) {
-      RLJ_ASSIGN_OR_RETURN(std::string text, tokenizer->Decode(out.tokens));
-      size_t cut = std::string::npos;
-      for (const std::string& stop : p.stop) cut = std::min(cut, text.find(stop));
-      if (cut != std::string::npos) {
-        // Drop the tokens that begin at or after the cut; the text ends before the stop string.
-        while (!out.tokens.empty()) {
-          RLJ_ASSIGN_OR_RETURN(std::string before,
-                               tokenizer->Decode(std::span<const int32_t>(out.tokens).first(out.tokens.size() - 1)));
-          if (before.size() < cut) break;
-          out.tokens.pop_back();
-          if (!out.logprobs.empty()) out.logprobs.pop_back();
-        }
-        text.resize(cut);
-        out.text = std::move(text);
-        out.finish = FinishReason::kStopString;
+// The rows of one part of a batch as the decode loop sees them: prompt log-probs after the prefill, then each
+// step's ids drawn by the rows' own streams, reported with their log-probs and ended by each row's matcher.
+class EngineRows : public DecodeRows {
+ public:
+  EngineRows(const std::vector<Row*>& rows, int64_t usable_vocab, int64_t width, BatchEngineStats* counts)
+      : rows_(rows), usable_vocab_(usable_vocab), width_(width), counts_(counts) {}
+
+  absl::Status AfterPrefill(const at::Tensor& logits) override {
+    for (size_t b = 0; b < rows_.size(); ++b) {
+      Row& row = *rows_[b];
+      if (row.request->params.prompt_logprobs) ScorePrompt(row, logits[static_cast<int64_t>(b)]);
+      if (row.request->params.max_tokens == 0) {  // it only scores its prompt
         row.finished = true;
-        return absl::OkStatus();
+        row.out.finish = FinishReason::kLength;
       }
     }
-  }
-  if (!row.finished && out.generated_tokens >= p.max_tokens) {
-    out.finish = FinishReason::kLength;
-    row.finished = true;
-  }
-  if (row.finished && out.finish != FinishReason::kStopString) {
-    RLJ_ASSIGN_OR_RETURN(out.text, tokenizer->Decode(out.tokens));
-  }
-  return absl::OkStatus();
-}
-
-// Picks the next id of one row: greedy at temperature 0, else a draw from softmax(logits / T) restricted to
-// the top_p nucleus, with the row's own generator.
-absl::Status BatchEngine::State::Choose(Row& row, const float* logits, const float* logprobs,
-                                        std::vector<float>& weights, std::vector<int32_t>& scratch,
-                                        int32_t* chosen) const {
-  const GenerationParams& p = row.request->params;
-  const int64_t usable = usable_vocab;
-  if (p.temperature == 0) {
-    int32_t best = 0;
-    for (int64_t i = 1; i < usable; ++i) {
-      if (logprobs[i] > logprobs[best]) best = static_cast<int32_t>(i);
-    }
-    *chosen = best;
     return absl::OkStatus();
   }
-  const float top = *std::max_element(logits, logits + usable);
-  weights.resize(static_cast<size_t>(usable));
-  const double inverse_temperature = 1.0 / p.temperature;
-  for (int64_t i = 0; i < usable; ++i) {
-    weights[static_cast<size_t>(i)] = static_cast<float>(std::exp((logits[i] - top) * inverse_temperature));
+
+  bool finished(int64_t row) const override { return rows_[static_cast<size_t>(row)]->finished; }
+
+  absl::StatusOr<at::Tensor> Step(const at::Tensor& logits, std::span<const int64_t> rows) override {
+    std::vector<SamplingStream*> streams;
+    for (const int64_t r : rows) streams.push_back(&rows_[static_cast<size_t>(r)]->stream);
+    const at::Tensor ids = ChooseTokens(logits, usable_vocab_, streams);
+    const at::Tensor logprobs = logits.log_softmax(-1).contiguous();
+    const int64_t vocab = logprobs.size(1);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      Row& row = *rows_[static_cast<size_t>(rows[i])];
+      const float* row_logprobs = logprobs.data_ptr<float>() + static_cast<int64_t>(i) * vocab;
+      const auto id = static_cast<int32_t>(ids[static_cast<int64_t>(i)].item<int64_t>());
+      RLJ_RETURN_IF_ERROR(Record(row, id, row_logprobs));
+    }
+    return ids;
   }
-  if (p.top_p < 1) {
-    // Keep the most likely ids until their mass reaches top_p (the most likely one always stays).
-    scratch.resize(static_cast<size_t>(usable));
-    std::iota(scratch.begin(), scratch.end(), 0);
-    std::sort(scratch.begin(), scratch.end(), [&](int32_t a, int32_t b) { return weights[a] > weights[b] || (weights[a] == weights[b] && a < b); });
-    const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
-    double mass = 0;
-    for (const int32_t id : scratch) {
-      if (mass >= p.top_p * total) {
-        weights[static_cast<size_t>(id)] = 0;
-      } else {
-        mass += weights[static_cast<size_t>(id)];
-      }
+
+ private:
+  // Prompt log-probs (echo): position i is scored by the logits at i - 1; row b's prompt is right-aligned.
+  void ScorePrompt(Row& row, const at::Tensor& logits) {
+    const std::vector<int32_t>& prompt = row.request->prompt;
+    const auto length = static_cast<int64_t>(prompt.size());
+    if (length < 2) return;
+    const at::Tensor scored =
+        logits.narrow(0, width_ - length, length - 1).to(c10::kCPU, at::kFloat).log_softmax(-1).contiguous();
+    const float* data = scored.data_ptr<float>();
+    const int64_t vocab = scored.size(1);
+    row.prompt_logprobs.reserve(static_cast<size_t>(length - 1));
+    for (int64_t i = 0; i + 1 < length; ++i) {
+      const float* position = data + i * vocab;
+      const int32_t id = prompt[static_cast<size_t>(i + 1)];
+      row.prompt_logprobs.push_back(PositionLogprobs{
+          id, position[id], TopLogprobs(position, usable_vocab_, row.request->params.prompt_top_logprobs, scratch_)});
     }
   }
-  std::discrete_distribution<int32_t> draw(weights.begin(), weights.end());
-  *chosen = draw(row.rng);
-  return absl::OkStatus();
-}
+
+  absl::Status Record(Row& row, int32_t id, const float* logprobs) {
+    const GenerationParams& p = row.request->params;
+    row.sampled.push_back(id);
+    ++counts_->generated_tokens;
+    if (p.logprobs) {
+      row.sampled_logprobs.push_back(
+          PositionLogprobs{id, logprobs[id], TopLogprobs(logprobs, usable_vocab_, p.top_logprobs, scratch_)});
+    }
+    RLJ_ASSIGN_OR_RETURN(std::optional<CompletionEnd> end, row.matcher.Check(row.sampled));
+    if (!end.has_value() && static_cast<int64_t>(row.sampled.size()) >= p.max_tokens) {
+      RLJ_ASSIGN_OR_RETURN(end, row.matcher.AtLength(row.sampled));
+    }
+    if (end.has_value()) Finish(row, *std::move(end));
+    return absl::OkStatus();
+  }
+
+  // The choice as reported: the tokens of its text (no stop id, nothing past a stop string's cut).
+  static void Finish(Row& row, CompletionEnd end) {
+    GeneratedChoice& out = row.out;
+    out.tokens.assign(row.sampled.begin(), row.sampled.begin() + static_cast<std::ptrdiff_t>(end.text_tokens));
+    if (!row.sampled_logprobs.empty()) {
+      out.logprobs.assign(row.sampled_logprobs.begin(),
+                          row.sampled_logprobs.begin() + static_cast<std::ptrdiff_t>(end.text_tokens));
+    }
+    out.text = std::move(end.text);
+    out.finish = end.finish;
+    out.generated_tokens = static_cast<int>(row.sampled.size());
+    row.finished = true;
+  }
+
+  const std::vector<Row*>& rows_;
+  const int64_t usable_vocab_;
+  const int64_t width_;
+  BatchEngineStats* counts_;
+  std::vector<int32_t> scratch_;
+};
 
 absl::Status BatchEngine::State::ComputePart(const std::vector<Row*>& rows, BatchEngineStats* counts) {
-  const auto batch = static_cast<int64_t>(rows.size());
   int64_t width = 0;
   int64_t longest_completion = 0;
+  std::vector<std::span<const int32_t>> prompts;
   for (const Row* row : rows) {
+    prompts.emplace_back(row->request->prompt);
     width = std::max<int64_t>(width, static_cast<int64_t>(row->request->prompt.size()));
     longest_completion = std::max<int64_t>(longest_completion, row->request->params.max_tokens);
     counts->prompt_tokens += static_cast<int64_t>(row->request->prompt.size());
   }
-
-  // Left-padded prompts; positions count each row's real tokens.
-  at::Tensor tokens = at::full({batch, width}, pad_id, at::kLong);
-  at::Tensor positions = at::zeros({batch, width}, at::kLong);
-  at::Tensor key_mask = at::zeros({batch, width}, at::kBool);
-  at::Tensor next_positions = at::empty({batch, 1}, at::kLong);
-  {
-    auto token_access = tokens.accessor<int64_t, 2>();
-    auto position_access = positions.accessor<int64_t, 2>();
-    auto mask_access = key_mask.accessor<bool, 2>();
-    auto next_access = next_positions.accessor<int64_t, 2>();
-    for (int64_t b = 0; b < batch; ++b) {
-      const std::vector<int32_t>& prompt = rows[static_cast<size_t>(b)]->request->prompt;
-      const auto length = static_cast<int64_t>(prompt.size());
-      const int64_t offset = width - length;
-      for (int64_t i = 0; i < length; ++i) {
-        token_access[b][offset + i] = prompt[static_cast<size_t>(i)];
-        position_access[b][offset + i] = i;
-        mask_access[b][offset + i] = true;
-      }
-      next_access[b][0] = length;
-    }
-  }
-  KvCache cache(model->config(), batch, width + longest_completion, device, dtype);
-  RLJ_RETURN_IF_ERROR(cache.Append(key_mask));
-  const at::Tensor prefill = model->forward_cached(tokens.to(device), positions.to(device), cache);  // [B, W, V]
-  ++counts->forward_passes;
-
-  std::vector<int32_t> scratch;
-  // Prompt log-probs (echo): position i is scored by the logits at i - 1.
-  for (int64_t b = 0; b < batch; ++b) {
-    Row& row = *rows[static_cast<size_t>(b)];
-    const GenerationParams& p = row.request->params;
-    if (!p.prompt_logprobs) continue;
-    const std::vector<int32_t>& prompt = row.request->prompt;
-    const auto length = static_cast<int64_t>(prompt.size());
-    if (length < 2) continue;
-    const at::Tensor scored =
-        prefill[b].narrow(0, width - length, length - 1).to(c10::kCPU, at::kFloat).log_softmax(-1).contiguous();
-    const float* data = scored.data_ptr<float>();
-    const int64_t vocab_size = scored.size(1);
-    row.prompt_logprobs.reserve(static_cast<size_t>(length - 1));
-    for (int64_t i = 0; i + 1 < length; ++i) {
-      const float* position = data + i * vocab_size;
-      const int32_t id = prompt[static_cast<size_t>(i + 1)];
-      row.prompt_logprobs.push_back(
-          PositionLogprobs{id, position[id], TopLogprobs(position, usable_vocab, p.prompt_top_logprobs, scratch)});
-    }
-  }
-
-  // Rows that only score their prompt are done.
-  int64_t unfinished = 0;
-  for (Row* row : rows) {
-    if (row->request->params.max_tokens == 0) {
-      row->finished = true;
-      row->out.finish = FinishReason::kLength;
-    } else {
-      ++unfinished;
-    }
-  }
-  if (unfinished == 0) return absl::OkStatus();
-
-  at::Tensor logits = prefill.select(1, width - 1);  // [B, V]
-  next_positions = next_positions.to(device);
-  std::vector<int64_t> row_of_slot(static_cast<size_t>(batch));  // cache row → index into rows
-  std::iota(row_of_slot.begin(), row_of_slot.end(), 0);
-  std::vector<float> weights;
-  for (int64_t step = 0;; ++step) {
-    const at::Tensor cpu_logits = logits.to(c10::kCPU, at::kFloat).contiguous();
-    const at::Tensor cpu_logprobs = cpu_logits.log_softmax(-1).contiguous();
-    const int64_t vocab_size = cpu_logits.size(1);
-    const auto slots = static_cast<int64_t>(row_of_slot.size());
-    std::vector<int64_t> next_ids(static_cast<size_t>(slots), pad_id);
-    for (int64_t slot = 0; slot < slots; ++slot) {
-      Row& row = *rows[static_cast<size_t>(row_of_slot[static_cast<size_t>(slot)])];
-      if (row.finished) continue;
-      const float* row_logits = cpu_logits.data_ptr<float>() + slot * vocab_size;
-      const float* row_logprobs = cpu_logprobs.data_ptr<float>() + slot * vocab_size;
-      int32_t id = 0;
-      RLJ_RETURN_IF_ERROR(Choose(row, row_logits, row_logprobs, weights, scratch, &id));
-      const GenerationParams& p = row.request->params;
-      std::vector<TokenLogprob> top;
-      if (p.logprobs) top = TopLogprobs(row_logprobs, usable_vocab, p.top_logprobs, scratch);
-      RLJ_RETURN_IF_ERROR(Record(row, id, row_logprobs[id], std::move(top)));
-      ++counts->generated_tokens;
-      next_ids[static_cast<size_t>(slot)] = id;
-      if (row.finished) --unfinished;
-    }
-    if (unfinished == 0) break;
-
-    // Drop finished rows from the cache when the compute saved over the remaining steps outweighs the move.
-    int64_t finished_slots = 0;
-    for (const int64_t r : row_of_slot) finished_slots += rows[static_cast<size_t>(r)]->finished ? 1 : 0;
-    const int64_t remaining_steps = longest_completion - 1 - step;
-    at::Tensor ids = at::tensor(next_ids, at::kLong);
-    if (finished_slots > 0 && finished_slots * remaining_steps >= 2 * slots) {
-      std::vector<int64_t> keep;
-      std::vector<int64_t> kept_rows;
-      for (int64_t slot = 0; slot < slots; ++slot) {
-        const int64_t r = row_of_slot[static_cast<size_t>(slot)];
-        if (!rows[static_cast<size_t>(r)]->finished) {
-          keep.push_back(slot);
-          kept_rows.push_back(r);
-        }
-      }
-      RLJ_RETURN_IF_ERROR(cache.KeepRows(keep));
-      const at::Tensor index = at::tensor(keep, at::kLong);
-      ids = ids.index_select(0, index);
-      next_positions = next_positions.index_select(0, index.to(device));
-      row_of_slot = std::move(kept_rows);
-    }
-    RLJ_RETURN_IF_ERROR(cache.AppendValid(1));
-    logits = model->forward_cached(ids.view({-1, 1}).to(device), next_positions, cache).select(1, 0);
-    ++counts->forward_passes;
-    next_positions.add_(1);
-  }
+  EngineRows engine_rows(rows, usable_vocab, width, counts);
+  RLJ_ASSIGN_OR_RETURN(const int64_t passes, DecodeBatch(model, prompts, pad_id, longest_completion, engine_rows));
+  counts->forward_passes += passes;
   return absl::OkStatus();
 }
 
@@ -499,17 +397,8 @@ absl::StatusOr<std::unique_ptr<BatchEngine>> BatchEngine::Create(Transformer& mo
                                                    " is outside the model's vocabulary"));
   }
   state->usable_vocab = tokenizer->vocab_size();
-  state->is_stop_id.assign(static_cast<size_t>(config.vocab_size), false);
-  for (const int32_t id : tokenizer->stop_ids()) {
-    if (id >= 0 && id < config.vocab_size) state->is_stop_id[static_cast<size_t>(id)] = true;
-  }
   state->pad_id = tokenizer->pad_id() >= 0 && tokenizer->pad_id() < config.vocab_size ? tokenizer->pad_id() : 0;
-  RLJ_RETURN_IF_ERROR(TorchCall("teacher: reading the model's device", [&] {
-    const at::Tensor parameter = state->model->parameters().front();
-    state->device = parameter.device();
-    state->dtype = parameter.scalar_type();
-    state->model->eval();
-  }));
+  RLJ_RETURN_IF_ERROR(TorchCall("teacher: preparing the model", [&] { state->model->eval(); }));
   State* raw = state.get();
   state->thread = std::thread([raw] { raw->Loop(); });
   return std::unique_ptr<BatchEngine>(new BatchEngine(std::move(state)));

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "model/stop_matcher.h"
+
 namespace rlj::teacher {
 
 // Up to this many alternatives per position (the OpenAI API's own limit for top_logprobs).
@@ -15,6 +17,7 @@ inline constexpr int kMaxTopLogprobs = 20;
 struct GenerationParams {
   int max_tokens = 16;              // 0: only score the prompt (echo)
   double temperature = 1.0;         // 0 = greedy
+  int top_k = 0;                    // keep the k most likely ids (vLLM's extension); 0 = off
   double top_p = 1.0;               // nucleus sampling; 1 = off
   std::optional<uint64_t> seed;     // same seed, prompt and weights → same completion (choice i uses seed + i)
   std::vector<std::string> stop;    // stop once the completion's text contains one (it is cut off)
@@ -42,12 +45,6 @@ struct PositionLogprobs {
   int32_t id = 0;
   float logprob = 0;
   std::vector<TokenLogprob> top;
-};
-
-enum class FinishReason {
-  kEos,         // the model ended its answer (a stop id: <eos>, an end-of-turn token): "stop"
-  kStopString,  // a stop string appeared: "stop"
-  kLength,      // max_tokens or the context ran out: "length"
 };
 
 struct GeneratedChoice {

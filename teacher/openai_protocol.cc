@@ -139,7 +139,8 @@ class FieldReader {
   std::optional<ApiError> error_;
 };
 
-// The shared sampling fields: temperature, top_p, n, stop, seed, stream, stream_options.
+// The shared sampling fields: temperature, top_p, top_k (vLLM's; -1 or 0 is off), n, stop, seed, stream,
+// stream_options.
 void ReadSampling(FieldReader& fields, const json& body, GenerationParams* params, bool* stream, bool* stream_usage) {
   fields.Number("temperature", &params->temperature, 0, 2);
   fields.Number("top_p", &params->top_p, 0, 1);
@@ -147,6 +148,8 @@ void ReadSampling(FieldReader& fields, const json& body, GenerationParams* param
     params->top_p = 1;
     params->temperature = 0;
   }
+  int64_t top_k = 0;
+  if (fields.Integer("top_k", &top_k, -1, INT32_MAX)) params->top_k = static_cast<int>(std::max<int64_t>(top_k, 0));
   int64_t n = 1;
   if (fields.Integer("n", &n, 1, 128)) params->n = static_cast<int>(n);
   fields.Stop(&params->stop);

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "teacher/chat_template.h"
+#include "common/tokenizer/chat_template.h"
 #include "teacher/generation.h"
 #include "nlohmann/json.hpp"
 

@@ -18,7 +18,7 @@
 #include "common/status.h"
 #include "common/tokenizer/tokenizer.h"
 #include "teacher/batch_engine.h"
-#include "teacher/chat_template.h"
+#include "common/tokenizer/chat_template.h"
 #include "teacher/openai_protocol.h"
 #include "teacher/token_text.h"
 #include "nlohmann/json.hpp"
@@ -72,6 +72,7 @@ struct TeacherServer::State {
   BatchEngine* engine = nullptr;
   const Tokenizer* tokenizer = nullptr;
   TeacherServerOptions options;
+  ChatTemplate chat_template;
   std::unique_ptr<TokenTexts> texts;
   httplib::Server http;
   std::thread thread;
@@ -107,9 +108,7 @@ struct TeacherServer::State {
     ChatRequest request;
     if (auto error = ParseChatRequest(body, &request)) return ReplyError(response, *error);
     if (!CheckModel(request.model, response)) return;
-    auto text = RenderChat(request.messages, options.chat_template);
-    if (!text.ok()) return ReplyError(response, ApiErrorFromStatus(text.status()));
-    GenerationRequest generation{texts->EncodePrompt(*text), request.params};
+    GenerationRequest generation{texts->EncodePrompt(chat_template.RenderChat(request.messages)), request.params};
     const auto prompt_tokens = static_cast<int64_t>(generation.prompt.size());
     if (generation.params.max_tokens < 0) {
       generation.params.max_tokens = static_cast<int>(std::max<int64_t>(0, engine->max_context() - prompt_tokens));
@@ -215,7 +214,7 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(BatchEngine*
                                                                     const TeacherServerOptions& options) {
   if (engine == nullptr || tokenizer == nullptr) return absl::InvalidArgumentError("teacher server: no engine or tokenizer");
   if (options.http_threads < 1) return absl::InvalidArgumentError("teacher.http_threads must be >= 1");
-  RLJ_RETURN_IF_ERROR(ValidateChatTemplate(options.chat_template));
+  RLJ_ASSIGN_OR_RETURN(ChatTemplate chat_template, ChatTemplate::Parse(options.chat_template, "teacher chat_template"));
   std::string host;
   int port = 0;
   RLJ_RETURN_IF_ERROR(SplitAddress(options.listen, &host, &port));
@@ -224,6 +223,7 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(BatchEngine*
   state->engine = engine;
   state->tokenizer = tokenizer;
   state->options = options;
+  state->chat_template = std::move(chat_template);
   state->texts = std::make_unique<TokenTexts>(*tokenizer);
   State* s = state.get();
   httplib::Server& http = state->http;
