@@ -42,12 +42,6 @@ std::chrono::milliseconds RetryBudget(const v1::RunConfig& config) {
   return std::chrono::milliseconds(std::max<int64_t>(60000, 2 * int64_t{config.judge().timeout_ms()}));
 }
 
-// A group sampled with one policy version, waiting for its verdicts.
-struct SampledGroup {
-  v1::RolloutGroup group;
-  v1::ScoreRequest request;  // one sample per rollout, in order
-};
-
 // The groups out with the judge and the learner: each runs on its own thread; the loop waits for room
 // before it samples more. Joins every task before it is destroyed.
 class GroupsInFlight {
@@ -95,7 +89,63 @@ class GroupsInFlight {
   std::list<std::future<void>> tasks_;  // touched by the loop's thread only
 };
 
+// The sampling options of an actor's `iteration`-th batch: sampling.*, with a seed of its own.
+SamplingOptions BatchSamplingOptions(const v1::RunConfig& config, int actor_index, int64_t iteration) {
+  const v1::SamplingConfig& sampling = config.sampling();
+  SamplingOptions options;
+  options.temperature = sampling.temperature();
+  options.top_k = sampling.top_k();
+  options.top_p = sampling.top_p();
+  options.max_new_tokens = sampling.max_new_tokens();
+  options.stop_strings.assign(sampling.stop().begin(), sampling.stop().end());
+  // Spread, so that batch k's rows (seed + row) never reuse batch k + 1's streams.
+  options.seed = SpreadSeed(config.seed() * 1000003ULL + static_cast<uint64_t>(actor_index) * 7919ULL +
+                            static_cast<uint64_t>(iteration));
+  return options;
+}
+
+// The leased prompts' tokens; a prompt too long to leave room for sampling.max_new_tokens is an error.
+absl::StatusOr<std::vector<std::vector<int32_t>>> EncodeLeasedPrompts(const Tokenizer& tokenizer,
+                                                                      const v1::LeasePromptsResponse& lease,
+                                                                      int max_prompt_tokens) {
+  std::vector<std::vector<int32_t>> prompt_tokens;
+  for (const v1::LeasedPrompt& prompt : lease.prompts()) {
+    prompt_tokens.push_back(tokenizer.EncodePrompt(prompt.prompt()));
+    if (static_cast<int>(prompt_tokens.back().size()) > max_prompt_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat("leased prompt \"", prompt.prompt_id(), "\" is ",
+                                                     prompt_tokens.back().size(), " tokens; at most ",
+                                                     max_prompt_tokens, " fit with sampling.max_new_tokens"));
+    }
+  }
+  return prompt_tokens;
+}
+
+// Puts the judge's verdicts on the group's rollouts: a failed or missing verdict makes its rollout invalid
+// (masked), never reward 0.
+void ApplyVerdicts(const v1::ScoreResponse& judged, v1::RolloutGroup* group, ActorStats* stats) {
+  std::unordered_map<std::string, const v1::Verdict*> by_id;
+  for (const v1::Verdict& verdict : judged.verdicts()) by_id[verdict.sample_id()] = &verdict;
+  for (v1::Rollout& rollout : *group->mutable_rollouts()) {
+    auto it = by_id.find(rollout.sample_id());
+    const v1::Verdict* verdict = it == by_id.end() ? nullptr : it->second;
+    stats->samples_judged.fetch_add(1);
+    if (verdict == nullptr || verdict->has_error()) {
+      rollout.set_valid(false);
+      rollout.set_error(verdict == nullptr ? "no verdict for this sample" : verdict->error().message());
+      stats->samples_failed.fetch_add(1);
+    } else {
+      rollout.set_valid(true);
+      rollout.set_reward(verdict->reward());
+    }
+  }
+}
+
 }  // namespace
+
+struct RolloutWorker::SampledGroup {
+  v1::RolloutGroup group;
+  v1::ScoreRequest request;  // one sample per rollout, in order
+};
 
 struct RolloutWorker::State {
   v1::RunConfig config;
@@ -110,6 +160,8 @@ struct RolloutWorker::State {
   std::string incarnation;  // random per process: group ids stay unique across actor restarts
   int64_t next_group = 0;
   int64_t iteration = 0;
+
+  std::chrono::milliseconds rpc_timeout() const { return std::chrono::milliseconds(config.actor().rpc_timeout_ms()); }
 };
 
 RolloutWorker::RolloutWorker(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -141,105 +193,167 @@ absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
 }
 
 
+absl::Status RolloutWorker::RefreshPolicy(std::chrono::milliseconds wait) {
+  State& s = *state_;
+  std::optional<FetchedPolicy> fetched;
+  RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.GetPolicy", std::chrono::hours(24 * 365), kActorBackoff, [&]() -> absl::Status {
+    RLJ_ASSIGN_OR_RETURN(fetched, s.fetcher->Fetch(s.version, wait, s.rpc_timeout()));
+    return absl::OkStatus();
+  }));
+  if (!fetched) return absl::OkStatus();
+  const int64_t version = fetched->version;
+  const uint64_t bytes = fetched->bytes;
+  RLJ_RETURN_IF_ERROR(InstallPolicy(std::move(*fetched), s.tokenizer->vocab_size(), &s.model));
+  if (s.version < 0) log::Info("{} got policy v{} ({} MB)", s.options.name, version, bytes / 1e6);
+  s.version = version;
+  stats_.policy_updates.fetch_add(1);
+  return absl::OkStatus();
+}
+
+void RolloutWorker::ScoreAndPush(SampledGroup sampled) {
+  State& s = *state_;
+  const auto judge_start = Clock::now();
+  const int64_t paused_before = s.judge_client->stats().paused.load();
+  absl::StatusOr<v1::ScoreResponse> judged = s.judge_client->Score(sampled.request);
+  if (!judged.ok()) {
+    stats_.groups_dropped.fetch_add(1);
+    if (!absl::IsCancelled(judged.status())) {
+      log::Error("dropping group {}: {}", sampled.group.group_id(), std::string(judged.status().message()));
+    }
+    return;
+  }
+  if (s.judge_client->stats().paused.load() != paused_before) stats_.groups_held.fetch_add(1);
+  v1::RolloutGroup& group = sampled.group;
+  group.set_judge_ms(std::chrono::duration<double, std::milli>(Clock::now() - judge_start).count());
+  ApplyVerdicts(*judged, &group, &stats_);
+  v1::RolloutBatch push;
+  *push.add_groups() = std::move(group);
+  v1::PushRolloutsResponse pushed;
+  absl::Status status = RetryWithBackoff("Learner.PushRollouts", RetryBudget(s.config), kActorBackoff, [&]() -> absl::Status {
+    grpc::ClientContext context;
+    SetDeadline(&context, s.rpc_timeout());
+    auto writer = s.learner->PushRollouts(&context, &pushed);
+    writer->Write(push);
+    writer->WritesDone();
+    return FromGrpcStatus(writer->Finish(), "Learner.PushRollouts");
+  });
+  if (!status.ok()) {
+    stats_.groups_dropped.fetch_add(1);
+    if (!absl::IsCancelled(status)) {
+      log::Error("dropping group {}: {}", push.groups(0).group_id(), std::string(status.message()));
+    }
+    return;
+  }
+  stats_.groups_pushed.fetch_add(pushed.accepted_groups());
+}
+
+absl::StatusOr<v1::LeasePromptsResponse> RolloutWorker::LeasePrompts() {
+  State& s = *state_;
+  v1::LeasePromptsResponse response;
+  v1::LeasePromptsRequest request;
+  request.set_actor(s.options.name);
+  request.set_count(s.config.actor().prompts_per_batch());
+  RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.LeasePrompts", std::chrono::hours(24 * 365), kActorBackoff, [&]() -> absl::Status {
+    grpc::ClientContext context;
+    SetDeadline(&context, s.rpc_timeout());
+    response.Clear();
+    return FromGrpcStatus(s.learner->LeasePrompts(&context, request, &response), "Learner.LeasePrompts");
+  }));
+  return response;
+}
+
+absl::Status RolloutWorker::FollowLearner(int64_t learner_version) {
+  State& s = *state_;
+  if (learner_version < s.version) {
+    log::Warn("{}: the learner is at v{} but this actor has v{} (learner restarted); refetching", s.options.name,
+              learner_version, s.version);
+    s.version = -1;
+  }
+  if (learner_version > s.version || s.version < 0) return RefreshPolicy(std::chrono::milliseconds(0));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<RolloutWorker::SampledGroup>> RolloutWorker::SampleBatch(
+    const v1::LeasePromptsResponse& lease) {
+  State& s = *state_;
+  const int group_size = s.config.sampling().group_size();
+  const int max_prompt_tokens = s.config.model().max_seq_len() - s.config.sampling().max_new_tokens();
+  RLJ_ASSIGN_OR_RETURN(const std::vector<std::vector<int32_t>> prompt_tokens,
+                       EncodeLeasedPrompts(*s.tokenizer, lease, max_prompt_tokens));
+  std::vector<std::vector<int32_t>> batch_prompts;
+  for (const std::vector<int32_t>& tokens : prompt_tokens) {
+    for (int g = 0; g < group_size; ++g) batch_prompts.push_back(tokens);
+  }
+  const SamplingOptions options = BatchSamplingOptions(s.config, s.options.index, s.iteration++);
+  RLJ_ASSIGN_OR_RETURN(const std::vector<SampledCompletion> completions,
+                       SampleCompletions(s.model, *s.tokenizer, batch_prompts, options));
+  const double now_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<SampledGroup> batch;
+  for (int p = 0; p < lease.prompts_size(); ++p) {
+    batch.push_back(MakeGroup(lease, p, prompt_tokens[static_cast<size_t>(p)], completions, now_unix));
+  }
+  return batch;
+}
+
+RolloutWorker::SampledGroup RolloutWorker::MakeGroup(const v1::LeasePromptsResponse& lease, int p,
+                                                     const std::vector<int32_t>& prompt_tokens,
+                                                     const std::vector<SampledCompletion>& completions,
+                                                     double sampled_unix_s) {
+  State& s = *state_;
+  const int group_size = s.config.sampling().group_size();
+  const v1::LeasedPrompt& row = lease.prompts(p);
+  SampledGroup sampled;
+  v1::RolloutGroup& group = sampled.group;
+  group.set_group_id(absl::StrCat(s.options.name, "-", s.incarnation, "-g", s.next_group++));
+  group.set_prompt_id(row.prompt_id());
+  group.mutable_prompt_tokens()->Assign(prompt_tokens.begin(), prompt_tokens.end());
+  group.set_lease_id(lease.lease_id());
+  group.set_item_id(row.item_id());
+  group.set_policy_version(s.version);
+  group.set_actor(s.options.name);
+  group.set_sampled_unix_s(sampled_unix_s);
+  for (int g = 0; g < group_size; ++g) {
+    const SampledCompletion& completion = completions[p * static_cast<size_t>(group_size) + static_cast<size_t>(g)];
+    v1::Rollout* rollout = group.add_rollouts();
+    rollout->set_sample_id(absl::StrCat(group.group_id(), "/", g));
+    rollout->mutable_completion_tokens()->Assign(completion.tokens.begin(), completion.tokens.end());
+    rollout->mutable_behaviour_logprobs()->Assign(completion.logprobs.begin(), completion.logprobs.end());
+    rollout->set_truncated(completion.truncated());
+    stats_.completion_tokens.fetch_add(static_cast<int64_t>(completion.tokens.size()));
+    v1::Sample* sample = sampled.request.add_samples();
+    sample->set_id(rollout->sample_id());
+    sample->set_prompt_id(row.prompt_id());
+    sample->set_prompt(row.prompt());
+    sample->set_completion(completion.text);
+    sample->set_reference(row.reference());
+    sample->set_group_id(group.group_id());
+    sample->set_index_in_group(g);
+    sample->set_run(s.config.name());
+    sample->set_actor(s.options.name);
+    sample->set_policy_version(s.version);
+  }
+  return sampled;
+}
+
+void RolloutWorker::LogProgress(int groups_out) const {
+  const State& s = *state_;
+  const JudgeClientStats& judge = s.judge_client->stats();
+  log::Info("{}: v{} batches {} groups pushed {} (out {}) samples failed {} dropped groups {} | judge retries {} "
+            "(backpressure {}, paused {}, unavailable {})",
+            s.options.name, s.version, stats_.batches.load(), stats_.groups_pushed.load(), groups_out,
+            stats_.samples_failed.load(), stats_.groups_dropped.load(), judge.retries.load(),
+            judge.backpressure.load(), judge.paused.load(), judge.unavailable.load());
+}
+
 absl::Status RolloutWorker::Run() {
   State& s = *state_;
-  const v1::SamplingConfig& sampling = s.config.sampling();
-  const int group_size = sampling.group_size();
-  const int prompts_per_batch = s.config.actor().prompts_per_batch();
-  const auto rpc_timeout = std::chrono::milliseconds(s.config.actor().rpc_timeout_ms());
-  const auto retry_budget = RetryBudget(s.config);
-
-  // Asks the learner for a newer policy; installs it when there is one.
-  auto refresh_policy = [&](std::chrono::milliseconds wait) -> absl::Status {
-    std::optional<FetchedPolicy> fetched;
-    RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.GetPolicy", std::chrono::hours(24 * 365), kActorBackoff, [&]() -> absl::Status {
-      RLJ_ASSIGN_OR_RETURN(fetched, s.fetcher->Fetch(s.version, wait, rpc_timeout));
-      return absl::OkStatus();
-    }));
-    if (!fetched) return absl::OkStatus();
-    const int64_t version = fetched->version;
-    const uint64_t bytes = fetched->bytes;
-    RLJ_RETURN_IF_ERROR(InstallPolicy(std::move(*fetched), s.tokenizer->vocab_size(), &s.model));
-    if (s.version < 0) log::Info("{} got policy v{} ({} MB)", s.options.name, version, bytes / 1e6);
-    s.version = version;
-    stats_.policy_updates.fetch_add(1);
-    return absl::OkStatus();
-  };
-
-  // Scores one group, marks failed verdicts invalid (never reward 0), pushes it.
-  auto score_and_push = [this, &s, rpc_timeout, retry_budget](SampledGroup sampled) {
-    const auto judge_start = Clock::now();
-    const int64_t paused_before = s.judge_client->stats().paused.load();
-    absl::StatusOr<v1::ScoreResponse> judged = s.judge_client->Score(sampled.request);
-    if (!judged.ok()) {
-      stats_.groups_dropped.fetch_add(1);
-      if (!absl::IsCancelled(judged.status())) {
-        log::Error("dropping group {}: {}", sampled.group.group_id(), std::string(judged.status().message()));
-      }
-      return;
-    }
-    if (s.judge_client->stats().paused.load() != paused_before) stats_.groups_held.fetch_add(1);
-    v1::RolloutGroup& group = sampled.group;
-    group.set_judge_ms(std::chrono::duration<double, std::milli>(Clock::now() - judge_start).count());
-    std::unordered_map<std::string, const v1::Verdict*> by_id;
-    for (const v1::Verdict& verdict : judged->verdicts()) by_id[verdict.sample_id()] = &verdict;
-    for (v1::Rollout& rollout : *group.mutable_rollouts()) {
-      auto it = by_id.find(rollout.sample_id());
-      const v1::Verdict* verdict = it == by_id.end() ? nullptr : it->second;
-      stats_.samples_judged.fetch_add(1);
-      if (verdict == nullptr || verdict->has_error()) {
-        rollout.set_valid(false);
-        rollout.set_error(verdict == nullptr ? "no verdict for this sample" : verdict->error().message());
-        stats_.samples_failed.fetch_add(1);
-      } else {
-        rollout.set_valid(true);
-        rollout.set_reward(verdict->reward());
-      }
-    }
-    v1::RolloutBatch push;
-    *push.add_groups() = std::move(group);
-    v1::PushRolloutsResponse pushed;
-    absl::Status status = RetryWithBackoff("Learner.PushRollouts", retry_budget, kActorBackoff, [&]() -> absl::Status {
-      grpc::ClientContext context;
-      SetDeadline(&context, rpc_timeout);
-      auto writer = s.learner->PushRollouts(&context, &pushed);
-      writer->Write(push);
-      writer->WritesDone();
-      return FromGrpcStatus(writer->Finish(), "Learner.PushRollouts");
-    });
-    if (!status.ok()) {
-      stats_.groups_dropped.fetch_add(1);
-      if (!absl::IsCancelled(status)) {
-        log::Error("dropping group {}: {}", push.groups(0).group_id(), std::string(status.message()));
-      }
-      return;
-    }
-    stats_.groups_pushed.fetch_add(pushed.accepted_groups());
-  };
-
-  // Learner.LeasePrompts: the next prompts of the learner's training order, with the learner's version.
-  auto lease_prompts = [&]() -> absl::StatusOr<v1::LeasePromptsResponse> {
-    v1::LeasePromptsResponse response;
-    v1::LeasePromptsRequest request;
-    request.set_actor(s.options.name);
-    request.set_count(prompts_per_batch);
-    RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.LeasePrompts", std::chrono::hours(24 * 365), kActorBackoff, [&]() -> absl::Status {
-      grpc::ClientContext context;
-      SetDeadline(&context, rpc_timeout);
-      response.Clear();
-      return FromGrpcStatus(s.learner->LeasePrompts(&context, request, &response), "Learner.LeasePrompts");
-    }));
-    return response;
-  };
-
-  RLJ_RETURN_IF_ERROR(refresh_policy(std::chrono::milliseconds(0)));
+  RLJ_RETURN_IF_ERROR(RefreshPolicy(std::chrono::milliseconds(0)));
   if (ShutdownRequested()) return absl::OkStatus();
-  const int batch_groups = prompts_per_batch;
+  const int batch_groups = s.config.actor().prompts_per_batch();
   const int max_batches_in_flight = std::max(1, s.config.actor().max_batches_in_flight());
   GroupsInFlight in_flight;
   auto last_report = Clock::now();
   absl::Status result = absl::OkStatus();
-  const int max_prompt_tokens = s.config.model().max_seq_len() - sampling.max_new_tokens();
   while (!ShutdownRequested()) {
     // While the judge waits out a teacher outage, lease nothing more: the held groups go first.
     if (in_flight.count() > 0 && s.judge_client->judge_paused()) {
@@ -253,7 +367,7 @@ absl::Status RolloutWorker::Run() {
     }
     // Room for one more batch: the earlier ones' slow verdicts hold back only their own groups.
     in_flight.WaitUntilAtMost((max_batches_in_flight - 1) * batch_groups);
-    absl::StatusOr<v1::LeasePromptsResponse> lease = lease_prompts();
+    absl::StatusOr<v1::LeasePromptsResponse> lease = LeasePrompts();
     if (!lease.ok()) {
       if (!absl::IsCancelled(lease.status())) result = lease.status();
       break;
@@ -262,96 +376,23 @@ absl::Status RolloutWorker::Run() {
       log::Info("{}: the learner is done (v{}); stopping", s.options.name, lease->learner_version());
       break;
     }
-    if (lease->learner_version() < s.version) {
-      log::Warn("{}: the learner is at v{} but this actor has v{} (learner restarted); refetching",
-                s.options.name, lease->learner_version(), s.version);
-      s.version = -1;
-    }
-    if (lease->learner_version() > s.version || s.version < 0) {
-      if (absl::Status st = refresh_policy(std::chrono::milliseconds(0)); !st.ok()) {
-        result = st;
-        break;
-      }
-    }
-    if (lease->prompts().empty()) continue;
-
-    // Sample the leased prompts × G completions with the current version.
-    std::vector<SampledGroup> batch;
-    std::vector<std::vector<int32_t>> prompt_tokens;
-    std::vector<std::vector<int32_t>> batch_prompts;
-    for (const v1::LeasedPrompt& prompt : lease->prompts()) {
-      prompt_tokens.push_back(s.tokenizer->EncodePrompt(prompt.prompt()));
-      if (static_cast<int>(prompt_tokens.back().size()) > max_prompt_tokens) {
-        result = absl::InvalidArgumentError(absl::StrCat("leased prompt \"", prompt.prompt_id(), "\" is ",
-                                                         prompt_tokens.back().size(), " tokens; at most ",
-                                                         max_prompt_tokens, " fit with sampling.max_new_tokens"));
-        break;
-      }
-      for (int g = 0; g < group_size; ++g) batch_prompts.push_back(prompt_tokens.back());
-    }
-    if (!result.ok()) break;
-    SamplingOptions options;
-    options.temperature = sampling.temperature();
-    options.top_k = sampling.top_k();
-    options.top_p = sampling.top_p();
-    options.max_new_tokens = sampling.max_new_tokens();
-    options.stop_strings.assign(sampling.stop().begin(), sampling.stop().end());
-    options.seed = s.config.seed() * 1000003ULL + static_cast<uint64_t>(s.options.index) * 7919ULL +
-                   static_cast<uint64_t>(s.iteration++);
-    absl::StatusOr<std::vector<SampledCompletion>> completions =
-        SampleCompletions(s.model, *s.tokenizer, batch_prompts, options);
-    if (!completions.ok()) {
-      result = completions.status();
+    if (absl::Status followed = FollowLearner(lease->learner_version()); !followed.ok()) {
+      result = followed;
       break;
     }
-    const double now_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    for (int p = 0; p < lease->prompts_size(); ++p) {
-      const v1::LeasedPrompt& row = lease->prompts(p);
-      SampledGroup& sampled = batch.emplace_back();
-      v1::RolloutGroup& group = sampled.group;
-      group.set_group_id(absl::StrCat(s.options.name, "-", s.incarnation, "-g", s.next_group++));
-      group.set_prompt_id(row.prompt_id());
-      group.mutable_prompt_tokens()->Assign(prompt_tokens[p].begin(), prompt_tokens[p].end());
-      group.set_lease_id(lease->lease_id());
-      group.set_item_id(row.item_id());
-      group.set_policy_version(s.version);
-      group.set_actor(s.options.name);
-      group.set_sampled_unix_s(now_unix);
-      for (int g = 0; g < group_size; ++g) {
-        const SampledCompletion& completion = (*completions)[p * static_cast<size_t>(group_size) + static_cast<size_t>(g)];
-        v1::Rollout* rollout = group.add_rollouts();
-        rollout->set_sample_id(absl::StrCat(group.group_id(), "/", g));
-        rollout->mutable_completion_tokens()->Assign(completion.tokens.begin(), completion.tokens.end());
-        rollout->mutable_behaviour_logprobs()->Assign(completion.logprobs.begin(), completion.logprobs.end());
-        rollout->set_truncated(completion.truncated());
-        stats_.completion_tokens.fetch_add(static_cast<int64_t>(completion.tokens.size()));
-        v1::Sample* sample = sampled.request.add_samples();
-        sample->set_id(rollout->sample_id());
-        sample->set_prompt_id(row.prompt_id());
-        sample->set_prompt(row.prompt());
-        sample->set_completion(completion.text);
-        sample->set_reference(row.reference());
-        sample->set_group_id(group.group_id());
-        sample->set_index_in_group(g);
-        sample->set_run(s.config.name());
-        sample->set_actor(s.options.name);
-        sample->set_policy_version(s.version);
-      }
+    if (lease->prompts().empty()) continue;
+    absl::StatusOr<std::vector<SampledGroup>> batch = SampleBatch(*lease);
+    if (!batch.ok()) {
+      result = batch.status();
+      break;
     }
     stats_.batches.fetch_add(1);
-
-    for (SampledGroup& sampled : batch) {
-      in_flight.Launch([&score_and_push, sampled = std::move(sampled)]() mutable { score_and_push(std::move(sampled)); });
+    for (SampledGroup& sampled : *batch) {
+      in_flight.Launch([this, sampled = std::move(sampled)]() mutable { ScoreAndPush(std::move(sampled)); });
     }
-
     if (Clock::now() - last_report > std::chrono::seconds(10)) {
       last_report = Clock::now();
-      const JudgeClientStats& judge = s.judge_client->stats();
-      log::Info("{}: v{} batches {} groups pushed {} (out {}) samples failed {} dropped groups {} | judge retries {} "
-                "(backpressure {}, paused {}, unavailable {})",
-                s.options.name, s.version, stats_.batches.load(), stats_.groups_pushed.load(), in_flight.count(),
-                stats_.samples_failed.load(), stats_.groups_dropped.load(), judge.retries.load(),
-                judge.backpressure.load(), judge.paused.load(), judge.unavailable.load());
+      LogProgress(in_flight.count());
     }
   }
   in_flight.WaitUntilAtMost(0);

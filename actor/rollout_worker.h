@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,6 +20,8 @@
 #include "rlj/v1/learner.grpc.pb.h"
 
 namespace rlj {
+
+struct SampledCompletion;
 
 struct ActorOptions {
   std::string name = "actor-0";  // appears in sample ids and the reward log
@@ -56,7 +59,24 @@ class RolloutWorker {
 
  private:
   struct State;
+  struct SampledGroup;  // a group sampled with one policy version, waiting for its verdicts
   explicit RolloutWorker(std::unique_ptr<State> state);
+
+  // Asks the learner for a newer policy; installs it when there is one.
+  absl::Status RefreshPolicy(std::chrono::milliseconds wait);
+  // Learner.LeasePrompts: the next prompts of the learner's training order, with the learner's version.
+  absl::StatusOr<v1::LeasePromptsResponse> LeasePrompts();
+  // Refetches the policy when the learner's version is newer than this actor's, or older (it restarted).
+  absl::Status FollowLearner(int64_t learner_version);
+  // Samples the leased prompts × G completions with the current version: one group per prompt.
+  absl::StatusOr<std::vector<SampledGroup>> SampleBatch(const v1::LeasePromptsResponse& lease);
+  // The group of leased prompt `p`, its completions from `completions` (G per prompt, in lease order).
+  SampledGroup MakeGroup(const v1::LeasePromptsResponse& lease, int p, const std::vector<int32_t>& prompt_tokens,
+                         const std::vector<SampledCompletion>& completions, double sampled_unix_s);
+  // Scores one group, marks failed verdicts invalid (never reward 0), pushes it.
+  void ScoreAndPush(SampledGroup sampled);
+  void LogProgress(int groups_out) const;
+
   std::unique_ptr<State> state_;
   ActorStats stats_;
 };

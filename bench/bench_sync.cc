@@ -72,10 +72,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> OwnChannel(const std::string& add
   return MakeSecureChannel(address, std::move(args));
 }
 
-absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
-  if (!(flags.params_mb > 0) || flags.actors < 1 || flags.repeats < 1 || !(flags.tensor_mb > 0)) {
-    return absl::InvalidArgumentError("--params-mb, --actors, --repeats and --tensor-mb must be > 0");
-  }
+absl::StatusOr<WeightPublisherOptions> PublisherOptions(const SyncFlags& flags) {
   WeightPublisherOptions publisher_options;
   publisher_options.chunk_bytes = static_cast<size_t>(flags.chunk_kib) * 1024;
   if (flags.wire_dtype == "float32") {
@@ -85,7 +82,11 @@ absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
   } else {
     return absl::InvalidArgumentError("--wire-dtype must be float32 or bfloat16");
   }
-  // float32 parameters of params_mb MB in total, in tensors of about tensor_mb MB.
+  return publisher_options;
+}
+
+// float32 parameters of params_mb MB in total, in tensors of about tensor_mb MB.
+absl::StatusOr<NamedTensors> RandomPolicy(const SyncFlags& flags) {
   const int64_t total = static_cast<int64_t>(flags.params_mb * 1e6 / 4);
   const int64_t per_tensor = std::max<int64_t>(1, static_cast<int64_t>(flags.tensor_mb * 1e6 / 4));
   NamedTensors tensors;
@@ -95,6 +96,111 @@ absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
       tensors.emplace_back(absl::StrCat("layers.", i, ".weight"), at::randn({std::min(per_tensor, total - offset)}));
     }
   }));
+  return tensors;
+}
+
+// The wall and CPU seconds of one round.
+struct RoundTime {
+  double seconds = 0;
+  double cpu_seconds = 0;
+};
+
+// One round: every actor fetches the policy at once (from a start line, so the fetches overlap); each must
+// receive all `wire_bytes`.
+absl::StatusOr<RoundTime> FetchRound(const std::vector<std::shared_ptr<v1::Learner::Stub>>& stubs, uint64_t wire_bytes) {
+  const int actors = static_cast<int>(stubs.size());
+  std::vector<absl::Status> results(stubs.size());
+  std::vector<uint64_t> received(stubs.size(), 0);
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int a = 0; a < actors; ++a) {
+    threads.emplace_back([&, a] {
+      PolicyFetcher fetcher(stubs[static_cast<size_t>(a)], absl::StrCat("bench-", a));
+      ready.fetch_add(1);
+      while (!go.load()) std::this_thread::yield();  // a start line, so the fetches overlap
+      auto fetched = fetcher.Fetch(-1, std::chrono::milliseconds(0), std::chrono::milliseconds(600000));
+      if (!fetched.ok()) {
+        results[static_cast<size_t>(a)] = fetched.status();
+      } else if (!fetched->has_value()) {
+        results[static_cast<size_t>(a)] = absl::InternalError("the learner answered 'unchanged'");
+      } else {
+        received[static_cast<size_t>(a)] = (*fetched)->bytes;
+      }
+    });
+  }
+  while (ready.load() < actors) std::this_thread::yield();
+  const auto start = std::chrono::steady_clock::now();
+  const double cpu_start = ProcessCpuSeconds();
+  go.store(true);
+  for (auto& thread : threads) thread.join();
+  const RoundTime time{SecondsSince(start), ProcessCpuSeconds() - cpu_start};
+  for (int a = 0; a < actors; ++a) {
+    RLJ_RETURN_IF_ERROR(results[static_cast<size_t>(a)]);
+    if (received[static_cast<size_t>(a)] != wire_bytes) {
+      return absl::DataLossError(absl::StrCat("actor ", a, " received ", received[static_cast<size_t>(a)],
+                                              " bytes of ", wire_bytes));
+    }
+  }
+  return time;
+}
+
+// One round to connect and warm up, then `repeats` timed rounds; their wall and CPU seconds, each sorted.
+struct Rounds {
+  RoundTime warmup;
+  std::vector<double> seconds;
+  std::vector<double> cpu_seconds;
+};
+
+absl::StatusOr<Rounds> TimeRounds(const std::vector<std::shared_ptr<v1::Learner::Stub>>& stubs, uint64_t wire_bytes,
+                                  int repeats) {
+  Rounds rounds;
+  RLJ_ASSIGN_OR_RETURN(rounds.warmup, FetchRound(stubs, wire_bytes));
+  for (int r = 0; r < repeats; ++r) {
+    RLJ_ASSIGN_OR_RETURN(const RoundTime time, FetchRound(stubs, wire_bytes));
+    rounds.seconds.push_back(time.seconds);
+    rounds.cpu_seconds.push_back(time.cpu_seconds);
+  }
+  std::sort(rounds.seconds.begin(), rounds.seconds.end());
+  std::sort(rounds.cpu_seconds.begin(), rounds.cpu_seconds.end());
+  return rounds;
+}
+
+// The bench's JSON line: the flags, the policy on the wire, and the delivered GB/s (median, best, warm-up)
+// and GB per CPU second.
+nlohmann::json ResultJson(const SyncFlags& flags, uint64_t wire_bytes, size_t chunks, double publish_s,
+                          const Rounds& rounds) {
+  const double median = rounds.seconds[rounds.seconds.size() / 2];
+  const double median_cpu = rounds.cpu_seconds[rounds.cpu_seconds.size() / 2];
+  const double delivered = static_cast<double>(wire_bytes) * flags.actors;
+  nlohmann::json out;
+  out["bench"] = "sync";
+  out["params_mb"] = flags.params_mb;
+  out["actors"] = flags.actors;
+  out["chunk_kib"] = flags.chunk_kib;
+  out["wire_dtype"] = flags.wire_dtype;
+  out["heap"] = flags.default_heap ? "glibc default" : "large buffers kept in the heap";
+  if (!flags.channel_args.empty()) out["channel_args"] = flags.channel_args;
+  out["wire_bytes_per_actor"] = wire_bytes;
+  out["chunks"] = chunks;
+  out["publish_s"] = publish_s;
+  out["seconds"] = median;
+  out["gb_per_s"] = delivered / median / 1e9;
+  out["best_gb_per_s"] = delivered / rounds.seconds.front() / 1e9;
+  out["warmup_gb_per_s"] = delivered / rounds.warmup.seconds / 1e9;
+  // CPU cost, which the machine's load changes far less than wall time: the process's user + system CPU
+  // seconds per round (median) and GB delivered per CPU second (wall GB/s on N idle cores is at most N x this).
+  out["cpu_s"] = median_cpu;
+  out["gb_per_cpu_s"] = delivered / median_cpu / 1e9;
+  return out;
+}
+
+absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
+  if (!(flags.params_mb > 0) || flags.actors < 1 || flags.repeats < 1 || !(flags.tensor_mb > 0)) {
+    return absl::InvalidArgumentError("--params-mb, --actors, --repeats and --tensor-mb must be > 0");
+  }
+  RLJ_ASSIGN_OR_RETURN(const WeightPublisherOptions publisher_options, PublisherOptions(flags));
+  RLJ_ASSIGN_OR_RETURN(const NamedTensors tensors, RandomPolicy(flags));
   WeightPublisher publisher(publisher_options);
   v1::ModelConfig model;
   const auto publish_start = std::chrono::steady_clock::now();
@@ -116,85 +222,10 @@ absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
     RLJ_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, OwnChannel(server.address, flags.channel_args));
     stubs.push_back(v1::Learner::NewStub(channel));
   }
-
-  // One fetch per actor to connect and warm up, then timed rounds where every actor fetches at once.
-  auto round = [&](double* seconds, double* cpu_seconds) -> absl::Status {
-    std::vector<absl::Status> results(static_cast<size_t>(flags.actors));
-    std::vector<uint64_t> received(static_cast<size_t>(flags.actors), 0);
-    std::atomic<int> ready{0};
-    std::atomic<bool> go{false};
-    std::vector<std::thread> threads;
-    for (int a = 0; a < flags.actors; ++a) {
-      threads.emplace_back([&, a] {
-        PolicyFetcher fetcher(stubs[static_cast<size_t>(a)], absl::StrCat("bench-", a));
-        ready.fetch_add(1);
-        while (!go.load()) std::this_thread::yield();  // a start line, so the fetches overlap
-        auto fetched = fetcher.Fetch(-1, std::chrono::milliseconds(0), std::chrono::milliseconds(600000));
-        if (!fetched.ok()) {
-          results[static_cast<size_t>(a)] = fetched.status();
-        } else if (!fetched->has_value()) {
-          results[static_cast<size_t>(a)] = absl::InternalError("the learner answered 'unchanged'");
-        } else {
-          received[static_cast<size_t>(a)] = (*fetched)->bytes;
-        }
-      });
-    }
-    while (ready.load() < flags.actors) std::this_thread::yield();
-    const auto start = std::chrono::steady_clock::now();
-    const double cpu_start = ProcessCpuSeconds();
-    go.store(true);
-    for (auto& thread : threads) thread.join();
-    *seconds = SecondsSince(start);
-    *cpu_seconds = ProcessCpuSeconds() - cpu_start;
-    for (int a = 0; a < flags.actors; ++a) {
-      RLJ_RETURN_IF_ERROR(results[static_cast<size_t>(a)]);
-      if (received[static_cast<size_t>(a)] != wire_bytes) {
-        return absl::DataLossError(absl::StrCat("actor ", a, " received ", received[static_cast<size_t>(a)],
-                                                " bytes of ", wire_bytes));
-      }
-    }
-    return absl::OkStatus();
-  };
-  double warmup_s = 0;
-  double warmup_cpu_s = 0;
-  RLJ_RETURN_IF_ERROR(round(&warmup_s, &warmup_cpu_s));
-  std::vector<double> seconds;
-  std::vector<double> cpu_seconds;
-  for (int r = 0; r < flags.repeats; ++r) {
-    double s = 0;
-    double cpu_s = 0;
-    RLJ_RETURN_IF_ERROR(round(&s, &cpu_s));
-    seconds.push_back(s);
-    cpu_seconds.push_back(cpu_s);
-  }
+  RLJ_ASSIGN_OR_RETURN(const Rounds rounds, TimeRounds(stubs, wire_bytes, flags.repeats));
   server.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server.server->Wait();
-  std::sort(seconds.begin(), seconds.end());
-  std::sort(cpu_seconds.begin(), cpu_seconds.end());
-  const double median = seconds[seconds.size() / 2];
-  const double median_cpu = cpu_seconds[cpu_seconds.size() / 2];
-  const double delivered = static_cast<double>(wire_bytes) * flags.actors;
-
-  nlohmann::json out;
-  out["bench"] = "sync";
-  out["params_mb"] = flags.params_mb;
-  out["actors"] = flags.actors;
-  out["chunk_kib"] = flags.chunk_kib;
-  out["wire_dtype"] = flags.wire_dtype;
-  out["heap"] = flags.default_heap ? "glibc default" : "large buffers kept in the heap";
-  if (!flags.channel_args.empty()) out["channel_args"] = flags.channel_args;
-  out["wire_bytes_per_actor"] = wire_bytes;
-  out["chunks"] = publisher.Latest()->num_chunks();
-  out["publish_s"] = publish_s;
-  out["seconds"] = median;
-  out["gb_per_s"] = delivered / median / 1e9;
-  out["best_gb_per_s"] = delivered / seconds.front() / 1e9;
-  out["warmup_gb_per_s"] = delivered / warmup_s / 1e9;
-  // CPU cost, which the machine's load changes far less than wall time: the process's user + system CPU
-  // seconds per round (median) and GB delivered per CPU second (wall GB/s on N idle cores is at most N x this).
-  out["cpu_s"] = median_cpu;
-  out["gb_per_cpu_s"] = delivered / median_cpu / 1e9;
-  return out;
+  return ResultJson(flags, wire_bytes, publisher.Latest()->num_chunks(), publish_s, rounds);
 }
 
 Command AddSyncBench(CLI::App& parent) {

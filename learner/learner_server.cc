@@ -137,6 +137,34 @@ absl::Status TooManyNonFiniteSteps(int64_t step, int64_t in_a_row, int64_t total
   return status;
 }
 
+// The groups the learner took from the buffer for one step, how long it waited for them and how many stale
+// ones it dropped meanwhile.
+struct StepGroups {
+  std::vector<v1::RolloutGroup> groups;
+  double waited_s = 0;
+  int64_t dropped = 0;
+};
+
+// How old a step's groups are: in policy versions behind the learner's `version` and in seconds since they
+// were sampled; and the judge's time on them.
+struct GroupAges {
+  double staleness_sum = 0, staleness_max = 0, seconds_sum = 0, seconds_max = 0, judge_ms_sum = 0;
+};
+
+GroupAges AgesOf(const std::vector<v1::RolloutGroup>& groups, int64_t version, double now_unix) {
+  GroupAges ages;
+  for (const auto& group : groups) {
+    const double versions = static_cast<double>(version - group.policy_version());
+    ages.staleness_sum += versions;
+    ages.staleness_max = std::max(ages.staleness_max, versions);
+    const double seconds = group.sampled_unix_s() > 0 ? std::max(0.0, now_unix - group.sampled_unix_s()) : 0.0;
+    ages.seconds_sum += seconds;
+    ages.seconds_max = std::max(ages.seconds_max, seconds);
+    ages.judge_ms_sum += group.judge_ms();
+  }
+  return ages;
+}
+
 }  // namespace
 
 bool IsTrainingStoppedError(const absl::Status& status) {
@@ -298,6 +326,130 @@ struct LearnerServer::State {
     return absl::OkStatus();
   }
 
+  // Takes `count` groups from the buffer (stale ones go back to the dispatcher, to be sampled again fresher),
+  // telling the other ranks now and then that it is still waiting; fewer when stopped or the buffer closes.
+  absl::Status TakeGroups(int64_t count, StepGroups* taken, Clock::time_point* last_heartbeat) {
+    while (static_cast<int64_t>(taken->groups.size()) < count && !stop_requested.load()) {
+      RolloutBuffer::TakeResult result =
+          buffer->Take(count - static_cast<int64_t>(taken->groups.size()), version, config.learner().max_staleness(),
+                       Clock::now() + options.take_timeout);
+      taken->waited_s += result.waited_s;
+      taken->dropped += result.dropped_stale;
+      if (dispatcher) {
+        for (uint64_t item : result.dropped_items) dispatcher->Return(item);  // sampled again, fresher
+      }
+      for (auto& group : result.groups) taken->groups.push_back(std::move(group));
+      if (result.closed) break;
+      if (ranks && Clock::now() - *last_heartbeat > options.rank_heartbeat) {
+        *last_heartbeat = Clock::now();
+        RLJ_RETURN_IF_ERROR(Broadcast(v1::RankWork::IDLE, nullptr));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // A step the trainer took: its prompts are done with, the step and version advance, and it is recorded
+  // in the ledger before its version is published.
+  absl::Status CommitStep(const std::vector<v1::RolloutGroup>& groups, const v1::StepMetrics& stepped) {
+    skipped_batches_in_a_row = 0;
+    if (dispatcher) dispatcher->MarkTrained(LeasedItems(groups));
+    ++step;
+    ++version;
+    if (absl::Status recorded = RecordStep(groups, stepped); !recorded.ok()) {
+      return Annotate(recorded, absl::StrCat("recording step ", step, " before publishing v", version));
+    }
+    if (absl::Status published = Publish(); !published.ok()) {
+      return Annotate(published, absl::StrCat("publishing v", version));
+    }
+    return absl::OkStatus();
+  }
+
+  // The trainer's metrics of the step just committed, with its timings and the age of its groups.
+  v1::StepMetrics StepMetricsOf(v1::StepMetrics metrics, const StepGroups& taken, const GroupAges& ages,
+                                double step_s) const {
+    const double count = static_cast<double>(taken.groups.size());
+    metrics.set_step(step);
+    metrics.set_staleness_mean(ages.staleness_sum / count);
+    metrics.set_staleness_max(ages.staleness_max);
+    metrics.set_staleness_s_mean(ages.seconds_sum / count);
+    metrics.set_staleness_s_max(ages.seconds_max);
+    metrics.set_judge_ms_mean(ages.judge_ms_sum / count);
+    metrics.set_step_s(step_s);
+    metrics.set_idle_fraction(step_s > 0 ? std::min(1.0, taken.waited_s / step_s) : 0.0);
+    metrics.set_version(version);
+    metrics.set_time_unix_s(NowUnixSeconds());
+    return metrics;
+  }
+
+  // The step in metrics.jsonl, /metrics and TensorBoard, the Status RPC, and one log line.
+  void ReportStep(const v1::StepMetrics& metrics, int64_t dropped) {
+    if (absl::Status logged = metrics_log->Append(metrics); !logged.ok()) {
+      RLJ_EVERY(30, log::Error("step metrics not logged: {}", std::string(logged.message())));
+    }
+    telemetry->RecordLearnerStep(metrics);
+    service->UpdateProgress([&](v1::LearnerStatus* status) {
+      status->set_step(step);
+      status->set_version(version);
+      *status->mutable_last() = metrics;
+      ReportTrainerCounters(status);
+    });
+    log::Info("step {}/{} | reward {:.3f} | kl {:.4f} | loss {:.4f} | {:.0f} tok/s | staleness {:.2f} v {:.1f} s | "
+              "idle {:.0f}% | {:.2f} s{}{}",
+              step, config.learner().steps(), metrics.reward_mean(), metrics.kl(), metrics.loss(),
+              metrics.tokens_per_s(), metrics.staleness_mean(), metrics.staleness_s_mean(),
+              100 * metrics.idle_fraction(), metrics.step_s(),
+              dropped > 0 ? absl::StrCat(" | dropped ", dropped, " stale") : "",
+              std::isfinite(metrics.loss()) && std::isfinite(metrics.grad_norm()) ? ""
+                                                                                  : " | NON-FINITE: update skipped");
+  }
+
+  // Counts steps skipped for a non-finite loss or norm; too many in a row end training.
+  absl::Status CountNonFinite(const v1::StepMetrics& metrics) {
+    // A step that applied an update ends a run of skipped ones; a step without signal (nothing to train)
+    // neither adds to it nor ends it.
+    if (metrics.update_skipped_nonfinite()) {
+      ++nonfinite_in_a_row;
+    } else if (metrics.trained_samples() > 0) {
+      nonfinite_in_a_row = 0;
+    }
+    const int64_t limit = config.learner().max_nonfinite_steps_in_a_row();
+    if (limit > 0 && nonfinite_in_a_row >= limit) {
+      // No checkpoint of this state: the newest one predates the failing steps.
+      return TooManyNonFiniteSteps(step, nonfinite_in_a_row, trainer->nonfinite_steps_skipped());
+    }
+    return absl::OkStatus();
+  }
+
+  // learner.checkpoint_every: a failed write is logged and training goes on (the previous one is intact).
+  void CheckpointWhenDue() {
+    const v1::LearnerConfig& l = config.learner();
+    if (l.checkpoint_every() > 0 && step % l.checkpoint_every() == 0 && step < l.steps()) {
+      if (absl::Status saved = WriteCheckpoint(); !saved.ok()) {
+        log::Error("CHECKPOINT WRITE FAILED at step {} (training continues; the previous checkpoint is intact): {}",
+                   step, std::string(saved.message()));
+      }
+    }
+  }
+
+  // After the loop: tells the other ranks to stop, checkpoints the state reached, and reports done (or the
+  // failure).
+  void EndTraining(absl::Status result, bool interrupted) {
+    if (absl::Status sent = Broadcast(v1::RankWork::STOP, nullptr); !sent.ok() && result.ok()) {
+      log::Warn("the other ranks were not told to stop: {}", std::string(sent.message()));
+    }
+    if (result.ok() && last_checkpoint_step != step) {
+      if (interrupted) log::Info("stopping at step {}/{}: checkpointing the current state", step, config.learner().steps());
+      result = WriteCheckpoint();
+    }
+    if (result.ok() && !interrupted) {
+      service->UpdateProgress([](v1::LearnerStatus* status) { status->set_done(true); });
+      buffer->Close();  // wakes pushes waiting for room; from now on they are acknowledged, not buffered
+      log::Info("training done: {} steps, policy v{}; serving until stopped", step, version);
+    }
+    if (!result.ok()) log::Error("training failed: {}", std::string(result.message()));
+    Finish(result);
+  }
+
   void Finish(absl::Status status) {
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -414,146 +566,47 @@ const std::string& LearnerServer::address() const { return state_->server.addres
 
 void LearnerServer::TrainingLoop() {
   State& s = *state_;
-  const v1::LearnerConfig& l = s.config.learner();
-  const int64_t total_steps = l.steps();
-  const int64_t groups_per_step = l.groups_per_step();
+  const int64_t total_steps = s.config.learner().steps();
+  const int64_t groups_per_step = s.config.learner().groups_per_step();
   absl::Status result = absl::OkStatus();
   bool interrupted = false;
   auto last_heartbeat = Clock::now();
   while (s.step < total_steps) {
     const auto step_start = Clock::now();
-    std::vector<v1::RolloutGroup> groups;
-    double waited_s = 0;
-    int64_t dropped = 0;
-    while (static_cast<int64_t>(groups.size()) < groups_per_step && !s.stop_requested.load()) {
-      RolloutBuffer::TakeResult taken =
-          s.buffer->Take(groups_per_step - static_cast<int64_t>(groups.size()), s.version, l.max_staleness(),
-                         Clock::now() + s.options.take_timeout);
-      waited_s += taken.waited_s;
-      dropped += taken.dropped_stale;
-      if (s.dispatcher) {
-        for (uint64_t item : taken.dropped_items) s.dispatcher->Return(item);  // sampled again, fresher
-      }
-      for (auto& group : taken.groups) groups.push_back(std::move(group));
-      if (taken.closed) break;
-      if (s.ranks && Clock::now() - last_heartbeat > s.options.rank_heartbeat) {
-        last_heartbeat = Clock::now();
-        if (absl::Status sent = s.Broadcast(v1::RankWork::IDLE, nullptr); !sent.ok()) {
-          result = sent;
-          break;
-        }
-      }
-    }
+    StepGroups taken;
+    result = s.TakeGroups(groups_per_step, &taken, &last_heartbeat);
     if (!result.ok()) break;
-    if (s.stop_requested.load() || static_cast<int64_t>(groups.size()) < groups_per_step) {
+    if (s.stop_requested.load() || static_cast<int64_t>(taken.groups.size()) < groups_per_step) {
       if (s.dispatcher) {
-        for (uint64_t item : LeasedItems(groups)) s.dispatcher->Return(item);
+        for (uint64_t item : LeasedItems(taken.groups)) s.dispatcher->Return(item);
       }
       interrupted = true;
       break;
     }
-    const double now_unix = NowUnixSeconds();
-    double staleness_sum = 0, staleness_max = 0, seconds_sum = 0, seconds_max = 0, judge_ms_sum = 0;
-    for (const auto& group : groups) {
-      const double versions = static_cast<double>(s.version - group.policy_version());
-      staleness_sum += versions;
-      staleness_max = std::max(staleness_max, versions);
-      const double seconds = group.sampled_unix_s() > 0 ? std::max(0.0, now_unix - group.sampled_unix_s()) : 0.0;
-      seconds_sum += seconds;
-      seconds_max = std::max(seconds_max, seconds);
-      judge_ms_sum += group.judge_ms();
-    }
-
-    if (absl::Status sent = s.Broadcast(v1::RankWork::STEP, &groups); !sent.ok()) {
-      result = sent;
-      break;
-    }
+    const GroupAges ages = AgesOf(taken.groups, s.version, NowUnixSeconds());
+    result = s.Broadcast(v1::RankWork::STEP, &taken.groups);
+    if (!result.ok()) break;
     last_heartbeat = Clock::now();
-    absl::StatusOr<v1::StepMetrics> stepped = s.trainer->Step(groups);
+    absl::StatusOr<v1::StepMetrics> stepped = s.trainer->Step(taken.groups);
     if (!stepped.ok()) {
       result = Annotate(stepped.status(), absl::StrCat("step ", s.step + 1));
       break;
     }
     if (!stepped->batch_skipped().empty()) {
-      result = s.SkipBatch(groups, *stepped);
+      result = s.SkipBatch(taken.groups, *stepped);
       if (!result.ok()) break;
       continue;
     }
-    s.skipped_batches_in_a_row = 0;
-    if (s.dispatcher) s.dispatcher->MarkTrained(LeasedItems(groups));
-    ++s.step;
-    ++s.version;
-    if (absl::Status recorded = s.RecordStep(groups, *stepped); !recorded.ok()) {
-      result = Annotate(recorded, absl::StrCat("recording step ", s.step, " before publishing v", s.version));
-      break;
-    }
-    if (absl::Status published = s.Publish(); !published.ok()) {
-      result = Annotate(published, absl::StrCat("publishing v", s.version));
-      break;
-    }
-    v1::StepMetrics metrics = *std::move(stepped);
+    result = s.CommitStep(taken.groups, *stepped);
+    if (!result.ok()) break;
     const double step_s = std::chrono::duration<double>(Clock::now() - step_start).count();
-    const double count = static_cast<double>(groups.size());
-    metrics.set_step(s.step);
-    metrics.set_staleness_mean(staleness_sum / count);
-    metrics.set_staleness_max(staleness_max);
-    metrics.set_staleness_s_mean(seconds_sum / count);
-    metrics.set_staleness_s_max(seconds_max);
-    metrics.set_judge_ms_mean(judge_ms_sum / count);
-    metrics.set_step_s(step_s);
-    metrics.set_idle_fraction(step_s > 0 ? std::min(1.0, waited_s / step_s) : 0.0);
-    metrics.set_version(s.version);
-    metrics.set_time_unix_s(NowUnixSeconds());
-    if (absl::Status logged = s.metrics_log->Append(metrics); !logged.ok()) {
-      RLJ_EVERY(30, log::Error("step metrics not logged: {}", std::string(logged.message())));
-    }
-    s.telemetry->RecordLearnerStep(metrics);
-    s.service->UpdateProgress([&](v1::LearnerStatus* status) {
-      status->set_step(s.step);
-      status->set_version(s.version);
-      *status->mutable_last() = metrics;
-      s.ReportTrainerCounters(status);
-    });
-    log::Info("step {}/{} | reward {:.3f} | kl {:.4f} | loss {:.4f} | {:.0f} tok/s | staleness {:.2f} v {:.1f} s | "
-              "idle {:.0f}% | {:.2f} s{}{}",
-              s.step, total_steps, metrics.reward_mean(), metrics.kl(), metrics.loss(), metrics.tokens_per_s(),
-              metrics.staleness_mean(), metrics.staleness_s_mean(), 100 * metrics.idle_fraction(), step_s,
-              dropped > 0 ? absl::StrCat(" | dropped ", dropped, " stale") : "",
-              std::isfinite(metrics.loss()) && std::isfinite(metrics.grad_norm()) ? ""
-                                                                                  : " | NON-FINITE: update skipped");
-    // A step that applied an update ends a run of skipped ones; a step without signal (nothing to train)
-    // neither adds to it nor ends it.
-    if (metrics.update_skipped_nonfinite()) {
-      ++s.nonfinite_in_a_row;
-    } else if (metrics.trained_samples() > 0) {
-      s.nonfinite_in_a_row = 0;
-    }
-    if (l.max_nonfinite_steps_in_a_row() > 0 && s.nonfinite_in_a_row >= l.max_nonfinite_steps_in_a_row()) {
-      // No checkpoint of this state: the newest one predates the failing steps.
-      result = TooManyNonFiniteSteps(s.step, s.nonfinite_in_a_row, s.trainer->nonfinite_steps_skipped());
-      break;
-    }
-    if (l.checkpoint_every() > 0 && s.step % l.checkpoint_every() == 0 && s.step < total_steps) {
-      if (absl::Status saved = s.WriteCheckpoint(); !saved.ok()) {
-        log::Error("CHECKPOINT WRITE FAILED at step {} (training continues; the previous checkpoint is intact): {}",
-                   s.step, std::string(saved.message()));
-      }
-    }
+    const v1::StepMetrics metrics = s.StepMetricsOf(*std::move(stepped), taken, ages, step_s);
+    s.ReportStep(metrics, taken.dropped);
+    result = s.CountNonFinite(metrics);
+    if (!result.ok()) break;
+    s.CheckpointWhenDue();
   }
-  if (absl::Status sent = s.Broadcast(v1::RankWork::STOP, nullptr); !sent.ok() && result.ok()) {
-    log::Warn("the other ranks were not told to stop: {}", std::string(sent.message()));
-  }
-  if (result.ok() && s.last_checkpoint_step != s.step) {
-    if (interrupted) log::Info("stopping at step {}/{}: checkpointing the current state", s.step, total_steps);
-    result = s.WriteCheckpoint();
-  }
-  if (result.ok() && !interrupted) {
-    s.service->UpdateProgress([](v1::LearnerStatus* status) { status->set_done(true); });
-    s.buffer->Close();  // wakes pushes waiting for room; from now on they are acknowledged, not buffered
-    log::Info("training done: {} steps, policy v{}; serving until stopped", s.step, s.version);
-  }
-  if (!result.ok()) log::Error("training failed: {}", std::string(result.message()));
-  s.Finish(result);
+  s.EndTraining(std::move(result), interrupted);
 }
 
 bool LearnerServer::WaitForTraining(std::chrono::milliseconds timeout) const {

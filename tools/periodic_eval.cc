@@ -128,11 +128,15 @@ void PeriodicEvaluator::Record(const logs::EvalPoint& point) {
   telemetry_->metrics().GetGauge("rlj_eval_accuracy", "Held-out accuracy of the latest periodic evaluation").Set(point.accuracy);
   telemetry_->metrics().GetGauge("rlj_eval_reward", "Mean reward of the latest periodic evaluation's greedy answers").Set(point.reward);
   telemetry_->metrics().GetGauge("rlj_eval_step", "Step (policy version) of the latest periodic evaluation").Set(static_cast<double>(point.step));
-  if (telemetry::TensorBoardWriter* tensorboard = telemetry_->tensorboard(); tensorboard != nullptr) {
-    const absl::Status written = tensorboard->AddScalars(
-        {{"eval/accuracy", point.accuracy}, {"eval/reward", point.reward}, {"eval/seconds", point.seconds}}, point.step);
-    if (!written.ok()) RLJ_EVERY(60, log::Warn("TensorBoard scalars not written: {}", std::string(written.message())));
-  }
+  AddEvalScalars(telemetry_, point);
+}
+
+void AddEvalScalars(telemetry::ProcessTelemetry* telemetry, const logs::EvalPoint& point) {
+  telemetry::TensorBoardWriter* tensorboard = telemetry != nullptr ? telemetry->tensorboard() : nullptr;
+  if (tensorboard == nullptr) return;
+  const absl::Status written = tensorboard->AddScalars(
+      {{"eval/accuracy", point.accuracy}, {"eval/reward", point.reward}, {"eval/seconds", point.seconds}}, point.step);
+  if (!written.ok()) RLJ_EVERY(60, log::Warn("TensorBoard scalars not written: {}", std::string(written.message())));
 }
 
 }  // namespace rlj

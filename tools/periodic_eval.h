@@ -25,6 +25,10 @@ namespace telemetry {
 class ProcessTelemetry;
 }
 
+// A point of the eval curve as TensorBoard scalars of the run (eval/accuracy, eval/reward, eval/seconds at its
+// step): the periodic points, and the before- and after-RL ones. Nothing without telemetry or TensorBoard.
+void AddEvalScalars(telemetry::ProcessTelemetry* telemetry, const logs::EvalPoint& point);
+
 class PeriodicEvaluator {
  public:
   // Starts the thread. `telemetry` (may be null) must outlive this.
@@ -40,8 +44,6 @@ class PeriodicEvaluator {
   std::optional<logs::EvalPoint> best() const;
   // eval.stop_when_no_gain_for evaluations in a row found no new best.
   bool should_stop() const { return should_stop_.load(); }
-  // Evaluations that failed (logged; the run goes on).
-  int64_t failures() const { return failures_.load(); }
 
  private:
   void Loop();
