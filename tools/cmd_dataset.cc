@@ -1,14 +1,19 @@
 // cmd_dataset.cc: `rlj dataset arithmetic` writes the demo's generated task as train/eval JSONL; `rlj dataset
-// grading` turns such a task into the grading data a teacher model is trained on.
+// grading` turns such a task into the grading data a teacher model is trained on; `rlj dataset reasoning-gym`
+// writes a Reasoning Gym task through tools/reasoning_gym_dataset.py and the project venv's Python.
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/arithmetic_task.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
+#include "common/subprocess.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
@@ -71,6 +76,87 @@ void AddGradingCommand(CLI::App* dataset, std::function<int()>* run) {
   };
 }
 
+// The checkout `rlj` was built in: the directory above the binary's (build/rlj), else the working directory,
+// whichever holds tools/reasoning_gym_dataset.py.
+std::filesystem::path ProjectRoot() {
+  const std::filesystem::path self = SelfExecutablePath();
+  for (const std::filesystem::path& root : {self.parent_path().parent_path(), std::filesystem::current_path()}) {
+    if (!root.empty() && std::filesystem::exists(root / "tools" / "reasoning_gym_dataset.py")) return root;
+  }
+  return self.parent_path().parent_path();
+}
+
+// `rlj dataset reasoning-gym --task NAME --out DIR`: runs tools/reasoning_gym_dataset.py with the project venv's
+// Python (RLJ_VENV, else <checkout>/.venv, where tools/install-deps.sh installs the pinned reasoning-gym).
+void AddReasoningGymCommand(CLI::App* dataset, std::function<int()>* run) {
+  auto* rg = dataset->add_subcommand(
+      "reasoning-gym", "A Reasoning Gym task (Python package reasoning-gym): DIR/train.jsonl, DIR/eval.jsonl (held "
+                       "out) and DIR/reasoning_gym.json for examples/reasoning_gym_judge");
+  struct Flags {
+    std::string task;
+    std::string out;
+    int train = 2000;
+    int eval = 200;
+    uint64_t seed = 1;
+    std::vector<std::string> sets;
+    std::string config;
+    std::string template_text;
+    bool list = false;
+    std::string python;
+    std::string script;
+  };
+  auto flags = std::make_shared<Flags>();
+  rg->add_option("--task", flags->task, "Task name (--list prints them), e.g. basic_arithmetic");
+  rg->add_option("--out", flags->out, "Output directory");
+  rg->add_option("--train", flags->train, "Training problems")->capture_default_str();
+  rg->add_option("--eval", flags->eval, "Held-out problems (no question of them is in train.jsonl)")->capture_default_str();
+  rg->add_option("--seed", flags->seed, "Seed of the task's dataset")->capture_default_str();
+  rg->add_option("--set", flags->sets, "A key of the task's config: KEY=VALUE, the value JSON when it parses (repeatable)");
+  rg->add_option("--config", flags->config, "The task's config as a JSON object");
+  rg->add_option("--template", flags->template_text, "The prompt, with {question} (default: the question alone)");
+  rg->add_flag("--list", flags->list, "Print the task names");
+  rg->add_option("--python", flags->python, "Python with reasoning-gym (default: $RLJ_VENV/bin/python3, else the checkout's .venv)");
+  rg->add_option("--script", flags->script, "The generator (default: the checkout's tools/reasoning_gym_dataset.py)");
+  *run = [flags]() -> int {
+    const char* kCommand = "dataset reasoning-gym";
+    if (!flags->list && (flags->task.empty() || flags->out.empty())) return Fail(kCommand, "--task and --out are required (--list prints the tasks)");
+    const std::filesystem::path root = ProjectRoot();
+    std::string python = flags->python;
+    if (python.empty()) {
+      const char* venv = std::getenv("RLJ_VENV");
+      python = (venv != nullptr && *venv != '\0') ? (std::filesystem::path(venv) / "bin" / "python3").string()
+                                                  : (root / ".venv" / "bin" / "python3").string();
+    }
+    const std::string script = flags->script.empty() ? (root / "tools" / "reasoning_gym_dataset.py").string() : flags->script;
+    if (!std::filesystem::exists(python)) {
+      return Fail(kCommand, absl::StrCat("no Python at ", python, ": the project's virtual environment is made by "
+                                         "tools/install-deps.sh (RLJ_VENV=DIR picks another); or give --python"));
+    }
+    if (!std::filesystem::exists(script)) {
+      return Fail(kCommand, absl::StrCat("no generator script at ", script, " (it ships in the rlj checkout as "
+                                         "tools/reasoning_gym_dataset.py); give --script"));
+    }
+    std::vector<std::string> argv = {python, script};
+    if (flags->list) {
+      argv.push_back("--list");
+    } else {
+      argv.insert(argv.end(), {"--task", flags->task, "--out", flags->out, "--train", std::to_string(flags->train),
+                               "--eval", std::to_string(flags->eval), "--seed", std::to_string(flags->seed)});
+      for (const std::string& set : flags->sets) argv.insert(argv.end(), {"--set", set});
+      if (!flags->config.empty()) argv.insert(argv.end(), {"--config", flags->config});
+      if (!flags->template_text.empty()) argv.insert(argv.end(), {"--template", flags->template_text});
+    }
+    auto child = Subprocess::Spawn(argv, /*output_path=*/"");  // its output is ours
+    if (!child.ok()) return Fail(kCommand, absl::StrCat(python, ": ", child.status().message()));
+    const auto exit = (*child)->Wait(std::chrono::hours(24));
+    if (!exit.has_value() || !exit->ok()) {
+      // The script has said why (e.g. the package missing from that Python, an unknown task).
+      return Fail(kCommand, absl::StrCat(script, " ", exit.has_value() ? exit->Describe() : "did not finish"));
+    }
+    return 0;
+  };
+}
+
 Command AddDatasetCommand(CLI::App& parent) {
   auto* app = parent.add_subcommand("dataset", "Generate prompt datasets with verifiable answers");
   app->require_subcommand(1);
@@ -89,7 +175,11 @@ Command AddDatasetCommand(CLI::App& parent) {
   arithmetic->add_option("--seed", flags->options.seed, "Seed")->capture_default_str();
   auto run_grading = std::make_shared<std::function<int()>>();
   AddGradingCommand(app, run_grading.get());
-  return {app, [flags, arithmetic, run_grading]() -> int {
+  auto run_reasoning_gym = std::make_shared<std::function<int()>>();
+  AddReasoningGymCommand(app, run_reasoning_gym.get());
+  CLI::App* reasoning_gym = app->get_subcommand("reasoning-gym");
+  return {app, [flags, arithmetic, run_grading, reasoning_gym, run_reasoning_gym]() -> int {
+            if (reasoning_gym->parsed()) return (*run_reasoning_gym)();
             if (!arithmetic->parsed()) return (*run_grading)();
             auto split = MakeArithmeticTask(flags->options);
             if (!split.ok()) return Fail("dataset", std::string(split.status().message()));

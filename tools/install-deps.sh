@@ -19,10 +19,14 @@ packages=(
   libcli11-dev
   # What the demo and the tests run: Python judges and baselines, the TLS test's certificates, the HTML report in
   # a headless browser, promtool, the multi-host test's network namespaces, the project's virtual environment.
-  python3 python3-venv python3-grpcio python3-protobuf curl openssl
+  python3 python3-venv python3-dev python3-grpcio python3-protobuf curl openssl
+  # The heavy venv's PyTorch (Hugging Face transformers checks rlj export's checkpoints against it): the Python side
+  # of the LibTorch 1.13 rlj builds on. python3-dev: reasoning-gym's pycosat is built from source.
+  python3-torch
   chromium prometheus iproute2
-  # tools/sanitize.sh and tools/fuzz.sh: clang-14 with its sanitizer and libFuzzer runtimes.
-  clang-14 libclang-rt-14-dev
+  # tools/sanitize.sh and tools/fuzz.sh: clang-14 with its sanitizer and libFuzzer runtimes; tools/format.sh (and CI):
+  # clang-format-14.
+  clang-14 libclang-rt-14-dev clang-format-14
 )
 if [ "${RLJ_SKIP_TORCH:-0}" = 1 ]; then
   packages=("${packages[@]/libtorch-dev}")
@@ -58,18 +62,23 @@ else
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The project's virtual environment, from Debian's Python, with the pinned tools of tools/python-requirements.txt
-# (kubectl for the Kubernetes manifest test). Nothing goes into the system Python.
-venv="${RLJ_VENV:-$root/.venv}"
-requirements="$root/tools/python-requirements.txt"
-stamp="$venv/.requirements"
-if [ -f "$stamp" ] && cmp -s "$stamp" "$requirements"; then
-  echo "install-deps: $venv is up to date"
-  exit 0
-fi
-echo "install-deps: creating $venv from $requirements"
-rm -rf "$venv"
-# --system-site-packages: Debian's python3-grpcio and python3-protobuf stay visible to the venv's python3.
-/usr/bin/python3 -m venv --system-site-packages "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$requirements"
-cp "$requirements" "$stamp"
+# The project's virtual environments, from Debian's Python (--system-site-packages: Debian's python3-grpcio,
+# python3-protobuf and python3-torch stay visible), each rebuilt when its pinned requirements change. Nothing goes
+# into the system Python.
+#   .venv        tools/python-requirements.txt: kubectl, the OpenAI client, tokenizers, TensorBoard, Reasoning Gym
+#   .venv-heavy  tools/python-requirements-heavy.txt: Hugging Face transformers over Debian's PyTorch
+make_venv() {
+  local venv="$1" requirements="$2"
+  local stamp="$venv/.requirements"
+  if [ -f "$stamp" ] && cmp -s "$stamp" "$requirements"; then
+    echo "install-deps: $venv is up to date"
+    return
+  fi
+  echo "install-deps: creating $venv from $requirements"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$requirements"
+  cp "$requirements" "$stamp"
+}
+make_venv "${RLJ_VENV:-$root/.venv}" "$root/tools/python-requirements.txt"
+make_venv "${RLJ_HEAVY_VENV:-$root/.venv-heavy}" "$root/tools/python-requirements-heavy.txt"
