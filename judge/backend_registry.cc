@@ -1,6 +1,7 @@
 // backend_registry.cc: the table of judge backend kinds, named backends (judge.backends), and failover.
 #include "judge/backend_registry.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -34,7 +35,8 @@ std::optional<std::string> GetEnv(const std::string& name) {
 const std::vector<JudgeBackendEntry>& JudgeBackendTable() {
   static const auto* table = new std::vector<JudgeBackendEntry>{
       {"rule", "checks the completion against the reference (exact, numeric, regex, contains; length penalty)",
-       [](const v1::JudgeConfig& config, const JudgeBackendDeps& deps) -> absl::StatusOr<std::unique_ptr<JudgeBackend>> {
+       [](const v1::JudgeConfig& config,
+          const JudgeBackendDeps& deps) -> absl::StatusOr<std::unique_ptr<JudgeBackend>> {
          return Upcast(RuleBackend::Create(config.rule(), deps));
        }},
       {"openai", "a teacher behind an OpenAI-compatible API: rubric, label (logprobs) or likelihood mode",
@@ -108,15 +110,14 @@ absl::StatusOr<std::unique_ptr<JudgeBackend>> MakeNamedJudgeBackend(const v1::Ju
 
 absl::StatusOr<std::unique_ptr<JudgeBackend>> MakeJudgeBackend(const v1::JudgeConfig& config,
                                                                const JudgeBackendDeps& deps) {
-  auto primary = MakeNamedJudgeBackend(config, config.backend(), "", deps);
-  if (!primary.ok()) {
-    if (primary.status().message().find("is unknown; known backends") != std::string_view::npos &&
-        config.backends().find(config.backend()) == config.backends().end()) {
-      return absl::InvalidArgumentError(absl::StrCat("judge.backend '", config.backend(),
-                                                     "' is unknown; known backends: ", KnownJudgeBackendNames()));
-    }
-    return primary.status();
+  const bool a_kind = std::any_of(JudgeBackendTable().begin(), JudgeBackendTable().end(),
+                                  [&](const JudgeBackendEntry& entry) { return entry.name == config.backend(); });
+  if (!a_kind && config.backends().find(config.backend()) == config.backends().end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("judge.backend '", config.backend(), "' is unknown; known backends: ", KnownJudgeBackendNames()));
   }
+  auto primary = MakeNamedJudgeBackend(config, config.backend(), "", deps);
+  if (!primary.ok()) return primary.status();
   if (config.failover().empty()) return primary;
   if (config.failover() == config.backend()) {
     return absl::InvalidArgumentError("judge.failover must name a different backend than judge.backend");

@@ -39,27 +39,33 @@ absl::StatusOr<std::unique_ptr<OpenAIBackend>> OpenAIBackend::Create(const v1::J
                                                                      const JudgeBackendDeps& deps) {
   const v1::OpenAIJudgeConfig& o = config.openai();
   const std::string section = deps.section.empty() ? "judge.openai" : deps.section;
-  if (o.model().empty()) return absl::InvalidArgumentError(absl::StrCat(section, ".model is required with backend openai"));
+  if (o.model().empty())
+    return absl::InvalidArgumentError(absl::StrCat(section, ".model is required with backend openai"));
   if (o.base_url().empty()) return absl::InvalidArgumentError(absl::StrCat(section, ".base_url must not be empty"));
   const std::string& mode = o.mode();
   if (mode != "rubric" && mode != "label" && mode != "likelihood") {
-    return absl::InvalidArgumentError(absl::StrCat(section, ".mode '", mode, "' is unknown (rubric | label | likelihood)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(section, ".mode '", mode, "' is unknown (rubric | label | likelihood)"));
   }
   if ((mode == "rubric" || mode == "label") && o.rubric().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(section, ".rubric is required with backend openai in ", mode, " mode"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(section, ".rubric is required with backend openai in ", mode, " mode"));
   }
   if (mode == "label") {
-    if (o.labels().empty()) return absl::InvalidArgumentError(absl::StrCat(section, ".labels is required in label mode"));
+    if (o.labels().empty())
+      return absl::InvalidArgumentError(absl::StrCat(section, ".labels is required in label mode"));
     if (o.top_logprobs() < 1 || o.top_logprobs() > 20) {
       return absl::InvalidArgumentError(absl::StrCat(section, ".top_logprobs must be in [1, 20]"));
     }
-    if (o.label_max_tokens() < 1) return absl::InvalidArgumentError(absl::StrCat(section, ".label_max_tokens must be >= 1"));
+    if (o.label_max_tokens() < 1)
+      return absl::InvalidArgumentError(absl::StrCat(section, ".label_max_tokens must be >= 1"));
     if (!(o.label_min_mass() >= 0 && o.label_min_mass() <= 1)) {
       return absl::InvalidArgumentError(absl::StrCat(section, ".label_min_mass must be in [0, 1]"));
     }
     for (const auto& [label, reward] : o.labels()) {
       if (absl::StripAsciiWhitespace(label).empty() || !std::isfinite(reward)) {
-        return absl::InvalidArgumentError(absl::StrCat(section, ".labels: every label must be non-blank with a finite reward"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(section, ".labels: every label must be non-blank with a finite reward"));
       }
     }
   }
@@ -68,7 +74,8 @@ absl::StatusOr<std::unique_ptr<OpenAIBackend>> OpenAIBackend::Create(const v1::J
   }
   if (o.timeout_ms() <= 0) return absl::InvalidArgumentError(absl::StrCat(section, ".timeout_ms must be > 0"));
   if (o.max_retries() < 0) return absl::InvalidArgumentError(absl::StrCat(section, ".max_retries must be >= 0"));
-  if (o.max_concurrency() < 1) return absl::InvalidArgumentError(absl::StrCat(section, ".max_concurrency must be >= 1"));
+  if (o.max_concurrency() < 1)
+    return absl::InvalidArgumentError(absl::StrCat(section, ".max_concurrency must be >= 1"));
   if (config.timeout_ms() <= 0) return absl::InvalidArgumentError("judge.timeout_ms must be > 0");
 
   std::optional<RubricScorer> rubric;
@@ -95,13 +102,16 @@ absl::StatusOr<std::unique_ptr<OpenAIBackend>> OpenAIBackend::Create(const v1::J
   client.dispatch = DispatcherOptionsFrom(o, client.label);
   auto teacher = TeacherClient::Create(std::move(client), deps.cache, deps.ledger);
   if (!teacher.ok()) return Annotate(teacher.status(), section);
-  return std::unique_ptr<OpenAIBackend>(
-      new OpenAIBackend(config, deps.label.empty() ? "openai" : deps.label, std::move(teacher).value(), std::move(rubric)));
+  return std::unique_ptr<OpenAIBackend>(new OpenAIBackend(config, deps.label.empty() ? "openai" : deps.label,
+                                                          std::move(teacher).value(), std::move(rubric)));
 }
 
 OpenAIBackend::OpenAIBackend(const v1::JudgeConfig& config, std::string label, std::unique_ptr<TeacherClient> client,
                              std::optional<RubricScorer> rubric)
     : config_(config.openai()),
+      mode_(config.openai().mode() == "label"        ? Mode::kLabel
+            : config.openai().mode() == "likelihood" ? Mode::kLikelihood
+                                                     : Mode::kRubric),  // Create has checked it
       label_(std::move(label)),
       base_url_(StrippedBaseUrl(config.openai().base_url())),
       client_(std::move(client)),
@@ -132,8 +142,14 @@ ChatReplies OpenAIBackend::AskChat(const std::vector<ChatQuestion>& questions, S
 
 std::vector<Judgement> OpenAIBackend::Score(const std::vector<v1::Sample>& samples) {
   const SteadyTime deadline = std::chrono::steady_clock::now() + call_timeout_;
-  if (config_.mode() == "label") return ScoreLabels(samples, deadline);
-  if (config_.mode() == "likelihood") return ScoreLikelihood(samples, deadline);
+  switch (mode_) {
+    case Mode::kLabel:
+      return ScoreLabels(samples, deadline);
+    case Mode::kLikelihood:
+      return ScoreLikelihood(samples, deadline);
+    case Mode::kRubric:
+      break;
+  }
   return ScoreRubric(samples, deadline);
 }
 
@@ -158,13 +174,18 @@ std::vector<Judgement> OpenAIBackend::ScoreLabels(const std::vector<v1::Sample>&
   asks.reserve(samples.size());
   for (const v1::Sample& sample : samples) {
     json messages = json::array();
-    if (!config_.system_prompt().empty()) messages.push_back({{"role", "system"}, {"content", config_.system_prompt()}});
+    if (!config_.system_prompt().empty())
+      messages.push_back({{"role", "system"}, {"content", config_.system_prompt()}});
     const std::string user = RenderRubric(config_.rubric(), {sample.prompt(), sample.completion(), sample.reference()});
     messages.push_back({{"role", "user"}, {"content", user}});
-    json body = {{"model", config_.model()},        {"messages", std::move(messages)},
-                 {"temperature", config_.temperature()}, {"max_tokens", config_.label_max_tokens()},
-                 {"logprobs", true},                {"top_logprobs", config_.top_logprobs()}};
-    const double tokens = static_cast<double>(config_.system_prompt().size() + user.size()) / 4 + config_.label_max_tokens();
+    json body = {{"model", config_.model()},
+                 {"messages", std::move(messages)},
+                 {"temperature", config_.temperature()},
+                 {"max_tokens", config_.label_max_tokens()},
+                 {"logprobs", true},
+                 {"top_logprobs", config_.top_logprobs()}};
+    const double tokens =
+        static_cast<double>(config_.system_prompt().size() + user.size()) / 4 + config_.label_max_tokens();
     asks.push_back(TeacherAsk{base_url_ + "/chat/completions", Dump(body), tokens, BypassesCache(sample)});
   }
   std::vector<TeacherAnswer> answers = client_->Ask(std::move(asks), deadline);
@@ -179,7 +200,8 @@ std::vector<Judgement> OpenAIBackend::ScoreLabels(const std::vector<v1::Sample>&
     int64_t tokens_in = 0, tokens_out = 0;
     bool ok = false;
     if (answers[i].body) {
-      ok = ReadLabelDistribution(*answers[i].body, labels_, config_.label_min_mass(), &judgement, &tokens_in, &tokens_out);
+      ok = ReadLabelDistribution(*answers[i].body, labels_, config_.label_min_mass(), &judgement, &tokens_in,
+                                 &tokens_out);
     } else {
       SetVerdictError(&verdict, answers[i].code, answers[i].kind, answers[i].message);
     }
@@ -221,15 +243,15 @@ std::vector<Judgement> OpenAIBackend::ScoreLikelihood(const std::vector<v1::Samp
     const std::string text = absl::StrCat(prefix, sample.completion(), suffix);
     // The scored span: the completion, and with likelihood_score_after the text after it too (an end
     // marker the teacher expects once an answer is complete, so that an answer cut short scores low).
-    const std::string scored = config_.likelihood_score_after() ? absl::StrCat(sample.completion(), suffix)
-                                                                : sample.completion();
+    const std::string scored =
+        config_.likelihood_score_after() ? absl::StrCat(sample.completion(), suffix) : sample.completion();
     CompletionSpan span;
     span.begin_bytes = prefix.size();
     span.end_bytes = prefix.size() + scored.size();
     span.begin_chars = Utf8CodePoints(prefix);
     span.end_chars = span.begin_chars + Utf8CodePoints(scored);
-    json body = {{"model", config_.model()}, {"prompt", text}, {"echo", true},
-                 {"logprobs", 1},            {"max_tokens", 1}, {"temperature", 0}};
+    json body = {{"model", config_.model()}, {"prompt", text},  {"echo", true}, {"logprobs", 1},
+                 {"max_tokens", 1},          {"temperature", 0}};
     asks.push_back(TeacherAsk{base_url_ + "/completions", Dump(body), static_cast<double>(text.size()) / 4 + 1,
                               BypassesCache(sample)});
     asked.push_back(i);

@@ -50,7 +50,10 @@ class OpenAIBackend final : public JudgeBackend, public ChatTeacher {
   std::vector<Judgement> ScoreLabels(const std::vector<v1::Sample>& samples, SteadyTime deadline);
   std::vector<Judgement> ScoreLikelihood(const std::vector<v1::Sample>& samples, SteadyTime deadline);
 
+  enum class Mode { kRubric, kLabel, kLikelihood };  // judge.openai.mode, read once
+
   v1::OpenAIJudgeConfig config_;
+  Mode mode_;
   std::string label_;
   std::string base_url_;
   std::chrono::milliseconds call_timeout_;
