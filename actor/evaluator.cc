@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/answer_match.h"
-#include "model/sampler.h"
 #include "common/status.h"
 #include "common/tokenizer/tokenizer.h"
+#include "model/sampler.h"
 
 namespace rlj {
 

@@ -10,14 +10,13 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/crc32c.h"
 #include "common/grpc_util.h"
-#include "model/transformer.h"
 #include "common/status.h"
-#include "model/tensor/torch_util.h"
+#include "model/checkpoint/checkpoint.h"
 #include "model/tensor/tensor_codec.h"
 #include "model/tensor/torch_util.h"
+#include "model/transformer.h"
 
 namespace rlj {
 namespace {
@@ -60,7 +59,7 @@ uint32_t Crc32cAndCopy(std::string_view bytes, char* out) {
 }  // namespace
 
 absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_version, std::chrono::milliseconds wait,
-                                                                   std::chrono::milliseconds deadline) {
+                                                                  std::chrono::milliseconds deadline) {
   grpc::ClientContext context;
   SetDeadline(&context, deadline + wait);
   v1::GetPolicyRequest request;
@@ -96,18 +95,19 @@ absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_v
     destinations.push_back(std::move(destination));
   }
   if (total != manifest.total_bytes()) {
-    return absl::DataLossError(absl::StrCat("policy v", manifest.version(), ": manifest total_bytes ", manifest.total_bytes(),
-                                            " != sum of tensor sizes ", total));
+    return absl::DataLossError(absl::StrCat("policy v", manifest.version(), ": manifest total_bytes ",
+                                            manifest.total_bytes(), " != sum of tensor sizes ", total));
   }
   while (reader->Read(&message)) {
     if (!message.has_chunk()) return absl::DataLossError("policy stream: a second manifest arrived");
     const v1::WeightChunk& chunk = message.chunk();
     if (chunk.version() != manifest.version()) {
-      return absl::DataLossError(absl::StrCat("policy stream: chunk of v", chunk.version(), " inside v", manifest.version()));
+      return absl::DataLossError(
+          absl::StrCat("policy stream: chunk of v", chunk.version(), " inside v", manifest.version()));
     }
     if (chunk.tensor_index() >= destinations.size()) {
-      return absl::DataLossError(absl::StrCat("policy stream: chunk for tensor index ", chunk.tensor_index(), " of ",
-                                              destinations.size()));
+      return absl::DataLossError(
+          absl::StrCat("policy stream: chunk for tensor index ", chunk.tensor_index(), " of ", destinations.size()));
     }
     Destination& destination = destinations[chunk.tensor_index()];
     const std::string& name = manifest.tensors(static_cast<int>(chunk.tensor_index())).name();
@@ -116,10 +116,12 @@ absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_v
                                               ", expected ", destination.filled));
     }
     if (chunk.data().size() > destination.expected - destination.filled) {
-      return absl::DataLossError(absl::StrCat("policy stream: tensor ", name, " receives more bytes than its shape holds"));
+      return absl::DataLossError(
+          absl::StrCat("policy stream: tensor ", name, " receives more bytes than its shape holds"));
     }
     if (Crc32cAndCopy(chunk.data(), destination.data + destination.filled) != chunk.crc32c()) {
-      return absl::DataLossError(absl::StrCat("policy stream: CRC-32C mismatch in tensor ", name, " at offset ", chunk.offset()));
+      return absl::DataLossError(
+          absl::StrCat("policy stream: CRC-32C mismatch in tensor ", name, " at offset ", chunk.offset()));
     }
     destination.filled += chunk.data().size();
   }
@@ -147,8 +149,7 @@ absl::Status InstallPolicy(FetchedPolicy policy, int64_t tokenizer_vocab, Transf
                                                       " is smaller than the tokenizer's ", tokenizer_vocab));
   }
   return TorchCall("installing policy weights", [&]() -> absl::Status {
-    if (model->is_empty() ||
-        (*model)->config().ToProto().SerializeAsString() != shape.ToProto().SerializeAsString()) {
+    if (model->is_empty() || (*model)->config().ToProto().SerializeAsString() != shape.ToProto().SerializeAsString()) {
       *model = Transformer(shape);
       (*model)->eval();
     }

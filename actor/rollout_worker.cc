@@ -15,18 +15,18 @@
 #include "absl/strings/str_format.h"
 #include "actor/judge_client.h"
 #include "actor/policy_fetcher.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/config_validate.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
 #include "common/retry_policy.h"
-#include "model/sampler.h"
-#include "model/transformer.h"
 #include "common/shutdown.h"
 #include "common/status.h"
 #include "common/telemetry/process_telemetry.h"
-#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/sampler.h"
+#include "model/tensor/torch_util.h"
+#include "model/transformer.h"
 
 namespace rlj {
 namespace {
@@ -173,7 +173,8 @@ absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
     const v1::RunConfig& config, const ActorOptions& options, std::shared_ptr<v1::Learner::StubInterface> learner,
     std::shared_ptr<v1::Judge::StubInterface> judge) {
   if (options.count < 1 || options.index < 0 || options.index >= options.count) {
-    return absl::InvalidArgumentError(absl::StrCat("actor index ", options.index, " is outside 0..", options.count - 1));
+    return absl::InvalidArgumentError(
+        absl::StrCat("actor index ", options.index, " is outside 0..", options.count - 1));
   }
   auto state = std::make_unique<State>();
   state->config = config;
@@ -192,14 +193,14 @@ absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
   return std::unique_ptr<RolloutWorker>(new RolloutWorker(std::move(state)));
 }
 
-
 absl::Status RolloutWorker::RefreshPolicy(std::chrono::milliseconds wait) {
   State& s = *state_;
   std::optional<FetchedPolicy> fetched;
-  RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.GetPolicy", std::chrono::hours(24 * 365), kActorBackoff, [&]() -> absl::Status {
-    RLJ_ASSIGN_OR_RETURN(fetched, s.fetcher->Fetch(s.version, wait, s.rpc_timeout()));
-    return absl::OkStatus();
-  }));
+  RLJ_RETURN_IF_ERROR(
+      RetryWithBackoff("Learner.GetPolicy", std::chrono::hours(24 * 365), kActorBackoff, [&]() -> absl::Status {
+        RLJ_ASSIGN_OR_RETURN(fetched, s.fetcher->Fetch(s.version, wait, s.rpc_timeout()));
+        return absl::OkStatus();
+      }));
   if (!fetched) return absl::OkStatus();
   const int64_t version = fetched->version;
   const uint64_t bytes = fetched->bytes;
@@ -229,14 +230,15 @@ void RolloutWorker::ScoreAndPush(SampledGroup sampled) {
   v1::RolloutBatch push;
   *push.add_groups() = std::move(group);
   v1::PushRolloutsResponse pushed;
-  absl::Status status = RetryWithBackoff("Learner.PushRollouts", RetryBudget(s.config), kActorBackoff, [&]() -> absl::Status {
-    grpc::ClientContext context;
-    SetDeadline(&context, s.rpc_timeout());
-    auto writer = s.learner->PushRollouts(&context, &pushed);
-    writer->Write(push);
-    writer->WritesDone();
-    return FromGrpcStatus(writer->Finish(), "Learner.PushRollouts");
-  });
+  absl::Status status =
+      RetryWithBackoff("Learner.PushRollouts", RetryBudget(s.config), kActorBackoff, [&]() -> absl::Status {
+        grpc::ClientContext context;
+        SetDeadline(&context, s.rpc_timeout());
+        auto writer = s.learner->PushRollouts(&context, &pushed);
+        writer->Write(push);
+        writer->WritesDone();
+        return FromGrpcStatus(writer->Finish(), "Learner.PushRollouts");
+      });
   if (!status.ok()) {
     stats_.groups_dropped.fetch_add(1);
     if (!absl::IsCancelled(status)) {
@@ -253,12 +255,13 @@ absl::StatusOr<v1::LeasePromptsResponse> RolloutWorker::LeasePrompts() {
   v1::LeasePromptsRequest request;
   request.set_actor(s.options.name);
   request.set_count(s.config.actor().prompts_per_batch());
-  RLJ_RETURN_IF_ERROR(RetryWithBackoff("Learner.LeasePrompts", std::chrono::hours(24 * 365), kActorBackoff, [&]() -> absl::Status {
-    grpc::ClientContext context;
-    SetDeadline(&context, s.rpc_timeout());
-    response.Clear();
-    return FromGrpcStatus(s.learner->LeasePrompts(&context, request, &response), "Learner.LeasePrompts");
-  }));
+  RLJ_RETURN_IF_ERROR(
+      RetryWithBackoff("Learner.LeasePrompts", std::chrono::hours(24 * 365), kActorBackoff, [&]() -> absl::Status {
+        grpc::ClientContext context;
+        SetDeadline(&context, s.rpc_timeout());
+        response.Clear();
+        return FromGrpcStatus(s.learner->LeasePrompts(&context, request, &response), "Learner.LeasePrompts");
+      }));
   return response;
 }
 
@@ -338,11 +341,12 @@ RolloutWorker::SampledGroup RolloutWorker::MakeGroup(const v1::LeasePromptsRespo
 void RolloutWorker::LogProgress(int groups_out) const {
   const State& s = *state_;
   const JudgeClientStats& judge = s.judge_client->stats();
-  log::Info("{}: v{} batches {} groups pushed {} (out {}) samples failed {} dropped groups {} | judge retries {} "
-            "(backpressure {}, paused {}, unavailable {})",
-            s.options.name, s.version, stats_.batches.load(), stats_.groups_pushed.load(), groups_out,
-            stats_.samples_failed.load(), stats_.groups_dropped.load(), judge.retries.load(),
-            judge.backpressure.load(), judge.paused.load(), judge.unavailable.load());
+  log::Info(
+      "{}: v{} batches {} groups pushed {} (out {}) samples failed {} dropped groups {} | judge retries {} "
+      "(backpressure {}, paused {}, unavailable {})",
+      s.options.name, s.version, stats_.batches.load(), stats_.groups_pushed.load(), groups_out,
+      stats_.samples_failed.load(), stats_.groups_dropped.load(), judge.retries.load(), judge.backpressure.load(),
+      judge.paused.load(), judge.unavailable.load());
 }
 
 absl::Status RolloutWorker::Run() {
@@ -417,7 +421,8 @@ absl::Status RunActor(const v1::RunConfig& config, const ActorOptions& options, 
     counter("rlj_actor_batches_total", "Batches of groups sampled", stats->batches);
     counter("rlj_actor_groups_pushed_total", "Groups pushed to the learner", stats->groups_pushed);
     counter("rlj_actor_samples_judged_total", "Completions judged", stats->samples_judged);
-    counter("rlj_actor_samples_failed_total", "Completions whose verdict failed (pushed masked)", stats->samples_failed);
+    counter("rlj_actor_samples_failed_total", "Completions whose verdict failed (pushed masked)",
+            stats->samples_failed);
     counter("rlj_actor_groups_dropped_total", "Groups dropped: judge or learner unreachable", stats->groups_dropped);
     counter("rlj_actor_groups_held_total", "Groups held through a teacher outage (judge.on_outage pause)",
             stats->groups_held);

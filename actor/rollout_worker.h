@@ -34,9 +34,9 @@ struct ActorStats {
   std::atomic<int64_t> batches{0};
   std::atomic<int64_t> groups_pushed{0};
   std::atomic<int64_t> samples_judged{0};
-  std::atomic<int64_t> samples_failed{0};     // verdicts with an error: pushed as invalid (masked)
-  std::atomic<int64_t> groups_dropped{0};     // judge or learner unreachable past the retry budget
-  std::atomic<int64_t> groups_held{0};        // groups that waited out a teacher outage (on_outage pause)
+  std::atomic<int64_t> samples_failed{0};  // verdicts with an error: pushed as invalid (masked)
+  std::atomic<int64_t> groups_dropped{0};  // judge or learner unreachable past the retry budget
+  std::atomic<int64_t> groups_held{0};     // groups that waited out a teacher outage (on_outage pause)
   std::atomic<int64_t> completion_tokens{0};
   std::atomic<int64_t> policy_updates{0};
 };

@@ -1,9 +1,9 @@
 // bench_generate.cc: `rlj bench generate`: tokens/s of batched sampling (prefill + KV-cache decode) on a random
 // Llama-style model of exactly the given shape, with the achieved GFLOP/s next to the machine's GEMM rate.
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/randn.h>
-#include <ATen/Context.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,13 +12,13 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "bench/bench_model_shape.h"
+#include "common/status.h"
+#include "common/tokenizer/byte_tokenizer.h"
 #include "model/decode_step.h"
 #include "model/sampler.h"
-#include "model/transformer.h"
-#include "common/status.h"
 #include "model/tensor/torch_util.h"
-#include "common/tokenizer/byte_tokenizer.h"
-#include "bench/bench_model_shape.h"
+#include "model/transformer.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
@@ -137,7 +137,8 @@ absl::StatusOr<nlohmann::json> RunBench(const BenchFlags& flags) {
 
 Command AddGenerateBench(CLI::App& parent) {
   auto* app = parent.add_subcommand(
-      "generate", "Tokens/s of batched sampling on a random Llama-style model (tied embeddings, no biases); one JSON line");
+      "generate",
+      "Tokens/s of batched sampling on a random Llama-style model (tied embeddings, no biases); one JSON line");
   auto flags = std::make_shared<BenchFlags>();
   AddModelShapeOptions(app, flags.get());
   app->add_option("--batch", flags->batch, "Prompts sampled together")->capture_default_str();

@@ -11,8 +11,9 @@ namespace {
 
 Command AddJudgeBench(CLI::App& parent) {
   auto* app = parent.add_subcommand(
-      "judge", "Judge throughput against a fixed-latency teacher stand-in: one JSON line with requests_per_s and "
-               "efficiency = achieved / (concurrency / latency)");
+      "judge",
+      "Judge throughput against a fixed-latency teacher stand-in: one JSON line with requests_per_s and "
+      "efficiency = achieved / (concurrency / latency)");
   auto options = std::make_shared<JudgeBenchOptions>();
   app->add_option("--latency-ms", options->latency_ms, "The stand-in's answer latency")->capture_default_str();
   app->add_option("--concurrency", options->concurrency, "judge.openai.max_concurrency")->capture_default_str();

@@ -18,12 +18,12 @@
 #include "actor/policy_fetcher.h"
 #include "common/grpc_security.h"
 #include "common/grpc_util.h"
-#include "common/status.h"
-#include "model/tensor/torch_util.h"
 #include "common/heap_tuning.h"
+#include "common/status.h"
 #include "learner/learner_service.h"
 #include "learner/rollout_buffer.h"
 #include "learner/weight_publisher.h"
+#include "model/tensor/torch_util.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
@@ -48,7 +48,9 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 double ProcessCpuSeconds() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  const auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
@@ -107,7 +109,8 @@ struct RoundTime {
 
 // One round: every actor fetches the policy at once (from a start line, so the fetches overlap); each must
 // receive all `wire_bytes`.
-absl::StatusOr<RoundTime> FetchRound(const std::vector<std::shared_ptr<v1::Learner::Stub>>& stubs, uint64_t wire_bytes) {
+absl::StatusOr<RoundTime> FetchRound(const std::vector<std::shared_ptr<v1::Learner::Stub>>& stubs,
+                                     uint64_t wire_bytes) {
   const int actors = static_cast<int>(stubs.size());
   std::vector<absl::Status> results(stubs.size());
   std::vector<uint64_t> received(stubs.size(), 0);
@@ -138,8 +141,8 @@ absl::StatusOr<RoundTime> FetchRound(const std::vector<std::shared_ptr<v1::Learn
   for (int a = 0; a < actors; ++a) {
     RLJ_RETURN_IF_ERROR(results[static_cast<size_t>(a)]);
     if (received[static_cast<size_t>(a)] != wire_bytes) {
-      return absl::DataLossError(absl::StrCat("actor ", a, " received ", received[static_cast<size_t>(a)],
-                                              " bytes of ", wire_bytes));
+      return absl::DataLossError(
+          absl::StrCat("actor ", a, " received ", received[static_cast<size_t>(a)], " bytes of ", wire_bytes));
     }
   }
   return time;
@@ -235,7 +238,8 @@ Command AddSyncBench(CLI::App& parent) {
   app->add_option("--params-mb", flags->params_mb, "Policy size in MB (float32 parameters)")->capture_default_str();
   app->add_option("--actors", flags->actors, "Concurrent fetching clients (threads, one channel each)")
       ->capture_default_str();
-  app->add_option("--chunk-kib", flags->chunk_kib, "Stream chunk size (learner.weight_chunk_kib)")->capture_default_str();
+  app->add_option("--chunk-kib", flags->chunk_kib, "Stream chunk size (learner.weight_chunk_kib)")
+      ->capture_default_str();
   app->add_option("--wire-dtype", flags->wire_dtype, "float32 or bfloat16 (learner.wire_dtype)")->capture_default_str();
   app->add_option("--repeats", flags->repeats, "Timed rounds after one warm-up; the median is reported")
       ->capture_default_str();

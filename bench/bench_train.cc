@@ -11,11 +11,11 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "model/transformer.h"
-#include "common/status.h"
-#include "model/tensor/torch_util.h"
-#include "learner/grpo_trainer.h"
 #include "bench/bench_model_shape.h"
+#include "common/status.h"
+#include "learner/grpo_trainer.h"
+#include "model/tensor/torch_util.h"
+#include "model/transformer.h"
 #include "tools/command.h"
 
 namespace rlj::tools {

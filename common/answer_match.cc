@@ -22,7 +22,8 @@ std::optional<double> LastNumber(std::string_view text) {
     const char c = text[begin - 1];
     if (absl::ascii_isdigit(static_cast<unsigned char>(c))) {
       --begin;
-    } else if ((c == '.' || c == ',') && begin >= 2 && absl::ascii_isdigit(static_cast<unsigned char>(text[begin - 2]))) {
+    } else if ((c == '.' || c == ',') && begin >= 2 &&
+               absl::ascii_isdigit(static_cast<unsigned char>(text[begin - 2]))) {
       --begin;
     } else {
       break;

@@ -38,10 +38,12 @@ absl::StatusOr<ArithmeticSplit> MakeArithmeticTask(const ArithmeticTaskOptions& 
     const int64_t b = options.min_operand + pair % span;
     const char op = options.ops[static_cast<size_t>(op_index)];
     const int64_t answer = op == '+' ? a + b : op == '-' ? a - b : a * b;
-    return PromptRow{absl::StrCat(split, "-", index), absl::StrCat(a, std::string(1, op), b, "="), absl::StrCat(answer)};
+    return PromptRow{absl::StrCat(split, "-", index), absl::StrCat(a, std::string(1, op), b, "="),
+                     absl::StrCat(answer)};
   };
   ArithmeticSplit split;
-  for (int i = 0; i < options.train_size; ++i) split.train.push_back(make_row(codes[static_cast<size_t>(i)], "train", i));
+  for (int i = 0; i < options.train_size; ++i)
+    split.train.push_back(make_row(codes[static_cast<size_t>(i)], "train", i));
   for (int i = 0; i < options.eval_size; ++i) {
     split.eval.push_back(make_row(codes[static_cast<size_t>(options.train_size + i)], "eval", i));
   }
@@ -144,7 +146,8 @@ absl::StatusOr<std::vector<PromptRow>> MakeGradingDataset(const std::vector<Prom
     return absl::InvalidArgumentError("the correct and wrong labels must be two different non-empty strings");
   }
   if (!(options.correct_fraction >= 0 && options.correct_fraction <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("correct fraction must be in [0, 1], got ", options.correct_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrCat("correct fraction must be in [0, 1], got ", options.correct_fraction));
   }
   if (!(options.junk_fraction >= 0 && options.junk_fraction <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat("junk fraction must be in [0, 1], got ", options.junk_fraction));
@@ -161,7 +164,7 @@ absl::StatusOr<std::vector<PromptRow>> MakeGradingDataset(const std::vector<Prom
   std::bernoulli_distribution pick_junk(options.junk_fraction);
   std::vector<PromptRow> rows;
   rows.reserve(problems.size() * static_cast<size_t>(options.rows_per_problem + (options.include_answers ? 1 : 0) +
-                                                    (options.include_copies ? 1 : 0)));
+                                                     (options.include_copies ? 1 : 0)));
   int64_t grade_index = 0;
   int64_t answer_index = 0;
   int64_t copy_index = 0;
@@ -173,7 +176,7 @@ absl::StatusOr<std::vector<PromptRow>> MakeGradingDataset(const std::vector<Prom
     }
     for (int r = 0; r < options.rows_per_problem; ++r) {
       const bool correct = pick_correct(rng);
-      const std::string candidate = correct           ? problem.reference
+      const std::string candidate = correct          ? problem.reference
                                     : pick_junk(rng) ? JunkAnswer(problem.reference, rng)
                                                      : NearMissAnswer(answer, rng);
       rows.push_back(PromptRow{absl::StrCat("grade-", grade_index++),
@@ -186,10 +189,10 @@ absl::StatusOr<std::vector<PromptRow>> MakeGradingDataset(const std::vector<Prom
       rows.push_back(PromptRow{absl::StrCat("answer-", answer_index++), problem.prompt, problem.reference});
     }
     if (options.include_copies) {
-      rows.push_back(PromptRow{absl::StrCat("copy-", copy_index++),
-                               absl::StrReplaceAll(before_completion, {{"{prompt}", problem.prompt},
-                                                                       {"{reference}", problem.reference}}),
-                               problem.reference});
+      rows.push_back(PromptRow{
+          absl::StrCat("copy-", copy_index++),
+          absl::StrReplaceAll(before_completion, {{"{prompt}", problem.prompt}, {"{reference}", problem.reference}}),
+          problem.reference});
     }
   }
   std::shuffle(rows.begin(), rows.end(), rng);

@@ -38,10 +38,10 @@ struct GradingOptions {
   std::string prompt_template = "{prompt}{completion}?";
   std::string correct_label = "Y";  // the reference of a row whose candidate is right
   std::string wrong_label = "N";
-  double correct_fraction = 0.5;    // share of rows with the right answer as the candidate
-  double junk_fraction = 0.0;       // share of wrong candidates that are junk (JunkAnswer), not near misses
-  int rows_per_problem = 1;         // grading rows per problem (each with its own candidate)
-  bool include_answers = false;     // also keep every problem as a plain prompt → answer row
+  double correct_fraction = 0.5;  // share of rows with the right answer as the candidate
+  double junk_fraction = 0.0;     // share of wrong candidates that are junk (JunkAnswer), not near misses
+  int rows_per_problem = 1;       // grading rows per problem (each with its own candidate)
+  bool include_answers = false;   // also keep every problem as a plain prompt → answer row
   // Also a "copy-<i>" row per problem: the template rendered up to {completion} → the reference ("12+34=46|" →
   // "46" for "{prompt}{reference}|{completion}?"). Every token of it teaches the teacher where the candidate's
   // characters are to match the reference's, which a Y/N label alone teaches slowly. The template must put
@@ -50,8 +50,8 @@ struct GradingOptions {
   uint64_t seed = 1;
 };
 
-// Grading rows "grade-<i>" (and "answer-<i>", "copy-<i>" with include_answers, include_copies), shuffled. Each problem's reference
-// must be an integer; wrong candidates are near misses of it (NearMissAnswer). Errors name the row.
+// Grading rows "grade-<i>" (and "answer-<i>", "copy-<i>" with include_answers, include_copies), shuffled. Each
+// problem's reference must be an integer; wrong candidates are near misses of it (NearMissAnswer). Errors name the row.
 absl::StatusOr<std::vector<PromptRow>> MakeGradingDataset(const std::vector<PromptRow>& problems,
                                                           const GradingOptions& options);
 

@@ -77,26 +77,40 @@ std::string UnknownKeyMessage(const Descriptor* descriptor, const std::string& k
 
 std::string Describe(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Null: return "nothing";
-    case YAML::NodeType::Scalar: return absl::StrCat("'", node.Scalar(), "'");
-    default: return "an undefined value";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return absl::StrCat("'", node.Scalar(), "'");
+    default:
+      return "an undefined value";
   }
 }
 
 std::string TypeName(const FieldDescriptor* field) {
   switch (field->cpp_type()) {
-    case FieldDescriptor::CPPTYPE_INT32: return "an integer (32-bit)";
-    case FieldDescriptor::CPPTYPE_INT64: return "an integer";
-    case FieldDescriptor::CPPTYPE_UINT32: return "a non-negative integer (32-bit)";
-    case FieldDescriptor::CPPTYPE_UINT64: return "a non-negative integer";
+    case FieldDescriptor::CPPTYPE_INT32:
+      return "an integer (32-bit)";
+    case FieldDescriptor::CPPTYPE_INT64:
+      return "an integer";
+    case FieldDescriptor::CPPTYPE_UINT32:
+      return "a non-negative integer (32-bit)";
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return "a non-negative integer";
     case FieldDescriptor::CPPTYPE_DOUBLE:
-    case FieldDescriptor::CPPTYPE_FLOAT: return "a number";
-    case FieldDescriptor::CPPTYPE_BOOL: return "true or false";
-    case FieldDescriptor::CPPTYPE_STRING: return "a string";
-    case FieldDescriptor::CPPTYPE_ENUM: return "one of the enum names";
-    case FieldDescriptor::CPPTYPE_MESSAGE: return "a mapping";
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      return "a number";
+    case FieldDescriptor::CPPTYPE_BOOL:
+      return "true or false";
+    case FieldDescriptor::CPPTYPE_STRING:
+      return "a string";
+    case FieldDescriptor::CPPTYPE_ENUM:
+      return "one of the enum names";
+    case FieldDescriptor::CPPTYPE_MESSAGE:
+      return "a mapping";
   }
   return "a value";
 }
@@ -157,8 +171,7 @@ class YamlToProto {
     return SetScalar(node, message, field, path, /*repeated=*/true);
   }
 
-  absl::Status SetMap(const YAML::Node& node, Message* message, const FieldDescriptor* field,
-                      const std::string& path) {
+  absl::Status SetMap(const YAML::Node& node, Message* message, const FieldDescriptor* field, const std::string& path) {
     if (!node.IsMap()) return Error(node, path, "expected a mapping, got " + Describe(node));
     const Reflection* reflection = message->GetReflection();
     reflection->ClearField(message, field);
@@ -176,7 +189,8 @@ class YamlToProto {
 
   absl::Status SetScalar(const YAML::Node& node, Message* message, const FieldDescriptor* field,
                          const std::string& path, bool repeated) {
-    if (!node.IsScalar()) return Error(node, path, absl::StrCat("expected ", TypeName(field), ", got ", Describe(node)));
+    if (!node.IsScalar())
+      return Error(node, path, absl::StrCat("expected ", TypeName(field), ", got ", Describe(node)));
     const std::string& text = node.Scalar();
     const Reflection* r = message->GetReflection();
     auto wrong = [&]() { return Error(node, path, absl::StrCat("expected ", TypeName(field), ", got '", text, "'")); };
@@ -186,7 +200,8 @@ class YamlToProto {
         if (!absl::SimpleAtoi(text, &v) || v < std::numeric_limits<int32_t>::min() ||
             v > std::numeric_limits<int32_t>::max())
           return wrong();
-        repeated ? r->AddInt32(message, field, static_cast<int32_t>(v)) : r->SetInt32(message, field, static_cast<int32_t>(v));
+        repeated ? r->AddInt32(message, field, static_cast<int32_t>(v))
+                 : r->SetInt32(message, field, static_cast<int32_t>(v));
         break;
       }
       case FieldDescriptor::CPPTYPE_INT64: {
@@ -198,7 +213,8 @@ class YamlToProto {
       case FieldDescriptor::CPPTYPE_UINT32: {
         uint64_t v;
         if (!absl::SimpleAtoi(text, &v) || v > std::numeric_limits<uint32_t>::max()) return wrong();
-        repeated ? r->AddUInt32(message, field, static_cast<uint32_t>(v)) : r->SetUInt32(message, field, static_cast<uint32_t>(v));
+        repeated ? r->AddUInt32(message, field, static_cast<uint32_t>(v))
+                 : r->SetUInt32(message, field, static_cast<uint32_t>(v));
         break;
       }
       case FieldDescriptor::CPPTYPE_UINT64: {
@@ -212,7 +228,8 @@ class YamlToProto {
         double v;
         if (!absl::SimpleAtod(text, &v) || !std::isfinite(v)) return wrong();
         if (field->cpp_type() == FieldDescriptor::CPPTYPE_FLOAT) {
-          repeated ? r->AddFloat(message, field, static_cast<float>(v)) : r->SetFloat(message, field, static_cast<float>(v));
+          repeated ? r->AddFloat(message, field, static_cast<float>(v))
+                   : r->SetFloat(message, field, static_cast<float>(v));
         } else {
           repeated ? r->AddDouble(message, field, v) : r->SetDouble(message, field, v);
         }
@@ -273,21 +290,33 @@ void EmitScalar(YAML::Emitter& out, const Message& message, const FieldDescripto
   const Reflection* r = message.GetReflection();
   const bool rep = index >= 0;
   switch (field->cpp_type()) {
-    case FieldDescriptor::CPPTYPE_INT32: out << (rep ? r->GetRepeatedInt32(message, field, index) : r->GetInt32(message, field)); break;
-    case FieldDescriptor::CPPTYPE_INT64: out << (rep ? r->GetRepeatedInt64(message, field, index) : r->GetInt64(message, field)); break;
-    case FieldDescriptor::CPPTYPE_UINT32: out << (rep ? r->GetRepeatedUInt32(message, field, index) : r->GetUInt32(message, field)); break;
-    case FieldDescriptor::CPPTYPE_UINT64: out << (rep ? r->GetRepeatedUInt64(message, field, index) : r->GetUInt64(message, field)); break;
+    case FieldDescriptor::CPPTYPE_INT32:
+      out << (rep ? r->GetRepeatedInt32(message, field, index) : r->GetInt32(message, field));
+      break;
+    case FieldDescriptor::CPPTYPE_INT64:
+      out << (rep ? r->GetRepeatedInt64(message, field, index) : r->GetInt64(message, field));
+      break;
+    case FieldDescriptor::CPPTYPE_UINT32:
+      out << (rep ? r->GetRepeatedUInt32(message, field, index) : r->GetUInt32(message, field));
+      break;
+    case FieldDescriptor::CPPTYPE_UINT64:
+      out << (rep ? r->GetRepeatedUInt64(message, field, index) : r->GetUInt64(message, field));
+      break;
     case FieldDescriptor::CPPTYPE_DOUBLE:
       out << ShortestDouble(rep ? r->GetRepeatedDouble(message, field, index) : r->GetDouble(message, field));
       break;
     case FieldDescriptor::CPPTYPE_FLOAT:
       out << ShortestDouble(rep ? r->GetRepeatedFloat(message, field, index) : r->GetFloat(message, field));
       break;
-    case FieldDescriptor::CPPTYPE_BOOL: out << (rep ? r->GetRepeatedBool(message, field, index) : r->GetBool(message, field)); break;
+    case FieldDescriptor::CPPTYPE_BOOL:
+      out << (rep ? r->GetRepeatedBool(message, field, index) : r->GetBool(message, field));
+      break;
     case FieldDescriptor::CPPTYPE_STRING:
       out << YAML::DoubleQuoted << (rep ? r->GetRepeatedString(message, field, index) : r->GetString(message, field));
       break;
-    case FieldDescriptor::CPPTYPE_ENUM: out << (rep ? r->GetRepeatedEnum(message, field, index) : r->GetEnum(message, field))->name(); break;
+    case FieldDescriptor::CPPTYPE_ENUM:
+      out << (rep ? r->GetRepeatedEnum(message, field, index) : r->GetEnum(message, field))->name();
+      break;
     case FieldDescriptor::CPPTYPE_MESSAGE:
       EmitMessage(out, rep ? r->GetRepeatedMessage(message, field, index) : r->GetMessage(message, field));
       break;
@@ -391,8 +420,7 @@ void EmitMessage(YAML::Emitter& out, const Message& message) {
   out << YAML::EndMap;
 }
 
-void CollectPaths(const Descriptor* descriptor, const std::string& prefix, std::vector<std::string>* out,
-                  int depth) {
+void CollectPaths(const Descriptor* descriptor, const std::string& prefix, std::vector<std::string>* out, int depth) {
   for (int i = 0; i < descriptor->field_count(); ++i) {
     const FieldDescriptor* field = descriptor->field(i);
     const std::string path = prefix.empty() ? field->name() : absl::StrCat(prefix, ".", field->name());
@@ -425,7 +453,8 @@ absl::Status ApplyOverride(std::string_view assignment, Message* message) {
   } catch (const YAML::Exception&) {
     value = YAML::Node(value_text);  // not YAML: take it as a plain string
   }
-  if (value.IsNull() && !value_text.empty() && value_text != "null" && value_text != "~") value = YAML::Node(value_text);
+  if (value.IsNull() && !value_text.empty() && value_text != "null" && value_text != "~")
+    value = YAML::Node(value_text);
   if (value_text.empty()) value = YAML::Node(std::string());
 
   Message* target = message;
@@ -441,7 +470,8 @@ absl::Status ApplyOverride(std::string_view assignment, Message* message) {
     YamlToProto converter(Origin{origin, true});
     if (i + 1 == parts.size()) return converter.SetField(value, target, field, walked);
     if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE || field->is_repeated()) {
-      return absl::InvalidArgumentError(absl::StrCat(origin, ": ", walked, ": is not a section; cannot set a key inside it"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ": ", walked, ": is not a section; cannot set a key inside it"));
     }
     target = target->GetReflection()->MutableMessage(target, field);
   }

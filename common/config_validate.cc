@@ -20,8 +20,8 @@ absl::Status Invalid(std::string_view path, std::string_view what) {
 
 }  // namespace
 
-#define RLJ_REQUIRE(cond, path, what) \
-  do {                                \
+#define RLJ_REQUIRE(cond, path, what)        \
+  do {                                       \
     if (!(cond)) return Invalid(path, what); \
   } while (0)
 
@@ -39,8 +39,10 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   const auto& m = c.model();
   RLJ_REQUIRE(m.architecture() == "llama" || m.architecture() == "qwen2" || m.architecture() == "mistral",
               "model.architecture", "must be llama, qwen2 or mistral");
-  RLJ_REQUIRE(m.d_model() % m.n_heads() == 0, "model.d_model", absl::StrCat("must be divisible by model.n_heads (", m.n_heads(), ")"));
-  RLJ_REQUIRE((m.d_model() / m.n_heads()) % 2 == 0, "model.d_model", "head size (d_model / n_heads) must be even for RoPE");
+  RLJ_REQUIRE(m.d_model() % m.n_heads() == 0, "model.d_model",
+              absl::StrCat("must be divisible by model.n_heads (", m.n_heads(), ")"));
+  RLJ_REQUIRE((m.d_model() / m.n_heads()) % 2 == 0, "model.d_model",
+              "head size (d_model / n_heads) must be even for RoPE");
   const int kv_heads = m.n_kv_heads() == 0 ? m.n_heads() : m.n_kv_heads();
   RLJ_REQUIRE(kv_heads > 0 && m.n_heads() % kv_heads == 0, "model.n_kv_heads", "must divide model.n_heads");
   RLJ_REQUIRE(!m.attention_bias() || m.architecture() == "llama", "model.attention_bias",
@@ -80,14 +82,15 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(j.failover().empty() || (judge_backend_known(j.failover()) && j.failover() != "ensemble"),
               "judge.failover", "must be empty, a backend kind other than ensemble, or a judge.backends name");
   for (const auto& [name, entry] : j.backends()) {
-    RLJ_REQUIRE(judge_kind(entry.backend()) && entry.backend() != "ensemble", absl::StrCat("judge.backends.", name, ".backend"),
+    RLJ_REQUIRE(judge_kind(entry.backend()) && entry.backend() != "ensemble",
+                absl::StrCat("judge.backends.", name, ".backend"),
                 "must be rule, openai, anthropic, command or remote");
   }
   for (int i = 0; i < j.ensemble().components_size(); ++i) {
-    RLJ_REQUIRE(judge_backend_known(j.ensemble().components(i).backend()) &&
-                    j.ensemble().components(i).backend() != "ensemble",
-                absl::StrCat("judge.ensemble.components[", i, "].backend"),
-                "must be a backend kind other than ensemble, or a judge.backends name");
+    RLJ_REQUIRE(
+        judge_backend_known(j.ensemble().components(i).backend()) && j.ensemble().components(i).backend() != "ensemble",
+        absl::StrCat("judge.ensemble.components[", i, "].backend"),
+        "must be a backend kind other than ensemble, or a judge.backends name");
   }
   RLJ_REQUIRE(j.rule().mode() == "exact" || j.rule().mode() == "numeric" || j.rule().mode() == "regex" ||
                   j.rule().mode() == "contains",
@@ -107,8 +110,8 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(l.algorithm() == "grpo" || l.algorithm() == "dr_grpo" || l.algorithm() == "rloo", "learner.algorithm",
               "must be grpo, dr_grpo or rloo");
   RLJ_REQUIRE(l.buffer_groups() >= l.groups_per_step(), "learner.buffer_groups", "must be >= learner.groups_per_step");
-  RLJ_REQUIRE(!l.has_device() || l.device() == "auto" || l.device() == "cpu" || l.device() == "cuda",
-              "learner.device", "must be auto, cpu or cuda");
+  RLJ_REQUIRE(!l.has_device() || l.device() == "auto" || l.device() == "cpu" || l.device() == "cuda", "learner.device",
+              "must be auto, cpu or cuda");
   RLJ_REQUIRE(!l.has_reward_scaling() || l.reward_scaling() == "group" || l.reward_scaling() == "batch" ||
                   l.reward_scaling() == "none",
               "learner.reward_scaling", "must be group, batch or none");
@@ -116,8 +119,8 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   RLJ_REQUIRE(l.loss_aggregation() == "token_mean" || l.loss_aggregation() == "seq_mean_token_mean" ||
                   l.loss_aggregation() == "seq_mean_token_sum",
               "learner.loss_aggregation", "must be token_mean, seq_mean_token_mean or seq_mean_token_sum");
-  RLJ_REQUIRE(l.kl_estimator() == "k1" || l.kl_estimator() == "k2" || l.kl_estimator() == "k3",
-              "learner.kl_estimator", "must be k1, k2 or k3");
+  RLJ_REQUIRE(l.kl_estimator() == "k1" || l.kl_estimator() == "k2" || l.kl_estimator() == "k3", "learner.kl_estimator",
+              "must be k1, k2 or k3");
   RLJ_REQUIRE(l.truncated() == "keep" || l.truncated() == "mask" || l.truncated() == "penalize", "learner.truncated",
               "must be keep, mask or penalize");
   RLJ_REQUIRE(l.tis_cap() == 0 || l.tis_cap() >= 1, "learner.tis_cap", "must be 0 (off) or >= 1");
@@ -155,11 +158,12 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   }
 
   const auto& t = c.telemetry();
-  for (const auto& [key, address] : {std::pair<const char*, const std::string*>{"telemetry.metrics_listen", &t.metrics_listen()},
-                                     {"telemetry.learner_metrics_listen", &t.learner_metrics_listen()},
-                                     {"telemetry.judge_metrics_listen", &t.judge_metrics_listen()},
-                                     {"telemetry.actor_metrics_listen", &t.actor_metrics_listen()},
-                                     {"telemetry.teacher_metrics_listen", &t.teacher_metrics_listen()}}) {
+  for (const auto& [key, address] :
+       {std::pair<const char*, const std::string*>{"telemetry.metrics_listen", &t.metrics_listen()},
+        {"telemetry.learner_metrics_listen", &t.learner_metrics_listen()},
+        {"telemetry.judge_metrics_listen", &t.judge_metrics_listen()},
+        {"telemetry.actor_metrics_listen", &t.actor_metrics_listen()},
+        {"telemetry.teacher_metrics_listen", &t.teacher_metrics_listen()}}) {
     if (address->empty()) continue;
     const size_t colon = address->rfind(':');
     const std::string port = colon == std::string::npos ? "" : address->substr(colon + 1);
@@ -169,19 +173,23 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
   }
 
   const auto& q = c.quality();
-  RLJ_REQUIRE(q.length_correlation_min_samples() >= 2 &&
-                  q.length_correlation_min_samples() <= q.length_correlation_window(),
-              "quality.length_correlation_min_samples", "must be in [2, quality.length_correlation_window]");
+  RLJ_REQUIRE(
+      q.length_correlation_min_samples() >= 2 && q.length_correlation_min_samples() <= q.length_correlation_window(),
+      "quality.length_correlation_min_samples", "must be in [2, quality.length_correlation_window]");
 
   const auto& sec = c.security();
-  RLJ_REQUIRE(sec.tls_cert().empty() == sec.tls_key().empty(), sec.tls_cert().empty() ? "security.tls_cert" : "security.tls_key",
+  RLJ_REQUIRE(sec.tls_cert().empty() == sec.tls_key().empty(),
+              sec.tls_cert().empty() ? "security.tls_cert" : "security.tls_key",
               sec.tls_cert().empty() ? "is required with security.tls_key" : "is required with security.tls_cert");
-  RLJ_REQUIRE(sec.client_cert().empty() == sec.client_key().empty(),
-              sec.client_cert().empty() ? "security.client_cert" : "security.client_key",
-              sec.client_cert().empty() ? "is required with security.client_key" : "is required with security.client_cert");
+  RLJ_REQUIRE(
+      sec.client_cert().empty() == sec.client_key().empty(),
+      sec.client_cert().empty() ? "security.client_cert" : "security.client_key",
+      sec.client_cert().empty() ? "is required with security.client_key" : "is required with security.client_cert");
   RLJ_REQUIRE(!sec.require_client_cert() || (!sec.tls_cert().empty() && !sec.tls_ca().empty()),
-              "security.require_client_cert", "needs security.tls_cert and security.tls_ca (servers verify client certificates with it)");
-  RLJ_REQUIRE(!sec.has_token_env() || !sec.token_env().empty(), "security.token_env", "must name an environment variable");
+              "security.require_client_cert",
+              "needs security.tls_cert and security.tls_ca (servers verify client certificates with it)");
+  RLJ_REQUIRE(!sec.has_token_env() || !sec.token_env().empty(), "security.token_env",
+              "must name an environment variable");
   return absl::OkStatus();
 }
 

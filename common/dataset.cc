@@ -110,16 +110,17 @@ absl::StatusOr<std::vector<PromptRow>> LoadPromptDataset(const std::string& path
     if (error.empty() && !ids.insert(row.id).second) error = absl::StrCat("duplicate id \"", row.id, "\"");
     if (!error.empty()) {
       ++invalid_lines;
-      if (errors.size() < limits.max_errors_reported) errors.push_back(absl::StrCat(path, ":", line_number, ": ", error));
+      if (errors.size() < limits.max_errors_reported)
+        errors.push_back(absl::StrCat(path, ":", line_number, ": ", error));
       continue;
     }
     rows.push_back(std::move(row));
   }
   if (in.bad()) return absl::UnavailableError(absl::StrCat("dataset ", path, ": read error"));
   if (!errors.empty()) {
-    const std::string more = invalid_lines > errors.size()
-                                 ? absl::StrCat("\n  (", invalid_lines - errors.size(), " more invalid lines not shown)")
-                                 : "";
+    const std::string more = invalid_lines > errors.size() ? absl::StrCat("\n  (", invalid_lines - errors.size(),
+                                                                          " more invalid lines not shown)")
+                                                           : "";
     return absl::InvalidArgumentError(absl::StrCat("dataset ", path, " has ", invalid_lines, " invalid line",
                                                    invalid_lines == 1 ? "" : "s", " (nothing was loaded):\n  ",
                                                    absl::StrJoin(errors, "\n  "), more));

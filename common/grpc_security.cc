@@ -163,7 +163,8 @@ class BearerTokenInterceptorFactory final : public grpc::experimental::ClientInt
 absl::Status InstallGrpcSecurity(const v1::SecurityConfig& config) {
   auto security = std::make_shared<TransportSecurity>();
   if (!config.tls_cert().empty()) {
-    if (config.tls_key().empty()) return absl::InvalidArgumentError("security.tls_key: required with security.tls_cert");
+    if (config.tls_key().empty())
+      return absl::InvalidArgumentError("security.tls_key: required with security.tls_cert");
     RLJ_ASSIGN_OR_RETURN(security->server_cert_chain, ReadPem("tls_cert", config.tls_cert()));
     RLJ_ASSIGN_OR_RETURN(security->server_private_key, ReadPem("tls_key", config.tls_key()));
     security->server_tls = true;
@@ -188,12 +189,13 @@ absl::Status InstallGrpcSecurity(const v1::SecurityConfig& config) {
     const char* value = std::getenv(config.token_env().c_str());
     const std::string token = value == nullptr ? std::string() : std::string(absl::StripAsciiWhitespace(value));
     if (token.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat("security.token_env: the environment variable ",
-                                                        config.token_env(), " is not set or empty"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("security.token_env: the environment variable ", config.token_env(), " is not set or empty"));
     }
     for (const char c : token) {
       if (c < 0x21 || c > 0x7e) {  // a header value: printable ASCII without spaces
-        return absl::InvalidArgumentError(absl::StrCat("security.token_env: the environment variable ", config.token_env(),
+        return absl::InvalidArgumentError(absl::StrCat("security.token_env: the environment variable ",
+                                                       config.token_env(),
                                                        " holds characters a bearer token cannot have (only printable "
                                                        "ASCII without spaces)"));
       }
@@ -208,9 +210,10 @@ absl::Status InstallGrpcSecurity(const v1::SecurityConfig& config) {
 std::string DescribeGrpcSecurity() {
   const std::shared_ptr<const TransportSecurity> security = CurrentSecurity();
   std::string description = security->server_tls && security->require_client_cert ? "mutual TLS"
-                            : security->server_tls || security->client_tls         ? "TLS"
+                            : security->server_tls || security->client_tls        ? "TLS"
                                                                                   : "plaintext";
-  if (!security->client_cert_chain.empty() && !security->require_client_cert) description += " with a client certificate";
+  if (!security->client_cert_chain.empty() && !security->require_client_cert)
+    description += " with a client certificate";
   if (!security->authorization.empty()) description += ", bearer token";
   return description;
 }
@@ -222,7 +225,7 @@ std::shared_ptr<grpc::ServerCredentials> ServerTransportCredentials() {
   if (security->server_tls) {
     grpc_ssl_pem_key_cert_pair pair{security->server_private_key.c_str(), security->server_cert_chain.c_str()};
     const grpc_ssl_client_certificate_request_type request =
-        security->require_client_cert   ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+        security->require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
         : !security->ca_certs.empty() ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
                                       : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
     credentials = grpc_ssl_server_credentials_create_ex(
@@ -232,8 +235,8 @@ std::shared_ptr<grpc::ServerCredentials> ServerTransportCredentials() {
   }
   if (!security->authorization.empty()) {
     grpc_server_credentials_set_auth_metadata_processor(
-        credentials, grpc_auth_metadata_processor{CheckBearerToken, DestroyExpectedToken,
-                                                  new std::string(security->authorization)});
+        credentials,
+        grpc_auth_metadata_processor{CheckBearerToken, DestroyExpectedToken, new std::string(security->authorization)});
   }
   return std::make_shared<CoreServerCredentials>(credentials);
 }

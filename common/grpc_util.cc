@@ -21,7 +21,8 @@ absl::Status CheckListenAddress(const std::string& address) {
   int port = -1;
   if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
       port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("address '", address, "': expected HOST:PORT with PORT in 0..65535"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("address '", address, "': expected HOST:PORT with PORT in 0..65535"));
   }
   return absl::OkStatus();
 }

@@ -20,7 +20,7 @@ inline constexpr int kMaxMessageBytes = 64 << 20;
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:0";  // host:port; port 0 picks a free one
-  int max_concurrent_rpcs = 16;  // synchronous RPCs served at once (gRPC's polling threads come on top)
+  int max_concurrent_rpcs = 16;        // synchronous RPCs served at once (gRPC's polling threads come on top)
   int max_message_bytes = kMaxMessageBytes;
 };
 

@@ -52,9 +52,10 @@ class RateLimit {
 }  // namespace rlj::log
 
 // Runs the statement at most once per `seconds` from this call site:  RLJ_EVERY(5, rlj::log::Warn("x"));
-#define RLJ_EVERY(seconds, statement)                                                        \
-  do {                                                                                       \
-    static ::rlj::log::RateLimit rlj_rate_limit_(std::chrono::milliseconds(                  \
-        static_cast<int64_t>((seconds) * 1000)));                                            \
-    if (rlj_rate_limit_.Allow()) { statement; }                                              \
+#define RLJ_EVERY(seconds, statement)                                                                              \
+  do {                                                                                                             \
+    static ::rlj::log::RateLimit rlj_rate_limit_(std::chrono::milliseconds(static_cast<int64_t>((seconds)*1000))); \
+    if (rlj_rate_limit_.Allow()) {                                                                                 \
+      statement;                                                                                                   \
+    }                                                                                                              \
   } while (0)

@@ -177,12 +177,11 @@ absl::Status ReadOneFile(const std::string& path, const RewardLogReadOptions& op
     return present.count(column) > 0 ? std::string(column) : std::string(fallback);
   };
   const std::string columns = absl::StrCat(
-      "id, time_unix_s, run, policy_version, actor, sample_id, prompt_id, group_id, index_in_group, ",
-      text("prompt"), ", ", text("completion"), ", ", text("reference"), ", reward, components_json, ",
-      text("rationale"), ", ", text("raw_response"),
-      ", backend, model, latency_ms, tokens_in, tokens_out, cost_usd, cache_hit, error_kind, ", text("error_message"),
-      ", ", added("kind", "'train'"), ", ", added("expected_reward", "NULL"), ", ", added("canary_pass", "NULL"),
-      ", length(completion)");
+      "id, time_unix_s, run, policy_version, actor, sample_id, prompt_id, group_id, index_in_group, ", text("prompt"),
+      ", ", text("completion"), ", ", text("reference"), ", reward, components_json, ", text("rationale"), ", ",
+      text("raw_response"), ", backend, model, latency_ms, tokens_in, tokens_out, cost_usd, cache_hit, error_kind, ",
+      text("error_message"), ", ", added("kind", "'train'"), ", ", added("expected_reward", "NULL"), ", ",
+      added("canary_pass", "NULL"), ", length(completion)");
   const std::string replica = ReplicaOf(path);
   const auto after = options.after_id.find(replica);
   const int64_t after_id = after == options.after_id.end() ? 0 : after->second;
@@ -240,8 +239,7 @@ absl::Status ReadOneFile(const std::string& path, const RewardLogReadOptions& op
 
 RewardLogRow MakeRewardLogRow(const v1::Sample& sample, const v1::Verdict& verdict, const std::string& raw_response) {
   RewardLogRow row;
-  row.time_unix_s =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  row.time_unix_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   row.run = sample.run();
   row.policy_version = sample.policy_version();
   row.actor = sample.actor();
@@ -289,7 +287,7 @@ RewardLogWriter::RewardLogWriter(std::unique_ptr<State> state) : state_(std::mov
 RewardLogWriter::~RewardLogWriter() = default;
 
 absl::StatusOr<std::unique_ptr<RewardLogWriter>> RewardLogWriter::Open(const std::string& path,
-                                                                     std::chrono::milliseconds busy_timeout) {
+                                                                       std::chrono::milliseconds busy_timeout) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) {
     RLJ_RETURN_IF_ERROR(Annotate(MakeDirectories(parent.string()), absl::StrCat("reward log ", path)));
@@ -375,7 +373,8 @@ absl::Status RewardLogWriter::Append(const std::vector<RewardLogRow>& rows) {
     check(text(c++, row.error_kind));
     check(text(c++, row.error_message));
     check(text(c++, row.kind));
-    check(row.expected_reward ? sqlite3_bind_double(insert, c++, *row.expected_reward) : sqlite3_bind_null(insert, c++));
+    check(row.expected_reward ? sqlite3_bind_double(insert, c++, *row.expected_reward)
+                              : sqlite3_bind_null(insert, c++));
     check(row.canary_pass ? sqlite3_bind_int(insert, c++, *row.canary_pass ? 1 : 0) : sqlite3_bind_null(insert, c++));
     if (rc == SQLITE_OK) {
       rc = sqlite3_step(insert);

@@ -27,7 +27,7 @@ inline constexpr char kConsistency[] = "consistency";
 }  // namespace row_kind
 
 struct RewardLogRow {
-  int64_t id = 0;  // assigned by the log; unique within one replica's file
+  int64_t id = 0;       // assigned by the log; unique within one replica's file
   std::string replica;  // the file's stem (judge-0); filled by the reader
   double time_unix_s = 0;
   std::string run;
@@ -51,12 +51,12 @@ struct RewardLogRow {
   int64_t tokens_out = 0;
   double cost_usd = 0;
   bool cache_hit = false;
-  std::string error_kind;     // empty when the verdict succeeded
+  std::string error_kind;  // empty when the verdict succeeded
   std::string error_message;
-  std::string kind = row_kind::kTrain;     // row_kind::*
-  std::optional<double> expected_reward;   // canaries: the known answer
-  std::optional<bool> canary_pass;         // canaries: |reward - expected| within the tolerance
-  int64_t completion_chars = 0;            // filled by the reader (Unicode characters of the completion)
+  std::string kind = row_kind::kTrain;    // row_kind::*
+  std::optional<double> expected_reward;  // canaries: the known answer
+  std::optional<bool> canary_pass;        // canaries: |reward - expected| within the tolerance
+  int64_t completion_chars = 0;           // filled by the reader (Unicode characters of the completion)
 };
 
 // Builds a row from a request sample and the judge's verdict.

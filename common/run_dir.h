@@ -13,7 +13,7 @@ class RunDir {
   explicit RunDir(std::string root) : root_(std::move(root)) {}
 
   const std::string& root() const { return root_; }
-  std::string config_path() const { return root_ + "/config.yaml"; }    // the resolved config
+  std::string config_path() const { return root_ + "/config.yaml"; }  // the resolved config
   std::string summary_path() const { return root_ + "/summary.json"; }
   std::string metrics_path() const { return root_ + "/metrics.jsonl"; }  // one line per learner step
   // The judges' teacher backends (HTTP machinery), rewritten by `rlj run` every few seconds.

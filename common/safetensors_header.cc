@@ -32,7 +32,8 @@ absl::StatusOr<SafetensorsTensorEntry> ParseEntry(const std::string& path, const
   entry.dtype = dtype->get<std::string>();
   entry.element_size = SafetensorsElementSize(entry.dtype);
   if (entry.element_size == 0) {
-    return MalformedTensor(path, name, absl::StrCat("unsupported dtype '", entry.dtype, "' (F32, BF16, F16, I32, I64, U8)"));
+    return MalformedTensor(path, name,
+                           absl::StrCat("unsupported dtype '", entry.dtype, "' (F32, BF16, F16, I32, I64, U8)"));
   }
   const auto shape = value.find("shape");
   if (shape == value.end() || !shape->is_array()) return MalformedTensor(path, name, "missing array field 'shape'");
@@ -41,7 +42,8 @@ absl::StatusOr<SafetensorsTensorEntry> ParseEntry(const std::string& path, const
   // an empty tensor with huge other dimensions would overflow LibTorch's stride arithmetic.
   uint64_t strides_bound = entry.element_size;
   for (const auto& dim : *shape) {
-    if (!dim.is_number_unsigned()) return MalformedTensor(path, name, "shape holds a non-integer or negative dimension");
+    if (!dim.is_number_unsigned())
+      return MalformedTensor(path, name, "shape holds a non-integer or negative dimension");
     const uint64_t size = dim.get<uint64_t>();
     if (size > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(bytes, size, &bytes) ||
         (size > 0 && (__builtin_mul_overflow(strides_bound, size, &strides_bound) ||
@@ -58,11 +60,13 @@ absl::StatusOr<SafetensorsTensorEntry> ParseEntry(const std::string& path, const
   entry.begin = (*offsets)[0].get<uint64_t>();
   entry.end = (*offsets)[1].get<uint64_t>();
   if (entry.end < entry.begin) {
-    return MalformedTensor(path, name, absl::StrCat("data_offsets [", entry.begin, ", ", entry.end, "] end before they begin"));
+    return MalformedTensor(path, name,
+                           absl::StrCat("data_offsets [", entry.begin, ", ", entry.end, "] end before they begin"));
   }
   if (entry.end - entry.begin != bytes) {
-    return MalformedTensor(path, name, absl::StrCat("data_offsets [", entry.begin, ", ", entry.end, "] hold ",
-                                                    entry.end - entry.begin, " bytes, but the shape and dtype need ", bytes));
+    return MalformedTensor(path, name,
+                           absl::StrCat("data_offsets [", entry.begin, ", ", entry.end, "] hold ",
+                                        entry.end - entry.begin, " bytes, but the shape and dtype need ", bytes));
   }
   return entry;
 }
@@ -82,7 +86,8 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(std::string_view file, 
   uint64_t header_size = 0;
   std::memcpy(&header_size, file.data(), 8);  // little-endian, as the host (safetensors.cc checks)
   if (header_size > kMaxHeaderBytes || header_size > file.size() - 8) {
-    return Malformed(path, absl::StrCat("header size ", header_size, " goes beyond the file (", file.size(), " bytes)"));
+    return Malformed(path,
+                     absl::StrCat("header size ", header_size, " goes beyond the file (", file.size(), " bytes)"));
   }
   nlohmann::json json;
   try {
@@ -117,17 +122,20 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(std::string_view file, 
   uint64_t covered = 0;
   for (const SafetensorsTensorEntry& entry : header.tensors) {
     if (entry.end > header.data_bytes) {
-      return MalformedTensor(path, entry.name, absl::StrCat("data_offsets [", entry.begin, ", ", entry.end,
-                                                            "] go beyond the data section (", header.data_bytes,
-                                                            " bytes; file truncated?)"));
+      return MalformedTensor(
+          path, entry.name,
+          absl::StrCat("data_offsets [", entry.begin, ", ", entry.end, "] go beyond the data section (",
+                       header.data_bytes, " bytes; file truncated?)"));
     }
     if (entry.begin < covered) {
-      return MalformedTensor(path, entry.name, absl::StrCat("data_offsets [", entry.begin, ", ", entry.end,
-                                                            "] overlap the previous tensor, which ends at ", covered));
+      return MalformedTensor(path, entry.name,
+                             absl::StrCat("data_offsets [", entry.begin, ", ", entry.end,
+                                          "] overlap the previous tensor, which ends at ", covered));
     }
     if (entry.begin > covered) {
-      return MalformedTensor(path, entry.name, absl::StrCat("data_offsets begin at ", entry.begin,
-                                                            ", leaving a hole after byte ", covered));
+      return MalformedTensor(
+          path, entry.name,
+          absl::StrCat("data_offsets begin at ", entry.begin, ", leaving a hole after byte ", covered));
     }
     covered = entry.end;
   }

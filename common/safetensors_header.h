@@ -16,15 +16,15 @@ namespace rlj {
 
 struct SafetensorsTensorEntry {
   std::string name;
-  std::string dtype;         // F32, BF16, F16, I32, I64 or U8
-  size_t element_size = 0;   // bytes per element of dtype
+  std::string dtype;        // F32, BF16, F16, I32, I64 or U8
+  size_t element_size = 0;  // bytes per element of dtype
   std::vector<int64_t> shape;
   uint64_t begin = 0, end = 0;  // [begin, end) within the data section
 };
 
 struct SafetensorsHeader {
-  uint64_t data_offset = 0;  // where the data section starts in the file: 8 + the header's length
-  uint64_t data_bytes = 0;   // the data section's size, which the tensors cover exactly
+  uint64_t data_offset = 0;                     // where the data section starts in the file: 8 + the header's length
+  uint64_t data_bytes = 0;                      // the data section's size, which the tensors cover exactly
   std::vector<SafetensorsTensorEntry> tensors;  // in file order (empty tensors at one offset by name)
   std::map<std::string, std::string> metadata;
 };

@@ -12,10 +12,10 @@
 #define RLJ_STATUS_CONCAT_(a, b) RLJ_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define RLJ_RETURN_IF_ERROR(expr)                  \
-  do {                                             \
-    ::absl::Status rlj_status_ = (expr);           \
-    if (!rlj_status_.ok()) return rlj_status_;     \
+#define RLJ_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::absl::Status rlj_status_ = (expr);       \
+    if (!rlj_status_.ok()) return rlj_status_; \
   } while (0)
 
 // `lhs` = value of the StatusOr `rexpr`, or returns its status from the enclosing function.

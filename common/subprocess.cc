@@ -38,8 +38,8 @@ ExitInfo FromWaitStatus(int status) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const std::vector<std::string>& argv,
-                                                               const std::string& output_path,
-                                                               const std::vector<std::string>& extra_env) {
+                                                              const std::string& output_path,
+                                                              const std::vector<std::string>& extra_env) {
   if (argv.empty()) return absl::InvalidArgumentError("Subprocess::Spawn: empty argv");
   // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
   std::vector<char*> args;
@@ -55,7 +55,8 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const std::vector<
   int out_fd = -1;
   if (!output_path.empty()) {
     out_fd = ::open(output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (out_fd < 0) return absl::UnavailableError(absl::StrCat("cannot open ", output_path, ": ", std::strerror(errno)));
+    if (out_fd < 0)
+      return absl::UnavailableError(absl::StrCat("cannot open ", output_path, ": ", std::strerror(errno)));
   }
   int exec_error_pipe[2];
   if (::pipe2(exec_error_pipe, O_CLOEXEC) != 0) {

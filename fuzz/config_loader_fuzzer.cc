@@ -29,7 +29,8 @@ FuzzInput Split(std::string_view bytes) {
   while (nul != std::string_view::npos && input.overrides.size() < 8) {
     const size_t begin = nul + 1;
     nul = bytes.find('\0', begin);
-    input.overrides.emplace_back(bytes.substr(begin, nul == std::string_view::npos ? std::string_view::npos : nul - begin));
+    input.overrides.emplace_back(
+        bytes.substr(begin, nul == std::string_view::npos ? std::string_view::npos : nul - begin));
   }
   return input;
 }
@@ -61,7 +62,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // What a run directory keeps (config.resolved.yaml) must load back as the same config.
   const std::string resolved = rlj::MessageToYaml(*config);
   const absl::StatusOr<rlj::v1::RunConfig> reread = rlj::ParseRunConfig(resolved, "<resolved>");
-  if (!reread.ok()) Fail("the resolved YAML of a valid config does not load: " + std::string(reread.status().message()), resolved);
+  if (!reread.ok())
+    Fail("the resolved YAML of a valid config does not load: " + std::string(reread.status().message()), resolved);
   if (!google::protobuf::util::MessageDifferencer::Equals(*config, *reread)) {
     Fail("the resolved YAML loads as a different config", config->DebugString() + "\n---\n" + reread->DebugString());
   }

@@ -47,7 +47,8 @@ void Start() {
   rule.add_checks("numeric");
   auto backend = rlj::RuleBackend::Create(rule);
   if (!backend.ok()) Fail("cannot make the rule backend: " + std::string(backend.status().message()));
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("rlj-grpc-fuzz-" + std::to_string(::getpid()));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("rlj-grpc-fuzz-" + std::to_string(::getpid()));
   auto reward_log = rlj::RewardLogWriter::Open((dir / "rewards.sqlite").string());
   if (!reward_log.ok()) Fail("cannot open the reward log: " + std::string(reward_log.status().message()));
   s->judge = std::make_unique<rlj::JudgeService>(std::move(backend).value(), std::move(reward_log).value());
@@ -75,7 +76,8 @@ void Score(Services& s, const std::string& bytes) {
   if (!status.ok()) {
     // Bad requests are INVALID_ARGUMENT; UNAVAILABLE is judge.on_outage=pause; a deadline can pass on a loaded
     // machine (a real hang is libFuzzer's -timeout). Anything else is a handler that failed.
-    if (status.error_code() != grpc::StatusCode::INVALID_ARGUMENT && status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+    if (status.error_code() != grpc::StatusCode::INVALID_ARGUMENT &&
+        status.error_code() != grpc::StatusCode::UNAVAILABLE &&
         status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
       Fail("Score failed with " + status.error_message());
     }

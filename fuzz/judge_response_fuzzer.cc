@@ -74,8 +74,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string body(reinterpret_cast<const char*>(data) + 1, size - 1);
   switch (data[0] % 5) {
-    case 0: CheckChatAnswer(rlj::ReadChatCompletion(body), body); break;
-    case 1: CheckChatAnswer(rlj::ReadAnthropicMessage(body), body); break;
+    case 0:
+      CheckChatAnswer(rlj::ReadChatCompletion(body), body);
+      break;
+    case 1:
+      CheckChatAnswer(rlj::ReadAnthropicMessage(body), body);
+      break;
     case 2: {
       static const std::map<std::string, double> kLabels{{"yes", 1.0}, {"no", 0.0}, {"partly", 0.5}};
       rlj::Judgement judgement;

@@ -85,8 +85,10 @@ model:
   ffn_hidden: 64
   max_seq_len: 24
 data:
-  train_path: )", learner->dir, R"(/train.jsonl
-  eval_path: )", learner->dir, R"(/eval.jsonl
+  train_path: )",
+                                          learner->dir, R"(/train.jsonl
+  eval_path: )",
+                                          learner->dir, R"(/eval.jsonl
 sampling:
   group_size: 4
   max_new_tokens: 4
@@ -120,13 +122,20 @@ learner:
 // machine. UNAVAILABLE only if the learner is still alive (a transient connection problem).
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    default: return "other";
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    default:
+      return "other";
   }
 }
 
@@ -175,12 +184,11 @@ void Push(const std::string& bytes, int copies) {
   const grpc::Status status = writer->Finish();
   CheckAnswer(status, "PushRollouts");
   // A batch refused as invalid on the first copy applied nothing: no group of it was counted.
-  if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
-      status.error_message().rfind("batch 0,", 0) == 0) {
+  if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT && status.error_message().rfind("batch 0,", 0) == 0) {
     const int64_t received_after = CurrentStatus().groups_received();
     if (received_after != received_before) {
-      Fail(absl::StrCat("a rejected batch changed groups_received from ", received_before, " to ", received_after,
-                        ": ", status.error_message()));
+      Fail(absl::StrCat("a rejected batch changed groups_received from ", received_before, " to ", received_after, ": ",
+                        status.error_message()));
     }
   }
 }
@@ -220,7 +228,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_answers = new std::map<std::string, int64_t>();
   Start();
   std::atexit([] {
-    for (const auto& [answer, count] : *g_answers) std::fprintf(stderr, "learner_request_fuzzer: %s: %ld\n", answer.c_str(), static_cast<long>(count));
+    for (const auto& [answer, count] : *g_answers)
+      std::fprintf(stderr, "learner_request_fuzzer: %s: %ld\n", answer.c_str(), static_cast<long>(count));
     if (g_learner == nullptr) return;
     g_learner->process->Stop(std::chrono::seconds(10));
     std::error_code ignored;

@@ -57,9 +57,9 @@ void Load() {
   g_tokenizers = new std::vector<LoadedTokenizer>();
   g_tokenizers->push_back({"byte", std::make_unique<rlj::ByteTokenizer>(), RoundTrip::kExact, {}});
   const std::string golden = std::string(RLJ_SOURCE_DIR) + "/tests/golden/tokenizers/";
-  for (const auto& [name, round_trip] : {std::pair{"gpt2-style", RoundTrip::kPrefixSpace},
-                                         std::pair{"llama3-trimmed", RoundTrip::kExact},
-                                         std::pair{"qwen3-trimmed", RoundTrip::kNfc}}) {
+  for (const auto& [name, round_trip] :
+       {std::pair{"gpt2-style", RoundTrip::kPrefixSpace}, std::pair{"llama3-trimmed", RoundTrip::kExact},
+        std::pair{"qwen3-trimmed", RoundTrip::kNfc}}) {
     const std::string path = golden + name + "/tokenizer.json";
     auto tokenizer = rlj::HfTokenizer::FromFile(path);
     if (!tokenizer.ok()) {
@@ -78,7 +78,8 @@ void CheckEncode(const LoadedTokenizer& loaded, std::string_view text) {
     if (id < 0 || id >= tokenizer.vocab_size()) Fail(loaded.name + ": Encode gave an id outside the vocabulary", text);
   }
   const absl::StatusOr<std::string> decoded = tokenizer.Decode(ids);
-  if (!decoded.ok()) Fail(loaded.name + ": Decode refused Encode's ids: " + std::string(decoded.status().message()), text);
+  if (!decoded.ok())
+    Fail(loaded.name + ": Decode refused Encode's ids: " + std::string(decoded.status().message()), text);
   if (!rlj::IsValidUtf8(*decoded)) Fail(loaded.name + ": Decode gave ill-formed UTF-8", text);
   (void)tokenizer.EncodePrompt(text);
 
@@ -87,11 +88,15 @@ void CheckEncode(const LoadedTokenizer& loaded, std::string_view text) {
   }
   std::string expected;
   switch (loaded.round_trip) {
-    case RoundTrip::kExact: expected = rlj::ToValidUtf8(text); break;
+    case RoundTrip::kExact:
+      expected = rlj::ToValidUtf8(text);
+      break;
     case RoundTrip::kPrefixSpace:
       expected = rlj::ToValidUtf8(text.empty() || text[0] == ' ' ? std::string(text) : " " + std::string(text));
       break;
-    case RoundTrip::kNfc: expected = rlj::ToValidUtf8(rlj::NormalizeNfc(text)); break;
+    case RoundTrip::kNfc:
+      expected = rlj::ToValidUtf8(rlj::NormalizeNfc(text));
+      break;
   }
   if (*decoded != expected) Fail(loaded.name + ": decode(encode(text)) is not the text: got '" + *decoded + "'", text);
 }
@@ -117,7 +122,8 @@ void CheckTokenizerJson(std::string_view text) {
   const std::string sample = "Hello, world! 123 <|endoftext|> \xE2\x82\xAC\xFF";
   const std::vector<int32_t> ids = (*tokenizer)->Encode(sample);
   for (const int32_t id : ids) {
-    if (id < 0 || id >= (*tokenizer)->vocab_size()) Fail("a parsed tokenizer.json encodes outside its vocabulary", text);
+    if (id < 0 || id >= (*tokenizer)->vocab_size())
+      Fail("a parsed tokenizer.json encodes outside its vocabulary", text);
   }
   (void)(*tokenizer)->Decode(ids);
   (void)(*tokenizer)->stop_ids();

@@ -27,9 +27,9 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string& na
 std::optional<std::string> GetEnv(const std::string& name);
 
 struct JudgeBackendDeps {
-  EnvLookup env = GetEnv;        // where api_key_env variables are read
-  JudgeCache* cache = nullptr;   // teacher answers cache; nullptr = none. Not owned.
-  UsageLedger* ledger = nullptr; // spend and budget; nullptr = not accounted. Not owned.
+  EnvLookup env = GetEnv;         // where api_key_env variables are read
+  JudgeCache* cache = nullptr;    // teacher answers cache; nullptr = none. Not owned.
+  UsageLedger* ledger = nullptr;  // spend and budget; nullptr = not accounted. Not owned.
   // Set by the registry for the backend being made: its name in verdicts and Judge.Status ("" = the kind),
   // and the config path of its section for messages ("" = judge.<kind>).
   std::string label;

@@ -22,12 +22,12 @@ struct ChatQuestion {
 };
 
 struct ChatAnswer {
-  bool ok = false;            // content holds the teacher's answer
+  bool ok = false;  // content holds the teacher's answer
   std::string content;
   absl::StatusCode code = absl::StatusCode::kOk;  // when !ok
-  std::string kind;           // error_kind when !ok
-  std::string message;        // redacted
-  std::string raw;            // for the reward log: the content, the refusal, or the body when unreadable
+  std::string kind;                               // error_kind when !ok
+  std::string message;                            // redacted
+  std::string raw;  // for the reward log: the content, the refusal, or the body when unreadable
   int64_t tokens_in = 0;
   int64_t tokens_out = 0;
   double cost_usd = 0;

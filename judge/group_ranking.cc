@@ -18,8 +18,10 @@ absl::Status CheckPermutation(const std::vector<int>& ranking, int n) {
   }
   std::vector<bool> seen(static_cast<size_t>(n) + 1, false);
   for (int label : ranking) {
-    if (label < 1 || label > n) return absl::InvalidArgumentError(absl::StrCat("the ranking names answer ", label, " of ", n));
-    if (seen[static_cast<size_t>(label)]) return absl::InvalidArgumentError(absl::StrCat("the ranking names answer ", label, " twice"));
+    if (label < 1 || label > n)
+      return absl::InvalidArgumentError(absl::StrCat("the ranking names answer ", label, " of ", n));
+    if (seen[static_cast<size_t>(label)])
+      return absl::InvalidArgumentError(absl::StrCat("the ranking names answer ", label, " twice"));
     seen[static_cast<size_t>(label)] = true;
   }
   return absl::OkStatus();
@@ -66,7 +68,8 @@ absl::StatusOr<std::vector<int>> ParseRanking(std::string_view answer, const std
                    std::isdigit(static_cast<unsigned char>(item.get<std::string>()[0]))) {
           ranking.push_back(std::atoi(item.get<std::string>().c_str()));
         } else {
-          return absl::InvalidArgumentError(absl::StrCat("\"", rank_key, "\" holds ", item.dump(), ", not an answer number"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("\"", rank_key, "\" holds ", item.dump(), ", not an answer number"));
         }
       }
       if (absl::Status ok = CheckPermutation(ranking, n); !ok.ok()) return ok;
@@ -85,7 +88,8 @@ absl::StatusOr<std::vector<int>> ParseRanking(std::string_view answer, const std
       ++i;
     }
   }
-  if (ranking.empty()) return absl::InvalidArgumentError(absl::StrCat("no ranking in the answer (no \"", rank_key, "\" and no numbers)"));
+  if (ranking.empty())
+    return absl::InvalidArgumentError(absl::StrCat("no ranking in the answer (no \"", rank_key, "\" and no numbers)"));
   if (absl::Status ok = CheckPermutation(ranking, n); !ok.ok()) return ok;
   return ranking;
 }

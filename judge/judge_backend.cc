@@ -64,8 +64,7 @@ void AskForSecondOpinion(v1::Sample* sample) { (*sample->mutable_metadata())[kBy
 namespace error_kind {
 
 bool IsAvailabilityError(const std::string& kind) {
-  return kind == kTimeout || kind == kHttpError || kind == kRateLimited || kind == kCircuitOpen ||
-         kind == kUnavailable;
+  return kind == kTimeout || kind == kHttpError || kind == kRateLimited || kind == kCircuitOpen || kind == kUnavailable;
 }
 
 bool IsAvailabilityError(const v1::SampleError& error) {

@@ -13,8 +13,8 @@
 namespace rlj {
 
 struct Judgement {
-  v1::Verdict verdict;        // sent back to the actor; verdict.error set iff the sample failed
-  std::string raw_response;   // the teacher's answer as received (reward log only, never sent back)
+  v1::Verdict verdict;       // sent back to the actor; verdict.error set iff the sample failed
+  std::string raw_response;  // the teacher's answer as received (reward log only, never sent back)
 };
 
 class JudgeBackend {

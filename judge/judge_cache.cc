@@ -59,7 +59,8 @@ absl::StatusOr<std::unique_ptr<JudgeCache>> JudgeCache::Open(const std::string& 
   std::error_code ec;
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  if (ec) return absl::InternalError(absl::StrCat("judge cache ", path, ": cannot create its directory: ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("judge cache ", path, ": cannot create its directory: ", ec.message()));
   auto state = std::make_unique<State>(memory);
   if (sqlite3_open_v2(path.c_str(), &state->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {

@@ -24,9 +24,9 @@ namespace rlj {
 class JudgeCache {
  public:
   // Creates the file (and its directory) when missing. `memory` bounds the in-memory layer.
-  static absl::StatusOr<std::unique_ptr<JudgeCache>> Open(const std::string& path,
-                                                          std::chrono::milliseconds busy_timeout = std::chrono::seconds(5),
-                                                          MemoryCache::Limits memory = {});
+  static absl::StatusOr<std::unique_ptr<JudgeCache>> Open(
+      const std::string& path, std::chrono::milliseconds busy_timeout = std::chrono::seconds(5),
+      MemoryCache::Limits memory = {});
   ~JudgeCache();
 
   // SHA-256 of the parts, each length-prefixed (so ("ab","c") and ("a","bc") differ); 32 raw bytes.

@@ -79,12 +79,12 @@ absl::Status RunJudgeServer(const v1::RunConfig& config, const JudgeServerOption
   log::Info("judge {} shutting down", options.replica);
   server.Stop(std::chrono::seconds(5));
   const v1::JudgeStatus status = server.service()->StatusNow();
-  log::Info("judge {} stopped: {} requests, {} samples, {} errors, {} cache hits, {} tokens in, {} tokens out, "
-            "${:.4f} spent{}, {} reward log failures, {} teacher outages, {} calls paused",
-            options.replica, status.requests(), status.samples(), status.errors(), status.cache_hits(),
-            status.tokens_in(), status.tokens_out(), status.cost_usd(),
-            status.budget_exhausted() ? " (budget exhausted)" : "", status.reward_log_failures(),
-            server.service()->counters().outages, server.service()->counters().paused_requests);
+  log::Info(
+      "judge {} stopped: {} requests, {} samples, {} errors, {} cache hits, {} tokens in, {} tokens out, "
+      "${:.4f} spent{}, {} reward log failures, {} teacher outages, {} calls paused",
+      options.replica, status.requests(), status.samples(), status.errors(), status.cache_hits(), status.tokens_in(),
+      status.tokens_out(), status.cost_usd(), status.budget_exhausted() ? " (budget exhausted)" : "",
+      status.reward_log_failures(), server.service()->counters().outages, server.service()->counters().paused_requests);
   return absl::OkStatus();
 }
 

@@ -1,5 +1,6 @@
 // judge_server.h: a judge replica as a process: reward log and answer cache in the run directory, usage
-// ledger with the budget, backend, gRPC server, endpoint file. JudgeServer runs in-process (tests, `rlj run`); RunJudgeServer blocks until shutdown.
+// ledger with the budget, backend, gRPC server, endpoint file. JudgeServer runs in-process (tests, `rlj run`);
+// RunJudgeServer blocks until shutdown.
 #pragma once
 
 #include <chrono>
@@ -20,8 +21,8 @@
 namespace rlj {
 
 struct JudgeServerOptions {
-  std::string listen;              // host:port; empty = config.judge().listen()
-  std::string run_dir;             // required: holds reward_log/<replica>.sqlite and endpoints/<replica>
+  std::string listen;   // host:port; empty = config.judge().listen()
+  std::string run_dir;  // required: holds reward_log/<replica>.sqlite and endpoints/<replica>
   std::string replica = "judge-0";
 };
 
@@ -47,7 +48,7 @@ class JudgeServer {
   v1::RunConfig config_;
   JudgeServerOptions options_;
   JudgeBackendDeps deps_;
-  std::unique_ptr<JudgeCache> cache_;       // outlives the backend that uses it
+  std::unique_ptr<JudgeCache> cache_;  // outlives the backend that uses it
   std::shared_ptr<UsageLedger> ledger_;
   std::shared_ptr<telemetry::ProcessTelemetry> telemetry_;  // /metrics and TensorBoard (outlives service_)
   std::unique_ptr<JudgeService> service_;

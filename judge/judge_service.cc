@@ -38,9 +38,9 @@ ToScore SamplesToScore(const v1::ScoreRequest& request, v1::ScoreResponse* respo
       SetVerdictError(response->mutable_verdicts(i), absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
                       absl::StrCat("sample ", i, " has no id"));
     } else if (const auto [first, added] = first_with_id.emplace(request.samples(i).id(), i); !added) {
-      SetVerdictError(response->mutable_verdicts(i), absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
-                      absl::StrCat("sample ", i, ": id '", request.samples(i).id(), "' repeats sample ", first->second,
-                                   "'s"));
+      SetVerdictError(
+          response->mutable_verdicts(i), absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+          absl::StrCat("sample ", i, ": id '", request.samples(i).id(), "' repeats sample ", first->second, "'s"));
     } else {
       to_score.samples.push_back(request.samples(i));
       to_score.positions.push_back(i);
@@ -52,9 +52,9 @@ ToScore SamplesToScore(const v1::ScoreRequest& request, v1::ScoreResponse* respo
 // Once the budget is spent, the samples to score fail with kind "budget" instead (and none is left to score).
 void FailOverBudget(const UsageLedger& ledger, ToScore* to_score, v1::ScoreResponse* response) {
   if (to_score->samples.empty() || !ledger.BudgetExhausted()) return;
-  const std::string message = absl::StrFormat(
-      "the judge's budget is spent ($%.4f of judge.budget_usd $%.4f); no more samples are scored",
-      ledger.spent_usd(), ledger.budget_usd());
+  const std::string message =
+      absl::StrFormat("the judge's budget is spent ($%.4f of judge.budget_usd $%.4f); no more samples are scored",
+                      ledger.spent_usd(), ledger.budget_usd());
   RLJ_EVERY(10, log::Warn("{}", message));
   for (int position : to_score->positions) {
     SetVerdictError(response->mutable_verdicts(position), absl::StatusCode::kResourceExhausted, error_kind::kBudget,
@@ -82,15 +82,15 @@ BackendCall AskBackend(JudgeBackend& backend, JudgeQuality* quality, std::chrono
   try {
     judgements = backend.Score(to_score.samples);
     if (judgements.size() != to_score.samples.size()) {
-      backend_failure = absl::StrCat("the ", backend.name(), " backend returned ", judgements.size(),
-                                     " verdicts for ", to_score.samples.size(), " samples");
+      backend_failure = absl::StrCat("the ", backend.name(), " backend returned ", judgements.size(), " verdicts for ",
+                                     to_score.samples.size(), " samples");
     }
   } catch (const std::exception& e) {  // a backend must not throw; if one does, its samples fail, not the server
     backend_failure = absl::StrCat("the ", backend.name(), " backend failed: ", e.what());
   }
   if (quality != nullptr) {
-    call.extra_rows = quality->TakeExtraVerdicts(requested, backend_failure, start, backend, &to_score.samples,
-                                                 &judgements);
+    call.extra_rows =
+        quality->TakeExtraVerdicts(requested, backend_failure, start, backend, &to_score.samples, &judgements);
   }
   call.asked_backend = backend_failure.empty();
   if (!backend_failure.empty()) {
@@ -153,8 +153,9 @@ absl::Status PausedStatus(const std::string& backend_name, double outage_since, 
   absl::Status paused = absl::UnavailableError(absl::StrFormat(
       "Judge.Score paused (judge.on_outage: pause): the %s backend's teacher is unreachable since %s (%.0f s); "
       "keep the samples and retry. Last error: %s",
-      backend_name, absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(static_cast<int64_t>(outage_since)),
-                                     absl::UTCTimeZone()),
+      backend_name,
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(static_cast<int64_t>(outage_since)),
+                       absl::UTCTimeZone()),
       now_unix - outage_since, unreachable));
   paused.SetPayload(kScoreDeferredPayload, absl::Cord(deferred.SerializeAsString()));
   return paused;

@@ -15,9 +15,9 @@
 #include "absl/synchronization/mutex.h"
 #include "common/reward_log.h"
 #include "common/telemetry/metrics_registry.h"
+#include "common/wire_bounds.h"  // kMaxSamplesPerScoreRequest: larger requests are rejected
 #include "judge/judge_backend.h"
 #include "judge/usage_ledger.h"
-#include "common/wire_bounds.h"  // kMaxSamplesPerScoreRequest: larger requests are rejected
 #include "rlj/v1/judge.grpc.pb.h"
 
 namespace rlj {
@@ -28,17 +28,17 @@ class JudgeQuality;
 inline constexpr char kScoreDeferredPayload[] = "type.googleapis.com/rlj.v1.ScoreDeferred";
 
 struct JudgeCounters {
-  int64_t requests = 0;                  // Score calls answered (rejected ones included)
-  int64_t rejected_requests = 0;         // INVALID_ARGUMENT: no samples, or too many
-  int64_t samples = 0;                   // verdicts returned
-  int64_t errors = 0;                    // verdicts returned with an error
+  int64_t requests = 0;           // Score calls answered (rejected ones included)
+  int64_t rejected_requests = 0;  // INVALID_ARGUMENT: no samples, or too many
+  int64_t samples = 0;            // verdicts returned
+  int64_t errors = 0;             // verdicts returned with an error
   std::map<std::string, int64_t> errors_by_kind;
-  int64_t reward_log_failures = 0;       // Append calls that failed (their rows are lost)
-  int64_t paused_requests = 0;           // on_outage pause: Score calls answered UNAVAILABLE (nothing logged)
-  int64_t outages = 0;                   // outages begun: a backend unreachable after its retries
-  double outage_since_unix_s = 0;        // when the current outage began; 0 = the backend is reachable
-  std::string outage_error;              // the current outage's last availability error
-  double outage_seconds_total = 0;       // length of the outages that have ended
+  int64_t reward_log_failures = 0;  // Append calls that failed (their rows are lost)
+  int64_t paused_requests = 0;      // on_outage pause: Score calls answered UNAVAILABLE (nothing logged)
+  int64_t outages = 0;              // outages begun: a backend unreachable after its retries
+  double outage_since_unix_s = 0;   // when the current outage began; 0 = the backend is reachable
+  std::string outage_error;         // the current outage's last availability error
+  double outage_seconds_total = 0;  // length of the outages that have ended
 };
 
 // What a Score call does with samples the backend could not reach after its retries (and failover):

@@ -71,8 +71,7 @@ absl::StatusOr<std::unique_ptr<LineProcess>> LineProcess::Start(const std::vecto
   if (got == static_cast<ssize_t>(sizeof(exec_error))) {
     close(sockets[0]);
     waitpid(pid, nullptr, 0);
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot run '", argv[0], "': ", ErrnoText(exec_error)));
+    return absl::FailedPreconditionError(absl::StrCat("cannot run '", argv[0], "': ", ErrnoText(exec_error)));
   }
   return std::unique_ptr<LineProcess>(new LineProcess(pid, sockets[0]));
 }
@@ -113,7 +112,8 @@ absl::StatusOr<std::string> LineProcess::Exchange(const std::string& line, std::
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      return absl::UnavailableError(absl::StrCat("writing to the program failed (", ErrnoText(errno), "; ", Describe(), ")"));
+      return absl::UnavailableError(
+          absl::StrCat("writing to the program failed (", ErrnoText(errno), "; ", Describe(), ")"));
     }
     const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (remaining <= 0) {
@@ -129,7 +129,8 @@ absl::StatusOr<std::string> LineProcess::Exchange(const std::string& line, std::
     const size_t newline = buffered_.find('\n');
     if (newline != std::string::npos) {
       if (newline > max_line_bytes) {
-        return absl::ResourceExhaustedError(absl::StrCat("the program's answer line is longer than ", max_line_bytes, " bytes"));
+        return absl::ResourceExhaustedError(
+            absl::StrCat("the program's answer line is longer than ", max_line_bytes, " bytes"));
       }
       std::string answer = buffered_.substr(0, newline);
       buffered_.erase(0, newline + 1);
@@ -137,11 +138,13 @@ absl::StatusOr<std::string> LineProcess::Exchange(const std::string& line, std::
       return answer;
     }
     if (buffered_.size() > max_line_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat("the program's answer line is longer than ", max_line_bytes, " bytes"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the program's answer line is longer than ", max_line_bytes, " bytes"));
     }
     const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (remaining <= 0) {
-      return absl::DeadlineExceededError(absl::StrCat("timeout: the program did not answer within ", timeout.count(), " ms"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("timeout: the program did not answer within ", timeout.count(), " ms"));
     }
     pollfd readable{fd_, POLLIN, 0};
     const int ready = poll(&readable, 1, static_cast<int>(std::min<int64_t>(remaining, 1000)));

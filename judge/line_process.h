@@ -24,8 +24,9 @@ class LineProcess {
   LineProcess& operator=(const LineProcess&) = delete;
 
   // Writes `line` and a newline, then reads one line (without its newline). DeadlineExceeded ("timeout: ...")
-  // when the program did not take the line or no full line came within `timeout`; ResourceExhausted when the line passed `max_line_bytes`; Unavailable when
-  // the program closed its end or died. After any error the stream is out of step: discard the process.
+  // when the program did not take the line or no full line came within `timeout`; ResourceExhausted when the line
+  // passed `max_line_bytes`; Unavailable when the program closed its end or died. After any error the stream is out of
+  // step: discard the process.
   absl::StatusOr<std::string> Exchange(const std::string& line, std::chrono::milliseconds timeout,
                                        size_t max_line_bytes);
 

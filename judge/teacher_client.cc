@@ -3,9 +3,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "common/status.h"
 #include "absl/strings/str_replace.h"
 #include "common/log.h"
+#include "common/status.h"
 #include "judge/judge_backend.h"
 
 namespace rlj {
@@ -60,12 +60,14 @@ std::vector<TeacherAnswer> TeacherClient::Ask(std::vector<TeacherAsk> asks, Stea
     std::vector<std::string> keys;
     keys.reserve(asks.size());
     for (size_t i = 0; i < asks.size(); ++i) {
-      answers[i].cache_key = JudgeCache::Key({kCacheKeyVersion, options_.kind, options_.identity, asks[i].url, asks[i].body});
+      answers[i].cache_key =
+          JudgeCache::Key({kCacheKeyVersion, options_.kind, options_.identity, asks[i].url, asks[i].body});
       keys.push_back(answers[i].cache_key);
     }
     absl::StatusOr<std::vector<std::optional<std::string>>> found = cache_->GetMany(keys);
     if (!found.ok()) {
-      RLJ_EVERY(10, log::Warn("judge cache read failed (asking the teacher instead): {}", std::string(found.status().message())));
+      RLJ_EVERY(10, log::Warn("judge cache read failed (asking the teacher instead): {}",
+                              std::string(found.status().message())));
     }
     for (size_t i = 0; i < asks.size(); ++i) {
       if (found.ok() && (*found)[i].has_value() && !asks[i].bypass_cache) {

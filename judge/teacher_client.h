@@ -19,13 +19,13 @@
 namespace rlj {
 
 struct TeacherClientOptions {
-  std::string label;     // the backend's name in Judge.Status ("openai", an ensemble component's name, …)
-  std::string kind;      // "openai" | "anthropic"
+  std::string label;  // the backend's name in Judge.Status ("openai", an ensemble component's name, …)
+  std::string kind;   // "openai" | "anthropic"
   std::string model;
   // Whatever besides the body decides the answer or how it is read (mode, parse settings); part of the
   // cache key together with the URL and the body.
   std::string identity;
-  std::string api_key;   // redacted from every message; may be empty
+  std::string api_key;                                       // redacted from every message; may be empty
   std::vector<std::pair<std::string, std::string>> headers;  // sent with every request (may hold the key)
   double price_input_per_1k = 0;
   double price_output_per_1k = 0;
@@ -38,7 +38,7 @@ struct TeacherAsk {
   std::string url;
   std::string body;
   double estimated_tokens = 0;  // for the TPM bucket
-  bool bypass_cache = false;     // a second opinion: ask the teacher even when the cache has an answer
+  bool bypass_cache = false;    // a second opinion: ask the teacher even when the cache has an answer
 };
 
 // What came back: a 2xx body (from the teacher or the cache), or an error.

@@ -22,7 +22,7 @@ struct ClippedGradients {
   bool finite = false;      // the loss and the norm are finite: the update may be applied
   bool norm_taken = false;  // false when the loss was already non-finite (the gradients were not looked at)
   double norm = std::numeric_limits<double>::quiet_NaN();  // before clipping; 0 without any gradient
-  double scale = 1.0;       // what every gradient was multiplied by (1: not clipped)
+  double scale = 1.0;                                      // what every gradient was multiplied by (1: not clipped)
 };
 
 // The guard before an optimiser step, given the step's loss and the parameters whose gradients it holds:

@@ -100,8 +100,8 @@ BatchAdvantageResult ComputeAdvantages(const std::vector<GroupRewards>& groups, 
   }
   if (batch_count > 1) {
     const double mean = batch_sum / static_cast<double>(batch_count);
-    const double variance = (batch_squares - static_cast<double>(batch_count) * mean * mean) /
-                            static_cast<double>(batch_count - 1);
+    const double variance =
+        (batch_squares - static_cast<double>(batch_count) * mean * mean) / static_cast<double>(batch_count - 1);
     result.batch_std = std::sqrt(std::max(0.0, variance));
   }
   for (size_t g = 0; g < groups.size(); ++g) {
@@ -182,7 +182,10 @@ PolicyLossResult PolicyLoss(const PolicyLossInputs& in, const PolicyLossOptions&
   }
   at::Tensor is_weight;
   if (options.tis_cap > 0 && has_old) {
-    is_weight = at::where(keep, proximal - behaviour, zeros).clamp(-kMaxLogRatio, kMaxLogRatio).exp().clamp_max(options.tis_cap);
+    is_weight = at::where(keep, proximal - behaviour, zeros)
+                    .clamp(-kMaxLogRatio, kMaxLogRatio)
+                    .exp()
+                    .clamp_max(options.tis_cap);
     pg = pg * is_weight;
   }
   at::Tensor term = pg;
@@ -190,8 +193,12 @@ PolicyLossResult PolicyLoss(const PolicyLossInputs& in, const PolicyLossOptions&
   if (in.ref_logprobs.defined()) {
     const at::Tensor ref_minus_logp = at::where(keep, in.ref_logprobs.detach().to(type) - logprobs, zeros);
     switch (options.kl_estimator) {
-      case KlEstimator::kK1: kl = -ref_minus_logp; break;
-      case KlEstimator::kK2: kl = 0.5 * ref_minus_logp.square(); break;
+      case KlEstimator::kK1:
+        kl = -ref_minus_logp;
+        break;
+      case KlEstimator::kK2:
+        kl = 0.5 * ref_minus_logp.square();
+        break;
       case KlEstimator::kK3: {
         const at::Tensor clamped = ref_minus_logp.clamp(-kMaxLogRatio, kMaxLogRatio);
         kl = clamped.exp() - clamped - 1.0;
@@ -233,8 +240,8 @@ absl::StatusOr<LossAggregation> LossAggregationFromName(const std::string& name)
   if (name == "token_mean") return LossAggregation::kTokenMean;
   if (name == "seq_mean_token_mean") return LossAggregation::kSeqMeanTokenMean;
   if (name == "seq_mean_token_sum") return LossAggregation::kSeqMeanTokenSum;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "learner.loss_aggregation: '", name, "' is not token_mean, seq_mean_token_mean or seq_mean_token_sum"));
+  return absl::InvalidArgumentError(absl::StrCat("learner.loss_aggregation: '", name,
+                                                 "' is not token_mean, seq_mean_token_mean or seq_mean_token_sum"));
 }
 
 double TokenLossWeight(LossAggregation aggregation, int64_t sequence_tokens, int64_t sequences, int64_t total_tokens) {

@@ -67,9 +67,9 @@ BatchAdvantageResult ComputeAdvantages(const std::vector<GroupRewards>& groups, 
 enum class KlEstimator { kK1, kK2, kK3 };
 
 struct PolicyLossOptions {
-  double clip_low = 0.2;    // ratio clipped to [1 - clip_low, 1 + clip_high]
+  double clip_low = 0.2;  // ratio clipped to [1 - clip_low, 1 + clip_high]
   double clip_high = 0.2;
-  double dual_clip = 0;     // c > 1: a negative-advantage token's loss is at most c·|A|; 0 = off
+  double dual_clip = 0;  // c > 1: a negative-advantage token's loss is at most c·|A|; 0 = off
   KlEstimator kl_estimator = KlEstimator::kK3;
   double kl_coef = 0;       // used when ref_logprobs are given
   double entropy_coef = 0;  // used when entropy is given
@@ -84,11 +84,11 @@ absl::StatusOr<PolicyLossOptions> PolicyLossOptionsFromConfig(const v1::LearnerC
 struct PolicyLossInputs {
   at::Tensor logprobs;            // the policy's log-probs (differentiable)
   at::Tensor behaviour_logprobs;  // the sampler's
-  at::Tensor old_logprobs;        // the learner's at the start of the step; undefined → behaviour is the proximal policy
-  at::Tensor ref_logprobs;        // the frozen reference's; undefined → no KL term
-  at::Tensor entropy;             // per-token entropy (differentiable); undefined → no entropy bonus
-  at::Tensor advantages;          // [N]
-  at::Tensor weights;             // each token's share of the step's loss; 0 = not trained (see TokenLossWeights)
+  at::Tensor old_logprobs;  // the learner's at the start of the step; undefined → behaviour is the proximal policy
+  at::Tensor ref_logprobs;  // the frozen reference's; undefined → no KL term
+  at::Tensor entropy;       // per-token entropy (differentiable); undefined → no entropy bonus
+  at::Tensor advantages;    // [N]
+  at::Tensor weights;       // each token's share of the step's loss; 0 = not trained (see TokenLossWeights)
 };
 
 // Per token (prox = old_logprobs when given, else behaviour_logprobs):
@@ -100,7 +100,7 @@ struct PolicyLossInputs {
 //   term  = pg + kl_coef·kl - entropy_coef·entropy
 // loss = Σ weights · term. Tokens with weight 0 are computed from zeros, so padding never makes inf/NaN.
 struct PolicyLossResult {
-  at::Tensor loss;   // scalar, differentiable w.r.t. logprobs (and entropy)
+  at::Tensor loss;  // scalar, differentiable w.r.t. logprobs (and entropy)
   // Sums over the tokens with weight > 0, as one float64 tensor on the loss's device (no device sync):
   // [tokens, kl, ratio, clipped, dual_clipped, is_weight, is_capped, entropy] (see PolicyLossStat).
   at::Tensor stats;
@@ -113,7 +113,7 @@ enum PolicyLossStat {
   kStatDualClipped,  // the dual clip bound the loss
   kStatIsWeight,
   kStatIsCapped,
-  kStatEntropy,      // only when entropy was given
+  kStatEntropy,  // only when entropy was given
   kNumPolicyLossStats,
 };
 

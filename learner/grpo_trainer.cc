@@ -21,13 +21,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
-#include "model/logprobs.h"
-#include "model/transformer.h"
 #include "common/status.h"
-#include "model/tensor/torch_util.h"
 #include "learner/gradient_clip.h"
 #include "learner/grpo.h"
 #include "learner/rank_group.h"
+#include "model/logprobs.h"
+#include "model/tensor/torch_util.h"
+#include "model/transformer.h"
 
 namespace rlj {
 namespace {
@@ -45,12 +45,12 @@ struct TrainRow {
 
 // A micro-batch; logits at input position t predict target t (= sequence token t + 1).
 struct Batch {
-  at::Tensor inputs;      // [B, T] int64, right-padded with 0
-  at::Tensor targets;     // [B, T] int64
-  at::Tensor behaviour;   // [B, T] float, the sampler's log-prob at completion targets, 0 elsewhere
-  at::Tensor weights;     // [B, T] float, TrainRow::weight at completion targets, 0 elsewhere
-  at::Tensor mask;        // [B, T] bool, weights > 0
-  at::Tensor advantages;  // [B] float
+  at::Tensor inputs;        // [B, T] int64, right-padded with 0
+  at::Tensor targets;       // [B, T] int64
+  at::Tensor behaviour;     // [B, T] float, the sampler's log-prob at completion targets, 0 elsewhere
+  at::Tensor weights;       // [B, T] float, TrainRow::weight at completion targets, 0 elsewhere
+  at::Tensor mask;          // [B, T] bool, weights > 0
+  at::Tensor advantages;    // [B] float
   at::Tensor ref_logprobs;  // the reference's log-probs, once per step (kl_coef > 0)
   at::Tensor old_logprobs;  // the policy's at the step's first pass (tis_cap > 0)
 };
@@ -86,7 +86,8 @@ Batch BuildBatch(const std::vector<const TrainRow*>& rows, const c10::Device& de
     advantages[b] = rows[b]->advantage;
   }
   const auto to_device = [&](void* data, std::vector<int64_t> shape, at::ScalarType type) {
-    return at::from_blob(data, shape, at::TensorOptions().dtype(type)).to(device, /*non_blocking=*/false, /*copy=*/true);
+    return at::from_blob(data, shape, at::TensorOptions().dtype(type))
+        .to(device, /*non_blocking=*/false, /*copy=*/true);
   };
   Batch out;
   out.inputs = to_device(inputs.data(), {batch, length}, at::kLong);
@@ -244,15 +245,15 @@ void WeighRows(LossAggregation aggregation, std::vector<TrainRow>* rows, v1::Ste
   }
   const double row_count = static_cast<double>(rows->size());
   for (TrainRow& row : *rows) {
-    row.weight = TokenLossWeight(aggregation, row.rollout->completion_tokens_size(),
-                                 static_cast<int64_t>(rows->size()), total_tokens);
+    row.weight = TokenLossWeight(aggregation, row.rollout->completion_tokens_size(), static_cast<int64_t>(rows->size()),
+                                 total_tokens);
   }
   metrics->set_trained_samples(static_cast<int64_t>(rows->size()));
   metrics->set_trained_tokens(total_tokens);
   metrics->set_advantage_abs_mean(advantage_abs / row_count);
   metrics->set_advantage_mean(advantage_sum / row_count);
-  metrics->set_advantage_std(std::sqrt(std::max(0.0, advantage_squares / row_count -
-                                                         (advantage_sum / row_count) * (advantage_sum / row_count))));
+  metrics->set_advantage_std(std::sqrt(
+      std::max(0.0, advantage_squares / row_count - (advantage_sum / row_count) * (advantage_sum / row_count))));
 }
 
 // This rank's share of `rows`: sorted longest first and dealt round-robin (balanced work, identical on
@@ -272,13 +273,13 @@ std::vector<const TrainRow*> RankShare(const std::vector<TrainRow>& rows, int ra
 struct EpochTotals {
   std::vector<double> stats = std::vector<double>(kNumPolicyLossStats, 0.0);  // PolicyLossStat sums
   double loss = 0;
-  double norm = 0;            // gradient norms before clipping, over norms_taken passes
-  double entropy = 0;         // the first pass's entropy metric: sum over entropy_tokens
+  double norm = 0;     // gradient norms before clipping, over norms_taken passes
+  double entropy = 0;  // the first pass's entropy metric: sum over entropy_tokens
   double entropy_tokens = 0;
   double trained_tokens = 0;  // tokens of the passes whose update was applied
   int epochs_run = 0;
   int norms_taken = 0;
-  bool skipped = false;       // a non-finite loss or norm dropped the update
+  bool skipped = false;  // a non-finite loss or norm dropped the update
 };
 
 // The loss, policy-statistic, entropy, gradient-norm and throughput metrics of a step's passes, which
@@ -411,7 +412,8 @@ absl::StatusOr<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(const v1::RunCo
   state->autocast = state->device.is_cuda() && state->learner.bf16();
   if (const char* from = std::getenv(kInjectNonFiniteLossEnv); from != nullptr && *from != '\0') {
     if (!absl::SimpleAtoi(from, &state->inject_nonfinite_from_step) || state->inject_nonfinite_from_step < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(kInjectNonFiniteLossEnv, "=", from, ": expected a step number >= 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(kInjectNonFiniteLossEnv, "=", from, ": expected a step number >= 0"));
     }
     log::Warn("FAULT INJECTION ({}={}): every step from trainer step {} on gets a NaN loss", kInjectNonFiniteLossEnv,
               from, state->inject_nonfinite_from_step);
@@ -427,11 +429,11 @@ absl::StatusOr<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(const v1::RunCo
       state->reference->eval();
     }
     const auto& l = state->learner;
-    state->optimizer = std::make_unique<torch::optim::AdamW>(
-        state->policy->parameters(), torch::optim::AdamWOptions(l.lr())
-                                         .betas({l.adam_beta1(), l.adam_beta2()})
-                                         .eps(l.adam_eps())
-                                         .weight_decay(l.weight_decay()));
+    state->optimizer =
+        std::make_unique<torch::optim::AdamW>(state->policy->parameters(), torch::optim::AdamWOptions(l.lr())
+                                                                               .betas({l.adam_beta1(), l.adam_beta2()})
+                                                                               .eps(l.adam_eps())
+                                                                               .weight_decay(l.weight_decay()));
   }));
   return std::unique_ptr<GrpoTrainer>(new GrpoTrainer(std::move(state)));
 }
@@ -563,9 +565,8 @@ at::Tensor GrpoTrainer::State::AccumulateGradients(std::vector<Batch>& batches, 
     at::Tensor entropy_metric = at::zeros({2}, stat_options);
     if (epoch == 0 && !entropy_in_loss) {
       at::NoGradGuard no_grad;
-      const at::Tensor trained_logits = logits.detach()
-                                            .reshape({-1, logits.size(-1)})
-                                            .index_select(0, batch.mask.reshape({-1}).nonzero().squeeze(1));
+      const at::Tensor trained_logits =
+          logits.detach().reshape({-1, logits.size(-1)}).index_select(0, batch.mask.reshape({-1}).nonzero().squeeze(1));
       entropy_metric = at::stack({TokenEntropy(trained_logits, temperature).sum().to(at::kDouble),
                                   at::scalar_tensor(static_cast<double>(trained_logits.size(0)), stat_options)});
     } else if (epoch == 0) {
@@ -604,8 +605,15 @@ absl::Status GrpoTrainer::State::AllReduce(const std::vector<at::Tensor>& parame
 
 absl::StatusOr<TrainerState> GrpoTrainer::ExportState() const {
   const State& s = *state_;
-  TrainerState state{s.steps, s.optimizer_steps, s.nonfinite_steps_skipped, s.groups_skipped_no_signal,
-                     s.samples_masked, s.batches_skipped_all_masked, s.batches_skipped_no_signal, {}, {}};
+  TrainerState state{s.steps,
+                     s.optimizer_steps,
+                     s.nonfinite_steps_skipped,
+                     s.groups_skipped_no_signal,
+                     s.samples_masked,
+                     s.batches_skipped_all_masked,
+                     s.batches_skipped_no_signal,
+                     {},
+                     {}};
   RLJ_RETURN_IF_ERROR(TorchCall("saving the optimiser state", [&] {
     torch::serialize::OutputArchive archive;
     s.optimizer->save(archive);

@@ -29,15 +29,15 @@ double ScheduledLearningRate(const v1::LearnerConfig& learner, int64_t step, int
 
 // Everything a resumed trainer needs besides the weights (which live in the checkpoint's safetensors).
 struct TrainerState {
-  int64_t steps = 0;                     // Step() calls that trained (the schedule's position)
+  int64_t steps = 0;  // Step() calls that trained (the schedule's position)
   int64_t optimizer_steps = 0;
   int64_t nonfinite_steps_skipped = 0;
   int64_t groups_skipped_no_signal = 0;
   int64_t samples_masked = 0;
   int64_t batches_skipped_all_masked = 0;  // Step() calls that trained nothing: no valid verdict
   int64_t batches_skipped_no_signal = 0;   // Step() calls that trained nothing: no reward difference in any group
-  std::string optimizer;  // AdamW's moments and step counts (LibTorch's archive format)
-  std::string rng;        // LibTorch's default CPU generator state
+  std::string optimizer;                   // AdamW's moments and step counts (LibTorch's archive format)
+  std::string rng;                         // LibTorch's default CPU generator state
 };
 
 class GrpoTrainer {
@@ -69,7 +69,7 @@ class GrpoTrainer {
   int64_t groups_skipped_no_signal() const;
   int64_t batches_skipped_all_masked() const;
   int64_t batches_skipped_no_signal() const;
-  int64_t samples_masked() const;           // invalid rollouts seen
+  int64_t samples_masked() const;  // invalid rollouts seen
 
   // The optimiser, RNG and counters, for a checkpoint; ImportState restores them exactly (the policy's
   // weights are restored separately, before).

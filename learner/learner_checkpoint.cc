@@ -13,11 +13,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/crc32c.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "model/checkpoint/checkpoint.h"
 
 namespace rlj {
 namespace {
@@ -100,7 +100,8 @@ absl::StatusOr<ResumePoint> ReadVerified(const std::string& dir) {
       return absl::DataLossError(absl::StrCat(name, " has ", bytes.size(), " bytes, ", expected.first,
                                               " were written (truncated or replaced)"));
     }
-    if (Crc32c(bytes) != expected.second) return absl::DataLossError(absl::StrCat(name, ": CRC-32C mismatch (corrupt)"));
+    if (Crc32c(bytes) != expected.second)
+      return absl::DataLossError(absl::StrCat(name, ": CRC-32C mismatch (corrupt)"));
     if (name == kOptimizerFile) point.contents.trainer.optimizer = bytes;
     required.erase(name);
   }
@@ -148,7 +149,8 @@ absl::StatusOr<std::string> WriteLearnerCheckpoint(const std::string& checkpoint
                        {"batches_skipped_all_masked", contents.trainer.batches_skipped_all_masked},
                        {"batches_skipped_no_signal", contents.trainer.batches_skipped_no_signal},
                        {"rng", ToHex(contents.trainer.rng)}};
-    json["dispatcher"] = contents.dispatcher.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json::parse(contents.dispatcher);
+    json["dispatcher"] =
+        contents.dispatcher.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json::parse(contents.dispatcher);
     nlohmann::ordered_json files = nlohmann::ordered_json::object();
     for (const char* file : {"config.json", "model.safetensors", "rlj_state.json", kOptimizerFile}) {
       RLJ_ASSIGN_OR_RETURN(const std::string bytes, ReadFile(tmp + "/" + file));
@@ -157,7 +159,8 @@ absl::StatusOr<std::string> WriteLearnerCheckpoint(const std::string& checkpoint
     json["files"] = files;
     RLJ_RETURN_IF_ERROR(WriteFileAtomically(tmp + "/" + kLearnerStateFile, json.dump(2) + "\n"));
     RLJ_RETURN_IF_ERROR(SyncDirectory(tmp));
-    if (fs::exists(final_dir)) RLJ_RETURN_IF_ERROR(RemoveTree(final_dir));  // a leftover of a run that resumed before it
+    if (fs::exists(final_dir))
+      RLJ_RETURN_IF_ERROR(RemoveTree(final_dir));  // a leftover of a run that resumed before it
     if (std::rename(tmp.c_str(), final_dir.c_str()) != 0) {
       return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", final_dir));
     }

@@ -11,8 +11,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "model/checkpoint/safetensors.h"
 #include "learner/grpo_trainer.h"
+#include "model/checkpoint/safetensors.h"
 
 namespace rlj {
 
@@ -36,8 +36,8 @@ absl::StatusOr<std::string> WriteLearnerCheckpoint(const std::string& checkpoint
 struct ResumePoint {
   std::string dir;
   LearnerCheckpointContents contents;
-  NamedTensors weights;                // the policy's parameters, CPU float32
-  std::vector<std::string> refused;    // "<dir>: <why>" for every newer checkpoint that did not verify
+  NamedTensors weights;              // the policy's parameters, CPU float32
+  std::vector<std::string> refused;  // "<dir>: <why>" for every newer checkpoint that did not verify
 };
 
 // The newest checkpoint under `checkpoints_dir` whose files all verify (sizes and CRC-32C recorded in

@@ -18,20 +18,16 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/config_validate.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
 #include "common/metrics_log.h"
-#include "model/model_source.h"
-#include "model/transformer.h"
 #include "common/run_dir.h"
 #include "common/shutdown.h"
 #include "common/status.h"
 #include "common/telemetry/process_telemetry.h"
-#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
 #include "learner/grpo_trainer.h"
 #include "learner/learner_checkpoint.h"
@@ -41,6 +37,10 @@
 #include "learner/rollout_buffer.h"
 #include "learner/training_ledger.h"
 #include "learner/weight_publisher.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/model_source.h"
+#include "model/tensor/torch_util.h"
+#include "model/transformer.h"
 
 namespace rlj {
 namespace {
@@ -76,8 +76,8 @@ absl::StatusOr<std::unique_ptr<PromptDispatcher>> MakeDispatcher(const v1::RunCo
           " tokens; with sampling.max_new_tokens it must fit model.max_seq_len (at most ", max_prompt_tokens, ")"));
     }
   }
-  return std::make_unique<PromptDispatcher>(std::move(rows), config.seed(),
-                                            std::chrono::milliseconds(int64_t{1000} * config.learner().lease_timeout_s()));
+  return std::make_unique<PromptDispatcher>(
+      std::move(rows), config.seed(), std::chrono::milliseconds(int64_t{1000} * config.learner().lease_timeout_s()));
 }
 
 absl::StatusOr<v1::DType> WireDType(const std::string& name) {
@@ -129,9 +129,10 @@ constexpr char kTrainingStoppedPayload[] = "type.rlj.dev/rlj.TrainingStopped";
 absl::Status TooManyNonFiniteSteps(int64_t step, int64_t in_a_row, int64_t total_skipped) {
   absl::Status status = absl::AbortedError(absl::StrCat(
       "step ", step, ": ", in_a_row,
-      " steps in a row had a non-finite loss or gradient norm and were skipped (learner.max_nonfinite_steps_in_a_row = ",
-      in_a_row,
-      "; ", total_skipped, " skipped in all): training stopped. The last checkpoint holds the weights before "
+      " steps in a row had a non-finite loss or gradient norm and were skipped (learner.max_nonfinite_steps_in_a_row "
+      "= ",
+      in_a_row, "; ", total_skipped,
+      " skipped in all): training stopped. The last checkpoint holds the weights before "
       "them; lower learner.lr, check the rewards and behaviour log-probs, or raise the limit (0 = never stop)"));
   status.SetPayload(kTrainingStoppedPayload, absl::Cord("1"));
   return status;
@@ -247,8 +248,9 @@ struct LearnerServer::State {
   }
 
   absl::Status Publish() {
-    RLJ_ASSIGN_OR_RETURN(NamedTensors tensors, TorchCall("collect the policy's parameters",
-                                                         [&] { return absl::StatusOr<NamedTensors>(NamedParameters(policy)); }));
+    RLJ_ASSIGN_OR_RETURN(NamedTensors tensors, TorchCall("collect the policy's parameters", [&] {
+                           return absl::StatusOr<NamedTensors>(NamedParameters(policy));
+                         }));
     return publisher->Publish(version, model_proto, tensors);
   }
 
@@ -267,7 +269,8 @@ struct LearnerServer::State {
       ledger->Prune(kept.front().first);
     }
     service->UpdateProgress([&](v1::LearnerStatus* status) { status->set_checkpoint(dir); });
-    log::Info("checkpoint {} (v{}) in {:.2f} s", dir, version, std::chrono::duration<double>(Clock::now() - start).count());
+    log::Info("checkpoint {} (v{}) in {:.2f} s", dir, version,
+              std::chrono::duration<double>(Clock::now() - start).count());
     return absl::OkStatus();
   }
 
@@ -393,14 +396,13 @@ struct LearnerServer::State {
       *status->mutable_last() = metrics;
       ReportTrainerCounters(status);
     });
-    log::Info("step {}/{} | reward {:.3f} | kl {:.4f} | loss {:.4f} | {:.0f} tok/s | staleness {:.2f} v {:.1f} s | "
-              "idle {:.0f}% | {:.2f} s{}{}",
-              step, config.learner().steps(), metrics.reward_mean(), metrics.kl(), metrics.loss(),
-              metrics.tokens_per_s(), metrics.staleness_mean(), metrics.staleness_s_mean(),
-              100 * metrics.idle_fraction(), metrics.step_s(),
-              dropped > 0 ? absl::StrCat(" | dropped ", dropped, " stale") : "",
-              std::isfinite(metrics.loss()) && std::isfinite(metrics.grad_norm()) ? ""
-                                                                                  : " | NON-FINITE: update skipped");
+    log::Info(
+        "step {}/{} | reward {:.3f} | kl {:.4f} | loss {:.4f} | {:.0f} tok/s | staleness {:.2f} v {:.1f} s | "
+        "idle {:.0f}% | {:.2f} s{}{}",
+        step, config.learner().steps(), metrics.reward_mean(), metrics.kl(), metrics.loss(), metrics.tokens_per_s(),
+        metrics.staleness_mean(), metrics.staleness_s_mean(), 100 * metrics.idle_fraction(), metrics.step_s(),
+        dropped > 0 ? absl::StrCat(" | dropped ", dropped, " stale") : "",
+        std::isfinite(metrics.loss()) && std::isfinite(metrics.grad_norm()) ? "" : " | NON-FINITE: update skipped");
   }
 
   // Counts steps skipped for a non-finite loss or norm; too many in a row end training.
@@ -438,7 +440,8 @@ struct LearnerServer::State {
       log::Warn("the other ranks were not told to stop: {}", std::string(sent.message()));
     }
     if (result.ok() && last_checkpoint_step != step) {
-      if (interrupted) log::Info("stopping at step {}/{}: checkpointing the current state", step, config.learner().steps());
+      if (interrupted)
+        log::Info("stopping at step {}/{}: checkpointing the current state", step, config.learner().steps());
       result = WriteCheckpoint();
     }
     if (result.ok() && !interrupted) {
@@ -479,14 +482,15 @@ absl::StatusOr<std::unique_ptr<LearnerServer>> LearnerServer::Start(const v1::Ru
   state->model_proto = state->policy->config().ToProto();
   if (options.ranks.world_size > 1) {
     RankGroupOptions rank_options = options.ranks;
-    RLJ_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(l.has_device() ? l.device() : config.runtime().device()));
+    RLJ_ASSIGN_OR_RETURN(const c10::Device device,
+                         ResolveDevice(l.has_device() ? l.device() : config.runtime().device()));
     rank_options.device = device.is_cuda() ? "cuda" : "cpu";
     RLJ_ASSIGN_OR_RETURN(state->ranks, RankGroup::Connect(rank_options));
     log::Info("rank 0 of {} data-parallel learner ranks ({})", state->ranks->world_size(), state->ranks->backend());
   }
   RLJ_ASSIGN_OR_RETURN(state->trainer, GrpoTrainer::Create(config, state->policy, state->ranks.get()));
-  RLJ_ASSIGN_OR_RETURN(state->dispatcher, MakeDispatcher(config, state->policy->config().max_seq_len,
-                                                             state->policy->config().vocab_size));
+  RLJ_ASSIGN_OR_RETURN(state->dispatcher,
+                       MakeDispatcher(config, state->policy->config().max_seq_len, state->policy->config().vocab_size));
   state->buffer = std::make_unique<RolloutBuffer>(l.buffer_groups());
   WeightPublisherOptions publisher_options;
   publisher_options.chunk_bytes = static_cast<size_t>(l.weight_chunk_kib()) * 1024;
@@ -524,7 +528,7 @@ absl::StatusOr<std::unique_ptr<LearnerServer>> LearnerServer::Start(const v1::Ru
   if (state->ranks) RLJ_RETURN_IF_ERROR(state->trainer->SynchronizeFromRankZero());
   RLJ_ASSIGN_OR_RETURN(state->metrics_log, MetricsLogWriter::Open(state->run_dir.metrics_path()));
   RLJ_ASSIGN_OR_RETURN(state->telemetry, telemetry::ProcessTelemetry::Start(config, state->run_dir.root(), "learner",
-                                                                           "learner", /*with_tensorboard=*/true));
+                                                                            "learner", /*with_tensorboard=*/true));
   RLJ_RETURN_IF_ERROR(state->Replay(replay));
   RLJ_RETURN_IF_ERROR(state->Publish());
 
@@ -657,7 +661,8 @@ absl::Status RunLearnerRank(const v1::RunConfig& config, const LearnerServerOpti
   Transformer policy{nullptr};
   RLJ_RETURN_IF_ERROR(LoadStartingModel(config, &policy));
   RankGroupOptions rank_options = options.ranks;
-  RLJ_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(l.has_device() ? l.device() : config.runtime().device()));
+  RLJ_ASSIGN_OR_RETURN(const c10::Device device,
+                       ResolveDevice(l.has_device() ? l.device() : config.runtime().device()));
   rank_options.device = device.is_cuda() ? "cuda" : "cpu";
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<RankGroup> ranks, RankGroup::Connect(rank_options));
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<GrpoTrainer> trainer, GrpoTrainer::Create(config, policy, ranks.get()));

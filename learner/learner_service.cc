@@ -109,8 +109,8 @@ grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::Se
   // Give up on a full buffer a little before the call's deadline, so the caller hears RESOURCE_EXHAUSTED
   // rather than its own DEADLINE_EXCEEDED.
   const Clock::time_point rpc_deadline = SteadyDeadline(context->deadline(), kMaxPushWait);
-  const Clock::time_point deadline = rpc_deadline - std::min<Clock::duration>((rpc_deadline - Clock::now()) / 10,
-                                                                               std::chrono::seconds(1));
+  const Clock::time_point deadline =
+      rpc_deadline - std::min<Clock::duration>((rpc_deadline - Clock::now()) / 10, std::chrono::seconds(1));
   int64_t accepted = 0;
   int64_t stale = 0;
   int64_t duplicates = 0;
@@ -122,9 +122,8 @@ grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::Se
       const absl::Status valid =
           ValidateRolloutGroup(batch.groups(g), options_.vocab_size, options_.max_seq_len, current_version);
       if (!valid.ok()) {
-        const std::string message =
-            absl::StrCat("batch ", batch_index, ", ", DescribeGroup(g, batch.groups(g)), ": ", valid.message(),
-                         " (nothing of this batch was applied)");
+        const std::string message = absl::StrCat("batch ", batch_index, ", ", DescribeGroup(g, batch.groups(g)), ": ",
+                                                 valid.message(), " (nothing of this batch was applied)");
         RLJ_EVERY(5, log::Warn("PushRollouts from {}: {}", context->peer(), message));
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
       }
@@ -141,8 +140,7 @@ grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::Se
       for (const v1::Rollout& rollout : group.rollouts()) batch_tokens += rollout.completion_tokens_size();
       const bool is_stale = group.policy_version() < current_version - options_.max_staleness;
       if (dispatcher_ != nullptr && !group.lease_id().empty() && !done) {
-        const PromptDispatcher::Receipt receipt =
-            dispatcher_->Receive(group.lease_id(), group.item_id(), Clock::now());
+        const PromptDispatcher::Receipt receipt = dispatcher_->Receive(group.lease_id(), group.item_id(), Clock::now());
         if (receipt != PromptDispatcher::Receipt::kAccepted) {
           keep[g] = false;
           ++batch_duplicates;
@@ -192,10 +190,10 @@ grpc::Status LearnerService::PushRollouts(grpc::ServerContext* context, grpc::Se
         }
         if (Clock::now() >= deadline) {
           give_back();
-          return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                              absl::StrCat("the rollout buffer stayed full (", buffer_->capacity(),
-                                           " groups) until the call's deadline; ", accepted,
-                                           " groups of this call were accepted"));
+          return grpc::Status(
+              grpc::StatusCode::RESOURCE_EXHAUSTED,
+              absl::StrCat("the rollout buffer stayed full (", buffer_->capacity(),
+                           " groups) until the call's deadline; ", accepted, " groups of this call were accepted"));
         }
       }
       if (pushed) ++accepted;
@@ -235,7 +233,8 @@ grpc::Status LearnerService::StreamPolicy(grpc::ServerContext* context,
   if (snapshot->version() == have_version) {
     milliseconds wait = std::clamp(milliseconds(request->wait_ms()), milliseconds(0), options_.max_policy_wait);
     // Answer "unchanged" a little before the call's own deadline rather than letting it expire.
-    const auto rpc_left = std::chrono::duration_cast<milliseconds>(context->deadline() - std::chrono::system_clock::now());
+    const auto rpc_left =
+        std::chrono::duration_cast<milliseconds>(context->deadline() - std::chrono::system_clock::now());
     wait = std::min(wait, std::max(milliseconds(0), rpc_left - rpc_left / 10));
     const Clock::time_point give_up = Clock::now() + wait;
     while (snapshot->version() == have_version && !publisher_->closed()) {

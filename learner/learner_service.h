@@ -18,8 +18,8 @@
 namespace rlj {
 
 struct LearnerServiceOptions {
-  int vocab_size = 0;     // token ids must lie in [0, vocab_size)
-  int max_seq_len = 0;    // prompt + completion must fit
+  int vocab_size = 0;   // token ids must lie in [0, vocab_size)
+  int max_seq_len = 0;  // prompt + completion must fit
   int64_t max_staleness = 0;
   std::chrono::milliseconds max_policy_wait{30000};  // cap on GetPolicyRequest.wait_ms
   // Status answers the version the training loop last reported with its step (UpdateProgress), so that step

@@ -85,8 +85,8 @@ class PromptDispatcher {
   mutable std::map<int64_t, std::vector<size_t>> orders_;  // a few recent epochs' orders
   int64_t epoch_ = 0;
   uint64_t cursor_ = 0;
-  std::deque<uint64_t> returned_;                 // pending items to hand out first
-  std::unordered_map<uint64_t, Item> items_;      // every item not yet trained that left the cursor
+  std::deque<uint64_t> returned_;             // pending items to hand out first
+  std::unordered_map<uint64_t, Item> items_;  // every item not yet trained that left the cursor
   std::unordered_map<std::string, LeaseRecord> leases_;
   uint64_t next_lease_ = 0;
   int64_t prompts_leased_ = 0;

@@ -139,34 +139,35 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Connect(const RankGroupOpt
   }
   auto state = std::make_unique<State>();
   state->options = options;
-  RLJ_RETURN_IF_ERROR(TorchCall(absl::StrCat("joining rank group at ", options.master_addr, ":", options.master_port,
-                                             " as rank ", options.rank, " of ", options.world_size),
-                                [&] {
-    c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<std::uint16_t>(options.master_port);
-    store_options.isServer = options.rank == 0;
-    store_options.numWorkers = static_cast<std::size_t>(options.world_size);
-    store_options.waitWorkers = false;
-    store_options.timeout = options.timeout;
-    state->store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, store_options);
+  RLJ_RETURN_IF_ERROR(TorchCall(
+      absl::StrCat("joining rank group at ", options.master_addr, ":", options.master_port, " as rank ", options.rank,
+                   " of ", options.world_size),
+      [&] {
+        c10d::TCPStoreOptions store_options;
+        store_options.port = static_cast<std::uint16_t>(options.master_port);
+        store_options.isServer = options.rank == 0;
+        store_options.numWorkers = static_cast<std::size_t>(options.world_size);
+        store_options.waitWorkers = false;
+        store_options.timeout = options.timeout;
+        state->store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, store_options);
 #if defined(RLJ_HAVE_NCCL)
-    if (options.device == "cuda") {
-      auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
-      nccl_options->timeout = options.timeout;
-      state->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(state->store, options.rank, options.world_size,
-                                                                nccl_options);
-      return;
-    }
+        if (options.device == "cuda") {
+          auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+          nccl_options->timeout = options.timeout;
+          state->nccl =
+              c10::make_intrusive<c10d::ProcessGroupNCCL>(state->store, options.rank, options.world_size, nccl_options);
+          return;
+        }
 #endif
 #if defined(RLJ_HAVE_GLOO)
-    auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
-    gloo_options->devices.push_back(IsLoopback(options.master_addr)
-                                        ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                        : c10d::ProcessGroupGloo::createDefaultDevice());
-    state->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(state->store, options.rank, options.world_size,
-                                                              gloo_options);
+        auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
+        gloo_options->devices.push_back(IsLoopback(options.master_addr)
+                                            ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                            : c10d::ProcessGroupGloo::createDefaultDevice());
+        state->gloo =
+            c10::make_intrusive<c10d::ProcessGroupGloo>(state->store, options.rank, options.world_size, gloo_options);
 #endif
-  }));
+      }));
   return std::unique_ptr<RankGroup>(new RankGroup(std::move(state)));
 }
 

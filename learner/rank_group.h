@@ -18,7 +18,7 @@ struct RankGroupOptions {
   int rank = 0;
   int world_size = 1;
   std::string master_addr = "127.0.0.1";
-  int master_port = 29500;  // rank 0 binds it (0: any free port, see RankGroup::store_port)
+  int master_port = 29500;     // rank 0 binds it (0: any free port, see RankGroup::store_port)
   std::string device = "cpu";  // "cpu" → Gloo; "cuda" → NCCL when this build has it, else Gloo
   std::chrono::milliseconds timeout{30 * 60 * 1000};  // rendezvous and every collective
 };

@@ -30,9 +30,8 @@ bool RolloutBuffer::Push(v1::RolloutGroup&& group, Clock::time_point deadline) {
     ++total_duplicates_;
     return true;
   }
-  const bool room = not_full_.wait_until(lock, deadline, [&] {
-    return closed_ || static_cast<int64_t>(groups_.size()) < capacity_;
-  });
+  const bool room =
+      not_full_.wait_until(lock, deadline, [&] { return closed_ || static_cast<int64_t>(groups_.size()) < capacity_; });
   if (!room || closed_) return false;
   if (!key.empty()) {
     if (!recent_unleased_.insert(key).second) {  // the same group was buffered while this push waited

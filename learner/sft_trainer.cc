@@ -12,17 +12,17 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/config_validate.h"
 #include "common/log.h"
-#include "model/logprobs.h"
-#include "model/model_source.h"
-#include "model/transformer.h"
 #include "common/run_dir.h"
 #include "common/status.h"
-#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
 #include "learner/gradient_clip.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/logprobs.h"
+#include "model/model_source.h"
+#include "model/tensor/torch_util.h"
+#include "model/transformer.h"
 
 namespace rlj {
 namespace {
@@ -196,7 +196,8 @@ absl::Status RunSft(const v1::RunConfig& config, const SftOptions& options) {
   const TransformerConfig shape = model->config();
   if (tokenizer->vocab_size() > shape.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("model.vocab_size ", shape.vocab_size, " is smaller than the ",
-                                                   config.tokenizer().kind(), " tokenizer's ", tokenizer->vocab_size()));
+                                                   config.tokenizer().kind(), " tokenizer's ",
+                                                   tokenizer->vocab_size()));
   }
 
   const SftExamples data = BuildSftExamples(rows, *tokenizer, shape.max_seq_len);
@@ -227,8 +228,8 @@ absl::Status RunSft(const v1::RunConfig& config, const SftOptions& options) {
   int64_t nonfinite_in_a_row = 0;
   for (int64_t step = 1; step <= steps; ++step) {
     if (options.stop_requested && options.stop_requested()) {
-      return absl::CancelledError(absl::StrCat("stopped after step ", step - 1, " of ", steps,
-                                               "; no checkpoint written to ", output));
+      return absl::CancelledError(
+          absl::StrCat("stopped after step ", step - 1, " of ", steps, "; no checkpoint written to ", output));
     }
     std::vector<const SftExample*> batch;
     while (static_cast<int64_t>(batch.size()) < batch_size) {

@@ -214,8 +214,8 @@ absl::StatusOr<std::unique_ptr<TrainingLedger>> TrainingLedger::Resume(const std
     const int64_t expected_version = checkpoint_version + (next - checkpoint_step);
     if (!inputs.ok() || inputs->step != next || inputs->version != expected_version) {
       log::Warn("step inputs {} refused ({}); resuming at step {}", it->second,
-                inputs.ok() ? absl::StrCat("step ", inputs->step, " v", inputs->version, ", expected step ", next,
-                                           " v", expected_version)
+                inputs.ok() ? absl::StrCat("step ", inputs->step, " v", inputs->version, ", expected step ", next, " v",
+                                           expected_version)
                             : std::string(inputs.status().message()),
                 next - 1);
       break;

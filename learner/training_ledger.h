@@ -32,8 +32,8 @@ struct LedgerGroup {
 // One line of trained_groups.jsonl.
 struct LedgerLine {
   int64_t step = 0;
-  int64_t version = 0;          // the version this step published
-  bool update_applied = true;   // false when the update was skipped (non-finite loss or gradient)
+  int64_t version = 0;         // the version this step published
+  bool update_applied = true;  // false when the update was skipped (non-finite loss or gradient)
   std::vector<LedgerGroup> groups;
 };
 

@@ -1,10 +1,10 @@
 // weight_publisher.cc: CPU snapshots of the policy weights, their chunk tables and the latest-version slot.
 #include "learner/weight_publisher.h"
 
+#include <grpcpp/support/slice.h>
+
 #include <algorithm>
 #include <optional>
-
-#include <grpcpp/support/slice.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
@@ -36,9 +36,7 @@ size_t VarintSize(uint64_t value) {
   return size;
 }
 
-void PutTag(std::string* out, int field, WireType type) {
-  PutVarint(out, (static_cast<uint64_t>(field) << 3) | type);
-}
+void PutTag(std::string* out, int field, WireType type) { PutVarint(out, (static_cast<uint64_t>(field) << 3) | type); }
 
 void PutVarintField(std::string* out, int field, uint64_t value) {
   if (value == 0) return;
@@ -148,15 +146,14 @@ absl::Status WeightPublisher::Publish(int64_t version, const v1::ModelConfig& mo
     return absl::InvalidArgumentError(
         absl::StrCat("policy version ", version, " is not newer than the published version ", previous));
   }
-  RLJ_ASSIGN_OR_RETURN(std::shared_ptr<const PolicySnapshot> snapshot,
-                       TorchCall("snapshot policy weights", [&] {
+  RLJ_ASSIGN_OR_RETURN(std::shared_ptr<const PolicySnapshot> snapshot, TorchCall("snapshot policy weights", [&] {
                          return PolicySnapshot::Build(version, model, tensors, options_);
                        }));
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (latest_ != nullptr && version <= latest_->version()) {
-      return absl::InvalidArgumentError(absl::StrCat("policy version ", version,
-                                                     " is not newer than the published version ", latest_->version()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("policy version ", version, " is not newer than the published version ", latest_->version()));
     }
     latest_ = std::move(snapshot);
   }
@@ -177,9 +174,8 @@ int64_t WeightPublisher::latest_version() const {
 std::shared_ptr<const PolicySnapshot> WeightPublisher::WaitForNewer(int64_t have_version,
                                                                     std::chrono::milliseconds timeout) const {
   std::unique_lock<std::mutex> lock(mutex_);
-  published_.wait_for(lock, std::max(timeout, std::chrono::milliseconds(0)), [&] {
-    return closed_ || (latest_ != nullptr && latest_->version() > have_version);
-  });
+  published_.wait_for(lock, std::max(timeout, std::chrono::milliseconds(0)),
+                      [&] { return closed_ || (latest_ != nullptr && latest_->version() > have_version); });
   return latest_;
 }
 

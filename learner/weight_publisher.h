@@ -2,6 +2,8 @@
 // the WeightChunk messages of Learner.GetPolicy, each serialized once per version for every stream.
 #pragma once
 
+#include <grpcpp/support/byte_buffer.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -11,8 +13,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <grpcpp/support/byte_buffer.h>
 
 #include "absl/status/statusor.h"
 #include "model/checkpoint/safetensors.h"

@@ -18,13 +18,13 @@ struct ScorePair {
 
 struct AgreementStats {
   int64_t pairs = 0;
-  double spearman = 0;         // NaN when undefined
+  double spearman = 0;  // NaN when undefined
   double pearson = 0;
   double mean_abs_diff = 0;
   double decision_agreement = 0;  // both >= threshold or both below
   int64_t with_reference = 0;
-  double original_accuracy = 0;   // (reward >= threshold) == reference_correct, over rows with a reference
-  double rescored_accuracy = 0;   // NaN without references
+  double original_accuracy = 0;  // (reward >= threshold) == reference_correct, over rows with a reference
+  double rescored_accuracy = 0;  // NaN without references
 };
 
 AgreementStats ComputeAgreement(const std::vector<ScorePair>& pairs, double pass_threshold);

@@ -12,13 +12,17 @@ namespace rlj::logs {
 namespace {
 
 // The accuracy of a run's last held-out evaluation (after RL, else the latest periodic one); NaN without any.
-double LastAccuracy(const std::vector<EvalPoint>& curve) { return curve.empty() ? std::nan("") : curve.back().accuracy; }
+double LastAccuracy(const std::vector<EvalPoint>& curve) {
+  return curve.empty() ? std::nan("") : curve.back().accuracy;
+}
 
 // Held-out accuracy by step of both runs (a step either has), NaN where one has none.
 std::map<int64_t, std::pair<double, double>> EvalBySteps(const RunSummary& a, const RunSummary& b) {
   std::map<int64_t, std::pair<double, double>> steps;
-  for (const EvalPoint& p : a.eval_curve) steps.try_emplace(p.step, std::nan(""), std::nan("")).first->second.first = p.accuracy;
-  for (const EvalPoint& p : b.eval_curve) steps.try_emplace(p.step, std::nan(""), std::nan("")).first->second.second = p.accuracy;
+  for (const EvalPoint& p : a.eval_curve)
+    steps.try_emplace(p.step, std::nan(""), std::nan("")).first->second.first = p.accuracy;
+  for (const EvalPoint& p : b.eval_curve)
+    steps.try_emplace(p.step, std::nan(""), std::nan("")).first->second.second = p.accuracy;
   return steps;
 }
 
@@ -53,7 +57,8 @@ std::vector<ComparedFigure> CompareFigures(const RunSummary& a, const RunSummary
 nlohmann::json ComparisonToJson(const RunForComparison& a, const RunForComparison& b) {
   nlohmann::json figures = nlohmann::json::array();
   for (const ComparedFigure& f : CompareFigures(a.summary, b.summary)) {
-    figures.push_back({{"name", f.name}, {"a", JsonNumber(f.a)}, {"b", JsonNumber(f.b)}, {"delta", JsonNumber(f.delta())}});
+    figures.push_back(
+        {{"name", f.name}, {"a", JsonNumber(f.a)}, {"b", JsonNumber(f.b)}, {"delta", JsonNumber(f.delta())}});
   }
   std::map<int64_t, std::pair<double, double>> steps;
   for (const StepStats& s : a.series) steps[s.step].first = s.reward_mean;
@@ -71,7 +76,10 @@ nlohmann::json ComparisonToJson(const RunForComparison& a, const RunForCompariso
   for (const auto& [step, accuracy] : EvalBySteps(a.summary, b.summary)) {
     eval_per_step.push_back({{"step", step}, {"a", JsonNumber(accuracy.first)}, {"b", JsonNumber(accuracy.second)}});
   }
-  return {{"a", a.name}, {"b", b.name}, {"figures", figures}, {"reward_per_step", per_step},
+  return {{"a", a.name},
+          {"b", b.name},
+          {"figures", figures},
+          {"reward_per_step", per_step},
           {"held_out_accuracy_per_step", eval_per_step}};
 }
 

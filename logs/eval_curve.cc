@@ -16,9 +16,14 @@ namespace rlj::logs {
 
 nlohmann::json EvalPointToJson(const EvalPoint& p) {
   const auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
-  return {{"kind", p.kind},           {"step", p.step},         {"accuracy", number(p.accuracy)},
-          {"reward", number(p.reward)}, {"prompts", p.prompts},   {"seconds", number(p.seconds)},
-          {"cost_usd", number(p.cost_usd)}, {"unix_s", number(p.unix_s)}};
+  return {{"kind", p.kind},
+          {"step", p.step},
+          {"accuracy", number(p.accuracy)},
+          {"reward", number(p.reward)},
+          {"prompts", p.prompts},
+          {"seconds", number(p.seconds)},
+          {"cost_usd", number(p.cost_usd)},
+          {"unix_s", number(p.unix_s)}};
 }
 
 absl::Status AppendEvalPoint(const std::string& path, const EvalPoint& point) {

@@ -18,11 +18,11 @@ struct EvalPoint {
   std::string kind = "periodic";  // before | periodic | after
   int64_t step = 0;               // the policy version evaluated
   double accuracy = 0;
-  double reward = 0;              // mean reward of the greedy answers; NaN when no verdict had one
+  double reward = 0;  // mean reward of the greedy answers; NaN when no verdict had one
   int64_t prompts = 0;
-  double seconds = 0;             // wall time of this evaluation
-  double cost_usd = 0;            // what the eval judge spent on it
-  double unix_s = 0;              // when it ended
+  double seconds = 0;   // wall time of this evaluation
+  double cost_usd = 0;  // what the eval judge spent on it
+  double unix_s = 0;    // when it ended
 };
 
 nlohmann::json EvalPointToJson(const EvalPoint& point);

@@ -10,7 +10,9 @@
 namespace rlj::logs {
 namespace {
 
-nlohmann::json Optional(const std::optional<double>& value) { return value ? nlohmann::json(*value) : nlohmann::json(); }
+nlohmann::json Optional(const std::optional<double>& value) {
+  return value ? nlohmann::json(*value) : nlohmann::json();
+}
 
 std::string CsvField(const std::string& value) {
   if (value.find_first_of(",\"\r\n") == std::string::npos) return value;
@@ -75,17 +77,37 @@ void WriteCsv(const std::vector<RewardLogRow>& rows, std::ostream& out) {
          "completion,reference,reward,components_json,rationale,raw_response,backend,model,latency_ms,tokens_in,"
          "tokens_out,cost_usd,cache_hit,error_kind,error_message,expected_reward,canary_pass,completion_chars\r\n";
   for (const RewardLogRow& row : rows) {
-    const std::string fields[] = {
-        CsvField(RowKey(row)), CsvField(row.replica), std::to_string(row.id), CsvNumber(row.time_unix_s),
-        CsvField(row.run), std::to_string(row.policy_version), CsvField(row.kind), CsvField(row.actor),
-        CsvField(row.sample_id), CsvField(row.prompt_id), CsvField(row.group_id), std::to_string(row.index_in_group),
-        CsvField(row.prompt), CsvField(row.completion), CsvField(row.reference),
-        row.reward ? CsvNumber(*row.reward) : "", CsvField(row.components_json), CsvField(row.rationale),
-        CsvField(row.raw_response), CsvField(row.backend), CsvField(row.model), CsvNumber(row.latency_ms),
-        std::to_string(row.tokens_in), std::to_string(row.tokens_out), CsvNumber(row.cost_usd),
-        row.cache_hit ? "1" : "0", CsvField(row.error_kind), CsvField(row.error_message),
-        row.expected_reward ? CsvNumber(*row.expected_reward) : "",
-        row.canary_pass ? (*row.canary_pass ? "1" : "0") : "", std::to_string(row.completion_chars)};
+    const std::string fields[] = {CsvField(RowKey(row)),
+                                  CsvField(row.replica),
+                                  std::to_string(row.id),
+                                  CsvNumber(row.time_unix_s),
+                                  CsvField(row.run),
+                                  std::to_string(row.policy_version),
+                                  CsvField(row.kind),
+                                  CsvField(row.actor),
+                                  CsvField(row.sample_id),
+                                  CsvField(row.prompt_id),
+                                  CsvField(row.group_id),
+                                  std::to_string(row.index_in_group),
+                                  CsvField(row.prompt),
+                                  CsvField(row.completion),
+                                  CsvField(row.reference),
+                                  row.reward ? CsvNumber(*row.reward) : "",
+                                  CsvField(row.components_json),
+                                  CsvField(row.rationale),
+                                  CsvField(row.raw_response),
+                                  CsvField(row.backend),
+                                  CsvField(row.model),
+                                  CsvNumber(row.latency_ms),
+                                  std::to_string(row.tokens_in),
+                                  std::to_string(row.tokens_out),
+                                  CsvNumber(row.cost_usd),
+                                  row.cache_hit ? "1" : "0",
+                                  CsvField(row.error_kind),
+                                  CsvField(row.error_message),
+                                  row.expected_reward ? CsvNumber(*row.expected_reward) : "",
+                                  row.canary_pass ? (*row.canary_pass ? "1" : "0") : "",
+                                  std::to_string(row.completion_chars)};
     bool first = true;
     for (const std::string& field : fields) {
       if (!first) out << ',';

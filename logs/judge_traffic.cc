@@ -6,9 +6,9 @@
 #include <utility>
 #include <vector>
 
-#include "logs/statistics.h"
 #include "common/reward_log.h"
 #include "common/status.h"
+#include "logs/statistics.h"
 
 namespace rlj::logs {
 

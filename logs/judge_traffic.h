@@ -12,8 +12,8 @@
 namespace rlj::logs {
 
 struct JudgeTrafficSnapshot {
-  int64_t verdicts = 0;     // train and canary rows so far
-  int64_t errors = 0;       // rows without a reward
+  int64_t verdicts = 0;  // train and canary rows so far
+  int64_t errors = 0;    // rows without a reward
   int64_t cache_hits = 0;
   double cost_usd = 0;
   int64_t latency_samples = 0;  // teacher calls in the latency window (cache hits are not calls)

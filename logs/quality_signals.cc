@@ -52,8 +52,8 @@ ConsistencyStats SelfConsistency(const std::vector<RewardLogRow>& rows, double t
   return stats;
 }
 
-LengthCorrelation RewardLengthCorrelation(const std::vector<RewardLogRow>& rows, double threshold,
-                                          int64_t min_samples, int64_t last) {
+LengthCorrelation RewardLengthCorrelation(const std::vector<RewardLogRow>& rows, double threshold, int64_t min_samples,
+                                          int64_t last) {
   std::vector<double> rewards, lengths;
   for (const RewardLogRow& row : rows) {
     if (row.kind != row_kind::kTrain || !row.reward.has_value()) continue;

@@ -58,8 +58,9 @@ std::string FormatUtc(double unix_s) {
 
 std::string SamplesTable(const std::vector<const RewardLogRow*>& rows, const ReportOptions& options) {
   if (rows.empty()) return "<p class=\"empty\">No scored samples.</p>";
-  std::string html = "<table class=\"samples\"><thead><tr><th>row</th><th>step</th><th>reward</th><th>prompt</th>"
-                     "<th>completion</th><th>reference</th><th>rationale</th></tr></thead><tbody>";
+  std::string html =
+      "<table class=\"samples\"><thead><tr><th>row</th><th>step</th><th>reward</th><th>prompt</th>"
+      "<th>completion</th><th>reference</th><th>rationale</th></tr></thead><tbody>";
   for (const RewardLogRow* row : rows) {
     std::string rationale = HtmlEscape(Cut(row->rationale, options.max_field_chars));
     if (!row->raw_response.empty()) {
@@ -79,16 +80,21 @@ std::string SamplesTable(const std::vector<const RewardLogRow*>& rows, const Rep
 std::string SummaryTable(const RunSummary& s) {
   const auto percent = [](double f) { return std::isnan(f) ? std::string("-") : FormatNumber(100 * f, 1) + "%"; };
   const std::vector<std::pair<std::string, std::string>> items = {
-      {"verdicts", absl::StrCat(s.train_rows, " train, ", s.canary_rows, " canary, ", s.consistency_rows, " re-scored")},
+      {"verdicts",
+       absl::StrCat(s.train_rows, " train, ", s.canary_rows, " canary, ", s.consistency_rows, " re-scored")},
       {"steps", absl::StrCat(s.first_step, " – ", s.last_step)},
       {"reward mean ± std", absl::StrCat(FormatNumber(s.reward_mean), " ± ", FormatNumber(s.reward_std))},
-      {"reward first → last step", absl::StrCat(FormatNumber(s.reward_first_step_mean), " → ", FormatNumber(s.reward_last_step_mean))},
+      {"reward first → last step",
+       absl::StrCat(FormatNumber(s.reward_first_step_mean), " → ", FormatNumber(s.reward_last_step_mean))},
       {"failed verdicts", absl::StrCat(s.errors, " (", percent(s.error_rate), ")")},
-      {"judge latency p50 / p95", absl::StrCat(FormatNumber(s.latency_ms_p50, 1), " / ", FormatNumber(s.latency_ms_p95, 1), " ms")},
+      {"judge latency p50 / p95",
+       absl::StrCat(FormatNumber(s.latency_ms_p50, 1), " / ", FormatNumber(s.latency_ms_p95, 1), " ms")},
       {"judge cost", absl::StrCat("$", FormatNumber(s.cost_usd, 4))},
       {"cache hits", percent(s.cache_hit_rate)},
       {"canary accuracy", s.canary.total > 0 ? absl::StrCat(percent(s.canary.accuracy), " of ", s.canary.total) : "-"},
-      {"self-consistency", s.consistency.pairs > 0 ? absl::StrCat(percent(s.consistency.agreement_rate), " of ", s.consistency.pairs, " pairs") : "-"},
+      {"self-consistency", s.consistency.pairs > 0 ? absl::StrCat(percent(s.consistency.agreement_rate), " of ",
+                                                                  s.consistency.pairs, " pairs")
+                                                   : "-"},
       {"reward~length (Spearman)", s.length_all.enough ? FormatNumber(s.length_all.spearman, 2) : "-"},
   };
   std::string html = "<table class=\"summary\"><tbody>";
@@ -367,12 +373,23 @@ std::string HtmlEscape(const std::string& text) {
   out.reserve(text.size() + text.size() / 8);
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -391,19 +408,31 @@ std::string RenderHtmlReport(const RunLogs& logs, const RunSummary& summary, con
     cumulative += s.cost_usd;
     nlohmann::json components = nlohmann::json::object();
     for (const auto& [name, value] : s.component_means) components[name] = JsonNumber(value);
-    steps.push_back({{"step", s.step}, {"n", s.scored}, {"mean", JsonNumber(s.reward_mean)},
-                     {"std", JsonNumber(s.reward_std)}, {"min", JsonNumber(s.reward_min)},
-                     {"p10", JsonNumber(s.reward_p10)}, {"p50", JsonNumber(s.reward_p50)},
-                     {"p90", JsonNumber(s.reward_p90)}, {"max", JsonNumber(s.reward_max)},
-                     {"latency_mean", JsonNumber(s.latency_ms_mean)}, {"latency_p95", JsonNumber(s.latency_ms_p95)},
-                     {"cost", s.cost_usd}, {"cost_cumulative", cumulative}, {"error_rate", JsonNumber(s.error_rate)},
+    steps.push_back({{"step", s.step},
+                     {"n", s.scored},
+                     {"mean", JsonNumber(s.reward_mean)},
+                     {"std", JsonNumber(s.reward_std)},
+                     {"min", JsonNumber(s.reward_min)},
+                     {"p10", JsonNumber(s.reward_p10)},
+                     {"p50", JsonNumber(s.reward_p50)},
+                     {"p90", JsonNumber(s.reward_p90)},
+                     {"max", JsonNumber(s.reward_max)},
+                     {"latency_mean", JsonNumber(s.latency_ms_mean)},
+                     {"latency_p95", JsonNumber(s.latency_ms_p95)},
+                     {"cost", s.cost_usd},
+                     {"cost_cumulative", cumulative},
+                     {"error_rate", JsonNumber(s.error_rate)},
                      {"cache_hit_rate", JsonNumber(s.cache_hit_rate)},
-                     {"canary_accuracy", JsonNumber(s.canary_accuracy)}, {"components", components}});
+                     {"canary_accuracy", JsonNumber(s.canary_accuracy)},
+                     {"components", components}});
   }
   nlohmann::json learner = nlohmann::json::array();
   for (const v1::StepMetrics& m : logs.steps) {
-    learner.push_back({{"step", m.version() > 0 ? m.version() : m.step()}, {"reward_mean", JsonNumber(m.reward_mean())},
-                       {"loss", JsonNumber(m.loss())}, {"kl", JsonNumber(m.kl())}, {"entropy", JsonNumber(m.entropy())},
+    learner.push_back({{"step", m.version() > 0 ? m.version() : m.step()},
+                       {"reward_mean", JsonNumber(m.reward_mean())},
+                       {"loss", JsonNumber(m.loss())},
+                       {"kl", JsonNumber(m.kl())},
+                       {"entropy", JsonNumber(m.entropy())},
                        {"clip_fraction", JsonNumber(m.clip_fraction())}});
   }
   // Histograms share one range (every scored reward) so the step ranges compare.
@@ -424,17 +453,24 @@ std::string RenderHtmlReport(const RunLogs& logs, const RunSummary& summary, con
       }
     }
     const Histogram h = MakeHistogram(rewards, options.histogram_bins, low, high);
-    histograms.push_back({{"label", first == last ? absl::StrCat("step ", first) : absl::StrCat("steps ", first, "–", last)},
-                          {"low", h.low}, {"high", h.high}, {"counts", h.counts}});
+    histograms.push_back(
+        {{"label", first == last ? absl::StrCat("step ", first) : absl::StrCat("steps ", first, "–", last)},
+         {"low", h.low},
+         {"high", h.high},
+         {"counts", h.counts}});
   }
   nlohmann::json eval = nlohmann::json::array();
   for (const EvalPoint& p : logs.eval_curve) eval.push_back(EvalPointToJson(p));
-  const nlohmann::json data = {{"steps", steps}, {"learner", learner}, {"histograms", histograms}, {"eval", eval},
+  const nlohmann::json data = {{"steps", steps},
+                               {"learner", learner},
+                               {"histograms", histograms},
+                               {"eval", eval},
                                {"summary", SummaryToJson(summary)}};
 
   const std::string title =
-      options.title.empty() ? absl::StrCat("rlj run ", summary.runs.empty() ? logs.run_dir : absl::StrJoin(summary.runs, ", "))
-                            : options.title;
+      options.title.empty()
+          ? absl::StrCat("rlj run ", summary.runs.empty() ? logs.run_dir : absl::StrJoin(summary.runs, ", "))
+          : options.title;
   const int expected = ReportChartCount(logs, options);
   const auto card = [](const std::string& id, const std::string& heading) {
     return absl::StrCat("<div class=\"chart\"><h3>", HtmlEscape(heading), "</h3><canvas data-chart=\"", id,
@@ -445,11 +481,13 @@ std::string RenderHtmlReport(const RunLogs& logs, const RunSummary& summary, con
       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
       "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
       "script-src 'unsafe-inline'; img-src data:\">"
-      "<title>", HtmlEscape(title), "</title><style>", kStyle, "</style></head>\n",
-      "<body data-charts-expected=\"", expected, "\" data-charts-drawn=\"0\" data-errors=\"\">\n",
-      "<h1>", HtmlEscape(title), "</h1><div class=\"meta\">", HtmlEscape(logs.reward_log), " · ",
-      summary.rows, " rows from ", summary.replicas.size(), " judge replica(s)",
-      summary.rows > 0 ? absl::StrCat(" · ", FormatUtc(summary.first_time_unix_s), " – ", FormatUtc(summary.last_time_unix_s)) : "",
+      "<title>",
+      HtmlEscape(title), "</title><style>", kStyle, "</style></head>\n", "<body data-charts-expected=\"", expected,
+      "\" data-charts-drawn=\"0\" data-errors=\"\">\n", "<h1>", HtmlEscape(title), "</h1><div class=\"meta\">",
+      HtmlEscape(logs.reward_log), " · ", summary.rows, " rows from ", summary.replicas.size(), " judge replica(s)",
+      summary.rows > 0
+          ? absl::StrCat(" · ", FormatUtc(summary.first_time_unix_s), " – ", FormatUtc(summary.last_time_unix_s))
+          : "",
       "</div>\n");
   if (!summary.warnings.empty()) {
     html += "<ul class=\"warnings\">";
@@ -467,12 +505,13 @@ std::string RenderHtmlReport(const RunLogs& logs, const RunSummary& summary, con
   html += "</div>\n<h2>Judge</h2><div class=\"grid\">" + card("latency", "Judge latency per step") +
           card("cost", "Judge cost") + card("errors", "Failed verdicts per step") +
           card("cache", "Cache hit rate per step") + card("canary", "Canary accuracy per step") + "</div>\n";
-  html += "<h2>Learner</h2><div class=\"grid\">" + card("learner", "Learner metrics per step (metrics.jsonl)") + "</div>\n";
-  html += absl::StrCat("<h2>Top ", options.samples_shown, " samples by reward</h2>",
-                       SamplesTable(RankByReward(logs.rows, static_cast<size_t>(options.samples_shown), true), options),
-                       "\n<h2>Bottom ", options.samples_shown, " samples by reward</h2>",
-                       SamplesTable(RankByReward(logs.rows, static_cast<size_t>(options.samples_shown), false), options),
-                       "\n");
+  html +=
+      "<h2>Learner</h2><div class=\"grid\">" + card("learner", "Learner metrics per step (metrics.jsonl)") + "</div>\n";
+  html += absl::StrCat(
+      "<h2>Top ", options.samples_shown, " samples by reward</h2>",
+      SamplesTable(RankByReward(logs.rows, static_cast<size_t>(options.samples_shown), true), options), "\n<h2>Bottom ",
+      options.samples_shown, " samples by reward</h2>",
+      SamplesTable(RankByReward(logs.rows, static_cast<size_t>(options.samples_shown), false), options), "\n");
   html += "<div id=\"tip\"></div>\n<script type=\"application/json\" id=\"rlj-data\">" + EmbedJson(data) +
           "</script>\n<script>" + kScript + "</script>\n</body></html>\n";
   return html;

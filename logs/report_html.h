@@ -14,9 +14,9 @@
 namespace rlj::logs {
 
 struct ReportOptions {
-  std::string title;            // default: "rlj run <run names>"
-  int samples_shown = 10;       // top and bottom samples each
-  int histogram_ranges = 4;     // step ranges with their own reward histogram
+  std::string title;         // default: "rlj run <run names>"
+  int samples_shown = 10;    // top and bottom samples each
+  int histogram_ranges = 4;  // step ranges with their own reward histogram
   int histogram_bins = 20;
   size_t max_field_chars = 4000;  // longer prompts/completions/rationales are cut (the full text is in the log)
 };

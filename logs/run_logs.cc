@@ -10,12 +10,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "google/protobuf/util/json_util.h"
-#include "nlohmann/json.hpp"
 #include "common/file_util.h"
 #include "common/metrics_log.h"
 #include "common/run_dir.h"
 #include "common/status.h"
+#include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
 
 namespace rlj::logs {
 
@@ -47,7 +47,8 @@ absl::StatusOr<std::vector<v1::JudgeBackendStatus>> ReadJudgeBackends(const std:
       v1::JudgeBackendStatus backend;
       google::protobuf::util::JsonParseOptions options;
       options.ignore_unknown_fields = true;
-      if (const auto parsed = google::protobuf::util::JsonStringToMessage(entry.dump(), &backend, options); !parsed.ok()) {
+      if (const auto parsed = google::protobuf::util::JsonStringToMessage(entry.dump(), &backend, options);
+          !parsed.ok()) {
         return absl::DataLossError(absl::StrCat(path, ": a backend entry: ", std::string(parsed.message())));
       }
       backends.push_back(std::move(backend));
@@ -108,8 +109,8 @@ absl::StatusOr<std::vector<const RewardLogRow*>> GrepRows(const std::vector<Rewa
   if (!re.ok()) return absl::InvalidArgumentError(absl::StrCat("bad pattern '", pattern, "': ", re.error()));
   std::vector<const RewardLogRow*> matches;
   for (const RewardLogRow& row : rows) {
-    for (const std::string* field : {&row.prompt, &row.completion, &row.reference, &row.rationale, &row.raw_response,
-                                     &row.error_message}) {
+    for (const std::string* field :
+         {&row.prompt, &row.completion, &row.reference, &row.rationale, &row.raw_response, &row.error_message}) {
       if (RE2::PartialMatch(*field, re)) {
         matches.push_back(&row);
         break;

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "logs/eval_curve.h"
 #include "common/reward_log.h"
+#include "logs/eval_curve.h"
 #include "rlj/v1/judge.pb.h"
 #include "rlj/v1/learner.pb.h"
 

@@ -26,7 +26,7 @@ double Spearman(const std::vector<double>& x, const std::vector<double>& y);
 
 struct Histogram {
   double low = 0;
-  double high = 0;               // bins are [low + i*w, low + (i+1)*w), the last one closed
+  double high = 0;  // bins are [low + i*w, low + (i+1)*w), the last one closed
   std::vector<int64_t> counts;
   double bin_width() const { return counts.empty() ? 0 : (high - low) / static_cast<double>(counts.size()); }
 };

@@ -26,7 +26,7 @@ struct StepStats {
   double latency_ms_mean = 0, latency_ms_p95 = 0;
   double cost_usd = 0;
   int64_t tokens_in = 0, tokens_out = 0;
-  int64_t cache_hits = 0;  // train rows answered from the cache
+  int64_t cache_hits = 0;     // train rows answered from the cache
   double error_rate = 0;      // errors / samples
   double cache_hit_rate = 0;  // cache_hits / samples
   int64_t canaries = 0, canaries_passed = 0;

@@ -64,7 +64,8 @@ std::vector<ErrorGroup> GroupErrors(const std::vector<RewardLogRow>& rows) {
   }
   std::vector<ErrorGroup> sorted;
   for (auto& [kind, group] : groups) sorted.push_back(std::move(group));
-  std::stable_sort(sorted.begin(), sorted.end(), [](const ErrorGroup& a, const ErrorGroup& b) { return a.count > b.count; });
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const ErrorGroup& a, const ErrorGroup& b) { return a.count > b.count; });
   return sorted;
 }
 
@@ -203,11 +204,12 @@ RunSummary Summarize(const RunLogs& logs, const SummaryOptions& options) {
   }
   if (s.consistency.pairs > 0 && s.consistency.agreement_rate < 0.8) {
     s.warnings.push_back(absl::StrFormat("self-consistency %.1f%% (%d of %d pairs agree within %.2f): a noisy judge",
-                                         100 * s.consistency.agreement_rate, s.consistency.agreeing, s.consistency.pairs,
-                                         options.consistency_tolerance));
+                                         100 * s.consistency.agreement_rate, s.consistency.agreeing,
+                                         s.consistency.pairs, options.consistency_tolerance));
   }
   if (s.train_rows > 0 && s.error_rate > 0.1) {
-    s.warnings.push_back(absl::StrFormat("%.1f%% of verdicts failed (%d of %d)", 100 * s.error_rate, s.errors, s.train_rows));
+    s.warnings.push_back(
+        absl::StrFormat("%.1f%% of verdicts failed (%d of %d)", 100 * s.error_rate, s.errors, s.train_rows));
   }
   return s;
 }
@@ -216,9 +218,12 @@ nlohmann::json BackendToJson(const v1::JudgeBackendStatus& b) {
   return {{"name", b.name()},
           {"kind", b.kind()},
           {"http_requests", b.http_requests()},
-          {"retries", {{"rate_limited", b.retries_rate_limited()}, {"server_error", b.retries_server_error()},
-                       {"timeout", b.retries_timeout()}, {"transport", b.retries_transport()},
-                       {"malformed", b.retries_malformed()}}},
+          {"retries",
+           {{"rate_limited", b.retries_rate_limited()},
+            {"server_error", b.retries_server_error()},
+            {"timeout", b.retries_timeout()},
+            {"transport", b.retries_transport()},
+            {"malformed", b.retries_malformed()}}},
           {"retry_after_waits", b.retry_after_waits()},
           {"retry_after_seconds", b.retry_after_seconds()},
           {"failures", b.failures()},
@@ -231,12 +236,16 @@ nlohmann::json BackendToJson(const v1::JudgeBackendStatus& b) {
 nlohmann::json SummaryToJson(const RunSummary& s) {
   nlohmann::json errors = nlohmann::json::array();
   for (const ErrorGroup& group : s.error_groups) {
-    errors.push_back({{"kind", group.kind}, {"count", group.count}, {"example_message", group.example_message},
-                      {"example_row", group.example_key}, {"first_time_unix_s", group.first_time_unix_s},
+    errors.push_back({{"kind", group.kind},
+                      {"count", group.count},
+                      {"example_message", group.example_message},
+                      {"example_row", group.example_key},
+                      {"first_time_unix_s", group.first_time_unix_s},
                       {"last_time_unix_s", group.last_time_unix_s}});
   }
   const auto length = [](const LengthCorrelation& l) {
-    return nlohmann::json{{"samples", l.samples}, {"spearman", JsonNumber(l.spearman)}, {"enough", l.enough}, {"warn", l.warn}};
+    return nlohmann::json{
+        {"samples", l.samples}, {"spearman", JsonNumber(l.spearman)}, {"enough", l.enough}, {"warn", l.warn}};
   };
   nlohmann::json out = {
       {"runs", s.runs},
@@ -254,23 +263,35 @@ nlohmann::json SummaryToJson(const RunSummary& s) {
       {"steps_with_rows", s.steps_with_rows},
       {"first_time_unix_s", s.first_time_unix_s},
       {"last_time_unix_s", s.last_time_unix_s},
-      {"reward", {{"mean", JsonNumber(s.reward_mean)}, {"std", JsonNumber(s.reward_std)}, {"p10", JsonNumber(s.reward_p10)},
-                  {"p50", JsonNumber(s.reward_p50)}, {"p90", JsonNumber(s.reward_p90)},
-                  {"first_step_mean", JsonNumber(s.reward_first_step_mean)},
-                  {"last_step_mean", JsonNumber(s.reward_last_step_mean)}}},
-      {"latency_ms", {{"p50", JsonNumber(s.latency_ms_p50)}, {"p95", JsonNumber(s.latency_ms_p95)}, {"p99", JsonNumber(s.latency_ms_p99)}}},
+      {"reward",
+       {{"mean", JsonNumber(s.reward_mean)},
+        {"std", JsonNumber(s.reward_std)},
+        {"p10", JsonNumber(s.reward_p10)},
+        {"p50", JsonNumber(s.reward_p50)},
+        {"p90", JsonNumber(s.reward_p90)},
+        {"first_step_mean", JsonNumber(s.reward_first_step_mean)},
+        {"last_step_mean", JsonNumber(s.reward_last_step_mean)}}},
+      {"latency_ms",
+       {{"p50", JsonNumber(s.latency_ms_p50)},
+        {"p95", JsonNumber(s.latency_ms_p95)},
+        {"p99", JsonNumber(s.latency_ms_p99)}}},
       {"cost_usd", s.cost_usd},
       {"tokens_in", s.tokens_in},
       {"tokens_out", s.tokens_out},
       {"cache_hit_rate", JsonNumber(s.cache_hit_rate)},
       {"completion_chars_mean", JsonNumber(s.completion_chars_mean)},
       {"errors_by_kind", errors},
-      {"canary", {{"total", s.canary.total}, {"passed", s.canary.passed}, {"failed_verdicts", s.canary.failed_verdicts},
-                  {"accuracy", JsonNumber(s.canary.accuracy)}}},
-      {"self_consistency", {{"pairs", s.consistency.pairs}, {"agreeing", s.consistency.agreeing},
-                            {"agreement_rate", JsonNumber(s.consistency.agreement_rate)},
-                            {"mean_abs_diff", JsonNumber(s.consistency.mean_abs_diff)},
-                            {"spearman", JsonNumber(s.consistency.spearman)}}},
+      {"canary",
+       {{"total", s.canary.total},
+        {"passed", s.canary.passed},
+        {"failed_verdicts", s.canary.failed_verdicts},
+        {"accuracy", JsonNumber(s.canary.accuracy)}}},
+      {"self_consistency",
+       {{"pairs", s.consistency.pairs},
+        {"agreeing", s.consistency.agreeing},
+        {"agreement_rate", JsonNumber(s.consistency.agreement_rate)},
+        {"mean_abs_diff", JsonNumber(s.consistency.mean_abs_diff)},
+        {"spearman", JsonNumber(s.consistency.spearman)}}},
       {"length_correlation", {{"all", length(s.length_all)}, {"recent", length(s.length_recent)}}},
       {"learner", {{"steps", s.learner_steps}}},
       {"warnings", s.warnings},
@@ -286,9 +307,13 @@ nlohmann::json SummaryToJson(const RunSummary& s) {
   for (const v1::JudgeBackendStatus& b : s.teacher_backends) out["teacher_backends"].push_back(BackendToJson(b));
   if (s.learner_steps > 0) {
     const v1::StepMetrics& m = s.learner_last;
-    out["learner"]["last"] = {{"step", m.step()}, {"reward_mean", m.reward_mean()}, {"loss", JsonNumber(m.loss())},
-                              {"kl", JsonNumber(m.kl())}, {"entropy", JsonNumber(m.entropy())},
-                              {"grad_norm", JsonNumber(m.grad_norm())}, {"tokens_per_s", m.tokens_per_s()}};
+    out["learner"]["last"] = {{"step", m.step()},
+                              {"reward_mean", m.reward_mean()},
+                              {"loss", JsonNumber(m.loss())},
+                              {"kl", JsonNumber(m.kl())},
+                              {"entropy", JsonNumber(m.entropy())},
+                              {"grad_norm", JsonNumber(m.grad_norm())},
+                              {"tokens_per_s", m.tokens_per_s()}};
   }
   return out;
 }
@@ -305,54 +330,59 @@ std::string FormatSummary(const RunSummary& s, int width) {
   };
   std::vector<std::string> judges;
   for (const auto& [judge, count] : s.judges) judges.push_back(absl::StrCat(judge, " (", count, ")"));
-  section("run", {
-                     {"runs", s.runs.empty() ? "-" : absl::StrJoin(s.runs, ", ")},
-                     {"replicas", absl::StrJoin(s.replicas, ", ")},
-                     {"judges", judges.empty() ? "-" : absl::StrJoin(judges, ", ")},
-                     {"rows", absl::StrCat(s.rows, " (", s.train_rows, " train, ", s.canary_rows, " canary, ",
-                                           s.consistency_rows, " re-scored)")},
-                     {"steps", absl::StrCat(s.first_step, " .. ", s.last_step, " (", s.steps_with_rows, " with rewards)")},
-                     {"time", absl::StrCat(FormatTime(s.first_time_unix_s), " .. ", FormatTime(s.last_time_unix_s))},
-                 });
+  section("run",
+          {
+              {"runs", s.runs.empty() ? "-" : absl::StrJoin(s.runs, ", ")},
+              {"replicas", absl::StrJoin(s.replicas, ", ")},
+              {"judges", judges.empty() ? "-" : absl::StrJoin(judges, ", ")},
+              {"rows", absl::StrCat(s.rows, " (", s.train_rows, " train, ", s.canary_rows, " canary, ",
+                                    s.consistency_rows, " re-scored)")},
+              {"steps", absl::StrCat(s.first_step, " .. ", s.last_step, " (", s.steps_with_rows, " with rewards)")},
+              {"time", absl::StrCat(FormatTime(s.first_time_unix_s), " .. ", FormatTime(s.last_time_unix_s))},
+          });
   section("reward", {
                         {"mean ± std", absl::StrCat(FormatNumber(s.reward_mean), " ± ", FormatNumber(s.reward_std))},
-                        {"p10 / p50 / p90", absl::StrCat(FormatNumber(s.reward_p10), " / ", FormatNumber(s.reward_p50), " / ",
-                                                         FormatNumber(s.reward_p90))},
+                        {"p10 / p50 / p90", absl::StrCat(FormatNumber(s.reward_p10), " / ", FormatNumber(s.reward_p50),
+                                                         " / ", FormatNumber(s.reward_p90))},
                         {"first → last step", absl::StrCat(FormatNumber(s.reward_first_step_mean), " → ",
                                                            FormatNumber(s.reward_last_step_mean))},
                         {"completion length", absl::StrCat(FormatNumber(s.completion_chars_mean, 1), " chars (mean)")},
                     });
-  section("judge", {
-                       {"verdicts failed", absl::StrCat(s.errors, " of ", s.train_rows, " (", Percent(s.error_rate), ")")},
-                       {"latency p50/p95/p99", absl::StrCat(FormatNumber(s.latency_ms_p50, 1), " / ", FormatNumber(s.latency_ms_p95, 1),
-                                                            " / ", FormatNumber(s.latency_ms_p99, 1), " ms")},
-                       {"cost", absl::StrFormat("$%.4f", s.cost_usd)},
-                       {"tokens in / out", absl::StrCat(s.tokens_in, " / ", s.tokens_out)},
-                       {"cache hits", Percent(s.cache_hit_rate)},
-                   });
+  section("judge",
+          {
+              {"verdicts failed", absl::StrCat(s.errors, " of ", s.train_rows, " (", Percent(s.error_rate), ")")},
+              {"latency p50/p95/p99",
+               absl::StrCat(FormatNumber(s.latency_ms_p50, 1), " / ", FormatNumber(s.latency_ms_p95, 1), " / ",
+                            FormatNumber(s.latency_ms_p99, 1), " ms")},
+              {"cost", absl::StrFormat("$%.4f", s.cost_usd)},
+              {"tokens in / out", absl::StrCat(s.tokens_in, " / ", s.tokens_out)},
+              {"cache hits", Percent(s.cache_hit_rate)},
+          });
   const auto correlation = [](const LengthCorrelation& l) {
     if (!l.enough) return absl::StrCat("- (", l.samples, " samples)");
     return absl::StrCat(FormatNumber(l.spearman, 2), " over ", l.samples, " samples", l.warn ? "  WARNING" : "");
   };
-  section("quality", {
-                         {"canary accuracy", s.canary.total == 0 ? "- (no canaries)"
-                                                                 : absl::StrCat(Percent(s.canary.accuracy), " (", s.canary.passed,
-                                                                                " of ", s.canary.total, ")")},
-                         {"self-consistency", s.consistency.pairs == 0
-                                                  ? "- (no sample scored twice)"
-                                                  : absl::StrCat(Percent(s.consistency.agreement_rate), " agree (",
-                                                                 s.consistency.agreeing, " of ", s.consistency.pairs,
-                                                                 "), mean |Δ| ", FormatNumber(s.consistency.mean_abs_diff))},
-                         {"reward~length (all)", correlation(s.length_all)},
-                         {"reward~length (recent)", correlation(s.length_recent)},
-                     });
+  section("quality",
+          {
+              {"canary accuracy", s.canary.total == 0 ? "- (no canaries)"
+                                                      : absl::StrCat(Percent(s.canary.accuracy), " (", s.canary.passed,
+                                                                     " of ", s.canary.total, ")")},
+              {"self-consistency",
+               s.consistency.pairs == 0
+                   ? "- (no sample scored twice)"
+                   : absl::StrCat(Percent(s.consistency.agreement_rate), " agree (", s.consistency.agreeing, " of ",
+                                  s.consistency.pairs, "), mean |Δ| ", FormatNumber(s.consistency.mean_abs_diff))},
+              {"reward~length (all)", correlation(s.length_all)},
+              {"reward~length (recent)", correlation(s.length_recent)},
+          });
   if (!s.error_groups.empty()) {
     TextTable table;
     table.AddColumn("error kind");
     table.AddColumn("count", true);
     table.AddColumn("latest example", false, true);
     for (const ErrorGroup& group : s.error_groups) {
-      table.AddRow({group.kind, absl::StrCat(group.count), absl::StrCat(group.example_key, " ", group.example_message)});
+      table.AddRow(
+          {group.kind, absl::StrCat(group.count), absl::StrCat(group.example_key, " ", group.example_message)});
     }
     out += table.Render(width) + "\n";
   }

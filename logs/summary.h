@@ -39,8 +39,8 @@ struct ErrorGroup {
 std::vector<ErrorGroup> GroupErrors(const std::vector<RewardLogRow>& rows);
 
 struct RunSummary {
-  std::vector<std::string> runs;      // run names seen in the rows
-  std::vector<std::string> replicas;  // replica files with rows
+  std::vector<std::string> runs;          // run names seen in the rows
+  std::vector<std::string> replicas;      // replica files with rows
   std::map<std::string, int64_t> judges;  // "backend/model" → rows
   int64_t rows = 0, train_rows = 0, canary_rows = 0, consistency_rows = 0;
   int64_t scored = 0, errors = 0;  // train rows
@@ -65,8 +65,8 @@ struct RunSummary {
   // Held-out evaluations (eval_curve.jsonl): every point, and the best periodic one (null when none).
   std::vector<EvalPoint> eval_curve;
   std::optional<EvalPoint> eval_best;
-  int64_t learner_steps = 0;        // lines of metrics.jsonl
-  v1::StepMetrics learner_last;     // the last of them
+  int64_t learner_steps = 0;     // lines of metrics.jsonl
+  v1::StepMetrics learner_last;  // the last of them
   std::vector<std::string> warnings;
 };
 

@@ -53,9 +53,12 @@ std::string OneLine(std::string_view text, size_t width) {
   while (i < text.size()) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
     size_t length = 1;
-    if (c >= 0xF0) length = 4;
-    else if (c >= 0xE0) length = 3;
-    else if (c >= 0xC0) length = 2;
+    if (c >= 0xF0)
+      length = 4;
+    else if (c >= 0xE0)
+      length = 3;
+    else if (c >= 0xC0)
+      length = 2;
     length = std::min(length, text.size() - i);
     if (columns + 1 > width) {
       cut = true;

@@ -42,9 +42,9 @@ class TextTable {
 
 struct CurvePoint {
   double x = 0;
-  double y = 0;      // the line (e.g. the mean)
-  double low = 0;    // the band (e.g. p10); NaN: no band at this point
-  double high = 0;   // (e.g. p90)
+  double y = 0;     // the line (e.g. the mean)
+  double low = 0;   // the band (e.g. p10); NaN: no band at this point
+  double high = 0;  // (e.g. p90)
 };
 
 // A plot `width` × `height` characters plus axes: '*' the line, ':' the band, x and y ranges labelled.

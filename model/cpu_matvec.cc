@@ -107,10 +107,18 @@ void RunRange(const MatVecJob& job, const float* x, int64_t rows, int64_t in, in
     block.out = job.out + first * job.out_features;
     const float* block_x = x + first * in;
     switch (std::min(rows - first, kMatVecRowBlock)) {
-      case 1: Kernel<1>(block, block_x, in, begin, end); break;
-      case 2: Kernel<2>(block, block_x, in, begin, end); break;
-      case 3: Kernel<3>(block, block_x, in, begin, end); break;
-      default: Kernel<4>(block, block_x, in, begin, end); break;
+      case 1:
+        Kernel<1>(block, block_x, in, begin, end);
+        break;
+      case 2:
+        Kernel<2>(block, block_x, in, begin, end);
+        break;
+      case 3:
+        Kernel<3>(block, block_x, in, begin, end);
+        break;
+      default:
+        Kernel<4>(block, block_x, in, begin, end);
+        break;
     }
   }
 }

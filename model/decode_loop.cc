@@ -87,7 +87,8 @@ absl::StatusOr<int64_t> DecodeBatch(Transformer& model, std::span<const std::spa
     if (!all_live) cpu_logits = cpu_logits.index_select(0, live_index);
     RLJ_ASSIGN_OR_RETURN(const at::Tensor chosen, rows.Step(cpu_logits.contiguous(), live.rows));
     at::Tensor ids = chosen;
-    if (!all_live) ids = at::full({static_cast<int64_t>(row_of_slot.size())}, pad_id, at::kLong).index_copy_(0, live_index, chosen);
+    if (!all_live)
+      ids = at::full({static_cast<int64_t>(row_of_slot.size())}, pad_id, at::kLong).index_copy_(0, live_index, chosen);
     const int64_t remaining_steps = max_steps - 1 - step;
     const LiveSlots going = Live(row_of_slot, rows);
     if (going.slots.empty() || remaining_steps == 0) break;

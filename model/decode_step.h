@@ -37,9 +37,9 @@ struct DecodeStep {
   int64_t d_model = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_hidden = 0, vocab_size = 0;
   double norm_eps = 1e-5;
   int64_t rows = 0;
-  int64_t capacity = 0;   // cache slots per row
-  int64_t slot = 0;       // the new token's slot: its key and value are written there, and it attends to it
-  int64_t first_key = 0;  // the oldest slot attended to (> 0 under a sliding window)
+  int64_t capacity = 0;             // cache slots per row
+  int64_t slot = 0;                 // the new token's slot: its key and value are written there, and it attends to it
+  int64_t first_key = 0;            // the oldest slot attended to (> 0 under a sliding window)
   const int64_t* tokens = nullptr;  // [rows], in [0, vocab_size)
   // [rows, 4, head_dim]: the new token's RoPE factors: key cos, key rotate-half-signed sin, and the same two
   // times 1/sqrt(head_dim) for the query (Transformer's RoPE table layout).

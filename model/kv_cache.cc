@@ -28,8 +28,8 @@ KvCache::KvCache(const TransformerConfig& config, int64_t batch, int64_t max_len
     values_.push_back(at::empty({batch, config.n_kv_heads, max_len, config.head_dim()}, options));
   }
   key_mask_ = at::zeros({batch, max_len}, at::TensorOptions().dtype(at::kBool).device(device));
-  workspace_ = at::empty({batch, config.n_kv_heads, config.n_heads / config.n_kv_heads, max_len, config.head_dim()},
-                         options);
+  workspace_ =
+      at::empty({batch, config.n_kv_heads, config.n_heads / config.n_kv_heads, max_len, config.head_dim()}, options);
 }
 
 absl::Status KvCache::Append(const at::Tensor& key_mask) {
@@ -42,8 +42,8 @@ absl::Status KvCache::Append(const at::Tensor& key_mask) {
   }
   const int64_t count = key_mask.size(1);
   if (count < 1 || length_ + count > max_len_) {
-    return absl::OutOfRangeError(absl::StrCat("KvCache::Append: ", count, " slots after ", length_,
-                                              " exceed the capacity of ", max_len_));
+    return absl::OutOfRangeError(
+        absl::StrCat("KvCache::Append: ", count, " slots after ", length_, " exceed the capacity of ", max_len_));
   }
   RLJ_RETURN_IF_ERROR(TorchCall("KvCache::Append", [&] {
     const at::Tensor slots = key_mask_.narrow(0, 0, batch_).narrow(1, length_, count);
@@ -61,12 +61,11 @@ absl::Status KvCache::AppendValid(int64_t count) {
         absl::StrCat("KvCache::AppendValid: ", pending_, " reserved slots were never written by forward_cached"));
   }
   if (count < 1 || length_ + count > max_len_) {
-    return absl::OutOfRangeError(absl::StrCat("KvCache::AppendValid: ", count, " slots after ", length_,
-                                              " exceed the capacity of ", max_len_));
+    return absl::OutOfRangeError(
+        absl::StrCat("KvCache::AppendValid: ", count, " slots after ", length_, " exceed the capacity of ", max_len_));
   }
-  RLJ_RETURN_IF_ERROR(TorchCall("KvCache::AppendValid", [&] {
-    key_mask_.narrow(0, 0, batch_).narrow(1, length_, count).fill_(true);
-  }));
+  RLJ_RETURN_IF_ERROR(
+      TorchCall("KvCache::AppendValid", [&] { key_mask_.narrow(0, 0, batch_).narrow(1, length_, count).fill_(true); }));
   length_ += count;
   pending_ = count;
   return absl::OkStatus();
@@ -83,8 +82,7 @@ absl::Status KvCache::KeepRows(const std::vector<int64_t>& rows) {
   const auto kept = static_cast<int64_t>(rows.size());
   if (kept == batch_) return absl::OkStatus();
   RLJ_RETURN_IF_ERROR(TorchCall("KvCache::KeepRows", [&] {
-    const at::Tensor index =
-        at::from_blob(const_cast<int64_t*>(rows.data()), {kept}, at::kLong).to(key_mask_.device());
+    const at::Tensor index = at::from_blob(const_cast<int64_t*>(rows.data()), {kept}, at::kLong).to(key_mask_.device());
     // Only the filled slots move; index_select reads before the copy writes, so overlap is harmless.
     auto compact = [&](at::Tensor& storage) {
       const at::Tensor filled = storage.narrow(0, 0, batch_).narrow(2, 0, length_);

@@ -39,8 +39,8 @@ class KvCache {
 
   int64_t batch() const { return batch_; }
   int64_t capacity() const { return max_len_; }
-  int64_t length() const { return length_; }       // reserved slots, written or about to be
-  int64_t pending() const { return pending_; }     // slots reserved by Append, not yet written
+  int64_t length() const { return length_; }    // reserved slots, written or about to be
+  int64_t pending() const { return pending_; }  // slots reserved by Append, not yet written
   int64_t num_layers() const { return static_cast<int64_t>(keys_.size()); }
   // True once any reserved slot was marked padding by Append (until Reset; KeepRows keeps it set). While
   // false, a decode step attends to every cached slot and needs no key mask at all.

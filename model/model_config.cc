@@ -21,11 +21,10 @@ int64_t TransformerConfig::num_parameters() const {
   const int64_t d = d_model;
   const int64_t q_dim = static_cast<int64_t>(n_heads) * head_dim();
   const int64_t kv_dim = static_cast<int64_t>(n_kv_heads) * head_dim();
-  const int64_t per_layer = 2 * d                                // input_layernorm, post_attention_layernorm
-                            + d * q_dim + 2 * d * kv_dim         // q_proj, k_proj, v_proj
-                            + (qkv_bias() ? q_dim + 2 * kv_dim : 0)
-                            + q_dim * d + (o_proj_bias() ? d : 0)  // o_proj
-                            + 3 * d * ffn_hidden;                // gate_proj, up_proj, down_proj
+  const int64_t per_layer = 2 * d                         // input_layernorm, post_attention_layernorm
+                            + d * q_dim + 2 * d * kv_dim  // q_proj, k_proj, v_proj
+                            + (qkv_bias() ? q_dim + 2 * kv_dim : 0) + q_dim * d + (o_proj_bias() ? d : 0)  // o_proj
+                            + 3 * d * ffn_hidden;  // gate_proj, up_proj, down_proj
   const int64_t embedding = static_cast<int64_t>(vocab_size) * d;
   return embedding + n_layers * per_layer + d /* model.norm */ + (tie_embeddings ? 0 : embedding);
 }

@@ -58,7 +58,8 @@ absl::Status LoadStartingModel(const v1::RunConfig& config, Transformer* model, 
   const std::string& init = config.model().init_checkpoint();
   if (!init.empty()) {
     RLJ_ASSIGN_OR_RETURN(LoadedCheckpoint checkpoint, LoadCheckpoint(init));
-    if (const std::string mismatches = ExplicitModelKeyMismatches(config.model(), checkpoint.config); !mismatches.empty()) {
+    if (const std::string mismatches = ExplicitModelKeyMismatches(config.model(), checkpoint.config);
+        !mismatches.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("model.init_checkpoint ", init, ": ", mismatches));
     }
     RLJ_RETURN_IF_ERROR(TorchCall("seeding", [&] { at::manual_seed(config.seed()); }));

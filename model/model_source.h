@@ -13,8 +13,8 @@
 namespace rlj {
 
 struct StartingModelInfo {
-  std::string source;      // the checkpoint directory, or "" for a random init
-  CheckpointState state;   // the checkpoint's step and version (zeros for a random init)
+  std::string source;     // the checkpoint directory, or "" for a random init
+  CheckpointState state;  // the checkpoint's step and version (zeros for a random init)
 };
 
 // With model.init_checkpoint: loads it (float32, CPU); every model.* shape key the config sets explicitly

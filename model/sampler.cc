@@ -35,8 +35,8 @@ absl::Status ValidateRequest(const TransformerConfig& config, const Tokenizer& t
   }
   for (const int32_t id : tokenizer.stop_ids()) {
     if (id < 0 || id >= config.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("the tokenizer's stop id ", id,
-                                                     " is outside the model's vocabulary (0..", config.vocab_size - 1, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the tokenizer's stop id ", id, " is outside the model's vocabulary (0..", config.vocab_size - 1, ")"));
     }
   }
   if (tokenizer.vocab_size() > config.vocab_size) {
@@ -145,8 +145,9 @@ absl::StatusOr<std::vector<SampledCompletion>> SampleCompletions(Transformer& mo
   if (model.is_empty()) return absl::InvalidArgumentError("SampleCompletions: no model");
   RLJ_RETURN_IF_ERROR(ValidateRequest(model->config(), tokenizer, prompts, options));
   if (prompts.empty()) return std::vector<SampledCompletion>();
-  return TorchCall("SampleCompletions",
-                   [&]() -> absl::StatusOr<std::vector<SampledCompletion>> { return Sample(model, tokenizer, prompts, options); });
+  return TorchCall("SampleCompletions", [&]() -> absl::StatusOr<std::vector<SampledCompletion>> {
+    return Sample(model, tokenizer, prompts, options);
+  });
 }
 
 }  // namespace rlj

@@ -23,9 +23,9 @@ struct SamplingOptions : SamplingParams {
 };
 
 struct SampledCompletion {
-  std::vector<int32_t> tokens;   // sampled ids, including the stop token / the token completing a stop string
-  std::vector<float> logprobs;   // log-prob of each sampled id under softmax(logits / temperature); T=0 → T=1
-  std::string text;              // decoded completion with the stop token / stop string removed
+  std::vector<int32_t> tokens;  // sampled ids, including the stop token / the token completing a stop string
+  std::vector<float> logprobs;  // log-prob of each sampled id under softmax(logits / temperature); T=0 → T=1
+  std::string text;             // decoded completion with the stop token / stop string removed
   FinishReason finish = FinishReason::kLength;
   bool truncated() const { return finish == FinishReason::kLength; }
 };

@@ -42,8 +42,8 @@ struct RowGroup {
 // double so that the total of a large vocabulary stays exact enough.
 at::Tensor InvertCdf(const at::Tensor& scores, const std::vector<double>& uniform) {
   const at::Tensor cumulative = scores.softmax(-1).to(at::kDouble).cumsum(-1);
-  const at::Tensor target =
-      at::tensor(uniform, at::kDouble).view({-1, 1}).to(scores.device()) * cumulative.narrow(1, cumulative.size(1) - 1, 1);
+  const at::Tensor target = at::tensor(uniform, at::kDouble).view({-1, 1}).to(scores.device()) *
+                            cumulative.narrow(1, cumulative.size(1) - 1, 1);
   const at::Tensor index = at::searchsorted(cumulative, target, /*out_int32=*/false, /*right=*/true);
   return index.clamp_max(scores.size(1) - 1).view({-1});
 }

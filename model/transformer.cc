@@ -3,11 +3,10 @@
 // match Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM.
 #include "model/transformer.h"
 
+#include <c10/core/GradMode.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
-
-#include <c10/core/GradMode.h>
 
 #include <cmath>
 #include <limits>
@@ -52,9 +51,11 @@ at::Tensor MaskBias(const at::Tensor& key_mask, int64_t batch, int64_t query_sta
                     int64_t num_keys, int64_t window, const at::TensorOptions& options) {
   const auto long_options = at::TensorOptions().dtype(at::kLong).device(options.device());
   const at::Tensor key_index = at::arange(num_keys, long_options).view({1, num_keys});
-  const at::Tensor query_index = at::arange(query_start, query_start + num_queries, long_options).view({num_queries, 1});
+  const at::Tensor query_index =
+      at::arange(query_start, query_start + num_queries, long_options).view({num_queries, 1});
   at::Tensor allowed = key_index.le(query_index);  // [T, S]
-  if (window > 0 && query_start + num_queries > window) allowed = allowed.logical_and(key_index.gt(query_index - window));
+  if (window > 0 && query_start + num_queries > window)
+    allowed = allowed.logical_and(key_index.gt(query_index - window));
   if (key_mask.defined()) {
     allowed = allowed.logical_and(key_mask.view({batch, 1, num_keys}).logical_or(key_index.eq(query_index)));
   } else {
@@ -106,8 +107,8 @@ constexpr int64_t kMaxMatVecLinearRows = 8;
 
 bool MatVecApplies(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& bias) {
   auto float_cpu = [](const at::Tensor& t) { return t.is_cpu() && t.scalar_type() == at::kFloat; };
-  return !c10::GradMode::is_enabled() && rows.size(0) <= kMaxMatVecLinearRows && float_cpu(rows) &&
-         float_cpu(weight) && weight.is_contiguous() && (!bias.defined() || (float_cpu(bias) && bias.is_contiguous()));
+  return !c10::GradMode::is_enabled() && rows.size(0) <= kMaxMatVecLinearRows && float_cpu(rows) && float_cpu(weight) &&
+         weight.is_contiguous() && (!bias.defined() || (float_cpu(bias) && bias.is_contiguous()));
 }
 
 // rows [N, in] W^T (+ b) → [N, out]; an undefined bias is none. With autograd, a single row (a batch-1 decode
@@ -129,7 +130,9 @@ at::Tensor LinearRows(const at::Tensor& rows, const at::Tensor& weight, const at
 }  // namespace
 
 // x W^T (+ b) for a Linear, x [N, in].
-at::Tensor Project(const at::Tensor& x, const torch::nn::Linear& linear) { return LinearRows(x, linear->weight, linear->bias); }
+at::Tensor Project(const at::Tensor& x, const torch::nn::Linear& linear) {
+  return LinearRows(x, linear->weight, linear->bias);
+}
 
 // Multi-head attention with grouped key/value heads: query head h uses key/value head h / (H / KVH).
 class AttentionImpl : public torch::nn::Module {
@@ -147,10 +150,10 @@ class AttentionImpl : public torch::nn::Module {
     const int64_t batch = x.size(0), length = x.size(1);
     const int64_t group = n_heads_ / n_kv_heads_;
     const at::Tensor rows = x.reshape({batch * length, x.size(2)});
-    const at::Tensor q = ApplyRope(Project(rows, q_proj).view({batch, length, n_heads_, head_dim_}),
-                                   context.query_cos, context.query_sin);
-    const at::Tensor k = ApplyRope(Project(rows, k_proj).view({batch, length, n_kv_heads_, head_dim_}),
-                                   context.key_cos, context.key_sin);
+    const at::Tensor q = ApplyRope(Project(rows, q_proj).view({batch, length, n_heads_, head_dim_}), context.query_cos,
+                                   context.query_sin);
+    const at::Tensor k = ApplyRope(Project(rows, k_proj).view({batch, length, n_kv_heads_, head_dim_}), context.key_cos,
+                                   context.key_sin);
     const at::Tensor v = Project(rows, v_proj).view({batch, length, n_kv_heads_, head_dim_});
 
     at::Tensor keys, values;  // [B, KVH, S, head_dim]
@@ -300,9 +303,11 @@ namespace {
 // sin, and both times 1/sqrt(head_dim) (queries carry the attention scale). Angles position * inv_freq are
 // computed in double from the positions themselves, so no table bounds the context and long positions keep
 // their precision; inv_freq repeats over both halves as in Hugging Face.
-at::Tensor RopeFactors(const at::Tensor& inv_freq, int64_t head_dim, const at::Tensor& positions, c10::ScalarType dtype) {
+at::Tensor RopeFactors(const at::Tensor& inv_freq, int64_t head_dim, const at::Tensor& positions,
+                       c10::ScalarType dtype) {
   const int64_t batch = positions.size(0), length = positions.size(1);
-  const at::Tensor angles = positions.to(at::kDouble).unsqueeze(-1).mul(inv_freq.to(positions.device()));  // [B, T, hd/2]
+  const at::Tensor angles =
+      positions.to(at::kDouble).unsqueeze(-1).mul(inv_freq.to(positions.device()));  // [B, T, hd/2]
   const at::Tensor cos = angles.cos(), sin = angles.sin();
   const at::Tensor full_cos = at::cat({cos, cos}, -1);
   const at::Tensor signed_sin = at::cat({sin.neg(), sin}, -1);
@@ -340,7 +345,8 @@ at::Tensor CachedRopeFactors(const at::Tensor& inv_freq, int64_t head_dim, const
   if (!PositionsBelow(positions, cache.capacity())) return RopeFactors(inv_freq, head_dim, positions, dtype);
   if (!cache.position_table().defined() || cache.position_table().scalar_type() != dtype) {
     const at::Tensor all_positions = at::arange(cache.capacity(), positions.options()).view({1, cache.capacity()});
-    cache.set_position_table(RopeFactors(inv_freq, head_dim, all_positions, dtype).view({cache.capacity(), 4 * head_dim}));
+    cache.set_position_table(
+        RopeFactors(inv_freq, head_dim, all_positions, dtype).view({cache.capacity(), 4 * head_dim}));
   }
   return cache.position_table()
       .index_select(0, positions.reshape({-1}))
@@ -374,9 +380,9 @@ TransformerImpl::TransformerImpl(const TransformerConfig& config) : config_(conf
     lm_head_weight_ = register_module("lm_head", MakeLinear(config.d_model, config.vocab_size))->weight;
   }
   const std::vector<double> inv_freq = config.RopeInverseFrequencies();
-  rope_inv_freq_ = torch::from_blob(const_cast<double*>(inv_freq.data()), {static_cast<int64_t>(inv_freq.size())},
-                                    torch::kDouble)
-                       .clone();
+  rope_inv_freq_ =
+      torch::from_blob(const_cast<double*>(inv_freq.data()), {static_cast<int64_t>(inv_freq.size())}, torch::kDouble)
+          .clone();
 }
 
 c10::ScalarType TransformerImpl::ActivationType() { return model_->embed_tokens->weight.scalar_type(); }
@@ -417,11 +423,12 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& tokens_in, co
               " layers, the model ", config_.n_layers);
   TORCH_CHECK(cache.batch() == batch, "Transformer::forward_cached: cache holds ", cache.batch(), " rows, tokens ",
               batch);
-  TORCH_CHECK(cache.pending() == length, "Transformer::forward_cached: ", length,
-              " new tokens but the cache has ", cache.pending(), " reserved slots (call KvCache::Append first)");
+  TORCH_CHECK(cache.pending() == length, "Transformer::forward_cached: ", length, " new tokens but the cache has ",
+              cache.pending(), " reserved slots (call KvCache::Append first)");
   TORCH_CHECK(positions.defined() && positions.sizes() == tokens.sizes(), "Transformer::forward_cached: positions ",
               positions.sizes(), " must match tokens ", tokens.sizes());
-  const at::Tensor rope_factors = CachedRopeFactors(rope_inv_freq_, config_.head_dim(), positions, ActivationType(), cache);
+  const at::Tensor rope_factors =
+      CachedRopeFactors(rope_inv_freq_, config_.head_dim(), positions, ActivationType(), cache);
   const bool window_applies = config_.sliding_window > 0 && cache.length() > config_.sliding_window;
   if (length == 1 && FusedDecodeApplies(tokens, cache)) {
     // Under a sliding window the query (the newest slot) sees the last sliding_window slots.

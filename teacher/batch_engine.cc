@@ -61,9 +61,9 @@ struct Row {
 std::string MergeKey(const GenerationRequest& request, uint64_t seed) {
   const GenerationParams& p = request.params;
   return absl::StrCat(absl::StrJoin(request.prompt, ","), "|", p.max_tokens, "|", p.temperature, "|", p.top_k, "|",
-                      p.top_p, "|",
-                      p.temperature == 0 ? 0 : seed, "|", absl::StrJoin(p.stop, "\x1f"), "|", p.logprobs ? 1 : 0, "|",
-                      p.top_logprobs, "|", p.prompt_logprobs ? 1 : 0, "|", p.prompt_top_logprobs);
+                      p.top_p, "|", p.temperature == 0 ? 0 : seed, "|", absl::StrJoin(p.stop, "\x1f"), "|",
+                      p.logprobs ? 1 : 0, "|", p.top_logprobs, "|", p.prompt_logprobs ? 1 : 0, "|",
+                      p.prompt_top_logprobs);
 }
 
 // The `k` most likely ids among the first `usable` of a log-prob row, best first (ties: lower id first).
@@ -73,8 +73,9 @@ std::vector<TokenLogprob> TopLogprobs(const float* logprobs, int64_t usable, int
   scratch.resize(static_cast<size_t>(usable));
   std::iota(scratch.begin(), scratch.end(), 0);
   const auto count = static_cast<size_t>(std::min<int64_t>(k, usable));
-  std::partial_sort(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(count), scratch.end(),
-                    [&](int32_t a, int32_t b) { return logprobs[a] > logprobs[b] || (logprobs[a] == logprobs[b] && a < b); });
+  std::partial_sort(
+      scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(count), scratch.end(),
+      [&](int32_t a, int32_t b) { return logprobs[a] > logprobs[b] || (logprobs[a] == logprobs[b] && a < b); });
   top.reserve(count);
   for (size_t i = 0; i < count; ++i) top.push_back({scratch[i], logprobs[scratch[i]]});
   return top;
@@ -205,7 +206,8 @@ void BatchEngine::State::RunBatch(std::vector<std::unique_ptr<Pending>>& batch) 
 
   std::vector<GenerationResult> results(batch.size());
   if (status.ok()) {
-    for (size_t b = 0; b < batch.size(); ++b) results[b].choices.resize(static_cast<size_t>(batch[b]->request.params.n));
+    for (size_t b = 0; b < batch.size(); ++b)
+      results[b].choices.resize(static_cast<size_t>(batch[b]->request.params.n));
     for (Row* row : rows) {
       for (const size_t target : row->copies_to) {
         GenerationResult& result = results[target >> 16];
@@ -216,7 +218,8 @@ void BatchEngine::State::RunBatch(std::vector<std::unique_ptr<Pending>>& batch) 
       }
     }
   } else {
-    RLJ_EVERY(10, log::Error("teacher: a batch of {} requests failed: {}", batch.size(), std::string(status.message())));
+    RLJ_EVERY(10,
+              log::Error("teacher: a batch of {} requests failed: {}", batch.size(), std::string(status.message())));
   }
   {
     std::lock_guard<std::mutex> lock(mutex);
@@ -390,11 +393,11 @@ absl::StatusOr<std::unique_ptr<BatchEngine>> BatchEngine::Create(Transformer& mo
   state->vocab = config.vocab_size;
   if (tokenizer->vocab_size() > config.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("the tokenizer's vocabulary (", tokenizer->vocab_size(),
-                                                    ") is larger than the model's (", config.vocab_size, ")"));
+                                                   ") is larger than the model's (", config.vocab_size, ")"));
   }
   if (tokenizer->eos_id() < 0 || tokenizer->eos_id() >= config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("the tokenizer's <eos> id ", tokenizer->eos_id(),
-                                                   " is outside the model's vocabulary"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the tokenizer's <eos> id ", tokenizer->eos_id(), " is outside the model's vocabulary"));
   }
   state->usable_vocab = tokenizer->vocab_size();
   state->pad_id = tokenizer->pad_id() >= 0 && tokenizer->pad_id() < config.vocab_size ? tokenizer->pad_id() : 0;

@@ -20,9 +20,9 @@ class Tokenizer;
 namespace rlj::teacher {
 
 struct BatchEngineOptions {
-  int max_batch = 64;                        // sequences in one forward pass
-  std::chrono::milliseconds batch_wait{5};   // how long a batch's first request waits for others to join
-  int max_queued_requests = 4096;            // beyond this, Submit answers ResourceExhausted
+  int max_batch = 64;                       // sequences in one forward pass
+  std::chrono::milliseconds batch_wait{5};  // how long a batch's first request waits for others to join
+  int max_queued_requests = 4096;           // beyond this, Submit answers ResourceExhausted
 };
 
 // Counters since the engine started.

@@ -15,17 +15,17 @@ namespace rlj::teacher {
 inline constexpr int kMaxTopLogprobs = 20;
 
 struct GenerationParams {
-  int max_tokens = 16;              // 0: only score the prompt (echo)
-  double temperature = 1.0;         // 0 = greedy
-  int top_k = 0;                    // keep the k most likely ids (vLLM's extension); 0 = off
-  double top_p = 1.0;               // nucleus sampling; 1 = off
-  std::optional<uint64_t> seed;     // same seed, prompt and weights → same completion (choice i uses seed + i)
-  std::vector<std::string> stop;    // stop once the completion's text contains one (it is cut off)
-  int n = 1;                        // choices per prompt
-  int top_logprobs = 0;             // alternatives reported per generated token (0..kMaxTopLogprobs)
-  bool logprobs = false;            // report the log-prob of every generated token
-  bool prompt_logprobs = false;     // report the log-prob of every prompt token after the first (echo)
-  int prompt_top_logprobs = 0;      // alternatives reported per prompt position
+  int max_tokens = 16;            // 0: only score the prompt (echo)
+  double temperature = 1.0;       // 0 = greedy
+  int top_k = 0;                  // keep the k most likely ids (vLLM's extension); 0 = off
+  double top_p = 1.0;             // nucleus sampling; 1 = off
+  std::optional<uint64_t> seed;   // same seed, prompt and weights → same completion (choice i uses seed + i)
+  std::vector<std::string> stop;  // stop once the completion's text contains one (it is cut off)
+  int n = 1;                      // choices per prompt
+  int top_logprobs = 0;           // alternatives reported per generated token (0..kMaxTopLogprobs)
+  bool logprobs = false;          // report the log-prob of every generated token
+  bool prompt_logprobs = false;   // report the log-prob of every prompt token after the first (echo)
+  int prompt_top_logprobs = 0;    // alternatives reported per prompt position
 };
 
 struct GenerationRequest {

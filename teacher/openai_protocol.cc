@@ -123,7 +123,8 @@ class FieldReader {
     if (Has("response_format")) {
       const json& format = body_.at("response_format");
       if (!format.is_object() || format.value("type", "") != "text") {
-        return Fail("response_format", "'response_format' other than {\"type\": \"text\"} is not supported by this server");
+        return Fail("response_format",
+                    "'response_format' other than {\"type\": \"text\"} is not supported by this server");
       }
     }
   }
@@ -176,7 +177,8 @@ absl::StatusOr<std::string> MessageContent(const json& content, size_t index, st
   if (content.is_array()) {
     std::string text;
     for (const json& part : content) {
-      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part.at("text").is_string()) {
+      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+          !part.at("text").is_string()) {
         *error = Invalid(param, "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported");
         return absl::InvalidArgumentError("bad content");
       }
@@ -201,7 +203,8 @@ json ChatTokenLogprobs(const PositionLogprobs& position, const TokenTexts& texts
       *status = alt.status();
       return json();
     }
-    top.push_back({{"token", alt->text}, {"logprob", JsonLogprob(alternative.logprob)}, {"bytes", BytesArray(alt->bytes)}});
+    top.push_back(
+        {{"token", alt->text}, {"logprob", JsonLogprob(alternative.logprob)}, {"bytes", BytesArray(alt->bytes)}});
   }
   return json{{"token", piece->text},
               {"logprob", JsonLogprob(position.logprob)},
@@ -221,7 +224,9 @@ int64_t CompletionTokens(const GenerationResult& result) {
   return total;
 }
 
-std::string Event(const json& chunk) { return absl::StrCat("data: ", chunk.dump(-1, ' ', false, json::error_handler_t::replace), "\n\n"); }
+std::string Event(const json& chunk) {
+  return absl::StrCat("data: ", chunk.dump(-1, ' ', false, json::error_handler_t::replace), "\n\n");
+}
 
 }  // namespace
 
@@ -407,20 +412,18 @@ absl::StatusOr<std::string> ChatCompletionStream(const ResponseHeader& header, c
                                                  const GenerationParams& params, int64_t prompt_tokens,
                                                  bool include_usage, const TokenTexts& texts) {
   auto chunk = [&](json choices) {
-    json body{{"id", header.id},
-              {"object", "chat.completion.chunk"},
-              {"created", header.created},
-              {"model", header.model},
-              {"system_fingerprint", "rlj-teacher"},
-              {"choices", std::move(choices)}};
+    json body{{"id", header.id},       {"object", "chat.completion.chunk"},   {"created", header.created},
+              {"model", header.model}, {"system_fingerprint", "rlj-teacher"}, {"choices", std::move(choices)}};
     if (include_usage) body["usage"] = nullptr;
     return body;
   };
   std::string events;
   for (size_t i = 0; i < result.choices.size(); ++i) {
     const GeneratedChoice& choice = result.choices[i];
-    events += Event(chunk(json::array(
-        {{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}})));
+    events += Event(chunk(json::array({{{"index", i},
+                                        {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                        {"logprobs", nullptr},
+                                        {"finish_reason", nullptr}}})));
     // Each token's share of the text: the text between its start and the next token's (the text may end
     // before the last token's end when a stop string cut it).
     RLJ_ASSIGN_OR_RETURN(std::vector<size_t> offsets, texts.Offsets(choice.tokens));
@@ -431,7 +434,8 @@ absl::StatusOr<std::string> ChatCompletionStream(const ResponseHeader& header, c
       json logprobs;
       if (params.logprobs && t < choice.logprobs.size()) {
         absl::Status status;
-        logprobs = json{{"content", json::array({ChatTokenLogprobs(choice.logprobs[t], texts, &status)})}, {"refusal", nullptr}};
+        logprobs = json{{"content", json::array({ChatTokenLogprobs(choice.logprobs[t], texts, &status)})},
+                        {"refusal", nullptr}};
         RLJ_RETURN_IF_ERROR(status);
       }
       events += Event(chunk(json::array({{{"index", i},
@@ -439,8 +443,10 @@ absl::StatusOr<std::string> ChatCompletionStream(const ResponseHeader& header, c
                                           {"logprobs", logprobs},
                                           {"finish_reason", nullptr}}})));
     }
-    events += Event(chunk(json::array(
-        {{{"index", i}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", FinishReasonName(choice.finish)}}})));
+    events += Event(chunk(json::array({{{"index", i},
+                                        {"delta", json::object()},
+                                        {"logprobs", nullptr},
+                                        {"finish_reason", FinishReasonName(choice.finish)}}})));
   }
   if (include_usage) {
     json usage_chunk = chunk(json::array());
@@ -454,8 +460,8 @@ absl::StatusOr<std::string> ChatCompletionStream(const ResponseHeader& header, c
 namespace {
 
 // choices[] entries of a text_completion for one prompt.
-absl::Status AppendCompletionChoices(const CompletionOutcome& outcome, size_t prompt_index, const CompletionRequest& request,
-                                     const TokenTexts& texts, json* choices) {
+absl::Status AppendCompletionChoices(const CompletionOutcome& outcome, size_t prompt_index,
+                                     const CompletionRequest& request, const TokenTexts& texts, json* choices) {
   const GenerationParams& params = request.params;
   for (size_t c = 0; c < outcome.result.choices.size(); ++c) {
     const GeneratedChoice& choice = outcome.result.choices[c];
@@ -498,7 +504,9 @@ absl::Status AppendCompletionChoices(const CompletionOutcome& outcome, size_t pr
         if (!top.contains(piece.text)) top[piece.text] = JsonLogprob(position->logprob);
         top_logprobs.push_back(std::move(top));
       }
-      logprobs = json{{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs},
+      logprobs = json{{"tokens", tokens},
+                      {"token_logprobs", token_logprobs},
+                      {"top_logprobs", top_logprobs},
                       {"text_offset", text_offset}};
     }
     choices->push_back({{"text", std::move(text)},
@@ -530,7 +538,8 @@ absl::StatusOr<json> CompletionBody(const ResponseHeader& header, const std::vec
               {"usage", Usage(prompt_tokens, completion_tokens)}};
 }
 
-absl::StatusOr<std::string> CompletionStream(const ResponseHeader& header, const std::vector<CompletionOutcome>& outcomes,
+absl::StatusOr<std::string> CompletionStream(const ResponseHeader& header,
+                                             const std::vector<CompletionOutcome>& outcomes,
                                              const CompletionRequest& request, const TokenTexts& texts) {
   std::string events;
   int64_t prompt_tokens = 0;
@@ -539,7 +548,7 @@ absl::StatusOr<std::string> CompletionStream(const ResponseHeader& header, const
     json choices = json::array();
     RLJ_RETURN_IF_ERROR(AppendCompletionChoices(outcomes[p], p, request, texts, &choices));
     for (json& choice : choices) {
-      json chunk{{"id", header.id}, {"object", "text_completion"}, {"created", header.created},
+      json chunk{{"id", header.id},       {"object", "text_completion"},         {"created", header.created},
                  {"model", header.model}, {"system_fingerprint", "rlj-teacher"}, {"choices", json::array({choice})}};
       if (request.stream_usage) chunk["usage"] = nullptr;
       events += Event(chunk);
@@ -548,8 +557,11 @@ absl::StatusOr<std::string> CompletionStream(const ResponseHeader& header, const
     completion_tokens += CompletionTokens(outcomes[p].result);
   }
   if (request.stream_usage) {
-    events += Event(json{{"id", header.id}, {"object", "text_completion"}, {"created", header.created},
-                         {"model", header.model}, {"choices", json::array()},
+    events += Event(json{{"id", header.id},
+                         {"object", "text_completion"},
+                         {"created", header.created},
+                         {"model", header.model},
+                         {"choices", json::array()},
                          {"usage", Usage(prompt_tokens, completion_tokens)}});
   }
   events += "data: [DONE]\n\n";

@@ -10,8 +10,8 @@
 
 #include "absl/status/statusor.h"
 #include "common/tokenizer/chat_template.h"
-#include "teacher/generation.h"
 #include "nlohmann/json.hpp"
+#include "teacher/generation.h"
 
 namespace rlj::teacher {
 
@@ -34,21 +34,21 @@ ApiError ApiErrorFromStatus(const absl::Status& status);
 struct ChatRequest {
   std::string model;
   std::vector<ChatMessage> messages;
-  GenerationParams params;       // max_tokens < 0: not given (the rest of the context)
+  GenerationParams params;  // max_tokens < 0: not given (the rest of the context)
   bool stream = false;
-  bool stream_usage = false;     // stream_options.include_usage
+  bool stream_usage = false;  // stream_options.include_usage
 };
 
 struct CompletionPrompt {
-  std::string text;              // when given as text
-  std::vector<int32_t> ids;      // when given as token ids (used as they are)
+  std::string text;          // when given as text
+  std::vector<int32_t> ids;  // when given as token ids (used as they are)
   bool is_ids = false;
 };
 
 struct CompletionRequest {
   std::string model;
   std::vector<CompletionPrompt> prompts;
-  GenerationParams params;       // logprobs / prompt_logprobs set from "logprobs" and "echo"
+  GenerationParams params;  // logprobs / prompt_logprobs set from "logprobs" and "echo"
   bool echo = false;
   bool stream = false;
   bool stream_usage = false;
@@ -60,8 +60,8 @@ std::optional<ApiError> ParseCompletionRequest(const nlohmann::json& body, Compl
 
 // The response's common fields.
 struct ResponseHeader {
-  std::string id;      // chatcmpl-… / cmpl-…
-  int64_t created = 0; // unix seconds
+  std::string id;       // chatcmpl-… / cmpl-…
+  int64_t created = 0;  // unix seconds
   std::string model;
 };
 
@@ -88,11 +88,13 @@ struct CompletionOutcome {
 
 // A text_completion object; choice index = prompt index × n + choice. With echo the text starts with the
 // prompt and logprobs cover the prompt tokens too (the first one's log-prob and alternatives are null).
-absl::StatusOr<nlohmann::json> CompletionBody(const ResponseHeader& header, const std::vector<CompletionOutcome>& outcomes,
+absl::StatusOr<nlohmann::json> CompletionBody(const ResponseHeader& header,
+                                              const std::vector<CompletionOutcome>& outcomes,
                                               const CompletionRequest& request, const TokenTexts& texts);
 
 // The same as server-sent events: one chunk per choice, the usage chunk when asked for, "data: [DONE]".
-absl::StatusOr<std::string> CompletionStream(const ResponseHeader& header, const std::vector<CompletionOutcome>& outcomes,
+absl::StatusOr<std::string> CompletionStream(const ResponseHeader& header,
+                                             const std::vector<CompletionOutcome>& outcomes,
                                              const CompletionRequest& request, const TokenTexts& texts);
 
 }  // namespace rlj::teacher

@@ -16,12 +16,12 @@
 #include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "common/tokenizer/tokenizer.h"
-#include "teacher/batch_engine.h"
 #include "common/tokenizer/chat_template.h"
+#include "common/tokenizer/tokenizer.h"
+#include "nlohmann/json.hpp"
+#include "teacher/batch_engine.h"
 #include "teacher/openai_protocol.h"
 #include "teacher/token_text.h"
-#include "nlohmann/json.hpp"
 
 namespace rlj::teacher {
 namespace {
@@ -96,8 +96,9 @@ struct TeacherServer::State {
   // False with the 404 written when `model` is not the one served.
   bool CheckModel(const std::string& model, httplib::Response& response) {
     if (model == options.served_model_name) return true;
-    ReplyError(response, ApiError{404, absl::StrCat("The model '", model, "' does not exist; this server serves '",
-                                                    options.served_model_name, "'"),
+    ReplyError(response, ApiError{404,
+                                  absl::StrCat("The model '", model, "' does not exist; this server serves '",
+                                               options.served_model_name, "'"),
                                   "invalid_request_error", "model", "model_not_found"});
     return false;
   }
@@ -113,17 +114,19 @@ struct TeacherServer::State {
     if (generation.params.max_tokens < 0) {
       generation.params.max_tokens = static_cast<int>(std::max<int64_t>(0, engine->max_context() - prompt_tokens));
       if (generation.params.max_tokens == 0) {
-        return ReplyError(response, ApiError{400,
-                                             absl::StrCat("this model's maximum context length is ", engine->max_context(),
-                                                          " tokens; the messages take ", prompt_tokens),
-                                             "invalid_request_error", "messages", "context_length_exceeded"});
+        return ReplyError(response,
+                          ApiError{400,
+                                   absl::StrCat("this model's maximum context length is ", engine->max_context(),
+                                                " tokens; the messages take ", prompt_tokens),
+                                   "invalid_request_error", "messages", "context_length_exceeded"});
       }
     }
     absl::StatusOr<GenerationResult> result = engine->Generate(generation);
     if (!result.ok()) return ReplyError(response, ApiErrorFromStatus(result.status()));
     const ResponseHeader header{RandomId("chatcmpl-"), UnixSeconds(), options.served_model_name};
     if (request.stream) {
-      auto events = ChatCompletionStream(header, *result, generation.params, prompt_tokens, request.stream_usage, *texts);
+      auto events =
+          ChatCompletionStream(header, *result, generation.params, prompt_tokens, request.stream_usage, *texts);
       if (!events.ok()) return ReplyError(response, ApiErrorFromStatus(events.status()));
       response.status = 200;
       response.set_content(*events, kEventStream);
@@ -150,8 +153,8 @@ struct TeacherServer::State {
         outcome.prompt_ids = prompt.ids;
         auto text = tokenizer->Decode(prompt.ids);
         if (!text.ok()) {
-          return ReplyError(response, ApiError{400, std::string(text.status().message()), "invalid_request_error",
-                                               "prompt", ""});
+          return ReplyError(response,
+                            ApiError{400, std::string(text.status().message()), "invalid_request_error", "prompt", ""});
         }
         outcome.prompt_text = *std::move(text);
       } else {
@@ -212,7 +215,8 @@ TeacherServer::~TeacherServer() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(BatchEngine* engine, const Tokenizer* tokenizer,
                                                                     const TeacherServerOptions& options) {
-  if (engine == nullptr || tokenizer == nullptr) return absl::InvalidArgumentError("teacher server: no engine or tokenizer");
+  if (engine == nullptr || tokenizer == nullptr)
+    return absl::InvalidArgumentError("teacher server: no engine or tokenizer");
   if (options.http_threads < 1) return absl::InvalidArgumentError("teacher.http_threads must be >= 1");
   RLJ_ASSIGN_OR_RETURN(ChatTemplate chat_template, ChatTemplate::Parse(options.chat_template, "teacher chat_template"));
   std::string host;
@@ -271,8 +275,9 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(BatchEngine*
       if (!has_length || absl::SimpleAtoi(q.get_header_value("Content-Length"), &length)) {
         if (length <= max_body) return httplib::Server::HandlerResponse::Unhandled;
         r.set_header("Connection", "close");
-        ReplyError(r, ApiError{413, absl::StrCat("the request body exceeds this server's limit of ", max_body, " bytes"),
-                               "invalid_request_error", "", ""});
+        ReplyError(r,
+                   ApiError{413, absl::StrCat("the request body exceeds this server's limit of ", max_body, " bytes"),
+                            "invalid_request_error", "", ""});
         return httplib::Server::HandlerResponse::Handled;
       }
     }
@@ -282,26 +287,28 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(BatchEngine*
     return httplib::Server::HandlerResponse::Handled;
   });
   // Errors httplib answers itself (413, 404, 400) get the API's error object too.
-  http.set_error_handler(httplib::Server::HandlerWithResponse([max_body](const httplib::Request& q, httplib::Response& r) {
-    if (!r.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    ApiError error{r.status, "", r.status >= 500 ? "server_error" : "invalid_request_error", "", ""};
-    if (r.status == 413) {
-      error.message = absl::StrCat("the request body exceeds this server's limit of ", max_body, " bytes");
-    } else if (r.status == 404) {
-      error.message = absl::StrCat("no route for ", q.method, " ", q.path);
-    } else {
-      error.message = absl::StrCat("HTTP ", r.status);
-    }
-    ReplyError(r, error);
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+  http.set_error_handler(
+      httplib::Server::HandlerWithResponse([max_body](const httplib::Request& q, httplib::Response& r) {
+        if (!r.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        ApiError error{r.status, "", r.status >= 500 ? "server_error" : "invalid_request_error", "", ""};
+        if (r.status == 413) {
+          error.message = absl::StrCat("the request body exceeds this server's limit of ", max_body, " bytes");
+        } else if (r.status == 404) {
+          error.message = absl::StrCat("no route for ", q.method, " ", q.path);
+        } else {
+          error.message = absl::StrCat("HTTP ", r.status);
+        }
+        ReplyError(r, error);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
 
   int bound = port;
   if (port == 0) {
     bound = http.bind_to_any_port(host);
     if (bound <= 0) return absl::UnavailableError(absl::StrCat("teacher: cannot listen on ", options.listen));
   } else if (!http.bind_to_port(host, port)) {
-    return absl::UnavailableError(absl::StrCat("teacher: cannot listen on ", options.listen, " (taken, or a bad host)"));
+    return absl::UnavailableError(
+        absl::StrCat("teacher: cannot listen on ", options.listen, " (taken, or a bad host)"));
   }
   // cpp-httplib 0.11 listens with a backlog of 5 (compiled into the distribution's library). A judge opens
   // one connection per sample at once; past the backlog the kernel drops them and those clients wait for

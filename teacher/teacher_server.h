@@ -20,9 +20,9 @@ class BatchEngine;
 struct TeacherServerOptions {
   std::string listen = "127.0.0.1:0";  // host:port; port 0 picks a free one
   std::string served_model_name = "teacher";
-  std::string chat_template;           // see ChatTemplate::RenderChat; "" joins the message contents
-  int http_threads = 256;              // connections served at once
-  size_t max_body_bytes = 1 << 20;     // larger bodies: 413
+  std::string chat_template;        // see ChatTemplate::RenderChat; "" joins the message contents
+  int http_threads = 256;           // connections served at once
+  size_t max_body_bytes = 1 << 20;  // larger bodies: 413
 };
 
 class TeacherServer {

@@ -35,17 +35,20 @@ void AddGradingCommand(CLI::App* dataset, std::function<int()>* run) {
   grading->add_option("--from", flags->from, "Problems with integer references (JSONL, e.g. the task's train.jsonl)")
       ->required();
   grading->add_option("--out", flags->out, "Output JSONL file")->required();
-  grading->add_option("--template", flags->options.prompt_template,
-                      "Grading prompt; {prompt}, {completion} and {reference} (the right answer) are substituted")
+  grading
+      ->add_option("--template", flags->options.prompt_template,
+                   "Grading prompt; {prompt}, {completion} and {reference} (the right answer) are substituted")
       ->capture_default_str();
   grading->add_option("--correct-label", flags->options.correct_label, "Reference of a right candidate")
       ->capture_default_str();
-  grading->add_option("--wrong-label", flags->options.wrong_label, "Reference of a wrong candidate")->capture_default_str();
+  grading->add_option("--wrong-label", flags->options.wrong_label, "Reference of a wrong candidate")
+      ->capture_default_str();
   grading->add_option("--correct-fraction", flags->options.correct_fraction, "Share of rows with the right answer")
       ->capture_default_str();
-  grading->add_option("--junk-fraction", flags->options.junk_fraction,
-                      "Share of wrong candidates that are junk (empty, the answer with junk around it, cut short, "
-                      "random) rather than near misses")
+  grading
+      ->add_option("--junk-fraction", flags->options.junk_fraction,
+                   "Share of wrong candidates that are junk (empty, the answer with junk around it, cut short, "
+                   "random) rather than near misses")
       ->capture_default_str();
   grading->add_option("--rows-per-problem", flags->options.rows_per_problem, "Grading rows per problem")
       ->capture_default_str();
@@ -90,8 +93,9 @@ std::filesystem::path ProjectRoot() {
 // Python (RLJ_VENV, else <checkout>/.venv, where tools/install-deps.sh installs the pinned reasoning-gym).
 void AddReasoningGymCommand(CLI::App* dataset, std::function<int()>* run) {
   auto* rg = dataset->add_subcommand(
-      "reasoning-gym", "A Reasoning Gym task (Python package reasoning-gym): DIR/train.jsonl, DIR/eval.jsonl (held "
-                       "out) and DIR/reasoning_gym.json for examples/reasoning_gym_judge");
+      "reasoning-gym",
+      "A Reasoning Gym task (Python package reasoning-gym): DIR/train.jsonl, DIR/eval.jsonl (held "
+      "out) and DIR/reasoning_gym.json for examples/reasoning_gym_judge");
   struct Flags {
     std::string task;
     std::string out;
@@ -109,17 +113,21 @@ void AddReasoningGymCommand(CLI::App* dataset, std::function<int()>* run) {
   rg->add_option("--task", flags->task, "Task name (--list prints them), e.g. basic_arithmetic");
   rg->add_option("--out", flags->out, "Output directory");
   rg->add_option("--train", flags->train, "Training problems")->capture_default_str();
-  rg->add_option("--eval", flags->eval, "Held-out problems (no question of them is in train.jsonl)")->capture_default_str();
+  rg->add_option("--eval", flags->eval, "Held-out problems (no question of them is in train.jsonl)")
+      ->capture_default_str();
   rg->add_option("--seed", flags->seed, "Seed of the task's dataset")->capture_default_str();
-  rg->add_option("--set", flags->sets, "A key of the task's config: KEY=VALUE, the value JSON when it parses (repeatable)");
+  rg->add_option("--set", flags->sets,
+                 "A key of the task's config: KEY=VALUE, the value JSON when it parses (repeatable)");
   rg->add_option("--config", flags->config, "The task's config as a JSON object");
   rg->add_option("--template", flags->template_text, "The prompt, with {question} (default: the question alone)");
   rg->add_flag("--list", flags->list, "Print the task names");
-  rg->add_option("--python", flags->python, "Python with reasoning-gym (default: $RLJ_VENV/bin/python3, else the checkout's .venv)");
+  rg->add_option("--python", flags->python,
+                 "Python with reasoning-gym (default: $RLJ_VENV/bin/python3, else the checkout's .venv)");
   rg->add_option("--script", flags->script, "The generator (default: the checkout's tools/reasoning_gym_dataset.py)");
   *run = [flags]() -> int {
     const char* kCommand = "dataset reasoning-gym";
-    if (!flags->list && (flags->task.empty() || flags->out.empty())) return Fail(kCommand, "--task and --out are required (--list prints the tasks)");
+    if (!flags->list && (flags->task.empty() || flags->out.empty()))
+      return Fail(kCommand, "--task and --out are required (--list prints the tasks)");
     const std::filesystem::path root = ProjectRoot();
     std::string python = flags->python;
     if (python.empty()) {
@@ -127,13 +135,16 @@ void AddReasoningGymCommand(CLI::App* dataset, std::function<int()>* run) {
       python = (venv != nullptr && *venv != '\0') ? (std::filesystem::path(venv) / "bin" / "python3").string()
                                                   : (root / ".venv" / "bin" / "python3").string();
     }
-    const std::string script = flags->script.empty() ? (root / "tools" / "reasoning_gym_dataset.py").string() : flags->script;
+    const std::string script =
+        flags->script.empty() ? (root / "tools" / "reasoning_gym_dataset.py").string() : flags->script;
     if (!std::filesystem::exists(python)) {
-      return Fail(kCommand, absl::StrCat("no Python at ", python, ": the project's virtual environment is made by "
+      return Fail(kCommand, absl::StrCat("no Python at ", python,
+                                         ": the project's virtual environment is made by "
                                          "tools/install-deps.sh (RLJ_VENV=DIR picks another); or give --python"));
     }
     if (!std::filesystem::exists(script)) {
-      return Fail(kCommand, absl::StrCat("no generator script at ", script, " (it ships in the rlj checkout as "
+      return Fail(kCommand, absl::StrCat("no generator script at ", script,
+                                         " (it ships in the rlj checkout as "
                                          "tools/reasoning_gym_dataset.py); give --script"));
     }
     std::vector<std::string> argv = {python, script};
@@ -186,7 +197,8 @@ Command AddDatasetCommand(CLI::App& parent) {
             if (absl::Status s = MakeDirectories(flags->out); !s.ok()) return Fail("dataset", std::string(s.message()));
             for (const auto& [name, rows] : {std::pair{"train", &split->train}, std::pair{"eval", &split->eval}}) {
               const std::string path = absl::StrCat(flags->out, "/", name, ".jsonl");
-              if (absl::Status s = WritePromptDataset(path, *rows); !s.ok()) return Fail("dataset", std::string(s.message()));
+              if (absl::Status s = WritePromptDataset(path, *rows); !s.ok())
+                return Fail("dataset", std::string(s.message()));
               std::printf("wrote %zu rows to %s\n", rows->size(), path.c_str());
             }
             return 0;

@@ -4,13 +4,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "actor/evaluator.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/config_loader.h"
 #include "common/config_validate.h"
 #include "common/dataset.h"
 #include "common/shutdown.h"
-#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/tensor/torch_util.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
@@ -51,17 +51,19 @@ Command AddEvalCommand(CLI::App& parent) {
             auto result = EvaluateAccuracy(checkpoint->model, **tokenizer, *rows, EvalOptionsFromConfig(*config));
             if (!result.ok()) return Fail("eval", std::string(result.status().message()));
             if (flags->json) {
-              nlohmann::json out = {{"checkpoint", flags->checkpoint}, {"data", data}, {"total", result->total},
-                                    {"correct", result->correct}, {"accuracy", result->accuracy()},
-                                    {"mean_completion_tokens", result->mean_completion_tokens}};
+              nlohmann::json out = {
+                  {"checkpoint", flags->checkpoint}, {"data", data},
+                  {"total", result->total},          {"correct", result->correct},
+                  {"accuracy", result->accuracy()},  {"mean_completion_tokens", result->mean_completion_tokens}};
               std::printf("%s\n", out.dump().c_str());
             } else {
-              std::printf("accuracy %.4f (%d / %d) on %s\n", result->accuracy(), result->correct, result->total, data.c_str());
+              std::printf("accuracy %.4f (%d / %d) on %s\n", result->accuracy(), result->correct, result->total,
+                          data.c_str());
             }
             for (int i = 0; i < flags->show && i < static_cast<int>(result->examples.size()); ++i) {
               const EvalExample& e = result->examples[static_cast<size_t>(i)];
-              std::printf("%s %s -> %s (reference %s)\n", e.correct ? "ok " : "bad", e.prompt.c_str(), e.completion.c_str(),
-                          e.reference.c_str());
+              std::printf("%s %s -> %s (reference %s)\n", e.correct ? "ok " : "bad", e.prompt.c_str(),
+                          e.completion.c_str(), e.reference.c_str());
             }
             return 0;
           }};

@@ -9,10 +9,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "model/checkpoint/checkpoint.h"
-#include "model/sampler.h"
 #include "common/status.h"
 #include "common/tokenizer/tokenizer.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/sampler.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
@@ -48,9 +48,12 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
 
 const char* FinishName(FinishReason finish) {
   switch (finish) {
-    case FinishReason::kStopToken: return "stop_token";
-    case FinishReason::kStopString: return "stop_string";
-    case FinishReason::kLength: return "length";
+    case FinishReason::kStopToken:
+      return "stop_token";
+    case FinishReason::kStopString:
+      return "stop_string";
+    case FinishReason::kLength:
+      return "length";
   }
   return "length";
 }
@@ -101,7 +104,8 @@ Command AddGenerateCommand(CLI::App& parent) {
   app->add_option("--model", flags->model, "Checkpoint directory (rlj's or a Hugging Face model)")->required();
   app->add_option("--prompt", flags->prompt, "Prompt text (encoded with the tokenizer and chat template)");
   app->add_option("--prompt-ids", flags->prompt_ids, "Prompt as comma-separated token ids (no template)");
-  app->add_option("--tokenizer", flags->tokenizer, "byte, a tokenizer.json or its directory (default: the model's, else byte)");
+  app->add_option("--tokenizer", flags->tokenizer,
+                  "byte, a tokenizer.json or its directory (default: the model's, else byte)");
   app->add_option("--chat-template", flags->chat_template,
                   "\"\" (raw prompt), chatml, llama3, plain, a string with {prompt}, or auto (the tokenizer files')")
       ->capture_default_str();

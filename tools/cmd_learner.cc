@@ -28,7 +28,7 @@ Command AddLearnerCommand(CLI::App& parent) {
       "Data-parallel ranks read the torchrun variables RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT: rank 0 serves "
       "and checkpoints, the other ranks train their share of every step.");
   return {app, [flags]() -> int {
-            InstallShutdownHandler();  // before any thread starts (PrepareCommand repeats it harmlessly)
+            InstallShutdownHandler();     // before any thread starts (PrepareCommand repeats it harmlessly)
             KeepLargeBuffersInTheHeap();  // weight chunks served to actors reuse heap memory
             if (!flags->listen.empty()) {
               if (absl::Status s = CheckListenAddress(flags->listen); !s.ok()) {
@@ -49,7 +49,8 @@ Command AddLearnerCommand(CLI::App& parent) {
             absl::Status status = RunLearner(prepared->config, options);
             if (!status.ok()) {
               const int code = Fail("learner", std::string(status.message()));
-              return IsTrainingStoppedError(status) ? kLearnerExitTrainingStopped : code;  // `rlj run` must not restart it
+              return IsTrainingStoppedError(status) ? kLearnerExitTrainingStopped
+                                                    : code;  // `rlj run` must not restart it
             }
             return 0;
           }};

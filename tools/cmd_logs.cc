@@ -13,6 +13,10 @@
 #include "absl/strings/str_format.h"
 #include "common/config_loader.h"
 #include "common/grpc_security.h"
+#include "common/shutdown.h"
+#include "common/status.h"
+#include "judge/backend_registry.h"
+#include "judge/quality/rescore.h"
 #include "logs/compare.h"
 #include "logs/export.h"
 #include "logs/report_html.h"
@@ -20,10 +24,6 @@
 #include "logs/step_series.h"
 #include "logs/summary.h"
 #include "logs/terminal_text.h"
-#include "common/shutdown.h"
-#include "common/status.h"
-#include "judge/backend_registry.h"
-#include "judge/quality/rescore.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
@@ -109,7 +109,8 @@ std::string ShowRow(const RewardLogRow& row) {
   field("tokens", absl::StrCat(row.tokens_in, " in, ", row.tokens_out, " out"));
   field("cost", absl::StrFormat("$%.6f", row.cost_usd));
   field("time", absl::StrFormat("%.3f (Unix seconds)", row.time_unix_s));
-  if (!row.error_kind.empty() || !row.error_message.empty()) field("error", absl::StrCat(row.error_kind, ": ", row.error_message));
+  if (!row.error_kind.empty() || !row.error_message.empty())
+    field("error", absl::StrCat(row.error_kind, ": ", row.error_message));
   block("prompt", row.prompt);
   block("completion", row.completion);
   block("reference", row.reference);
@@ -136,14 +137,16 @@ int RunTail(const LogsFlags& flags, int count, bool follow) {
   auto run = Load(flags.run_dir, /*with_text=*/true);
   if (!run.ok()) return Fail("logs tail", std::string(run.status().message()));
   std::vector<const RewardLogRow*> last;
-  const size_t begin = run->rows.size() > static_cast<size_t>(std::max(0, count)) ? run->rows.size() - static_cast<size_t>(count) : 0;
+  const size_t begin =
+      run->rows.size() > static_cast<size_t>(std::max(0, count)) ? run->rows.size() - static_cast<size_t>(count) : 0;
   for (size_t i = begin; i < run->rows.size(); ++i) last.push_back(&run->rows[i]);
   PrintRows(last, Width(flags));
   if (!follow) return 0;
   std::fflush(stdout);
   InstallShutdownHandler();
   RewardLogReadOptions options;
-  for (const RewardLogRow& row : run->rows) options.after_id[row.replica] = std::max(options.after_id[row.replica], row.id);
+  for (const RewardLogRow& row : run->rows)
+    options.after_id[row.replica] = std::max(options.after_id[row.replica], row.id);
   // New rows are polled for every half second until Ctrl-C.
   while (!WaitForShutdown(std::chrono::milliseconds(500))) {
     auto fresh = ReadRewardLog(run->reward_log, options);
@@ -201,7 +204,8 @@ int RunGrep(const LogsFlags& flags, const std::string& pattern, int limit) {
   const size_t total = found->size();
   if (limit > 0 && found->size() > static_cast<size_t>(limit)) found->resize(static_cast<size_t>(limit));
   PrintRows(*found, Width(flags));
-  if (found->size() < total) std::fprintf(stderr, "(%zu of %zu matching rows shown; --limit 0 shows all)\n", found->size(), total);
+  if (found->size() < total)
+    std::fprintf(stderr, "(%zu of %zu matching rows shown; --limit 0 shows all)\n", found->size(), total);
   return 0;
 }
 
@@ -251,7 +255,7 @@ int RunCurve(const LogsFlags& flags, const std::string& metric, int height) {
     std::printf("(no %s values in the log)\n", metric.c_str());
     return 0;
   }
-  const std::string label = metric == "reward" ? "reward: mean '*', p10..p90 ':'"
+  const std::string label = metric == "reward"    ? "reward: mean '*', p10..p90 ':'"
                             : metric == "latency" ? "judge latency ms: mean '*', up to p95 ':'"
                                                   : metric;
   const int width = std::max(30, Width(flags) - 12);
@@ -274,16 +278,18 @@ int RunErrors(const LogsFlags& flags) {
   table.AddColumn("example row");
   table.AddColumn("latest message", false, true);
   for (const logs::ErrorGroup& group : groups) {
-    table.AddRow({group.kind, absl::StrCat(group.count),
-                  absl::StrFormat("%.1f%%", 100.0 * static_cast<double>(group.count) / static_cast<double>(run->rows.size())),
-                  group.example_key, OneLine(group.example_message, 100)});
+    table.AddRow(
+        {group.kind, absl::StrCat(group.count),
+         absl::StrFormat("%.1f%%", 100.0 * static_cast<double>(group.count) / static_cast<double>(run->rows.size())),
+         group.example_key, OneLine(group.example_message, 100)});
   }
   std::printf("%s", table.Render(Width(flags)).c_str());
   return 0;
 }
 
 int RunExport(const LogsFlags& flags, const std::string& format, const std::string& output) {
-  if (format != "jsonl" && format != "csv") return Fail("logs export", "--format is jsonl or csv, not '" + format + "'");
+  if (format != "jsonl" && format != "csv")
+    return Fail("logs export", "--format is jsonl or csv, not '" + format + "'");
   auto run = Load(flags.run_dir, /*with_text=*/true);
   if (!run.ok()) return Fail("logs export", std::string(run.status().message()));
   std::ofstream file;
@@ -321,7 +327,8 @@ int RunReport(const LogsFlags& flags, const std::string& output, const std::stri
   file << html;
   file.close();
   if (!file) return Fail("logs report", "cannot write " + output);
-  std::fprintf(stderr, "wrote %s (%zu bytes, %d charts)\n", output.c_str(), html.size(), logs::ReportChartCount(*run, report));
+  std::fprintf(stderr, "wrote %s (%zu bytes, %d charts)\n", output.c_str(), html.size(),
+               logs::ReportChartCount(*run, report));
   return 0;
 }
 
@@ -385,7 +392,8 @@ int RunRescore(const LogsFlags& flags, const std::string& judge_config, const st
     return 0;
   }
   std::printf("rescored %zu samples with %s%s%s (%lld failed)\n", result->rows.size(), (*backend)->name().c_str(),
-              (*backend)->model().empty() ? "" : "/", (*backend)->model().c_str(), static_cast<long long>(result->failed));
+              (*backend)->model().empty() ? "" : "/", (*backend)->model().c_str(),
+              static_cast<long long>(result->failed));
   std::printf("pairs               %lld\n", static_cast<long long>(a.pairs));
   std::printf("spearman            %s\n", FormatNumber(a.spearman).c_str());
   std::printf("pearson             %s\n", FormatNumber(a.pearson).c_str());
@@ -434,7 +442,8 @@ Command AddLogsCommand(CLI::App& parent) {
   auto view = std::make_shared<ViewFlags>();
   auto chosen = std::make_shared<std::function<int()>>();
 
-  auto* summary = app->add_subcommand("summary", "Counts, reward spread and trend, latency, cost, errors, quality signals");
+  auto* summary =
+      app->add_subcommand("summary", "Counts, reward spread and trend, latency, cost, errors, quality signals");
   summary->add_flag("--json", view->json, "One JSON object");
   summary->callback([=] { *chosen = [=] { return RunSummaryView(*flags, view->json); }; });
 
@@ -455,15 +464,17 @@ Command AddLogsCommand(CLI::App& parent) {
   show->add_option("ID", view->key, "Row id: REPLICA:ID (judge-0:17) or ID")->required();
   show->callback([=] { *chosen = [=] { return RunShow(*flags, view->key); }; });
 
-  auto* grep = app->add_subcommand("grep", "Rows whose prompt, completion, reference, rationale, answer or error matches");
+  auto* grep =
+      app->add_subcommand("grep", "Rows whose prompt, completion, reference, rationale, answer or error matches");
   grep->add_option("PATTERN", view->pattern, "RE2 regular expression, unanchored")->required();
   grep->add_option("--limit", view->limit, "Rows shown at most; 0 = all")->capture_default_str();
   grep->callback([=] { *chosen = [=] { return RunGrep(*flags, view->pattern, view->limit); }; });
 
   auto* curve = app->add_subcommand("curve", "A per-step curve in the terminal (reward with its p10..p90 band)");
-  curve->add_option("--metric", view->metric,
-                    "reward | error_rate | latency | cost | cache_hit_rate | length | canary_accuracy | eval_accuracy | "
-                    "eval_reward")
+  curve
+      ->add_option("--metric", view->metric,
+                   "reward | error_rate | latency | cost | cache_hit_rate | length | canary_accuracy | eval_accuracy | "
+                   "eval_reward")
       ->capture_default_str();
   curve->add_option("--height", view->height, "Plot rows")->capture_default_str();
   curve->callback([=] { *chosen = [=] { return RunCurve(*flags, view->metric, view->height); }; });
@@ -476,7 +487,8 @@ Command AddLogsCommand(CLI::App& parent) {
   exporter->add_option("-o,--output", view->output, "File to write (default stdout)");
   exporter->callback([=] { *chosen = [=] { return RunExport(*flags, view->format, view->output); }; });
 
-  auto* report = app->add_subcommand("report", "A self-contained HTML report (charts, summary, top and bottom samples)");
+  auto* report =
+      app->add_subcommand("report", "A self-contained HTML report (charts, summary, top and bottom samples)");
   report->add_option("-o,--output", view->output, "HTML file to write")->required();
   report->add_option("--title", view->title, "Page title");
   report->add_option("--samples", view->samples, "Top and bottom samples shown, each")->capture_default_str();
@@ -487,23 +499,30 @@ Command AddLogsCommand(CLI::App& parent) {
   compare->add_flag("--json", view->json, "One JSON object");
   compare->callback([=] { *chosen = [=] { return RunCompare(*flags, view->runs, view->json); }; });
 
-  auto* rescore = app->add_subcommand("rescore", "Score the logged samples again with another judge, offline, and report agreement");
+  auto* rescore = app->add_subcommand(
+      "rescore", "Score the logged samples again with another judge, offline, and report agreement");
   rescore->add_option("--judge", view->judge, "Run config (YAML) whose judge section builds the new judge")->required();
   rescore->add_option("--set", view->overrides, "Override a key of that config: key=value (repeatable)");
   rescore->add_option("--limit", view->rescore_limit, "Samples rescored at most; 0 = all")->capture_default_str();
   rescore->add_option("--batch", view->batch, "Samples per judge call")->capture_default_str();
-  rescore->add_option("--threshold", view->threshold, "Reward at or above which a sample passes")->capture_default_str();
+  rescore->add_option("--threshold", view->threshold, "Reward at or above which a sample passes")
+      ->capture_default_str();
   rescore->add_flag("--json", view->json, "One JSON object");
   rescore->callback([=] {
     *chosen = [=] {
-      return RunRescore(*flags, view->judge, view->overrides, view->rescore_limit, view->batch, view->threshold, view->json);
+      return RunRescore(*flags, view->judge, view->overrides, view->rescore_limit, view->batch, view->threshold,
+                        view->json);
     };
   });
 
-  return {app, [chosen]() -> int {
-            if (!*chosen) return Fail("logs", "choose a view: summary, tail, top, bottom, show, grep, curve, errors, export, report, compare, rescore");
-            return (*chosen)();
-          }};
+  return {
+      app, [chosen]() -> int {
+        if (!*chosen)
+          return Fail(
+              "logs",
+              "choose a view: summary, tail, top, bottom, show, grep, curve, errors, export, report, compare, rescore");
+        return (*chosen)();
+      }};
 }
 
 }  // namespace

@@ -9,7 +9,8 @@ namespace rlj::tools {
 namespace {
 
 Command AddRunCommand(CLI::App& parent) {
-  auto* app = parent.add_subcommand("run", "Run learner, judge and actors as processes on this machine, with evaluation");
+  auto* app =
+      parent.add_subcommand("run", "Run learner, judge and actors as processes on this machine, with evaluation");
   struct Flags {
     ConfigFlags config;
     std::string run_dir;

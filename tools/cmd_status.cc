@@ -32,7 +32,8 @@ Command AddStatusCommand(CLI::App& parent) {
   app->add_option("--run-dir", flags->run_dir, "Read the learner's address from this run directory");
   app->add_option("--config", flags->config,
                   "Run config whose security section (TLS, token) reaches the learner; default <run dir>/config.yaml");
-  app->add_flag("--wait-done", flags->wait_done, "Wait until training is done (retrying while the learner is unreachable)");
+  app->add_flag("--wait-done", flags->wait_done,
+                "Wait until training is done (retrying while the learner is unreachable)");
   app->add_option("--timeout", flags->timeout_s, "Give up after this many seconds (0 = never)")->capture_default_str();
   return {app, [flags]() -> int {
             InstallShutdownHandler();
@@ -44,7 +45,8 @@ Command AddStatusCommand(CLI::App& parent) {
             }
             if (address.empty()) return Fail("status", "give --learner HOST:PORT or --run-dir DIR");
             std::string config_path = flags->config;
-            if (config_path.empty() && !flags->run_dir.empty() && std::filesystem::exists(RunDir(flags->run_dir).config_path())) {
+            if (config_path.empty() && !flags->run_dir.empty() &&
+                std::filesystem::exists(RunDir(flags->run_dir).config_path())) {
               config_path = RunDir(flags->run_dir).config_path();
             }
             if (!config_path.empty()) {

@@ -5,17 +5,17 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/config_loader.h"
 #include "common/config_validate.h"
 #include "common/log.h"
-#include "model/transformer.h"
 #include "common/run_dir.h"
 #include "common/shutdown.h"
 #include "common/status.h"
 #include "common/telemetry/process_telemetry.h"
-#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/tensor/torch_util.h"
+#include "model/transformer.h"
 #include "teacher/batch_engine.h"
 #include "teacher/teacher_server.h"
 #include "tools/command.h"
@@ -95,7 +95,8 @@ int RunTeacher(const TeacherFlags& flags) {
   if (!device.ok()) return Fail("teacher", std::string(device.status().message()));
   auto checkpoint = LoadCheckpoint(teacher.model());
   if (!checkpoint.ok()) return Fail("teacher", std::string(checkpoint.status().message()));
-  if (absl::Status s = TorchCall("moving the teacher to its device", [&] { checkpoint->model->to(*device); }); !s.ok()) {
+  if (absl::Status s = TorchCall("moving the teacher to its device", [&] { checkpoint->model->to(*device); });
+      !s.ok()) {
     return Fail("teacher", std::string(s.message()));
   }
 
@@ -128,14 +129,15 @@ int RunTeacher(const TeacherFlags& flags) {
 
   const TransformerConfig& shape = checkpoint->config;
   log::Info("teacher: {} ({} parameters, {} layers, d_model {}, context {}) on {}, batches of up to {} (wait {} ms)",
-            teacher.model(), shape.num_parameters(), shape.n_layers, shape.d_model, shape.max_seq_len,
-            device->str(), teacher.max_batch(), teacher.batch_wait_ms());
+            teacher.model(), shape.num_parameters(), shape.n_layers, shape.d_model, shape.max_seq_len, device->str(),
+            teacher.max_batch(), teacher.batch_wait_ms());
   if (!run_dir->empty()) {
     if (absl::Status s = RunDir(*run_dir).WriteEndpoint("teacher", (*server)->address()); !s.ok()) {
       return Fail("teacher", std::string(s.message()));
     }
   }
-  auto telemetry = telemetry::ProcessTelemetry::Start(config, *run_dir, "teacher", "teacher", /*with_tensorboard=*/false);
+  auto telemetry =
+      telemetry::ProcessTelemetry::Start(config, *run_dir, "teacher", "teacher", /*with_tensorboard=*/false);
   if (!telemetry.ok()) return Fail("teacher", std::string(telemetry.status().message()));
   const teacher::BatchEngine* batch_engine = engine->get();
   const auto exported = (*telemetry)->metrics().AddCollector([batch_engine](telemetry::MetricsSnapshotWriter& out) {
@@ -177,7 +179,8 @@ Command AddTeacherCommand(CLI::App& parent) {
                   "holding {prompt}")
       ->each([flags](const std::string&) { flags->chat_template_given = true; });
   app->add_option("--max-batch", flags->max_batch, "Sequences per forward pass (default teacher.max_batch)");
-  app->add_option("--batch-wait-ms", flags->batch_wait_ms, "How long a batch waits to fill (default teacher.batch_wait_ms)");
+  app->add_option("--batch-wait-ms", flags->batch_wait_ms,
+                  "How long a batch waits to fill (default teacher.batch_wait_ms)");
   app->add_option("--threads", flags->threads, "Torch threads (default teacher.threads, then runtime.threads)");
   app->add_option("--device", flags->device, "auto | cpu | cuda (default teacher.device, then runtime.device)");
   app->add_option("--run-dir", flags->run_dir, "Run directory: writes endpoints/teacher and logs/teacher.log");

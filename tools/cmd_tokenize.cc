@@ -41,14 +41,16 @@ Command AddTokenizeCommand(CLI::App& parent) {
   };
   auto flags = std::make_shared<Flags>();
   app->add_option("--tokenizer", flags->tokenizer,
-                  "\"byte\", a tokenizer.json, or a directory holding one (a checkpoint)")->required();
+                  "\"byte\", a tokenizer.json, or a directory holding one (a checkpoint)")
+      ->required();
   app->add_flag("--decode", flags->decode, "Read JSON arrays of ids, print the decoded texts as JSON strings");
   app->add_flag("--prompt", flags->prompt,
                 "Encode as a prompt: the <bos> the tokenizer adds and the chat template (else the plain text)");
   app->add_option("--chat-template", flags->chat_template,
                   "With --prompt: \"\", chatml, llama3, plain, a string with {prompt}, or auto (the checkpoint's)");
   return {app, [flags]() -> int {
-            absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizer(flags->tokenizer, flags->chat_template);
+            absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer =
+                LoadTokenizer(flags->tokenizer, flags->chat_template);
             if (!tokenizer.ok()) return Fail("tokenize", std::string(tokenizer.status().message()));
             std::ios::sync_with_stdio(false);
             std::string line;

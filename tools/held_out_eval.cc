@@ -16,7 +16,7 @@ namespace rlj {
 HeldOutEvaluator::~HeldOutEvaluator() = default;
 
 absl::StatusOr<std::unique_ptr<HeldOutEvaluator>> HeldOutEvaluator::Create(const v1::RunConfig& config,
-                                                                          std::vector<PromptRow> rows) {
+                                                                           std::vector<PromptRow> rows) {
   std::unique_ptr<HeldOutEvaluator> evaluator(new HeldOutEvaluator());
   evaluator->config_ = config;
   evaluator->rows_ = std::move(rows);
@@ -37,7 +37,8 @@ absl::StatusOr<std::pair<double, double>> HeldOutEvaluator::Reward(const EvalRes
     const v1::RuleJudgeConfig& rule = config_.judge().rule();
     double sum = 0;
     for (const EvalExample& e : result.examples) sum += e.correct ? rule.correct_reward() : rule.wrong_reward();
-    return std::make_pair(result.examples.empty() ? std::nan("") : sum / static_cast<double>(result.examples.size()), 0.0);
+    return std::make_pair(result.examples.empty() ? std::nan("") : sum / static_cast<double>(result.examples.size()),
+                          0.0);
   }
   std::vector<v1::Sample> samples;
   samples.reserve(result.examples.size());
@@ -64,7 +65,9 @@ absl::StatusOr<std::pair<double, double>> HeldOutEvaluator::Reward(const EvalRes
     sum += judgement.verdict.reward();
     ++scored;
   }
-  if (failed > 0) log::Warn("eval at step {}: {} of {} verdicts of eval.judge failed (left out of the reward)", step, failed, samples.size());
+  if (failed > 0)
+    log::Warn("eval at step {}: {} of {} verdicts of eval.judge failed (left out of the reward)", step, failed,
+              samples.size());
   return std::make_pair(scored > 0 ? sum / scored : std::nan(""), cost);
 }
 

@@ -1,8 +1,8 @@
 // main.cc: `rlj`, the one binary with every role as a subcommand (kubectl/vllm style).
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
-#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -52,8 +52,9 @@ absl::StatusOr<PreparedCommand> PrepareCommand(const ConfigFlags& flags, const s
   if (existing != ExistingRunDir::kReuse && std::filesystem::is_directory(prepared.run_dir, ec) &&
       !std::filesystem::is_empty(prepared.run_dir, ec)) {
     if (existing == ExistingRunDir::kRefuse) {
-      return absl::AlreadyExistsError(absl::StrCat("run directory ", prepared.run_dir,
-                                                   " already holds a run; pass --overwrite to replace it, or set another name"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("run directory ", prepared.run_dir,
+                       " already holds a run; pass --overwrite to replace it, or set another name"));
     }
     std::filesystem::remove_all(prepared.run_dir, ec);
     if (ec) return absl::UnavailableError(absl::StrCat("cannot remove ", prepared.run_dir, ": ", ec.message()));
@@ -94,7 +95,8 @@ namespace {
 bool MovesWeightBuffers(int argc, char** argv) {
   if (argc < 2) return false;
   const std::string command = argv[1];
-  return command == "learner" || command == "actor" || (command == "bench" && argc >= 3 && std::string(argv[2]) == "sync");
+  return command == "learner" || command == "actor" ||
+         (command == "bench" && argc >= 3 && std::string(argv[2]) == "sync");
 }
 
 }  // namespace

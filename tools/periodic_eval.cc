@@ -5,14 +5,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "actor/policy_fetcher.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
-#include "model/transformer.h"
 #include "common/status.h"
 #include "common/telemetry/process_telemetry.h"
 #include "common/tokenizer/tokenizer.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/transformer.h"
 
 namespace rlj {
 
@@ -113,7 +113,8 @@ absl::Status PeriodicEvaluator::EvaluateNewest() {
     RLJ_RETURN_IF_ERROR(Annotate(SaveCheckpoint(staging, *model_, state), "saving the best checkpoint"));
     std::filesystem::remove_all(dir, ignored);
     std::filesystem::rename(staging, dir, ignored);
-    if (ignored) return absl::UnavailableError(absl::StrCat("cannot move the best checkpoint to ", dir, ": ", ignored.message()));
+    if (ignored)
+      return absl::UnavailableError(absl::StrCat("cannot move the best checkpoint to ", dir, ": ", ignored.message()));
   }
   return absl::OkStatus();
 }
@@ -125,9 +126,15 @@ void PeriodicEvaluator::Record(const logs::EvalPoint& point) {
     log::Warn("eval curve not written: {}", appended.ToString());
   }
   if (telemetry_ == nullptr) return;
-  telemetry_->metrics().GetGauge("rlj_eval_accuracy", "Held-out accuracy of the latest periodic evaluation").Set(point.accuracy);
-  telemetry_->metrics().GetGauge("rlj_eval_reward", "Mean reward of the latest periodic evaluation's greedy answers").Set(point.reward);
-  telemetry_->metrics().GetGauge("rlj_eval_step", "Step (policy version) of the latest periodic evaluation").Set(static_cast<double>(point.step));
+  telemetry_->metrics()
+      .GetGauge("rlj_eval_accuracy", "Held-out accuracy of the latest periodic evaluation")
+      .Set(point.accuracy);
+  telemetry_->metrics()
+      .GetGauge("rlj_eval_reward", "Mean reward of the latest periodic evaluation's greedy answers")
+      .Set(point.reward);
+  telemetry_->metrics()
+      .GetGauge("rlj_eval_step", "Step (policy version) of the latest periodic evaluation")
+      .Set(static_cast<double>(point.step));
   AddEvalScalars(telemetry_, point);
 }
 

@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "logs/eval_curve.h"
 #include "common/run_dir.h"
+#include "logs/eval_curve.h"
 #include "rlj/v1/learner.grpc.pb.h"
 #include "tools/held_out_eval.h"
 

@@ -12,8 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status.h"
-#include "model/tensor/torch_util.h"
 #include "learner/rank_group.h"
+#include "model/tensor/torch_util.h"
 
 namespace rlj::tools {
 

@@ -110,14 +110,14 @@ std::string ProgressLine(const v1::LearnerStatus& status, const logs::JudgeTraff
     const double per_step = (elapsed_s - training_start_s) / status.step();
     eta = FormatDuration(per_step * (status.total_steps() - status.step()));
   }
-  return absl::StrFormat("step %d/%d v%d | reward %.3f ±%.3f | kl %.4f | train tok/s %.0f | sample tok/s %.0f | "
-                         "groups %d (stale %d, masked samples %d) | judge p50/p95 %.0f/%.0f ms, cache %.0f%%, $%.4f | "
-                         "%s ETA %s",
-                         status.step(), status.total_steps(), status.version(), m.reward_mean(), m.reward_std(), m.kl(),
-                         m.tokens_per_s(), status.sample_tokens_per_s(), status.groups_received(),
-                         status.groups_dropped_stale(), status.samples_masked(), judge.latency_p50_ms,
-                         judge.latency_p95_ms, 100 * judge.cache_hit_rate(), judge.cost_usd, FormatDuration(elapsed_s),
-                         eta) +
+  return absl::StrFormat(
+             "step %d/%d v%d | reward %.3f ±%.3f | kl %.4f | train tok/s %.0f | sample tok/s %.0f | "
+             "groups %d (stale %d, masked samples %d) | judge p50/p95 %.0f/%.0f ms, cache %.0f%%, $%.4f | "
+             "%s ETA %s",
+             status.step(), status.total_steps(), status.version(), m.reward_mean(), m.reward_std(), m.kl(),
+             m.tokens_per_s(), status.sample_tokens_per_s(), status.groups_received(), status.groups_dropped_stale(),
+             status.samples_masked(), judge.latency_p50_ms, judge.latency_p95_ms, 100 * judge.cache_hit_rate(),
+             judge.cost_usd, FormatDuration(elapsed_s), eta) +
          SkipsAndOutage(status, judges);
 }
 
@@ -129,9 +129,10 @@ std::string HeldOutProgress(bool periodic, const std::optional<logs::EvalPoint>&
 
 std::string EarlyStopReason(int no_gain_for, const std::optional<logs::EvalPoint>& best,
                             const std::string& best_checkpoint_dir) {
-  return absl::StrFormat("no held-out gain in %d evaluations (eval.stop_when_no_gain_for): the best was "
-                         "accuracy %.3f at step %d, kept in %s",
-                         no_gain_for, best ? best->accuracy : 0.0, best ? best->step : 0, best_checkpoint_dir);
+  return absl::StrFormat(
+      "no held-out gain in %d evaluations (eval.stop_when_no_gain_for): the best was "
+      "accuracy %.3f at step %d, kept in %s",
+      no_gain_for, best ? best->accuracy : 0.0, best ? best->step : 0, best_checkpoint_dir);
 }
 
 void AddTrainingSummary(const RunOutcome& outcome, const absl::StatusOr<std::vector<v1::StepMetrics>>& steps,
@@ -154,8 +155,11 @@ void AddTrainingSummary(const RunOutcome& outcome, const absl::StatusOr<std::vec
   nlohmann::json reward_curve = nlohmann::json::array();
   if (steps.ok()) {
     for (const v1::StepMetrics& m : *steps) {
-      reward_curve.push_back({{"step", m.step()}, {"reward_mean", m.reward_mean()}, {"reward_std", m.reward_std()},
-                              {"kl", m.kl()}, {"step_s", m.step_s()}});
+      reward_curve.push_back({{"step", m.step()},
+                              {"reward_mean", m.reward_mean()},
+                              {"reward_std", m.reward_std()},
+                              {"kl", m.kl()},
+                              {"step_s", m.step_s()}});
     }
     // The last status polled can lag the learner by a step or more (a stop request ends polling); its own
     // per-step log says where it really got to.
@@ -192,7 +196,8 @@ std::string FinalReport(const std::string& name, int64_t steps, double wall_s, c
   std::string report =
       absl::StrFormat("run %s: %lld steps in %s", name, static_cast<long long>(steps), FormatDuration(wall_s));
   if (summary.contains("eval_before") && summary.contains("eval_after")) {
-    absl::StrAppendFormat(&report, " | held-out accuracy %.3f -> %.3f", summary["eval_before"]["accuracy"].get<double>(),
+    absl::StrAppendFormat(&report, " | held-out accuracy %.3f -> %.3f",
+                          summary["eval_before"]["accuracy"].get<double>(),
                           summary["eval_after"]["accuracy"].get<double>());
   }
   absl::StrAppend(&report, "\nsummary: ", summary_path, "\n");

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <torch/utils.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,30 +21,29 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "actor/evaluator.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/config_loader.h"
 #include "common/config_validate.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
-#include "logs/eval_curve.h"
-#include "logs/judge_traffic.h"
 #include "common/metrics_log.h"
-#include "model/model_source.h"
-#include "model/transformer.h"
-#include <torch/utils.h>
 #include "common/run_dir.h"
 #include "common/shutdown.h"
 #include "common/status.h"
 #include "common/subprocess.h"
 #include "common/telemetry/process_telemetry.h"
-#include "model/tensor/torch_util.h"
 #include "common/tokenizer/tokenizer.h"
-#include "teacher/teacher_probe.h"
 #include "learner/learner_server.h"
+#include "logs/eval_curve.h"
+#include "logs/judge_traffic.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/model_source.h"
+#include "model/tensor/torch_util.h"
+#include "model/transformer.h"
 #include "rlj/v1/judge.grpc.pb.h"
 #include "rlj/v1/learner.grpc.pb.h"
+#include "teacher/teacher_probe.h"
 #include "tools/held_out_eval.h"
 #include "tools/periodic_eval.h"
 #include "tools/run_preflight.h"
@@ -162,11 +162,17 @@ absl::StatusOr<nlohmann::json> Evaluate(HeldOutEvaluator& evaluator, Transformer
   nlohmann::json examples = nlohmann::json::array();
   for (size_t i = 0; i < result.examples.size() && i < 8; ++i) {
     const EvalExample& e = result.examples[i];
-    examples.push_back({{"prompt", e.prompt}, {"completion", e.completion}, {"reference", e.reference}, {"correct", e.correct}});
+    examples.push_back(
+        {{"prompt", e.prompt}, {"completion", e.completion}, {"reference", e.reference}, {"correct", e.correct}});
   }
-  return nlohmann::json{{"accuracy", result.accuracy()}, {"correct", result.correct}, {"total", result.total},
-                        {"reward", logs::EvalPointToJson(point)["reward"]}, {"cost_usd", point.cost_usd}, {"step", step},
-                        {"mean_completion_tokens", result.mean_completion_tokens}, {"seconds", seconds},
+  return nlohmann::json{{"accuracy", result.accuracy()},
+                        {"correct", result.correct},
+                        {"total", result.total},
+                        {"reward", logs::EvalPointToJson(point)["reward"]},
+                        {"cost_usd", point.cost_usd},
+                        {"step", step},
+                        {"mean_completion_tokens", result.mean_completion_tokens},
+                        {"seconds", seconds},
                         {"examples", examples}};
 }
 
@@ -188,8 +194,7 @@ JudgesNow PollJudges(const std::vector<std::unique_ptr<v1::Judge::Stub>>& stubs)
 // concurrency) during and after the run.
 void WriteJudgeBackends(const RunDir& run_dir, const JudgesNow& now) {
   if (now.backends.empty()) return;
-  const double now_unix_s =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double now_unix_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   const nlohmann::json file = JudgeBackendsFile(now, now_unix_s);
   if (absl::Status written = WriteFileAtomically(run_dir.judge_backends_path(), file.dump(1) + "\n"); !written.ok()) {
     RLJ_EVERY(60, log::Warn("judge backends not written: {}", written.ToString()));
@@ -344,12 +349,13 @@ class RunSupervisor {
   absl::Status StartPeriodicEvaluation() {
     if (config_.eval().every_steps() <= 0 || config_.data().eval_path().empty()) return absl::OkStatus();
     RLJ_ASSIGN_OR_RETURN(std::vector<PromptRow> periodic_rows, LoadPromptDataset(config_.data().eval_path()));
-    const int limit =
-        config_.eval().periodic_max_prompts() > 0 ? config_.eval().periodic_max_prompts() : config_.eval().max_prompts();
+    const int limit = config_.eval().periodic_max_prompts() > 0 ? config_.eval().periodic_max_prompts()
+                                                                : config_.eval().max_prompts();
     if (limit > 0 && static_cast<int>(periodic_rows.size()) > limit) periodic_rows.resize(static_cast<size_t>(limit));
     RLJ_ASSIGN_OR_RETURN(std::unique_ptr<HeldOutEvaluator> evaluator,
                          HeldOutEvaluator::Create(config_, std::move(periodic_rows)));
-    RLJ_ASSIGN_OR_RETURN(run_telemetry_, telemetry::ProcessTelemetry::Start(config_, run_dir_.root(), "run", "run", true));
+    RLJ_ASSIGN_OR_RETURN(run_telemetry_,
+                         telemetry::ProcessTelemetry::Start(config_, run_dir_.root(), "run", "run", true));
     // The before-RL point came before the run's TensorBoard did.
     if (auto curve = logs::ReadEvalCurve(run_dir_.eval_curve_path()); curve.ok()) {
       for (const logs::EvalPoint& point : *curve) {
@@ -367,8 +373,8 @@ class RunSupervisor {
   absl::Status StartJudges() {
     for (int i = 0; i < config_.judge().replicas(); ++i) {
       const std::string replica = absl::StrCat("judge-", i);
-      judges_.push_back(
-          MakeChild(replica, {"judge", run_dir_.config_path(), "--run-dir", run_dir_.root(), "--replica", replica}, true));
+      judges_.push_back(MakeChild(
+          replica, {"judge", run_dir_.config_path(), "--run-dir", run_dir_.root(), "--replica", replica}, true));
       RLJ_RETURN_IF_ERROR(StartChild(judges_.back().get()));
     }
     for (auto& judge : judges_) {
@@ -581,9 +587,9 @@ class RunSupervisor {
     summary_["checkpoint"] = *checkpoint;
     if (!evaluate_ || outcome_.interrupted || held_out_ == nullptr) return absl::OkStatus();
     RLJ_ASSIGN_OR_RETURN(LoadedCheckpoint final_checkpoint, LoadCheckpoint(*checkpoint));
-    RLJ_ASSIGN_OR_RETURN(summary_["eval_after"], Evaluate(*held_out_, final_checkpoint.model,
-                                                          final_checkpoint.state.policy_version, "after", run_dir_,
-                                                          run_telemetry_.get()));
+    RLJ_ASSIGN_OR_RETURN(summary_["eval_after"],
+                         Evaluate(*held_out_, final_checkpoint.model, final_checkpoint.state.policy_version, "after",
+                                  run_dir_, run_telemetry_.get()));
     return absl::OkStatus();
   }
 
@@ -614,7 +620,6 @@ class RunSupervisor {
 };
 
 }  // namespace
-
 
 void MakePathsAbsolute(v1::RunConfig* config) {
   auto absolute = [](const std::string& path) {

@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/judge_load/fixed_latency_server.h"
 #include "common/status.h"
 #include "judge/backend_registry.h"
-#include "bench/judge_load/fixed_latency_server.h"
 #include "judge/judge_cache.h"
 
 namespace rlj {
@@ -235,8 +235,7 @@ void RunCachePass(JudgeBackend& backend, const BenchCache& bench_cache, const Fi
   (*out)["cache_cpu_seconds"] = hits.cpu_seconds;
   (*out)["cache_hits_per_s"] = static_cast<double>(hits.cache_hits) / hits.seconds;
   // What the hit path costs, whatever else runs on the machine: hits per second of this process's CPU.
-  (*out)["cache_hits_per_cpu_s"] =
-      hits.cpu_seconds > 0 ? static_cast<double>(hits.cache_hits) / hits.cpu_seconds : 0.0;
+  (*out)["cache_hits_per_cpu_s"] = hits.cpu_seconds > 0 ? static_cast<double>(hits.cache_hits) / hits.cpu_seconds : 0.0;
   (*out)["cache_teacher_requests"] = server.requests() - before;
   (*out)["cache_path"] = bench_cache.path;
 }
@@ -245,8 +244,8 @@ void RunCachePass(JudgeBackend& backend, const BenchCache& bench_cache, const Fi
 
 absl::StatusOr<nlohmann::json> RunJudgeBench(const JudgeBenchOptions& options) {
   RLJ_RETURN_IF_ERROR(CheckOptions(options));
-  const int callers =
-      options.callers > 0 ? options.callers : std::max(1, (2 * options.concurrency + options.batch - 1) / options.batch);
+  const int callers = options.callers > 0 ? options.callers
+                                          : std::max(1, (2 * options.concurrency + options.batch - 1) / options.batch);
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<FixedLatencyServer> server,
                        FixedLatencyServer::Start(StandInOptions(options.latency_ms)));
   const int warmup = options.warmup_requests < 0 ? options.concurrency : options.warmup_requests;

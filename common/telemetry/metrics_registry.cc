@@ -26,9 +26,12 @@ bool ValidName(const std::string& name) {
 
 const char* TypeName(MetricType type) {
   switch (type) {
-    case MetricType::kCounter: return "counter";
-    case MetricType::kGauge: return "gauge";
-    case MetricType::kHistogram: return "histogram";
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
   }
   return "untyped";
 }
@@ -36,9 +39,12 @@ const char* TypeName(MetricType type) {
 std::string EscapeHelp(const std::string& help) {
   std::string out;
   for (char c : help) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -81,10 +87,14 @@ std::string FormatSampleValue(double value) {
 std::string EscapeLabelValue(const std::string& value) {
   std::string out;
   for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -109,8 +119,8 @@ Histogram::Histogram(std::vector<double> upper_bounds) : upper_bounds_(std::move
 
 void Histogram::Observe(double value) {
   if (std::isnan(value)) return;
-  const size_t bucket = static_cast<size_t>(
-      std::lower_bound(upper_bounds_.begin(), upper_bounds_.end(), value) - upper_bounds_.begin());
+  const size_t bucket =
+      static_cast<size_t>(std::lower_bound(upper_bounds_.begin(), upper_bounds_.end(), value) - upper_bounds_.begin());
   absl::MutexLock lock(&mutex_);
   ++counts_[bucket];
   sum_ += value;
@@ -263,7 +273,8 @@ std::string MetricsRegistry::Render() const {
   for (const auto& [id, collector] : collectors_) collector(writer);
   std::string text;
   for (const auto& [name, family] : rendered) {
-    text += absl::StrCat("# HELP ", name, " ", EscapeHelp(family.help), "\n# TYPE ", name, " ", TypeName(family.type), "\n");
+    text += absl::StrCat("# HELP ", name, " ", EscapeHelp(family.help), "\n# TYPE ", name, " ", TypeName(family.type),
+                         "\n");
     for (const std::string& line : family.lines) text += line + "\n";
   }
   return text;

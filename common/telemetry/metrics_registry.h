@@ -87,8 +87,8 @@ class MetricsRegistry {
   Histogram& GetHistogram(const std::string& name, const std::string& help, const std::vector<double>& upper_bounds,
                           const Labels& labels = {});
 
-  // Called on every Render() (under the registry lock: a collector must not call the registry); the returned handle removes it when destroyed (register before the thing it
-  // reads goes away: destroy the handle first).
+  // Called on every Render() (under the registry lock: a collector must not call the registry); the returned handle
+  // removes it when destroyed (register before the thing it reads goes away: destroy the handle first).
   class CollectorHandle {
    public:
     CollectorHandle() = default;

@@ -24,7 +24,7 @@ bool SplitAddress(const std::string& address, std::string* host, int* port) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& listen,
-                                                                     const MetricsRegistry* registry) {
+                                                                    const MetricsRegistry* registry) {
   RLJ_RETURN_IF_ERROR(Annotate(CheckListenAddress(listen), "metrics server"));
   std::string host;
   int port = 0;
@@ -71,7 +71,8 @@ absl::StatusOr<std::string> ScrapeMetrics(const std::string& address, int timeou
   client.set_read_timeout(std::chrono::milliseconds(timeout_ms));
   auto response = client.Get("/metrics");
   if (!response) {
-    return absl::UnavailableError(absl::StrCat("GET http://", address, "/metrics: ", httplib::to_string(response.error())));
+    return absl::UnavailableError(
+        absl::StrCat("GET http://", address, "/metrics: ", httplib::to_string(response.error())));
   }
   if (response->status != 200) {
     return absl::UnavailableError(absl::StrCat("GET http://", address, "/metrics: HTTP ", response->status));

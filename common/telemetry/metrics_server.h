@@ -18,7 +18,8 @@ namespace rlj::telemetry {
 class MetricsServer {
  public:
   // `registry` must outlive the server.
-  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen, const MetricsRegistry* registry);
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen,
+                                                              const MetricsRegistry* registry);
   ~MetricsServer();  // stops
 
   void Stop();

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/run_dir.h"
 #include "common/status.h"
@@ -49,7 +49,8 @@ absl::StatusOr<std::unique_ptr<ProcessTelemetry>> ProcessTelemetry::Start(const 
   std::unique_ptr<ProcessTelemetry> telemetry(new ProcessTelemetry());
   const v1::TelemetryConfig& t = config.telemetry();
   const Labels labels = {{"process", process}, {"role", role}};
-  telemetry->registry_.GetGauge("rlj_process_info", "Always 1; labels name the rlj process and its role", labels).Set(1);
+  telemetry->registry_.GetGauge("rlj_process_info", "Always 1; labels name the rlj process and its role", labels)
+      .Set(1);
   telemetry->registry_
       .GetGauge("rlj_process_start_time_seconds", "Start time of the process since the Unix epoch", labels)
       .Set(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
@@ -62,7 +63,8 @@ absl::StatusOr<std::unique_ptr<ProcessTelemetry>> ProcessTelemetry::Start(const 
     log::Info("{} serves Prometheus metrics on http://{}/metrics", process, telemetry->server_->address());
   }
   if (with_tensorboard && t.tensorboard() && !run_dir.empty()) {
-    RLJ_ASSIGN_OR_RETURN(telemetry->tensorboard_, TensorBoardWriter::Open(absl::StrCat(run_dir, "/tensorboard/", process)));
+    RLJ_ASSIGN_OR_RETURN(telemetry->tensorboard_,
+                         TensorBoardWriter::Open(absl::StrCat(run_dir, "/tensorboard/", process)));
     log::Info("{} writes TensorBoard scalars to {}", process, telemetry->tensorboard_->path());
   }
   return telemetry;
@@ -81,20 +83,38 @@ void ProcessTelemetry::RecordLearnerStep(const v1::StepMetrics& metrics) {
     if (field->is_repeated()) continue;
     double value = 0;
     switch (field->cpp_type()) {
-      case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE: value = reflection->GetDouble(metrics, field); break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_FLOAT: value = reflection->GetFloat(metrics, field); break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_INT64: value = static_cast<double>(reflection->GetInt64(metrics, field)); break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_INT32: value = reflection->GetInt32(metrics, field); break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_UINT64: value = static_cast<double>(reflection->GetUInt64(metrics, field)); break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_UINT32: value = reflection->GetUInt32(metrics, field); break;
-      case google::protobuf::FieldDescriptor::CPPTYPE_BOOL: value = reflection->GetBool(metrics, field) ? 1 : 0; break;
-      default: continue;
+      case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:
+        value = reflection->GetDouble(metrics, field);
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_FLOAT:
+        value = reflection->GetFloat(metrics, field);
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
+        value = static_cast<double>(reflection->GetInt64(metrics, field));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_INT32:
+        value = reflection->GetInt32(metrics, field);
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_UINT64:
+        value = static_cast<double>(reflection->GetUInt64(metrics, field));
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_UINT32:
+        value = reflection->GetUInt32(metrics, field);
+        break;
+      case google::protobuf::FieldDescriptor::CPPTYPE_BOOL:
+        value = reflection->GetBool(metrics, field) ? 1 : 0;
+        break;
+      default:
+        continue;
     }
     double scale = 1;
     const std::string name = PrometheusFieldName(field->name(), &scale);
-    registry_.GetGauge(absl::StrCat("rlj_learner_", name), absl::StrCat("Learner step metric ", field->name(), " (last step)"))
+    registry_
+        .GetGauge(absl::StrCat("rlj_learner_", name),
+                  absl::StrCat("Learner step metric ", field->name(), " (last step)"))
         .Set(value * scale);
-    if (field->name() != "step" && field->name() != "time_unix_s") scalars.emplace_back("learner/" + field->name(), value);
+    if (field->name() != "step" && field->name() != "time_unix_s")
+      scalars.emplace_back("learner/" + field->name(), value);
   }
   registry_.GetCounter("rlj_learner_steps_total", "Learner steps taken").Increment();
   if (tensorboard_ != nullptr) {

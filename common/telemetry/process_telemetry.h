@@ -28,9 +28,9 @@ class ProcessTelemetry {
  public:
   // `process` names the files (learner, judge-0, actor-1); `role` picks the listen address and labels.
   // Without a run directory nothing is written to disk (the server still runs when enabled).
-  static absl::StatusOr<std::unique_ptr<ProcessTelemetry>> Start(const v1::RunConfig& config, const std::string& run_dir,
-                                                                 const std::string& process, const std::string& role,
-                                                                 bool with_tensorboard);
+  static absl::StatusOr<std::unique_ptr<ProcessTelemetry>> Start(const v1::RunConfig& config,
+                                                                 const std::string& run_dir, const std::string& process,
+                                                                 const std::string& role, bool with_tensorboard);
   ~ProcessTelemetry();
 
   MetricsRegistry& metrics() { return registry_; }

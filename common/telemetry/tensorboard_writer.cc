@@ -30,12 +30,13 @@ std::string HostName() {
 absl::StatusOr<std::unique_ptr<TensorBoardWriter>> TensorBoardWriter::Open(const std::string& dir) {
   RLJ_RETURN_IF_ERROR(MakeDirectories(dir));
   const double now = NowUnixSeconds();
-  std::string path = absl::StrCat(dir, "/events.out.tfevents.", static_cast<int64_t>(now), ".", HostName(), ".",
-                                  ::getpid());
+  std::string path =
+      absl::StrCat(dir, "/events.out.tfevents.", static_cast<int64_t>(now), ".", HostName(), ".", ::getpid());
   // Two writers of one process in one second (a restarted server in tests) must not truncate each other.
   std::error_code error;
   for (int n = 1; std::filesystem::exists(path, error); ++n) {
-    path = absl::StrCat(dir, "/events.out.tfevents.", static_cast<int64_t>(now), ".", HostName(), ".", ::getpid(), ".", n);
+    path =
+        absl::StrCat(dir, "/events.out.tfevents.", static_cast<int64_t>(now), ".", HostName(), ".", ::getpid(), ".", n);
   }
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<TfRecordWriter> file, TfRecordWriter::Create(path));
   std::unique_ptr<TensorBoardWriter> writer(new TensorBoardWriter(std::move(file)));

@@ -11,7 +11,9 @@ struct Tables {
   std::array<int, 324> byte_of_char{};  // every character is below U+0144
 
   Tables() {
-    auto printable = [](int b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF); };
+    auto printable = [](int b) {
+      return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    };
     int next = 0;
     byte_of_char.fill(-1);
     for (int b = 0; b < 256; ++b) {

@@ -22,7 +22,8 @@ absl::StatusOr<std::string> ByteTokenizer::Decode(std::span<const int32_t> ids) 
   for (size_t i = 0; i < ids.size(); ++i) {
     const int32_t id = ids[i];
     if (id < 0 || id >= kVocabSize) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " at position ", i, " is outside the vocabulary (0..", kVocabSize - 1, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " at position ", i, " is outside the vocabulary (0..", kVocabSize - 1, ")"));
     }
     if (id < 256) text.push_back(static_cast<char>(id));
   }
@@ -36,8 +37,13 @@ std::string ByteTokenizerJson() {
   nlohmann::ordered_json added = nlohmann::ordered_json::array();
   for (const auto& [id, content] : {std::pair{ByteTokenizer::kBos, "<bos>"}, std::pair{ByteTokenizer::kEos, "<eos>"},
                                     std::pair{ByteTokenizer::kPad, "<pad>"}}) {
-    added.push_back({{"id", id}, {"content", content}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
-                     {"normalized", false}, {"special", true}});
+    added.push_back({{"id", id},
+                     {"content", content},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
   }
   nlohmann::ordered_json json;
   json["version"] = "1.0";
@@ -45,18 +51,27 @@ std::string ByteTokenizerJson() {
   json["padding"] = nullptr;
   json["added_tokens"] = added;
   json["normalizer"] = nullptr;
-  json["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
+  json["pre_tokenizer"] = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
   json["post_processor"] = {
       {"type", "TemplateProcessing"},
-      {"single", {{{"SpecialToken", {{"id", "<bos>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+      {"single",
+       {{{"SpecialToken", {{"id", "<bos>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
       {"pair",
-       {{{"SpecialToken", {{"id", "<bos>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+       {{{"SpecialToken", {{"id", "<bos>"}, {"type_id", 0}}}},
+        {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
         {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
       {"special_tokens", {{"<bos>", {{"id", "<bos>"}, {"ids", {ByteTokenizer::kBos}}, {"tokens", {"<bos>"}}}}}}};
   json["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
-  json["model"] = {{"type", "BPE"},         {"dropout", nullptr},          {"unk_token", nullptr},
-                   {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr}, {"fuse_unk", false},
-                   {"byte_fallback", false}, {"ignore_merges", false},     {"vocab", vocab},
+  json["model"] = {{"type", "BPE"},
+                   {"dropout", nullptr},
+                   {"unk_token", nullptr},
+                   {"continuing_subword_prefix", nullptr},
+                   {"end_of_word_suffix", nullptr},
+                   {"fuse_unk", false},
+                   {"byte_fallback", false},
+                   {"ignore_merges", false},
+                   {"vocab", vocab},
                    {"merges", nlohmann::ordered_json::array()}};
   return json.dump(2) + "\n";
 }

@@ -35,7 +35,8 @@ std::string JinjaString(std::string_view text) { return nlohmann::json(std::stri
 
 std::string RoleName(const std::string& role, bool capitalised) {
   std::string name = role == "developer" ? "system" : role;
-  if (capitalised && !name.empty() && name[0] >= 'a' && name[0] <= 'z') name[0] = static_cast<char>(name[0] - 'a' + 'A');
+  if (capitalised && !name.empty() && name[0] >= 'a' && name[0] <= 'z')
+    name[0] = static_cast<char>(name[0] - 'a' + 'A');
   return name;
 }
 
@@ -64,8 +65,8 @@ absl::StatusOr<ChatTemplate> ChatTemplate::Parse(std::string_view spec, std::str
   }
   const size_t slot = spec.find(kPromptSlot);
   if (slot == std::string_view::npos || spec.find(kPromptSlot, slot + 1) != std::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(AsAbsl(key), ": '", AsAbsl(spec),
-                                                   "' is neither chatml, llama3 nor plain, nor a template with one {prompt}"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        AsAbsl(key), ": '", AsAbsl(spec), "' is neither chatml, llama3 nor plain, nor a template with one {prompt}"));
   }
   result.before_ = std::string(spec.substr(0, slot));
   result.after_ = std::string(spec.substr(slot + kPromptSlot.size()));

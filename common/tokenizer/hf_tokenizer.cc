@@ -21,7 +21,8 @@ namespace rlj {
 namespace {
 
 // GPT-2's pattern, which the ByteLevel pre-tokenizer applies when use_regex is true.
-constexpr std::string_view kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 using Json = nlohmann::json;
 
@@ -51,7 +52,8 @@ std::string TokenContent(const Json& config, const char* key) {
   const auto it = config.find(key);
   if (it == config.end() || it->is_null()) return "";
   if (it->is_string()) return it->get<std::string>();
-  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) return (*it)["content"].get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string())
+    return (*it)["content"].get<std::string>();
   return "";
 }
 
@@ -119,7 +121,8 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromFile(const std::st
   return FromJson(text, path, config, generation);
 }
 
-absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromJson(std::string_view tokenizer_json, std::string_view source,
+absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromJson(std::string_view tokenizer_json,
+                                                                   std::string_view source,
                                                                    std::string_view tokenizer_config_json,
                                                                    std::string_view generation_config_json) {
   std::unique_ptr<HfTokenizer> tokenizer(new HfTokenizer());
@@ -156,7 +159,8 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
       return Bad(source, absl::StrCat("model.", key), "is set; only byte-level BPE without affixes is supported");
     }
   }
-  if (const auto dropout = model.find("dropout"); dropout != model.end() && dropout->is_number() && dropout->get<double>() > 0) {
+  if (const auto dropout = model.find("dropout");
+      dropout != model.end() && dropout->is_number() && dropout->get<double>() > 0) {
     return Bad(source, "model.dropout", "must be null or 0 (BPE dropout is for training)");
   }
   ignore_merges_ = BoolOr(model, "ignore_merges", false);
@@ -176,15 +180,15 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
   if (added_tokens != root.end() && !added_tokens->is_null()) {
     if (!added_tokens->is_array()) return Bad(source, "added_tokens", "must be an array");
     for (const Json& entry : *added_tokens) {
-      if (!entry.is_object() || !entry.contains("id") || !entry["id"].is_number_integer() || !entry.contains("content") ||
-          !entry["content"].is_string() || entry["content"].get<std::string>().empty() || entry["id"].get<int64_t>() < 0 ||
-          entry["id"].get<int64_t>() >= kMaxTokenIds) {
+      if (!entry.is_object() || !entry.contains("id") || !entry["id"].is_number_integer() ||
+          !entry.contains("content") || !entry["content"].is_string() || entry["content"].get<std::string>().empty() ||
+          entry["id"].get<int64_t>() < 0 || entry["id"].get<int64_t>() >= kMaxTokenIds) {
         return Bad(source, "added_tokens",
                    absl::StrCat("every entry needs an integer id in [0, ", kMaxTokenIds, ") and a non-empty content"));
       }
       AddedToken token{entry["content"].get<std::string>(), static_cast<int32_t>(entry["id"].get<int64_t>()),
-                       BoolOr(entry, "special", false), BoolOr(entry, "lstrip", false), BoolOr(entry, "rstrip", false),
-                       BoolOr(entry, "single_word", false)};
+                       BoolOr(entry, "special", false),     BoolOr(entry, "lstrip", false),
+                       BoolOr(entry, "rstrip", false),      BoolOr(entry, "single_word", false)};
       max_id = std::max<int64_t>(max_id, token.id);
       added_by_content_[token.content] = token.id;
       added_.push_back(std::move(token));
@@ -235,8 +239,8 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
     const auto it = vocab_.find(byte_chars[b]);
     if (it == vocab_.end()) {
       return Bad(source, "model.vocab",
-                 absl::StrCat("has no token for byte 0x", absl::Hex(b, absl::kZeroPad2),
-                              " ('", byte_chars[b], "'): not a byte-level BPE vocabulary (GPT-2, Llama 3, Qwen2 style)"));
+                 absl::StrCat("has no token for byte 0x", absl::Hex(b, absl::kZeroPad2), " ('", byte_chars[b],
+                              "'): not a byte-level BPE vocabulary (GPT-2, Llama 3, Qwen2 style)"));
     }
     id_of_byte_[b] = it->second;
   }
@@ -249,7 +253,8 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
     if (merge.is_string()) {  // "left right"
       const std::string pair = merge.get<std::string>();
       const size_t space = pair.find(' ', 1);
-      if (space == std::string::npos) return Bad(source, "model.merges", absl::StrCat("entry ", rank, " '", pair, "' is not 'a b'"));
+      if (space == std::string::npos)
+        return Bad(source, "model.merges", absl::StrCat("entry ", rank, " '", pair, "' is not 'a b'"));
       left = pair.substr(0, space);
       right = pair.substr(space + 1);
     } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
@@ -260,10 +265,13 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
     }
     const auto l = vocab_.find(left), r = vocab_.find(right), m = vocab_.find(left + right);
     if (l == vocab_.end() || r == vocab_.end() || m == vocab_.end()) {
-      return Bad(source, "model.merges", absl::StrCat("entry ", rank, " ('", left, "', '", right, "') uses or makes a token not in the vocabulary"));
+      return Bad(
+          source, "model.merges",
+          absl::StrCat("entry ", rank, " ('", left, "', '", right, "') uses or makes a token not in the vocabulary"));
     }
     const uint64_t key = (static_cast<uint64_t>(l->second) << 32) | static_cast<uint32_t>(r->second);
-    merges_.insert_or_assign(key, std::pair{rank, m->second});  // a repeated pair: the last rank wins, as in Hugging Face
+    merges_.insert_or_assign(key,
+                             std::pair{rank, m->second});  // a repeated pair: the last rank wins, as in Hugging Face
     ++rank;
   }
 
@@ -277,7 +285,8 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
     }
   }
   for (const Json* n : normalizers) {
-    if (TypeOf(*n) != "NFC") return Bad(source, "normalizer", absl::StrCat("type '", TypeOf(*n), "' is not supported (only NFC)"));
+    if (TypeOf(*n) != "NFC")
+      return Bad(source, "normalizer", absl::StrCat("type '", TypeOf(*n), "' is not supported (only NFC)"));
     nfc_ = true;
   }
 
@@ -301,7 +310,8 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
       byte_level = true;
       parsed.add_prefix_space = BoolOr(step, "add_prefix_space", true);
       if (BoolOr(step, "use_regex", true)) {
-        RLJ_ASSIGN_OR_RETURN(parsed.regex, SplitRegex::Compile(kGpt2Pattern, absl::StrCat(AsAbsl(source), ": ", field)));
+        RLJ_ASSIGN_OR_RETURN(parsed.regex,
+                             SplitRegex::Compile(kGpt2Pattern, absl::StrCat(AsAbsl(source), ": ", field)));
       }
     } else if (type == "Split") {
       if (BoolOr(step, "invert", false)) return Bad(source, field, "invert: true is not supported");
@@ -316,7 +326,8 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
       }
       RLJ_ASSIGN_OR_RETURN(parsed.regex, SplitRegex::Compile(regex, absl::StrCat(AsAbsl(source), ": ", field)));
       const auto behavior_field = step.find("behavior");
-      if (behavior_field != step.end() && !behavior_field->is_string()) return Bad(source, field, "behavior must be a string");
+      if (behavior_field != step.end() && !behavior_field->is_string())
+        return Bad(source, field, "behavior must be a string");
       const std::string behavior = behavior_field != step.end() ? behavior_field->get<std::string>() : "Isolated";
       if (behavior == "Isolated") {
         parsed.behavior = SplitBehavior::kIsolated;
@@ -332,8 +343,9 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
         return Bad(source, field, absl::StrCat("behavior '", behavior, "' is not supported"));
       }
     } else if (type == "Digits") {
-      RLJ_ASSIGN_OR_RETURN(parsed.regex, SplitRegex::Compile(BoolOr(step, "individual_digits", false) ? "[0-9]" : "[0-9]+",
-                                                              absl::StrCat(AsAbsl(source), ": ", field)));
+      RLJ_ASSIGN_OR_RETURN(parsed.regex,
+                           SplitRegex::Compile(BoolOr(step, "individual_digits", false) ? "[0-9]" : "[0-9]+",
+                                               absl::StrCat(AsAbsl(source), ": ", field)));
     } else {
       return Bad(source, field, "is not supported (Split, ByteLevel and Digits are)");
     }
@@ -350,7 +362,8 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
       decoders.push_back(&*it);
     }
     for (const Json* d : decoders) {
-      if (TypeOf(*d) != "ByteLevel") return Bad(source, "decoder", absl::StrCat("type '", TypeOf(*d), "' is not supported (only ByteLevel)"));
+      if (TypeOf(*d) != "ByteLevel")
+        return Bad(source, "decoder", absl::StrCat("type '", TypeOf(*d), "' is not supported (only ByteLevel)"));
     }
   }
 
@@ -366,12 +379,14 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
       const std::string type = TypeOf(*p);
       if (type == "ByteLevel") continue;
       if (type != "TemplateProcessing") {
-        return Bad(source, "post_processor", absl::StrCat("type '", type, "' is not supported (ByteLevel, TemplateProcessing)"));
+        return Bad(source, "post_processor",
+                   absl::StrCat("type '", type, "' is not supported (ByteLevel, TemplateProcessing)"));
       }
       if (!p->contains("single") || !(*p)["single"].is_array()) return Bad(source, "post_processor.single", "missing");
       for (const Json& item : (*p)["single"]) {
         if (item.contains("Sequence")) break;  // what follows $A is not a prompt's business
-        if (!item.contains("SpecialToken")) return Bad(source, "post_processor.single", "has an item that is neither SpecialToken nor Sequence");
+        if (!item.contains("SpecialToken"))
+          return Bad(source, "post_processor.single", "has an item that is neither SpecialToken nor Sequence");
         const Json& special_token = item["SpecialToken"];
         if (!special_token.is_object() || !special_token.contains("id") || !special_token["id"].is_string()) {
           return Bad(source, "post_processor.single", "has a SpecialToken without a string id");
@@ -405,7 +420,8 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
     const std::string content = config.is_object() ? TokenContent(config, key) : "";
     if (content.empty()) return absl::OkStatus();
     const std::optional<int32_t> id = TokenId(content);
-    if (!id) return Bad(source, absl::StrCat("tokenizer_config.json ", key), absl::StrCat("'", content, "' is not a token"));
+    if (!id)
+      return Bad(source, absl::StrCat("tokenizer_config.json ", key), absl::StrCat("'", content, "' is not a token"));
     *target = *id;
     return absl::OkStatus();
   };
@@ -415,8 +431,9 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
   if (generation.is_object() && generation.contains("eos_token_id")) {
     const Json& eos = generation["eos_token_id"];
     auto add_stop_id = [&](const Json& id) {  // ids outside the vocabulary are ignored, before any narrowing
-      if (id.is_number_unsigned() ? id.get<uint64_t>() < static_cast<uint64_t>(vocab_size())
-                                  : id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < vocab_size()) {
+      if (id.is_number_unsigned()
+              ? id.get<uint64_t>() < static_cast<uint64_t>(vocab_size())
+              : id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < vocab_size()) {
         extra_stop_ids_.push_back(static_cast<int32_t>(id.get<int64_t>()));
       }
     };
@@ -432,7 +449,8 @@ absl::Status HfTokenizer::Parse(std::string_view text, std::string_view source, 
     if (eos_id_ < 0) eos_id_ = TokenId(name).value_or(-1);
   }
   if (eos_id_ < 0) {
-    return Bad(source, "eos", "no end-of-sequence token: give tokenizer_config.json with eos_token beside tokenizer.json");
+    return Bad(source, "eos",
+               "no end-of-sequence token: give tokenizer_config.json with eos_token beside tokenizer.json");
   }
   return absl::OkStatus();
 }
@@ -550,14 +568,16 @@ void HfTokenizer::EncodeWord(std::string_view bytes, std::vector<int32_t>& ids) 
   };
   const int n = static_cast<int>(bytes.size());
   std::vector<Symbol> symbols(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) symbols[i] = {id_of_byte_[static_cast<unsigned char>(bytes[i])], i - 1, i + 1 < n ? i + 1 : -1, true};
+  for (int i = 0; i < n; ++i)
+    symbols[i] = {id_of_byte_[static_cast<unsigned char>(bytes[i])], i - 1, i + 1 < n ? i + 1 : -1, true};
   using Candidate = std::tuple<int32_t, int, int32_t>;  // rank, position, merged id
   std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> queue;
   auto push_pair = [&](int left) {
     const int right = symbols[left].next;
     if (right < 0) return;
     const uint64_t key = (static_cast<uint64_t>(symbols[left].id) << 32) | static_cast<uint32_t>(symbols[right].id);
-    if (const auto it = merges_.find(key); it != merges_.end()) queue.emplace(it->second.first, left, it->second.second);
+    if (const auto it = merges_.find(key); it != merges_.end())
+      queue.emplace(it->second.first, left, it->second.second);
   };
   for (int i = 0; i + 1 < n; ++i) push_pair(i);
   while (!queue.empty()) {

@@ -56,7 +56,7 @@ class HfTokenizer final : public Tokenizer {
   struct PreTokenizerStep {
     std::unique_ptr<SplitRegex> regex;  // Split, Digits, and ByteLevel's own regex when use_regex
     SplitBehavior behavior = SplitBehavior::kIsolated;
-    bool add_prefix_space = false;      // ByteLevel
+    bool add_prefix_space = false;  // ByteLevel
   };
 
   HfTokenizer();
@@ -70,7 +70,7 @@ class HfTokenizer final : public Tokenizer {
   std::vector<bool> special_;
   std::unordered_map<std::string, int32_t> vocab_;  // the model's byte-level tokens
   std::unordered_map<std::string, int32_t> added_by_content_;
-  std::vector<AddedToken> added_;                   // longest content first
+  std::vector<AddedToken> added_;  // longest content first
   std::array<std::vector<size_t>, 256> added_by_first_byte_;
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;  // (left, right) → (rank, merged id)
   std::array<int32_t, 256> id_of_byte_{};

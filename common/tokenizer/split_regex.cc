@@ -24,7 +24,9 @@ size_t Utf8LengthBefore(std::string_view text, size_t end) {
 
 SplitRegex::~SplitRegex() = default;
 
-std::string QuoteRegex(std::string_view literal) { return RE2::QuoteMeta(re2::StringPiece(literal.data(), literal.size())); }
+std::string QuoteRegex(std::string_view literal) {
+  return RE2::QuoteMeta(re2::StringPiece(literal.data(), literal.size()));
+}
 
 absl::StatusOr<std::unique_ptr<SplitRegex>> SplitRegex::Compile(std::string_view pattern, std::string_view where) {
   std::unique_ptr<SplitRegex> split(new SplitRegex());

@@ -47,7 +47,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const std::string& kind, const 
 absl::StatusOr<std::unique_ptr<Tokenizer>> MakeTokenizer(const v1::TokenizerConfig& config) {
   if (config.kind() == "hf" && config.path().empty()) {
     return absl::InvalidArgumentError(
-        "tokenizer.path: required with tokenizer.kind: hf (or let it default to <model.init_checkpoint>/tokenizer.json)");
+        "tokenizer.path: required with tokenizer.kind: hf (or let it default to "
+        "<model.init_checkpoint>/tokenizer.json)");
   }
   return Build(config.kind(), config.path(), config.chat_template());
 }

@@ -112,7 +112,8 @@ void NormalizeRun(std::vector<char32_t>& decomposed, std::string& out) {
     }
     size_t j = i;
     while (j < decomposed.size() && CombiningClassOf(decomposed[j]) != 0) ++j;
-    std::stable_sort(decomposed.begin() + static_cast<std::ptrdiff_t>(i), decomposed.begin() + static_cast<std::ptrdiff_t>(j),
+    std::stable_sort(decomposed.begin() + static_cast<std::ptrdiff_t>(i),
+                     decomposed.begin() + static_cast<std::ptrdiff_t>(j),
                      [](char32_t a, char32_t b) { return CombiningClassOf(a) < CombiningClassOf(b); });
     i = j;
   }

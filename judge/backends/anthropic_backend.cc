@@ -24,7 +24,8 @@ ChatAnswer ReadAnthropicMessage(const std::string& text) {
                          "the teacher's response is not a JSON object");
   }
   if (auto usage = body.find("usage"); usage != body.end() && usage->is_object()) {
-    if (auto n = usage->find("input_tokens"); n != usage->end() && n->is_number_integer()) answer.tokens_in = n->get<int64_t>();
+    if (auto n = usage->find("input_tokens"); n != usage->end() && n->is_number_integer())
+      answer.tokens_in = n->get<int64_t>();
     if (auto n = usage->find("output_tokens"); n != usage->end() && n->is_number_integer()) {
       answer.tokens_out = n->get<int64_t>();
     }
@@ -48,15 +49,14 @@ ChatAnswer ReadAnthropicMessage(const std::string& text) {
     answer.raw = content.empty() ? text : content;
     return answer.Failed(absl::StatusCode::kFailedPrecondition, error_kind::kRefusal,
                          content.empty() ? "the teacher refused (stop_reason refusal)"
-                         : absl::StrCat("the teacher refused: ", TruncateUtf8(content, 300)));
+                                         : absl::StrCat("the teacher refused: ", TruncateUtf8(content, 300)));
   }
   if (!has_content) {
     return answer.Failed(absl::StatusCode::kInternal, error_kind::kParse,
                          "the teacher's response has no content blocks");
   }
   if (content.empty()) {
-    return answer.Failed(absl::StatusCode::kInternal, error_kind::kParse,
-                         "the teacher's answer has no text");
+    return answer.Failed(absl::StatusCode::kInternal, error_kind::kParse, "the teacher's answer has no text");
   }
   return answer.Answered(content);
 }
@@ -65,13 +65,16 @@ absl::StatusOr<std::unique_ptr<AnthropicBackend>> AnthropicBackend::Create(const
                                                                            const JudgeBackendDeps& deps) {
   const v1::AnthropicJudgeConfig& a = config.anthropic();
   const std::string section = deps.section.empty() ? "judge.anthropic" : deps.section;
-  if (a.model().empty()) return absl::InvalidArgumentError(absl::StrCat(section, ".model is required with backend anthropic"));
+  if (a.model().empty())
+    return absl::InvalidArgumentError(absl::StrCat(section, ".model is required with backend anthropic"));
   if (a.base_url().empty()) return absl::InvalidArgumentError(absl::StrCat(section, ".base_url must not be empty"));
-  if (a.api_key_env().empty()) return absl::InvalidArgumentError(absl::StrCat(section, ".api_key_env must name a variable"));
+  if (a.api_key_env().empty())
+    return absl::InvalidArgumentError(absl::StrCat(section, ".api_key_env must name a variable"));
   if (a.max_tokens() < 1) return absl::InvalidArgumentError(absl::StrCat(section, ".max_tokens must be >= 1"));
   if (a.timeout_ms() <= 0) return absl::InvalidArgumentError(absl::StrCat(section, ".timeout_ms must be > 0"));
   if (a.max_retries() < 0) return absl::InvalidArgumentError(absl::StrCat(section, ".max_retries must be >= 0"));
-  if (a.max_concurrency() < 1) return absl::InvalidArgumentError(absl::StrCat(section, ".max_concurrency must be >= 1"));
+  if (a.max_concurrency() < 1)
+    return absl::InvalidArgumentError(absl::StrCat(section, ".max_concurrency must be >= 1"));
   if (config.timeout_ms() <= 0) return absl::InvalidArgumentError("judge.timeout_ms must be > 0");
   auto rubric = RubricScorer::Create(section, a.rubric(), a.system_prompt(), a.score_key(), a.score_pattern(),
                                      ScoreScale{a.score_min(), a.score_max(), a.reward_min(), a.reward_max()});

@@ -52,7 +52,7 @@ double NumberOrZero(const json& reply, const char* key) {
 // sample's error.
 void SetExchangeError(const absl::Status& failure, v1::Verdict* verdict) {
   const absl::StatusCode code = failure.code();
-  const char* kind = code == absl::StatusCode::kDeadlineExceeded   ? error_kind::kTimeout
+  const char* kind = code == absl::StatusCode::kDeadlineExceeded    ? error_kind::kTimeout
                      : code == absl::StatusCode::kResourceExhausted ? error_kind::kParse
                                                                     : error_kind::kUnavailable;
   SetVerdictError(verdict, code, kind, absl::StrCat("command judge: ", failure.message()));
@@ -113,9 +113,9 @@ CallUsage ReadAnswer(const absl::StatusOr<std::string>& answer, const json& repl
   }
   if (out_of_step) {
     const json& id = reply["id"];
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    absl::StrCat("command judge: the answer's id ", id.dump(), " is not the sample's (", sample.id(),
-                                 ")"));
+    SetVerdictError(
+        &verdict, absl::StatusCode::kInternal, error_kind::kParse,
+        absl::StrCat("command judge: the answer's id ", id.dump(), " is not the sample's (", sample.id(), ")"));
     return usage;
   }
   usage.failed = !ReadReply(reply, &usage, &verdict);
@@ -131,7 +131,8 @@ absl::StatusOr<std::unique_ptr<CommandBackend>> CommandBackend::Create(const v1:
     return absl::InvalidArgumentError(absl::StrCat(section, ".argv is required with backend command"));
   }
   if (config.timeout_ms() <= 0) return absl::InvalidArgumentError(absl::StrCat(section, ".timeout_ms must be > 0"));
-  if (config.max_line_bytes() < 16) return absl::InvalidArgumentError(absl::StrCat(section, ".max_line_bytes must be >= 16"));
+  if (config.max_line_bytes() < 16)
+    return absl::InvalidArgumentError(absl::StrCat(section, ".max_line_bytes must be >= 16"));
   if (config.processes() < 1) return absl::InvalidArgumentError(absl::StrCat(section, ".processes must be >= 1"));
   std::unique_ptr<CommandBackend> backend(
       new CommandBackend(config, deps.label.empty() ? "command" : deps.label, deps.ledger));
@@ -139,7 +140,8 @@ absl::StatusOr<std::unique_ptr<CommandBackend>> CommandBackend::Create(const v1:
   absl::MutexLock lock(&backend->mutex_);
   for (auto& process : backend->processes_) {
     auto started = LineProcess::Start(argv);
-    if (!started.ok()) return absl::Status(started.status().code(), absl::StrCat(section, ".argv: ", started.status().message()));
+    if (!started.ok())
+      return absl::Status(started.status().code(), absl::StrCat(section, ".argv: ", started.status().message()));
     process = std::move(started).value();
   }
   return backend;

@@ -7,9 +7,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "common/status.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/status.h"
 #include "judge/group_ranking.h"
 #include "judge/score_parser.h"
 
@@ -18,7 +18,11 @@ namespace {
 
 std::string Ordinal(int n) {
   const int last = n % 10;
-  const char* suffix = (n % 100 >= 11 && n % 100 <= 13) ? "th" : last == 1 ? "st" : last == 2 ? "nd" : last == 3 ? "rd" : "th";
+  const char* suffix = (n % 100 >= 11 && n % 100 <= 13) ? "th"
+                       : last == 1                      ? "st"
+                       : last == 2                      ? "nd"
+                       : last == 3                      ? "rd"
+                                                        : "th";
   return absl::StrCat(n, suffix);
 }
 
@@ -199,9 +203,11 @@ absl::StatusOr<std::unique_ptr<EnsembleBackend>> EnsembleBackend::Create(const v
                                                                          const JudgeBackendDeps& deps) {
   const v1::EnsembleJudgeConfig& e = config.ensemble();
   if (e.mode() != "weighted" && e.mode() != "group_rank") {
-    return absl::InvalidArgumentError(absl::StrCat("judge.ensemble.mode '", e.mode(), "' is unknown (weighted | group_rank)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("judge.ensemble.mode '", e.mode(), "' is unknown (weighted | group_rank)"));
   }
-  if (e.components().empty()) return absl::InvalidArgumentError("judge.ensemble.components must list at least one backend");
+  if (e.components().empty())
+    return absl::InvalidArgumentError("judge.ensemble.components must list at least one backend");
   std::vector<Component> components;
   std::set<std::string> names;
   for (int i = 0; i < e.components_size(); ++i) {
@@ -221,8 +227,10 @@ absl::StatusOr<std::unique_ptr<EnsembleBackend>> EnsembleBackend::Create(const v
     if (e.mode() == "group_rank") {
       component.teacher = dynamic_cast<ChatTeacher*>(component.backend.get());
       if (component.teacher == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ": group_rank needs a chat teacher (openai in rubric mode, "
-                                                       "anthropic); '", c.backend(), "' is not one"));
+        return absl::InvalidArgumentError(absl::StrCat(path,
+                                                       ": group_rank needs a chat teacher (openai in rubric mode, "
+                                                       "anthropic); '",
+                                                       c.backend(), "' is not one"));
       }
     }
     components.push_back(std::move(component));

@@ -34,11 +34,13 @@ std::vector<Judgement> FailoverBackend::Score(const std::vector<v1::Sample>& sam
     verdict.set_tokens_out(verdict.tokens_out() + judgement.verdict.tokens_out());
     verdict.set_cost_usd(verdict.cost_usd() + judgement.verdict.cost_usd());
     if (verdict.has_error()) {
-      verdict.mutable_error()->set_message(absl::StrCat("failover ", secondary_->name(), ": ", verdict.error().message(),
-                                                        "; primary ", primary_->name(), ": ", primary_error));
+      verdict.mutable_error()->set_message(absl::StrCat("failover ", secondary_->name(), ": ",
+                                                        verdict.error().message(), "; primary ", primary_->name(), ": ",
+                                                        primary_error));
     } else {
       (*verdict.mutable_components())["failover"] = 1;
-      verdict.set_rationale(absl::StrCat("[failover from ", primary_->name(), ": ", primary_error, "] ", verdict.rationale()));
+      verdict.set_rationale(
+          absl::StrCat("[failover from ", primary_->name(), ": ", primary_error, "] ", verdict.rationale()));
     }
     judgement = std::move(replacement);
   }

@@ -31,7 +31,8 @@ constexpr int64_t kMaxTextOffset = int64_t{1} << 40;
 void ReadUsage(const json& body, int64_t* tokens_in, int64_t* tokens_out) {
   auto usage = body.find("usage");
   if (usage == body.end() || !usage->is_object()) return;
-  if (auto n = usage->find("prompt_tokens"); n != usage->end() && n->is_number_integer()) *tokens_in = n->get<int64_t>();
+  if (auto n = usage->find("prompt_tokens"); n != usage->end() && n->is_number_integer())
+    *tokens_in = n->get<int64_t>();
   if (auto n = usage->find("completion_tokens"); n != usage->end() && n->is_number_integer()) {
     *tokens_out = n->get<int64_t>();
   }
@@ -75,7 +76,7 @@ ChatAnswer ReadChatCompletion(const std::string& text) {
     answer.raw = !refusal.empty() ? refusal : !content.empty() ? content : text;
     return answer.Failed(absl::StatusCode::kFailedPrecondition, error_kind::kRefusal,
                          refusal.empty() ? "the teacher's answer was withheld by its content filter"
-                         : absl::StrCat("the teacher refused: ", TruncateUtf8(refusal, 300)));
+                                         : absl::StrCat("the teacher refused: ", TruncateUtf8(refusal, 300)));
   }
   if (content.empty()) {
     return answer.Failed(absl::StatusCode::kInternal, error_kind::kParse,
@@ -90,7 +91,8 @@ bool ReadLabelDistribution(const std::string& text, const std::map<std::string, 
   judgement->raw_response = text;
   const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!body.is_object()) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse, "the teacher's response is not a JSON object");
+    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
+                    "the teacher's response is not a JSON object");
     return false;
   }
   ReadUsage(body, tokens_in, tokens_out);
@@ -177,15 +179,16 @@ bool ReadLabelDistribution(const std::string& text, const std::map<std::string, 
   std::vector<std::string> label_names;
   for (const auto& [label, p] : probability) label_names.push_back(label);
   if (mass <= 0) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    absl::StrCat("none of the teacher's top tokens is a label (labels: ", absl::StrJoin(label_names, ", "),
-                                 "; first token '", StringField(*first, "token"), "')"));
+    SetVerdictError(
+        &verdict, absl::StatusCode::kInternal, error_kind::kParse,
+        absl::StrCat("none of the teacher's top tokens is a label (labels: ", absl::StrJoin(label_names, ", "),
+                     "; first token '", StringField(*first, "token"), "')"));
     return false;
   }
   if (mass < label_min_mass) {
     SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
-                    absl::StrFormat("only %.3f of the teacher's probability is on the labels (label_min_mass %.3f)", mass,
-                                    label_min_mass));
+                    absl::StrFormat("only %.3f of the teacher's probability is on the labels (label_min_mass %.3f)",
+                                    mass, label_min_mass));
     return false;
   }
   double reward = 0;
@@ -198,10 +201,10 @@ bool ReadLabelDistribution(const std::string& text, const std::map<std::string, 
   }
   (*verdict.mutable_components())["label_mass"] = mass;
   verdict.set_reward(reward);
-  verdict.set_rationale(TruncateUtf8(absl::StrCat("label probabilities: ", absl::StrJoin(parts, ", "),
-                                                  absl::StrFormat(" (mass on labels %.3f)", mass),
-                                                  chat.ok ? absl::StrCat("; answer: ", chat.content) : ""),
-                                     kMaxRationaleBytes));
+  verdict.set_rationale(TruncateUtf8(
+      absl::StrCat("label probabilities: ", absl::StrJoin(parts, ", "), absl::StrFormat(" (mass on labels %.3f)", mass),
+                   chat.ok ? absl::StrCat("; answer: ", chat.content) : ""),
+      kMaxRationaleBytes));
   return true;
 }
 
@@ -211,7 +214,8 @@ bool ReadCompletionLikelihood(const std::string& text, const CompletionSpan& spa
   judgement->raw_response = TruncateUtf8(text, 4000);
   const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!body.is_object()) {
-    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse, "the teacher's response is not a JSON object");
+    SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
+                    "the teacher's response is not a JSON object");
     return false;
   }
   ReadUsage(body, tokens_in, tokens_out);
@@ -228,8 +232,8 @@ bool ReadCompletionLikelihood(const std::string& text, const CompletionSpan& spa
   const json* tokens = array("tokens");
   const json* token_logprobs = array("token_logprobs");
   const json* offsets = array("text_offset");
-  if (tokens == nullptr || token_logprobs == nullptr || offsets == nullptr || tokens->size() != token_logprobs->size() ||
-      tokens->size() != offsets->size()) {
+  if (tokens == nullptr || token_logprobs == nullptr || offsets == nullptr ||
+      tokens->size() != token_logprobs->size() || tokens->size() != offsets->size()) {
     SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
                     "the teacher's response has no consistent choices[0].logprobs {tokens, token_logprobs, "
                     "text_offset} (likelihood mode needs /completions with echo and logprobs)");
@@ -269,9 +273,9 @@ bool ReadCompletionLikelihood(const std::string& text, const CompletionSpan& spa
   int count = 0;
   for (size_t i = 0; i < n; ++i) {
     const int64_t token_begin = offset[i];
-    const int64_t token_end = i + 1 < n ? offset[i + 1]
-                                        : token_begin + static_cast<int64_t>(in_bytes ? token_text[i].size()
-                                                                                      : Utf8CodePoints(token_text[i]));
+    const int64_t token_end =
+        i + 1 < n ? offset[i + 1]
+                  : token_begin + static_cast<int64_t>(in_bytes ? token_text[i].size() : Utf8CodePoints(token_text[i]));
     const bool overlaps = token_begin < end && std::max(token_end, token_begin + 1) > begin;
     if (!overlaps || !(*token_logprobs)[i].is_number()) continue;
     const double logprob = (*token_logprobs)[i].get<double>();
@@ -295,7 +299,8 @@ bool ReadCompletionLikelihood(const std::string& text, const CompletionSpan& spa
   (*verdict.mutable_components())["mean_logprob"] = mean;
   (*verdict.mutable_components())["sum_logprob"] = sum;
   (*verdict.mutable_components())["completion_tokens"] = count;
-  verdict.set_rationale(absl::StrFormat("mean log-probability %.4f over %d teacher tokens of the completion", mean, count));
+  verdict.set_rationale(
+      absl::StrFormat("mean log-probability %.4f over %d teacher tokens of the completion", mean, count));
   return true;
 }
 

@@ -38,7 +38,8 @@ std::vector<Judgement> RemoteBackend::Score(const std::vector<v1::Sample>& sampl
   const size_t batch = static_cast<size_t>(config_.max_batch());
   std::vector<std::thread> threads;
   for (size_t begin = batch; begin < samples.size(); begin += batch) {
-    threads.emplace_back([&, begin] { ScoreBatch(samples, begin, std::min(samples.size(), begin + batch), &judgements); });
+    threads.emplace_back(
+        [&, begin] { ScoreBatch(samples, begin, std::min(samples.size(), begin + batch), &judgements); });
   }
   ScoreBatch(samples, 0, std::min(samples.size(), batch), &judgements);
   for (std::thread& thread : threads) thread.join();
@@ -78,8 +79,8 @@ void RemoteBackend::ScoreBatch(const std::vector<v1::Sample>& samples, size_t be
         const std::string got = verdict.sample_id();
         verdict.Clear();
         SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kBackend,
-                        absl::StrCat("remote judge ", config_.address(), " answered sample '", got, "' in the place of '",
-                                     samples[i].id(), "'"));
+                        absl::StrCat("remote judge ", config_.address(), " answered sample '", got,
+                                     "' in the place of '", samples[i].id(), "'"));
       } else if (verdict.has_error() && verdict.error().code() == 0) {
         verdict.mutable_error()->set_code(static_cast<int32_t>(absl::StatusCode::kUnknown));
       }
@@ -91,9 +92,9 @@ void RemoteBackend::ScoreBatch(const std::vector<v1::Sample>& samples, size_t be
     }
     verdict.set_sample_id(samples[i].id());
     if (ledger_ != nullptr) {
-      ledger_->RecordCall(label_, "remote", config_.address(),
-                          {verdict.tokens_in(), verdict.tokens_out(), verdict.cost_usd(), verdict.cache_hit(),
-                           verdict.has_error()});
+      ledger_->RecordCall(
+          label_, "remote", config_.address(),
+          {verdict.tokens_in(), verdict.tokens_out(), verdict.cost_usd(), verdict.cache_hit(), verdict.has_error()});
     }
   }
 }

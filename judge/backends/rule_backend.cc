@@ -1,6 +1,5 @@
 // rule_backend.cc: exact / numeric / regex / contains checks and the length penalty, turned into verdicts
 // with a one-line rationale.
-#include "common/utf8.h"
 #include "judge/backends/rule_backend.h"
 
 #include <re2/re2.h>
@@ -14,6 +13,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/answer_match.h"
 #include "common/status.h"
+#include "common/utf8.h"
 #include "judge/score_parser.h"
 
 namespace rlj {
@@ -39,7 +39,7 @@ std::string Lower(std::string_view text) { return absl::AsciiStrToLower(AsAbsl(t
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RuleBackend>> RuleBackend::Create(const v1::RuleJudgeConfig& config,
-                                                                  const JudgeBackendDeps& deps) {
+                                                                 const JudgeBackendDeps& deps) {
   auto backend = std::make_unique<RuleBackend>(config, deps.label.empty() ? "rule" : deps.label);
   if (!backend->config_error_.empty()) {
     return absl::InvalidArgumentError(
@@ -135,9 +135,8 @@ Judgement RuleBackend::ScoreOne(const v1::Sample& sample) const {
       rationales.push_back(got ? absl::StrCat("expected ", FormatNumber(*expected), ", got ", FormatNumber(*got))
                                : "no number in completion");
     } else if (check == "regex") {
-      const std::string pattern =
-          absl::StrReplaceAll(config_.pattern(),
-                              {{"{reference}", RE2::QuoteMeta(re2::StringPiece(reference.data(), reference.size()))}});
+      const std::string pattern = absl::StrReplaceAll(
+          config_.pattern(), {{"{reference}", RE2::QuoteMeta(re2::StringPiece(reference.data(), reference.size()))}});
       RE2 compiled(pattern, RE2::Quiet);
       if (!compiled.ok()) {
         SetVerdictError(&verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,

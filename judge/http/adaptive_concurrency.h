@@ -18,8 +18,8 @@ class AdaptiveConcurrency {
   struct Options {
     int min_limit = 1;
     int max_limit = 16;
-    bool adaptive = true;            // false: the limit stays at max_limit
-    double latency_factor = 3;       // latency above factor x baseline is "growth"; <= 1 turns the signal off
+    bool adaptive = true;       // false: the limit stays at max_limit
+    double latency_factor = 3;  // latency above factor x baseline is "growth"; <= 1 turns the signal off
     double rate_limited_decrease = 0.5;
     double latency_decrease = 0.75;
   };
@@ -49,8 +49,8 @@ class AdaptiveConcurrency {
   Options options_;
   double limit_;
   int64_t epoch_ = 0;
-  double baseline_ms_ = 0;   // the lowest recent latency; drifts up 1% of the gap per success
-  double smoothed_ms_ = 0;   // EWMA of latency (alpha 0.1), for Judge.Status and logs
+  double baseline_ms_ = 0;  // the lowest recent latency; drifts up 1% of the gap per success
+  double smoothed_ms_ = 0;  // EWMA of latency (alpha 0.1), for Judge.Status and logs
   // The window being judged: answers of the current epoch, how many were slow successes, how many 429s.
   int window_count_ = 0;
   int window_slow_ = 0;

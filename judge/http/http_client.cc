@@ -43,7 +43,8 @@ absl::StatusOr<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
     }
   }
   if (handle == nullptr) handle = curl_easy_init();
-  if (handle == nullptr) return absl::ResourceExhaustedError(absl::StrCat(request.method, " ", request.url, ": curl_easy_init failed"));
+  if (handle == nullptr)
+    return absl::ResourceExhaustedError(absl::StrCat(request.method, " ", request.url, ": curl_easy_init failed"));
   curl_easy_reset(handle);  // keeps the handle's live connections and caches, drops the last request's options
 
   curl::Transfer transfer;
@@ -54,7 +55,8 @@ absl::StatusOr<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
   if (code == CURLE_OK) curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
   // Forget the pointers into this call's stack before the handle goes back to the pool.
   curl::ReleaseTransfer(handle, &transfer);
-  absl::Status failure = code == CURLE_OK ? absl::OkStatus() : curl::TransportError(code, request, transfer.error_buffer);
+  absl::Status failure =
+      code == CURLE_OK ? absl::OkStatus() : curl::TransportError(code, request, transfer.error_buffer);
   {
     absl::MutexLock lock(&pool_->mutex);
     if (static_cast<int>(pool_->idle.size()) < options_.max_idle_handles) {

@@ -45,7 +45,7 @@ class HttpClient {
 class CurlHttpClient final : public HttpClient {
  public:
   struct Options {
-    int max_idle_handles = 64;                       // handles (with their connections) kept between calls
+    int max_idle_handles = 64;                         // handles (with their connections) kept between calls
     std::chrono::milliseconds connect_timeout{10000};  // capped by each request's timeout
   };
 

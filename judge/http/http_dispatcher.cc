@@ -90,10 +90,10 @@ struct HttpDispatcher::Loop {
   };
   std::unordered_map<curl_socket_t, Watch> watched;
   std::optional<Clock::time_point> curl_due;
-  std::deque<std::unique_ptr<Job>> ready;                       // waiting for a slot, oldest first
+  std::deque<std::unique_ptr<Job>> ready;                          // waiting for a slot, oldest first
   std::multimap<Clock::time_point, std::unique_ptr<Job>> waiting;  // retries waiting out their backoff
   std::vector<CURL*> idle;
-  std::unordered_set<Job*> running;  // transfers in the multi handle (owned through these pointers)
+  std::unordered_set<Job*> running;           // transfers in the multi handle (owned through these pointers)
   std::vector<std::unique_ptr<Job>> arrived;  // taken from incoming_ each turn (the two swap their storage)
   int in_flight = 0;
   int64_t requests_sent = 0;  // attempts started
@@ -199,8 +199,7 @@ void HttpDispatcher::Enqueue(std::vector<std::unique_ptr<Job>> jobs) {
   Wake();
 }
 
-void HttpDispatcher::Submit(HttpRequest request, Clock::time_point deadline, double estimated_tokens,
-                            Callback done) {
+void HttpDispatcher::Submit(HttpRequest request, Clock::time_point deadline, double estimated_tokens, Callback done) {
   std::vector<std::unique_ptr<Job>> jobs;
   jobs.push_back(MakeJob(std::move(request), deadline, estimated_tokens, std::move(done)));
   Enqueue(std::move(jobs));
@@ -429,8 +428,8 @@ void HttpDispatcher::StartAttempt(std::unique_ptr<Job> job, Clock::time_point no
   job->transfer.response = HttpResponse();  // a retry starts from nothing (its header list was released)
   job->transfer.error_buffer[0] = '\0';
   const auto remaining = std::chrono::duration_cast<milliseconds>(job->deadline - now);
-  curl::SetRequestOptions(handle, job->request, std::min(options_.request_timeout, remaining),
-                          options_.connect_timeout, &job->transfer);
+  curl::SetRequestOptions(handle, job->request, std::min(options_.request_timeout, remaining), options_.connect_timeout,
+                          &job->transfer);
   curl_easy_setopt(handle, CURLOPT_OPENSOCKETFUNCTION, &HttpDispatcher::OnCurlOpenSocket);
   curl_easy_setopt(handle, CURLOPT_OPENSOCKETDATA, &loop);
   curl_easy_setopt(handle, CURLOPT_CLOSESOCKETFUNCTION, &HttpDispatcher::OnCurlCloseSocket);

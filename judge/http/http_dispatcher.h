@@ -19,9 +19,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/retry_policy.h"
 #include "judge/http/http_client.h"
 #include "judge/http/rate_limiter.h"
-#include "common/retry_policy.h"
 #include "judge/http/retry_after.h"
 
 namespace rlj {
@@ -29,24 +29,24 @@ namespace rlj {
 struct AttemptClassification;  // judge/http/retry_decision.h
 
 struct HttpDispatcherOptions {
-  std::string name = "teacher";      // for logs
-  int max_concurrency = 16;          // requests in flight, at most
-  int min_concurrency = 1;           // the adaptive limit never goes below this
-  bool adaptive = true;              // AIMD on 429s and latency growth
-  double latency_factor = 3;         // latency above factor x baseline counts as growth
-  double requests_per_minute = 0;    // 0 = unlimited
-  double tokens_per_minute = 0;      // 0 = unlimited
-  int max_retries = 3;               // of 429, 5xx and transport failures
+  std::string name = "teacher";    // for logs
+  int max_concurrency = 16;        // requests in flight, at most
+  int min_concurrency = 1;         // the adaptive limit never goes below this
+  bool adaptive = true;            // AIMD on 429s and latency growth
+  double latency_factor = 3;       // latency above factor x baseline counts as growth
+  double requests_per_minute = 0;  // 0 = unlimited
+  double tokens_per_minute = 0;    // 0 = unlimited
+  int max_retries = 3;             // of 429, 5xx and transport failures
   BackoffPolicy backoff;
   std::chrono::milliseconds request_timeout{60000};  // one attempt (capped by the request's deadline)
   std::chrono::milliseconds connect_timeout{10000};
-  int breaker_failures = 5;          // consecutive failures that open the circuit; 0 = never
+  int breaker_failures = 5;  // consecutive failures that open the circuit; 0 = never
   std::chrono::milliseconds breaker_cooldown{5000};
   // A 2xx whose body is not JSON (cut short, an HTML error page from a proxy, garbage) is retried like a 5xx
   // and, once the retries are spent, fails with kind "parse" (masked, not an outage).
   bool require_json_body = false;
-  std::function<bool()> budget_exhausted;            // when true, queued requests fail with kind "budget"
-  std::function<std::string(std::string)> redact;    // applied to every error message (API keys)
+  std::function<bool()> budget_exhausted;          // when true, queued requests fail with kind "budget"
+  std::function<std::string(std::string)> redact;  // applied to every error message (API keys)
 };
 
 // How one request ended: a 2xx response, or an error with an error_kind.
@@ -63,16 +63,16 @@ struct HttpDispatcherStats {
   int64_t submitted = 0;
   int64_t requests_sent = 0;  // attempts
   int64_t retries = 0;
-  int64_t rate_limited = 0;   // 429 answers
-  int64_t malformed = 0;      // 2xx answers whose body was not JSON (require_json_body)
+  int64_t rate_limited = 0;  // 429 answers
+  int64_t malformed = 0;     // 2xx answers whose body was not JSON (require_json_body)
   // Retries by cause: 429, 5xx, an attempt's timeout, another transport failure, a 2xx that was not JSON.
   int64_t retries_rate_limited = 0;
   int64_t retries_server_error = 0;
   int64_t retries_timeout = 0;
   int64_t retries_transport = 0;
   int64_t retries_malformed = 0;
-  int64_t retry_after_waits = 0;    // retries that waited for the server's Retry-After
-  double retry_after_seconds = 0;    // the seconds those waits asked for
+  int64_t retry_after_waits = 0;   // retries that waited for the server's Retry-After
+  double retry_after_seconds = 0;  // the seconds those waits asked for
   int64_t succeeded = 0;
   int64_t failed = 0;
   int concurrency_limit = 0;
@@ -121,15 +121,15 @@ class HttpDispatcher {
   void SweepDeadlines(Clock::time_point now);   // fails ready jobs whose deadline passed (every kDeadlineSweep)
   void Dispatch(Clock::time_point now);         // starts ready jobs while the limits allow
   void StartAttempt(std::unique_ptr<Job> job, Clock::time_point now);
-  void DrainCompletions();                      // every transfer curl reports done goes to Complete
-  void Complete(Job* raw, CURLcode code);       // classify the attempt, then finish it, fail it or retry it
-  void RecycleHandle(Job* job);                 // the finished transfer's handle back to the idle pool
+  void DrainCompletions();                 // every transfer curl reports done goes to Complete
+  void Complete(Job* raw, CURLcode code);  // classify the attempt, then finish it, fail it or retry it
+  void RecycleHandle(Job* job);            // the finished transfer's handle back to the idle pool
   // What an attempt tells the circuit breaker, the adaptive limit, the stats and the Retry-After pause.
   void RecordAttempt(const Job& job, const AttemptClassification& attempt, double latency_ms, Clock::time_point now);
   void PublishState(Clock::time_point now);
   Clock::time_point NextWake(Clock::time_point now) const;  // when the loop must look again at the latest
-  void WaitForEvents(Clock::time_point wake);   // epoll until `wake`; hands socket activity to curl
-  void CancelEverything();                      // on shutdown: every job fails with Cancelled
+  void WaitForEvents(Clock::time_point wake);               // epoll until `wake`; hands socket activity to curl
+  void CancelEverything();                                  // on shutdown: every job fails with Cancelled
   // Ends a job: publishes the state it leaves, then runs its callback.
   void Finish(std::unique_ptr<Job> job, HttpOutcome outcome);
   void Fail(std::unique_ptr<Job> job, absl::StatusCode code, std::string kind, std::string message);

@@ -46,7 +46,8 @@ absl::StatusOr<std::vector<Canary>> LoadCanaries(const std::string& path) {
     }
     canaries.push_back(std::move(canary));
   }
-  if (canaries.empty()) return absl::InvalidArgumentError(absl::StrCat("quality.canary_path: ", path, " has no canaries"));
+  if (canaries.empty())
+    return absl::InvalidArgumentError(absl::StrCat("quality.canary_path: ", path, " has no canaries"));
   return canaries;
 }
 

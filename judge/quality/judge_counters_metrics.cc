@@ -17,16 +17,19 @@ void ExportBackend(const v1::JudgeBackendStatus& b, telemetry::MetricsSnapshotWr
             b.concurrency_limit(), labels);
   out.Gauge("rlj_judge_backend_in_flight", "Requests to the teacher in flight now", b.in_flight(), labels);
   out.Gauge("rlj_judge_backend_circuit_open", "Circuit breaker: 0 closed, 0.5 half-open (probing), 1 open",
-            b.circuit() == "open" ? 1.0 : b.circuit() == "half_open" ? 0.5 : 0.0, labels);
+            b.circuit() == "open"        ? 1.0
+            : b.circuit() == "half_open" ? 0.5
+                                         : 0.0,
+            labels);
   out.Counter("rlj_judge_backend_circuit_opened_total", "Times the circuit breaker opened",
               static_cast<double>(b.circuit_opened()), labels);
   out.Counter("rlj_judge_backend_http_requests_total", "HTTP attempts sent, retries included",
               static_cast<double>(b.http_requests()), labels);
   const std::pair<const char*, int64_t> causes[] = {{"rate_limited", b.retries_rate_limited()},
-                                                     {"server_error", b.retries_server_error()},
-                                                     {"timeout", b.retries_timeout()},
-                                                     {"transport", b.retries_transport()},
-                                                     {"malformed", b.retries_malformed()}};
+                                                    {"server_error", b.retries_server_error()},
+                                                    {"timeout", b.retries_timeout()},
+                                                    {"transport", b.retries_transport()},
+                                                    {"malformed", b.retries_malformed()}};
   for (const auto& [cause, count] : causes) {
     telemetry::Labels with_cause = labels;
     with_cause["cause"] = cause;

@@ -1,6 +1,5 @@
 // judge_quality.cc: canary mixing, second scorings, the reward/length correlation, and the judge's metrics
 // and per-version TensorBoard scalars.
-#include "common/utf8.h"
 #include "judge/quality/judge_quality.h"
 
 #include <algorithm>
@@ -10,8 +9,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
-#include "logs/statistics.h"
 #include "common/status.h"
+#include "common/utf8.h"
+#include "logs/statistics.h"
 
 namespace rlj {
 namespace {
@@ -132,7 +132,8 @@ void JudgeQuality::AddExtraSamples(std::vector<v1::Sample>* to_score) {
 
 std::vector<RewardLogRow> JudgeQuality::TakeExtraVerdicts(size_t requested, const std::string& backend_failure,
                                                           std::chrono::steady_clock::time_point call_start,
-                                                          const JudgeBackend& backend, std::vector<v1::Sample>* to_score,
+                                                          const JudgeBackend& backend,
+                                                          std::vector<v1::Sample>* to_score,
                                                           std::vector<Judgement>* judgements) {
   std::vector<RewardLogRow> rows;
   if (to_score->size() <= requested) return rows;
@@ -158,7 +159,8 @@ std::vector<RewardLogRow> JudgeQuality::TakeExtraVerdicts(size_t requested, cons
         const Canary& known = canaries_[canary->second];
         row.kind = row_kind::kCanary;
         row.expected_reward = known.expected_reward;
-        row.canary_pass = row.reward.has_value() && std::abs(*row.reward - known.expected_reward) <= config_.canary_tolerance();
+        row.canary_pass =
+            row.reward.has_value() && std::abs(*row.reward - known.expected_reward) <= config_.canary_tolerance();
       } else {
         row.kind = row_kind::kConsistency;
         if (absl::EndsWith(row.sample_id, kConsistencyIdSuffix)) {
@@ -182,8 +184,9 @@ void JudgeQuality::Observe(const v1::ScoreRequest& request, const v1::ScoreRespo
   telemetry::MetricsRegistry* metrics = telemetry_ != nullptr ? &telemetry_->metrics() : nullptr;
   const auto latency = [&](double ms) {
     if (metrics == nullptr) return;
-    metrics->GetHistogram("rlj_judge_latency_seconds", "Latency of one verdict (teacher call or cache)",
-                          telemetry::LatencySecondsBuckets())
+    metrics
+        ->GetHistogram("rlj_judge_latency_seconds", "Latency of one verdict (teacher call or cache)",
+                       telemetry::LatencySecondsBuckets())
         .Observe(ms / 1000);
   };
   const auto count = [&](const std::string& name, const std::string& help, double by, const telemetry::Labels& labels) {
@@ -207,19 +210,22 @@ void JudgeQuality::Observe(const v1::ScoreRequest& request, const v1::ScoreRespo
     version->cost_usd += verdict.cost_usd();
     if (verdict.cache_hit()) ++version->cache_hits;
     latency(verdict.latency_ms());
-    count("rlj_judge_verdicts_total", "Verdicts by row kind (train: returned to actors)", 1, {{"kind", row_kind::kTrain}});
+    count("rlj_judge_verdicts_total", "Verdicts by row kind (train: returned to actors)", 1,
+          {{"kind", row_kind::kTrain}});
     count("rlj_judge_cost_usd_total", "Teacher cost in US dollars", verdict.cost_usd(), {});
     count("rlj_judge_tokens_in_total", "Teacher prompt tokens", static_cast<double>(verdict.tokens_in()), {});
     count("rlj_judge_tokens_out_total", "Teacher completion tokens", static_cast<double>(verdict.tokens_out()), {});
     count("rlj_judge_cache_hits_total", "Verdicts answered from the cache", verdict.cache_hit() ? 1 : 0, {});
     if (verdict.has_error()) {
       ++version->errors;
-      count("rlj_judge_verdict_errors_total", "Failed verdicts by error kind", 1, {{"error_kind", verdict.error().kind()}});
+      count("rlj_judge_verdict_errors_total", "Failed verdicts by error kind", 1,
+            {{"error_kind", verdict.error().kind()}});
       continue;
     }
     version->rewards.push_back(verdict.reward());
     length_window_.emplace_back(verdict.reward(), static_cast<double>(Utf8CodePoints(sample.completion())));
-    while (static_cast<int64_t>(length_window_.size()) > config_.length_correlation_window()) length_window_.pop_front();
+    while (static_cast<int64_t>(length_window_.size()) > config_.length_correlation_window())
+      length_window_.pop_front();
   }
   for (const RewardLogRow& row : extra_rows) {
     VersionStats* version = versions_[row.policy_version].get();
@@ -270,8 +276,8 @@ void JudgeQuality::Observe(const v1::ScoreRequest& request, const v1::ScoreRespo
       lengths.push_back(length);
     }
     totals_.length_spearman = logs::Spearman(rewards, lengths);
-    totals_.length_warning = std::isfinite(totals_.length_spearman) &&
-                             totals_.length_spearman > config_.length_correlation_threshold();
+    totals_.length_warning =
+        std::isfinite(totals_.length_spearman) && totals_.length_spearman > config_.length_correlation_threshold();
     if (totals_.length_warning) {
       RLJ_EVERY(60, log::Warn("reward correlates with completion length: Spearman {:.2f} over the last {} verdicts "
                               "(threshold {:.2f}); the student may be rewarded for verbosity",
@@ -282,7 +288,8 @@ void JudgeQuality::Observe(const v1::ScoreRequest& request, const v1::ScoreRespo
     const auto gauge = [&](const std::string& name, const std::string& help, double value) {
       metrics->GetGauge(name, help).Set(value);
     };
-    gauge("rlj_judge_policy_version", "Newest policy version among scored samples", static_cast<double>(newest_version_));
+    gauge("rlj_judge_policy_version", "Newest policy version among scored samples",
+          static_cast<double>(newest_version_));
     if (totals_.canaries > 0) {
       gauge("rlj_judge_canary_accuracy", "Share of canaries whose reward was within tolerance of the known answer",
             static_cast<double>(totals_.canaries_passed) / static_cast<double>(totals_.canaries));
@@ -315,13 +322,15 @@ void JudgeQuality::FlushVersionsBefore(int64_t version) {
           {"judge/reward_mean", logs::Mean(v.rewards)},
           {"judge/reward_std", logs::StdDev(v.rewards)},
           {"judge/error_rate", v.samples > 0 ? static_cast<double>(v.errors) / static_cast<double>(v.samples) : NAN},
-          {"judge/cache_hit_rate", v.samples > 0 ? static_cast<double>(v.cache_hits) / static_cast<double>(v.samples) : NAN},
+          {"judge/cache_hit_rate",
+           v.samples > 0 ? static_cast<double>(v.cache_hits) / static_cast<double>(v.samples) : NAN},
           {"judge/latency_ms_mean", v.samples > 0 ? v.latency_ms_sum / static_cast<double>(v.samples) : NAN},
           {"judge/cost_usd", v.cost_usd},
           {"judge/reward_length_spearman", totals_.length_spearman},
       };
       if (v.canaries > 0) {
-        scalars.emplace_back("judge/canary_accuracy", static_cast<double>(v.canaries_passed) / static_cast<double>(v.canaries));
+        scalars.emplace_back("judge/canary_accuracy",
+                             static_cast<double>(v.canaries_passed) / static_cast<double>(v.canaries));
       }
       if (v.pairs > 0) {
         scalars.emplace_back("judge/self_consistency", static_cast<double>(v.agreeing) / static_cast<double>(v.pairs));
@@ -329,7 +338,8 @@ void JudgeQuality::FlushVersionsBefore(int64_t version) {
       AppendBackendScalars(backends_, &scalars);
       absl::Status written = tensorboard->AddScalars(scalars, it->first);
       if (written.ok() && !v.rewards.empty()) written = tensorboard->AddHistogram("judge/reward", it->first, v.rewards);
-      if (!written.ok()) RLJ_EVERY(60, log::Warn("TensorBoard scalars not written: {}", std::string(written.message())));
+      if (!written.ok())
+        RLJ_EVERY(60, log::Warn("TensorBoard scalars not written: {}", std::string(written.message())));
     }
     it = versions_.erase(it);
   }

@@ -9,16 +9,16 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "logs/agreement.h"
 #include "common/reward_log.h"
 #include "judge/judge_backend.h"
+#include "logs/agreement.h"
 
 namespace rlj {
 
 struct RescoreOptions {
-  size_t batch_size = 32;         // samples per backend call
-  size_t limit = 0;               // 0 = every train row with a reward
-  double pass_threshold = 0.5;    // reward >= this counts as "pass" for decision agreement and accuracy
+  size_t batch_size = 32;       // samples per backend call
+  size_t limit = 0;             // 0 = every train row with a reward
+  double pass_threshold = 0.5;  // reward >= this counts as "pass" for decision agreement and accuracy
   std::function<void(size_t done, size_t total)> progress;  // after each batch
 };
 

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <torch/nn/module.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,7 +17,6 @@
 #include <optional>
 #include <set>
 #include <vector>
-#include <torch/nn/module.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -68,21 +68,24 @@ absl::StatusOr<T> Field(const nlohmann::json& json, const char* key, std::string
     return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": missing field '", key, "'"));
   }
   if constexpr (std::is_same_v<T, bool>) {
-    if (!it->is_boolean()) return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be a boolean"));
+    if (!it->is_boolean())
+      return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be a boolean"));
   } else if constexpr (std::is_integral_v<T>) {
     if (!it->is_number_integer()) {
       return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be an integer"));
     }
     const int64_t value = it->get<int64_t>();
     if (std::is_same_v<T, int64_t> ? value < 0 : (value <= 0 || value > INT32_MAX)) {
-      return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be a ",
-                                                     std::is_same_v<T, int64_t> ? "non-negative integer" : "positive int32",
-                                                     ", got ", value));
+      return absl::InvalidArgumentError(
+          absl::StrCat(AsAbsl(source), ": field '", key, "' must be a ",
+                       std::is_same_v<T, int64_t> ? "non-negative integer" : "positive int32", ", got ", value));
     }
   } else if constexpr (std::is_floating_point_v<T>) {
-    if (!it->is_number()) return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be a number"));
+    if (!it->is_number())
+      return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be a number"));
   } else {
-    if (!it->is_string()) return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be a string"));
+    if (!it->is_string())
+      return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field '", key, "' must be a string"));
   }
   return it->get<T>();
 }
@@ -132,15 +135,16 @@ absl::Status VerifyRecordedFiles(const std::string& dir, const nlohmann::json& f
   if (!files.is_object()) return absl::DataLossError(absl::StrCat(source, ": field 'files' must be an object"));
   for (const auto& [name, entry] : files.items()) {
     if (name.empty() || name.find('/') != std::string::npos || !entry.is_object() || !entry.contains("bytes") ||
-        !entry.contains("crc32c") || !entry.at("bytes").is_number_unsigned() || !entry.at("crc32c").is_number_unsigned()) {
+        !entry.contains("crc32c") || !entry.at("bytes").is_number_unsigned() ||
+        !entry.at("crc32c").is_number_unsigned()) {
       return absl::DataLossError(absl::StrCat(source, ": files['", name, "'] must be {\"bytes\": N, \"crc32c\": N}"));
     }
     const std::string path = dir + "/" + name;
     RLJ_ASSIGN_OR_RETURN(const FileDigest digest, DigestFile(path));
     const uint64_t bytes = entry.at("bytes").get<uint64_t>();
     if (digest.bytes != bytes) {
-      return absl::DataLossError(absl::StrCat(path, " has ", digest.bytes, " bytes; ", bytes,
-                                              " were written (truncated or replaced)"));
+      return absl::DataLossError(
+          absl::StrCat(path, " has ", digest.bytes, " bytes; ", bytes, " were written (truncated or replaced)"));
     }
     if (digest.crc32c != entry.at("crc32c").get<uint32_t>()) {
       return absl::DataLossError(absl::StrCat(path, ": CRC-32C mismatch (the file is corrupt)"));
@@ -329,7 +333,8 @@ absl::StatusOr<TransformerConfig> TransformerConfigFromHfJson(std::string_view t
   RLJ_ASSIGN_OR_RETURN(config.rope_scaling, ParseRopeScaling(json, source));
   RLJ_ASSIGN_OR_RETURN(config.sliding_window, ParseSlidingWindow(json, model_type, config.n_layers, source));
   if (config.d_model % config.n_heads == 0) {
-    RLJ_ASSIGN_OR_RETURN(const int head_dim, OptionalField<int>(json, "head_dim", source, config.d_model / config.n_heads));
+    RLJ_ASSIGN_OR_RETURN(const int head_dim,
+                         OptionalField<int>(json, "head_dim", source, config.d_model / config.n_heads));
     if (head_dim != config.d_model / config.n_heads) {
       return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field 'head_dim' (", head_dim,
                                                      ") must equal hidden_size / num_attention_heads"));
@@ -337,13 +342,17 @@ absl::StatusOr<TransformerConfig> TransformerConfigFromHfJson(std::string_view t
   }
   if (absl::Status status = config.Validate(); !status.ok()) {
     // The rules are TransformerConfig's; say them in config.json's words.
-    const std::string message = absl::StrReplaceAll(
-        status.message(), {{"model.d_model", "hidden_size"}, {"model.n_heads", "num_attention_heads"},
-                           {"model.n_kv_heads", "num_key_value_heads"}, {"model.ffn_hidden", "intermediate_size"},
-                           {"model.n_layers", "num_hidden_layers"}, {"model.vocab_size", "vocab_size"},
-                           {"model.max_seq_len", "max_position_embeddings"}, {"model.rope_theta", "rope_theta"},
-                           {"model.norm_eps", "rms_norm_eps"}, {"model.sliding_window", "sliding_window"},
-                           {"model.rope_scaling.", "rope_scaling."}});
+    const std::string message = absl::StrReplaceAll(status.message(), {{"model.d_model", "hidden_size"},
+                                                                       {"model.n_heads", "num_attention_heads"},
+                                                                       {"model.n_kv_heads", "num_key_value_heads"},
+                                                                       {"model.ffn_hidden", "intermediate_size"},
+                                                                       {"model.n_layers", "num_hidden_layers"},
+                                                                       {"model.vocab_size", "vocab_size"},
+                                                                       {"model.max_seq_len", "max_position_embeddings"},
+                                                                       {"model.rope_theta", "rope_theta"},
+                                                                       {"model.norm_eps", "rms_norm_eps"},
+                                                                       {"model.sliding_window", "sliding_window"},
+                                                                       {"model.rope_scaling.", "rope_scaling."}});
     return absl::InvalidArgumentError(absl::StrCat(AsAbsl(source), ": field ", message));
   }
   return config;
@@ -379,7 +388,8 @@ absl::Status LoadNamedTensors(Transformer& model, const NamedTensors& tensors) {
     // a copy of the embedding as lm_head.weight; anything else is unknown.
     if (name.ends_with(".rotary_emb.inv_freq")) continue;
     if (name == "lm_head.weight" && model->config().tie_embeddings) {
-      const at::Tensor* embedding = by_name.count("model.embed_tokens.weight") ? by_name["model.embed_tokens.weight"] : nullptr;
+      const at::Tensor* embedding =
+          by_name.count("model.embed_tokens.weight") ? by_name["model.embed_tokens.weight"] : nullptr;
       bool same = false;
       RLJ_RETURN_IF_ERROR(TorchCall("comparing lm_head.weight", [&] {
         same = embedding != nullptr && embedding->sizes() == tensor->sizes() && at::equal(*embedding, *tensor);
@@ -470,7 +480,8 @@ absl::StatusOr<NamedTensors> ReadCheckpointTensors(const std::string& dir) {
   std::map<std::string, std::string> shard_of;  // tensor → shard file
   std::set<std::string> shards;
   for (const auto& [name, shard] : weight_map->items()) {
-    if (!shard.is_string() || shard.get<std::string>().empty() || shard.get<std::string>().find('/') != std::string::npos) {
+    if (!shard.is_string() || shard.get<std::string>().empty() ||
+        shard.get<std::string>().find('/') != std::string::npos) {
       return absl::DataLossError(absl::StrCat(index_path, ": weight_map['", name, "'] must be a file name in ", dir));
     }
     shard_of[name] = shard.get<std::string>();
@@ -497,8 +508,8 @@ absl::StatusOr<NamedTensors> ReadCheckpointTensors(const std::string& dir) {
   }
   for (const auto& [name, shard] : shard_of) {
     if (!seen.count(name)) {
-      return absl::DataLossError(absl::StrCat(dir, "/", shard, ": missing tensor '", name, "' that ", kIndexFile,
-                                              " places there"));
+      return absl::DataLossError(
+          absl::StrCat(dir, "/", shard, ": missing tensor '", name, "' that ", kIndexFile, " places there"));
     }
   }
   return all;

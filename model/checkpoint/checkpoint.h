@@ -41,8 +41,8 @@ absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& dir);
 // window on only some layers).
 struct HfConfigExtras {
   std::string torch_dtype = "float32";
-  int bos_token_id = -1;             // written when >= 0
-  std::vector<int> eos_token_ids;    // written when not empty (one id as a number, several as a list)
+  int bos_token_id = -1;           // written when >= 0
+  std::vector<int> eos_token_ids;  // written when not empty (one id as a number, several as a list)
 };
 std::string TransformerConfigToHfJson(const TransformerConfig& config, const HfConfigExtras& extras = {});
 absl::StatusOr<TransformerConfig> TransformerConfigFromHfJson(std::string_view json, std::string_view source);

@@ -6,12 +6,12 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/status.h"
-#include "model/tensor/torch_util.h"
 #include "common/tokenizer/byte_tokenizer.h"
 #include "common/tokenizer/tokenizer.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/tensor/torch_util.h"
 
 namespace rlj {
 namespace {
@@ -34,7 +34,8 @@ absl::StatusOr<std::string> TokenizerSourceDir(const std::string& checkpoint_dir
   if (tokenizer == "byte") return std::string();
   std::error_code ec;
   if (std::filesystem::is_directory(tokenizer, ec)) {
-    if (!IsFile(tokenizer + "/tokenizer.json")) return absl::NotFoundError(absl::StrCat(tokenizer, " has no tokenizer.json"));
+    if (!IsFile(tokenizer + "/tokenizer.json"))
+      return absl::NotFoundError(absl::StrCat(tokenizer, " has no tokenizer.json"));
     return tokenizer;
   }
   if (!IsFile(tokenizer)) return absl::NotFoundError(absl::StrCat("tokenizer ", tokenizer, " does not exist"));
@@ -51,7 +52,8 @@ absl::Status ExportHuggingFaceModel(const std::string& checkpoint_dir, const std
   }
   RLJ_ASSIGN_OR_RETURN(LoadedCheckpoint loaded, LoadCheckpoint(checkpoint_dir));
   RLJ_ASSIGN_OR_RETURN(const std::string tokenizer_dir, TokenizerSourceDir(checkpoint_dir, options.tokenizer));
-  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizer(tokenizer_dir.empty() ? "byte" : tokenizer_dir));
+  RLJ_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                       LoadTokenizer(tokenizer_dir.empty() ? "byte" : tokenizer_dir));
   if (tokenizer->vocab_size() > loaded.config.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("the tokenizer's vocabulary (", tokenizer->vocab_size(),
                                                    ") is larger than the model's (", loaded.config.vocab_size, ")"));

@@ -138,14 +138,17 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
       if (!names.insert(name).second) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", name, "' appears twice"));
       }
-      if (!tensor.defined()) return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", name, "' is undefined"));
+      if (!tensor.defined())
+        return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", name, "' is undefined"));
       const DTypeInfo* dtype = FindDType(tensor.scalar_type());
       if (dtype == nullptr) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", name, "': dtype ",
-                                                       c10::toString(tensor.scalar_type()), " has no safetensors code here"));
+                                                       c10::toString(tensor.scalar_type()),
+                                                       " has no safetensors code here"));
       }
       const uint64_t bytes = static_cast<uint64_t>(tensor.numel()) * dtype->size;
-      header[name] = {{"dtype", dtype->name}, {"shape", tensor.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+      header[name] = {
+          {"dtype", dtype->name}, {"shape", tensor.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
       offset += bytes;
       sources.push_back(&tensor);
     }
@@ -164,8 +167,10 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
     RLJ_RETURN_IF_ERROR(WriteAll(fd, header_text.data(), header_text.size(), tmp));
     for (const at::Tensor* source : sources) {
       at::Tensor cpu;
-      RLJ_RETURN_IF_ERROR(TorchCall(absl::StrCat("writing ", path), [&] { cpu = source->detach().to(c10::kCPU).contiguous(); }));
-      RLJ_RETURN_IF_ERROR(WriteAll(fd, static_cast<const char*>(cpu.data_ptr()), cpu.numel() * cpu.element_size(), tmp));
+      RLJ_RETURN_IF_ERROR(
+          TorchCall(absl::StrCat("writing ", path), [&] { cpu = source->detach().to(c10::kCPU).contiguous(); }));
+      RLJ_RETURN_IF_ERROR(
+          WriteAll(fd, static_cast<const char*>(cpu.data_ptr()), cpu.numel() * cpu.element_size(), tmp));
     }
     if (::fsync(fd) != 0) return absl::UnavailableError(absl::StrCat("cannot fsync ", tmp, ": ", std::strerror(errno)));
     return absl::OkStatus();
@@ -199,7 +204,8 @@ absl::StatusOr<NamedTensors> ReadSafetensors(const std::string& path) {
       at::Tensor tensor;
       if (entry.end > entry.begin && reinterpret_cast<uintptr_t>(bytes) % entry.element_size == 0) {
         // A view of the mapping, which lives as long as any of its tensors.
-        tensor = at::from_blob(bytes, entry.shape, [mapping](void*) {}, options);
+        tensor = at::from_blob(
+            bytes, entry.shape, [mapping](void*) {}, options);
       } else {  // empty, or misaligned (a writer that did not pad the header): a copy
         tensor = at::empty(entry.shape, options);
         if (entry.end > entry.begin) std::memcpy(tensor.data_ptr(), bytes, entry.end - entry.begin);

@@ -17,39 +17,59 @@ static_assert(std::endian::native == std::endian::little, "the tensor codec copi
 
 size_t DTypeSize(v1::DType dtype) {
   switch (dtype) {
-    case v1::FLOAT32: return 4;
-    case v1::BFLOAT16: return 2;
-    case v1::FLOAT16: return 2;
-    case v1::INT32: return 4;
-    case v1::INT64: return 8;
-    case v1::UINT8: return 1;
-    default: return 0;
+    case v1::FLOAT32:
+      return 4;
+    case v1::BFLOAT16:
+      return 2;
+    case v1::FLOAT16:
+      return 2;
+    case v1::INT32:
+      return 4;
+    case v1::INT64:
+      return 8;
+    case v1::UINT8:
+      return 1;
+    default:
+      return 0;
   }
 }
 
 absl::StatusOr<v1::DType> ToWireDType(c10::ScalarType type) {
   switch (type) {
-    case c10::kFloat: return v1::FLOAT32;
-    case c10::kBFloat16: return v1::BFLOAT16;
-    case c10::kHalf: return v1::FLOAT16;
-    case c10::kInt: return v1::INT32;
-    case c10::kLong: return v1::INT64;
-    case c10::kByte: return v1::UINT8;
+    case c10::kFloat:
+      return v1::FLOAT32;
+    case c10::kBFloat16:
+      return v1::BFLOAT16;
+    case c10::kHalf:
+      return v1::FLOAT16;
+    case c10::kInt:
+      return v1::INT32;
+    case c10::kLong:
+      return v1::INT64;
+    case c10::kByte:
+      return v1::UINT8;
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("dtype ", c10::toString(type), " has no wire dtype (float32, bfloat16, float16, int32, int64, uint8)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dtype ", c10::toString(type), " has no wire dtype (float32, bfloat16, float16, int32, int64, uint8)"));
   }
 }
 
 absl::StatusOr<c10::ScalarType> FromWireDType(v1::DType dtype) {
   switch (dtype) {
-    case v1::FLOAT32: return c10::kFloat;
-    case v1::BFLOAT16: return c10::kBFloat16;
-    case v1::FLOAT16: return c10::kHalf;
-    case v1::INT32: return c10::kInt;
-    case v1::INT64: return c10::kLong;
-    case v1::UINT8: return c10::kByte;
-    default: return absl::InvalidArgumentError(absl::StrCat("unknown wire dtype ", static_cast<int>(dtype)));
+    case v1::FLOAT32:
+      return c10::kFloat;
+    case v1::BFLOAT16:
+      return c10::kBFloat16;
+    case v1::FLOAT16:
+      return c10::kHalf;
+    case v1::INT32:
+      return c10::kInt;
+    case v1::INT64:
+      return c10::kLong;
+    case v1::UINT8:
+      return c10::kByte;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown wire dtype ", static_cast<int>(dtype)));
   }
 }
 
@@ -66,8 +86,8 @@ absl::StatusOr<size_t> TensorSpecBytes(const v1::TensorSpec& spec) {
                                                      absl::StrJoin(spec.shape(), ", "), "]"));
     }
     if (__builtin_mul_overflow(bytes, static_cast<size_t>(dim), &bytes)) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", spec.name(), "': shape [",
-                                                     absl::StrJoin(spec.shape(), ", "), "] overflows"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", spec.name(), "': shape [", absl::StrJoin(spec.shape(), ", "), "] overflows"));
     }
   }
   return bytes;

@@ -24,15 +24,14 @@ absl::StatusOr<c10::Device> ResolveDevice(std::string_view requested) {
   const bool has_cuda = torch::cuda::is_available();
   if (requested == "cpu") return c10::Device(c10::kCPU);
   if (requested == "cuda") {
-    if (!has_cuda) return absl::FailedPreconditionError("device 'cuda' was asked for, but LibTorch sees no CUDA device");
+    if (!has_cuda)
+      return absl::FailedPreconditionError("device 'cuda' was asked for, but LibTorch sees no CUDA device");
     return c10::Device(c10::kCUDA, 0);
   }
   if (requested == "auto" || requested.empty()) return has_cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
   return absl::InvalidArgumentError(absl::StrCat("device '", std::string(requested), "': use auto, cpu or cuda"));
 }
 
-void SetTorchThreads(int n) {
-  at::set_num_threads(std::max(1, n));
-}
+void SetTorchThreads(int n) { at::set_num_threads(std::max(1, n)); }
 
 }  // namespace rlj

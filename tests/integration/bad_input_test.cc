@@ -32,7 +32,9 @@ class BadInput : public ::testing::Test {
   std::string Config(const std::string& extra) {
     return Write("c.yaml", absl::StrCat("name: bad\nruns_root: ", dir_.path(), "/runs\n", extra));
   }
-  testing::Finished Rlj(const std::vector<std::string>& args) { return RunRlj(args, dir_.file("out.txt"), std::chrono::seconds(300)); }
+  testing::Finished Rlj(const std::vector<std::string>& args) {
+    return RunRlj(args, dir_.file("out.txt"), std::chrono::seconds(300));
+  }
   testing::ScratchDir dir_;
 };
 
@@ -50,7 +52,8 @@ TEST_F(BadInput, WrongTypeInOverrideNamesKey) {
 }
 
 TEST_F(BadInput, MissingConfigFile) {
-  EXPECT_TRUE(FailedCleanly(Rlj({"run", dir_.file("nope.yaml")}), "config file " + dir_.file("nope.yaml") + ": cannot open"));
+  EXPECT_TRUE(
+      FailedCleanly(Rlj({"run", dir_.file("nope.yaml")}), "config file " + dir_.file("nope.yaml") + ": cannot open"));
 }
 
 // An absurd group size used to be accepted and leave the run at step 0 without a message.
@@ -58,9 +61,9 @@ TEST_F(BadInput, AbsurdGroupSizeIsRefusedNamingTheKey) {
   const std::string config = Config("");
   EXPECT_TRUE(FailedCleanly(Rlj({"run", config, "--set", "sampling.group_size=100000000"}),
                             "sampling.group_size: 100000000 is out of range; must be 1..1024"));
-  EXPECT_TRUE(FailedCleanly(Rlj({"actor", config, "--set", "sampling.group_size=1024", "--set",
-                                 "actor.prompts_per_batch=5"}),
-                            "actor.prompts_per_batch: times sampling.group_size must be at most 4096"));
+  EXPECT_TRUE(
+      FailedCleanly(Rlj({"actor", config, "--set", "sampling.group_size=1024", "--set", "actor.prompts_per_batch=5"}),
+                    "actor.prompts_per_batch: times sampling.group_size must be at most 4096"));
 }
 
 TEST_F(BadInput, ContradictoryValuesNameKeys) {
@@ -92,8 +95,7 @@ class HeldPort {
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t length = sizeof(address);
     const bool held = fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-                      ::listen(fd_, 1) == 0 &&
-                      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+                      ::listen(fd_, 1) == 0 && ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) == 0;
     EXPECT_TRUE(held) << "could not hold a loopback port";
     address_ = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
   }
@@ -151,15 +153,18 @@ TEST_F(BadInput, ADirectoryGivenAsDataIsRefused) {
 TEST_F(BadInput, EveryInputPathIsCheckedBeforeAnyWork) {
   const std::string rows = "{\"id\":\"1\",\"prompt\":\"1+1=\",\"reference\":\"2\"}\n";
   const std::string train = Write("train.jsonl", rows);
-  const std::string config = Config(absl::StrCat("data:\n  train_path: ", train, "\n  eval_path: ", Write("eval.jsonl", rows), "\n"));
+  const std::string config =
+      Config(absl::StrCat("data:\n  train_path: ", train, "\n  eval_path: ", Write("eval.jsonl", rows), "\n"));
   std::filesystem::create_directories(dir_.file("a_dir"));
   const std::string absent = dir_.file("absent");
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"data.eval_path=" + dir_.file("a_dir")}, "data.eval_path (" + dir_.file("a_dir") + ") is a directory, not a file"},
+      {{"data.eval_path=" + dir_.file("a_dir")},
+       "data.eval_path (" + dir_.file("a_dir") + ") is a directory, not a file"},
       {{"model.init_checkpoint=" + train}, "model.init_checkpoint (" + train + ") is a file, not a directory"},
       {{"model.init_checkpoint=" + absent}, "model.init_checkpoint (" + absent + "): No such file or directory"},
       {{"tokenizer.kind=hf", "tokenizer.path=" + absent}, "tokenizer.path (" + absent + "): No such file or directory"},
-      {{"quality.canary_path=" + dir_.file("a_dir")}, "quality.canary_path (" + dir_.file("a_dir") + ") is a directory"},
+      {{"quality.canary_path=" + dir_.file("a_dir")},
+       "quality.canary_path (" + dir_.file("a_dir") + ") is a directory"},
       {{"security.tls_ca=" + absent}, "security.tls_ca: cannot read '" + absent + "'"},
   };
   for (const auto& [overrides, expected] : cases) {

@@ -93,7 +93,9 @@ TEST_P(K8sManifests, AgreeWithTheCode) {
   const std::string kubectl = FindTool("kubectl");
   if (kubectl.empty()) GTEST_SKIP() << "kubectl is not installed (tools/install-deps.sh installs it)";
   testing::ScratchDir dir;
-  if (!KustomizeIsRecentEnough(kubectl, dir.path())) GTEST_SKIP() << kubectl << "'s kustomize is older than v4 (tools/install-deps.sh installs a newer one into the venv)";
+  if (!KustomizeIsRecentEnough(kubectl, dir.path()))
+    GTEST_SKIP() << kubectl
+                 << "'s kustomize is older than v4 (tools/install-deps.sh installs a newer one into the venv)";
 
   const std::string overlay = std::string(RLJ_SOURCE_DIR) + "/deploy/k8s/overlays/" + GetParam();
   const testing::Finished rendered = RunTool({kubectl, "kustomize", overlay}, dir.file("rendered.yaml"));
@@ -105,9 +107,9 @@ TEST_P(K8sManifests, AgreeWithTheCode) {
     EXPECT_EQ(doc["metadata"]["labels"]["app.kubernetes.io/part-of"].as<std::string>(""), "rlj")
         << doc["kind"] << " " << doc["metadata"]["name"];
   }
-  for (const char* name : {"StatefulSet/rlj-learner", "Service/rlj-learner", "Deployment/rlj-judge", "Service/rlj-judge",
-                           "HorizontalPodAutoscaler/rlj-judge", "Deployment/rlj-actor", "ConfigMap/rlj-config",
-                           "Secret/rlj-teacher-api-key"}) {
+  for (const char* name : {"StatefulSet/rlj-learner", "Service/rlj-learner", "Deployment/rlj-judge",
+                           "Service/rlj-judge", "HorizontalPodAutoscaler/rlj-judge", "Deployment/rlj-actor",
+                           "ConfigMap/rlj-config", "Secret/rlj-teacher-api-key"}) {
     ASSERT_TRUE(objects.count(name)) << name << " missing from " << GetParam();
   }
 
@@ -117,7 +119,8 @@ TEST_P(K8sManifests, AgreeWithTheCode) {
   ASSERT_TRUE(WriteFileAtomically(dir.file("config.yaml"), config_text).ok());
 
   // The HPA scales the judge Deployment; the learner keeps its run directory on a PVC.
-  EXPECT_EQ(objects["HorizontalPodAutoscaler/rlj-judge"]["spec"]["scaleTargetRef"]["name"].as<std::string>(), "rlj-judge");
+  EXPECT_EQ(objects["HorizontalPodAutoscaler/rlj-judge"]["spec"]["scaleTargetRef"]["name"].as<std::string>(),
+            "rlj-judge");
   EXPECT_GE(objects["StatefulSet/rlj-learner"]["spec"]["volumeClaimTemplates"].size(), 1u);
   EXPECT_GE(objects["Deployment/rlj-actor"]["spec"]["replicas"].as<int>(), 1);
 
@@ -199,7 +202,8 @@ TEST_P(K8sManifests, AgreeWithTheCode) {
     EXPECT_EQ(FlagValue(RljArguments(learner), "--set"), "runtime.device=cuda");
   } else {
     const YAML::Node resources = learner["resources"];
-    EXPECT_FALSE(resources && resources["limits"] && resources["limits"]["nvidia.com/gpu"]) << "a GPU on the cpu overlay";
+    EXPECT_FALSE(resources && resources["limits"] && resources["limits"]["nvidia.com/gpu"])
+        << "a GPU on the cpu overlay";
   }
 }
 

@@ -3,6 +3,8 @@
 // step, equal to the summary's final accuracy), the best policy is kept, and every view shows the curve
 // (`rlj logs curve --metric eval_accuracy`, summary, compare, TensorBoard). With eval.stop_when_no_gain_for
 // the run stops early, exits 0 and names the best checkpoint.
+#include "logs/eval_curve.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,7 +13,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
-#include "logs/eval_curve.h"
 #include "common/run_dir.h"
 #include "openai_stand_in.h"
 #include "rlj_process.h"
@@ -28,14 +29,17 @@ std::string WriteRun(const std::string& dir, const std::string& name, int steps,
   testing::WriteTinyTask(dir);
   const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, name), testing::TinySignalJudgeSection(),
                                           R"(learner:
-  steps: )", steps, R"(
+  steps: )",
+                                          steps, R"(
   groups_per_step: 2
-  lr: )", lr, R"(
+  lr: )",
+                                          lr, R"(
 actor:
   count: 1
   prompts_per_batch: 2
 eval:
-  every_steps: )", kEverySteps, "\n", extra_eval);
+  every_steps: )",
+                                          kEverySteps, "\n", extra_eval);
   const std::string path = dir + "/" + name + ".yaml";
   EXPECT_TRUE(WriteFileAtomically(path, config).ok());
   return path;
@@ -45,7 +49,8 @@ TEST(EvalCurve, PeriodicEvaluationDrawsTheCurveWhileTrainingAndEveryViewShowsIt)
   testing::ScratchDir dir;
   constexpr int kSteps = 160;  // the tiny learner does ~15 steps a second: room for several evaluations
   const RunDir run_dir(dir.path() + "/runs/curve");
-  const testing::Finished run = testing::RunRlj({"run", WriteRun(dir.path(), "curve", kSteps, "", 1e-3)}, dir.file("run.out"));
+  const testing::Finished run =
+      testing::RunRlj({"run", WriteRun(dir.path(), "curve", kSteps, "", 1e-3)}, dir.file("run.out"));
   ASSERT_TRUE(run.exit.ok()) << run.output;
   EXPECT_NE(run.output.find("held-out"), std::string::npos) << "the progress line shows the held-out accuracy";
 
@@ -84,11 +89,13 @@ TEST(EvalCurve, PeriodicEvaluationDrawsTheCurveWhileTrainingAndEveryViewShowsIt)
       testing::RunRlj({"logs", run_dir.root(), "curve", "--metric", "eval_accuracy"}, dir.file("curve.out"));
   ASSERT_TRUE(plot.exit.ok()) << plot.output;
   EXPECT_EQ(plot.output.find("(no eval_accuracy values"), std::string::npos) << plot.output;
-  const testing::Finished logs_summary = testing::RunRlj({"logs", run_dir.root(), "summary", "--json"}, dir.file("s.json"));
+  const testing::Finished logs_summary =
+      testing::RunRlj({"logs", run_dir.root(), "summary", "--json"}, dir.file("s.json"));
   ASSERT_TRUE(logs_summary.exit.ok()) << logs_summary.output;
   const nlohmann::json held_out = nlohmann::json::parse(logs_summary.output)["held_out"];
   EXPECT_EQ(held_out["points"].size(), curve.size());
-  EXPECT_TRUE(held_out.contains("before") && held_out.contains("after") && held_out.contains("best")) << held_out.dump();
+  EXPECT_TRUE(held_out.contains("before") && held_out.contains("after") && held_out.contains("best"))
+      << held_out.dump();
   const testing::Finished compare =
       testing::RunRlj({"logs", "compare", run_dir.root(), run_dir.root(), "--json"}, dir.file("compare.json"));
   ASSERT_TRUE(compare.exit.ok()) << compare.output;
@@ -105,9 +112,8 @@ TEST(EvalCurve, NoGainStopsTheRunEarlyAndKeepsTheBestCheckpoint) {
   testing::ScratchDir dir;
   constexpr int kSteps = 2000;
   const RunDir run_dir(dir.path() + "/runs/early");
-  const testing::Finished run =
-      testing::RunRlj({"run", WriteRun(dir.path(), "early", kSteps, "  stop_when_no_gain_for: 1\n", 1e-9)},
-                      dir.file("run.out"));
+  const testing::Finished run = testing::RunRlj(
+      {"run", WriteRun(dir.path(), "early", kSteps, "  stop_when_no_gain_for: 1\n", 1e-9)}, dir.file("run.out"));
   ASSERT_TRUE(run.exit.ok()) << run.output;
   EXPECT_NE(run.output.find("stopping early: no held-out gain"), std::string::npos) << run.output;
   RLJ_ASSERT_OK_AND_ASSIGN(const std::string summary_text, ReadFile(run_dir.summary_path()));
@@ -154,7 +160,8 @@ TEST(EvalCurve, AConfiguredJudgeScoresTheAnswersAndItsSpendIsCounted) {
     EXPECT_LE(p.reward, 1.0 + 1e-9);
     EXPECT_GT(p.cost_usd, 0.0) << p.kind << " at " << p.step << ": the teacher's spend is counted";
   }
-  EXPECT_GE(teacher.requests(), static_cast<int64_t>(curve.size()) * 20) << "every answer of every evaluation was graded";
+  EXPECT_GE(teacher.requests(), static_cast<int64_t>(curve.size()) * 20)
+      << "every answer of every evaluation was graded";
 }
 
 }  // namespace

@@ -48,12 +48,15 @@ std::string WriteFaultRun(const std::string& dir) {
   testing::WriteTinyTask(dir);
   const std::string run_config = absl::StrCat(testing::TinyRunConfigHead(dir, "faults"), R"(eval:
   before_and_after: false
-)", testing::TinyTeacherJudgeSections(dir, 2), R"(learner:
-  steps: )", kSteps, R"(
+)",
+                                              testing::TinyTeacherJudgeSections(dir, 2), R"(learner:
+  steps: )",
+                                              kSteps, R"(
   groups_per_step: 2
   lr: 1.0e-4
   max_staleness: 4
-  checkpoint_every: )", kCheckpointEvery, R"(
+  checkpoint_every: )",
+                                              kCheckpointEvery, R"(
   keep_checkpoints: 3
 actor:
   count: 2
@@ -128,12 +131,11 @@ class VersionWatcher {
 // Every column of a reward-log row, for "identical content".
 std::string RowContent(const RewardLogRow& r) {
   return absl::StrFormat(
-      "%.17g|%s|%d|%s|%s|%s|%s|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%.17g|%d|%d|%.17g|%d|%s|%s|%s|%s|%s", r.time_unix_s,
-      r.run, r.policy_version, r.actor, r.sample_id, r.prompt_id, r.group_id, r.index_in_group, r.prompt,
-      r.completion, r.reference, r.reward ? absl::StrFormat("%.17g", *r.reward) : "-", r.components_json,
-      r.rationale, r.raw_response, r.backend, r.model, r.latency_ms, r.tokens_in, r.tokens_out, r.cost_usd,
-      r.cache_hit ? 1 : 0, r.error_kind, r.error_message, r.kind,
-      r.expected_reward ? absl::StrFormat("%.17g", *r.expected_reward) : "-",
+      "%.17g|%s|%d|%s|%s|%s|%s|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%.17g|%d|%d|%.17g|%d|%s|%s|%s|%s|%s", r.time_unix_s, r.run,
+      r.policy_version, r.actor, r.sample_id, r.prompt_id, r.group_id, r.index_in_group, r.prompt, r.completion,
+      r.reference, r.reward ? absl::StrFormat("%.17g", *r.reward) : "-", r.components_json, r.rationale, r.raw_response,
+      r.backend, r.model, r.latency_ms, r.tokens_in, r.tokens_out, r.cost_usd, r.cache_hit ? 1 : 0, r.error_kind,
+      r.error_message, r.kind, r.expected_reward ? absl::StrFormat("%.17g", *r.expected_reward) : "-",
       r.canary_pass ? (*r.canary_pass ? "pass" : "fail") : "-");
 }
 
@@ -169,7 +171,8 @@ class FaultKill : public ::testing::Test {
       ASSERT_FALSE(run_->Poll().has_value()) << "the run ended while waiting for " << what << ":\n"
                                              << ReadFile(dir_.file("run.out")).value_or("");
       ASSERT_LT(Clock::now(), give_up) << "timed out waiting for " << what << " (learner at v" << watcher_->latest()
-                                       << ")\n" << ReadFile(run_dir_->log_path("run")).value_or("");
+                                       << ")\n"
+                                       << ReadFile(run_dir_->log_path("run")).value_or("");
       std::this_thread::sleep_for(milliseconds(50));  // polling what other processes write
     }
   }
@@ -286,7 +289,8 @@ TEST_F(FaultKill, ActorJudgeTeacherAndLearnerKilledInTurnTheRunRecoversAndKeepsI
   EXPECT_EQ(summary["policy_version"], kSteps);
   const std::string run_log = ReadFile(run_dir_->log_path("run")).value_or("");
   for (const char* child : {"actor-0", "judge-1", "teacher", "learner"}) {
-    EXPECT_NE(run_log.find(absl::StrCat(child, " ended (killed by signal 9")), std::string::npos) << child << "\n" << run_log;
+    EXPECT_NE(run_log.find(absl::StrCat(child, " ended (killed by signal 9")), std::string::npos) << child << "\n"
+                                                                                                  << run_log;
   }
 
   // Versions never went backwards: not in what the learner answered, not in what any actor saw.
@@ -302,7 +306,8 @@ TEST_F(FaultKill, ActorJudgeTeacherAndLearnerKilledInTurnTheRunRecoversAndKeepsI
       << learner_log;
   if (checkpoint_at_kill < learner_killed_at) {
     EXPECT_NE(learner_log.find(absl::StrCat("replayed steps ", checkpoint_at_kill + 1, "..")), std::string::npos)
-        << "killed at v" << learner_killed_at << " past checkpoint " << checkpoint_at_kill << ":\n" << learner_log;
+        << "killed at v" << learner_killed_at << " past checkpoint " << checkpoint_at_kill << ":\n"
+        << learner_log;
   }
 
   // The training ledger: steps 1..kSteps once each, in order, version = step; no item (and no lease's group)
@@ -338,11 +343,13 @@ TEST_F(FaultKill, ActorJudgeTeacherAndLearnerKilledInTurnTheRunRecoversAndKeepsI
     EXPECT_FALSE(committed_before_kills_[k].empty()) << "kill " << k;
     for (const auto& [key, content] : committed_before_kills_[k]) {
       auto it = final_rows.find(key);
-      ASSERT_NE(it, final_rows.end()) << key.first << " row " << key.second << " (committed before kill " << k << ") is gone";
+      ASSERT_NE(it, final_rows.end()) << key.first << " row " << key.second << " (committed before kill " << k
+                                      << ") is gone";
       EXPECT_EQ(it->second, content) << key.first << " row " << key.second << " changed";
     }
   }
-  std::fprintf(stderr, "fault_kill_test: setup %.0f s, whole test %.0f s, killed:%s learner past checkpoint %lld, %lld polls\n",
+  std::fprintf(stderr,
+               "fault_kill_test: setup %.0f s, whole test %.0f s, killed:%s learner past checkpoint %lld, %lld polls\n",
                setup_s, std::chrono::duration<double>(Clock::now() - test_start).count(), kills_.c_str(),
                static_cast<long long>(checkpoint_at_kill), static_cast<long long>(polls));
 }

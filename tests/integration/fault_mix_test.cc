@@ -6,8 +6,8 @@
 // be retried and the run's training time stays within a bound of the clean run's (measured in the same
 // test, printed as a JSON line, asserted with slack for a loaded machine); the outage pauses the policy and
 // the run resumes and completes with every version.
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -29,8 +29,8 @@
 namespace rlj {
 namespace {
 
-using testing::FaultMix;
 using testing::AwaitWhileRunning;
+using testing::FaultMix;
 using testing::LearnerStatusOf;
 using testing::OpenAiStandIn;
 using Clock = std::chrono::steady_clock;
@@ -45,7 +45,8 @@ std::string JudgeSection(int port) {
   return absl::StrCat(R"(judge:
   backend: openai
   openai:
-    base_url: http://127.0.0.1:)", port, R"(/v1
+    base_url: http://127.0.0.1:)",
+                      port, R"(/v1
     model: teacher
     rubric: "Grade this answer to {prompt}: {completion}"
     timeout_ms: 1500
@@ -57,7 +58,8 @@ std::string JudgeSection(int port) {
 std::string WriteRun(const std::string& dir, const std::string& name, int port) {
   testing::WriteTinyTask(dir);
   const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, name), JudgeSection(port), R"(learner:
-  steps: )", kSteps, R"(
+  steps: )",
+                                          kSteps, R"(
   groups_per_step: 8
   lr: 1.0e-4
 actor:
@@ -121,7 +123,8 @@ TEST(FaultMix, FaultsAreRetriedOrMaskedAndCostLittleTime) {
   OpenAiStandIn faulty_api(kLatency, mix, /*seed=*/15);
   ASSERT_NO_FATAL_FAILURE(faulty_api.Start());
   const RunDir faulty_dir(dir.path() + "/runs/faulty");
-  const RunResult faulty = RunToEnd(WriteRun(dir.path(), "faulty", faulty_api.port()), faulty_dir, dir.file("faulty.out"));
+  const RunResult faulty =
+      RunToEnd(WriteRun(dir.path(), "faulty", faulty_api.port()), faulty_dir, dir.file("faulty.out"));
   ASSERT_NO_FATAL_FAILURE(ExpectAppliedStepsAndMaskedFailures(faulty));
 
   // Masked: the refusals and out-of-range scores (not retryable), and nothing that a retry could fix.
@@ -139,7 +142,8 @@ TEST(FaultMix, FaultsAreRetriedOrMaskedAndCostLittleTime) {
   EXPECT_GT(faulty_api.faults_injected(), 0);
 
   // Seen, not guessed: `rlj logs summary` and TensorBoard show the retries by cause, the breaker and the limit.
-  const testing::Finished summary = testing::RunRlj({"logs", faulty_dir.root(), "summary", "--json"}, dir.file("summary.json"));
+  const testing::Finished summary =
+      testing::RunRlj({"logs", faulty_dir.root(), "summary", "--json"}, dir.file("summary.json"));
   ASSERT_TRUE(summary.exit.ok()) << summary.output;
   const nlohmann::json logs = nlohmann::json::parse(summary.output, nullptr, false);
   ASSERT_TRUE(logs.is_object() && logs.contains("teacher_backends")) << summary.output;
@@ -161,11 +165,12 @@ TEST(FaultMix, FaultsAreRetriedOrMaskedAndCostLittleTime) {
   }
 
   const double ratio = TrainingSeconds(faulty) / std::max(1e-3, TrainingSeconds(clean));
-  std::printf("{\"test\":\"fault_mix\",\"steps\":%d,\"clean_training_s\":%.2f,\"faulty_training_s\":%.2f,"
-              "\"ratio\":%.3f,\"masked_share\":%.4f,\"non_retryable_share\":%.4f,\"faults_injected\":%lld,"
-              "\"requests\":%lld}\n",
-              kSteps, TrainingSeconds(clean), TrainingSeconds(faulty), ratio, masked_share, mix.non_retryable(),
-              static_cast<long long>(faulty_api.faults_injected()), static_cast<long long>(faulty_api.requests()));
+  std::printf(
+      "{\"test\":\"fault_mix\",\"steps\":%d,\"clean_training_s\":%.2f,\"faulty_training_s\":%.2f,"
+      "\"ratio\":%.3f,\"masked_share\":%.4f,\"non_retryable_share\":%.4f,\"faults_injected\":%lld,"
+      "\"requests\":%lld}\n",
+      kSteps, TrainingSeconds(clean), TrainingSeconds(faulty), ratio, masked_share, mix.non_retryable(),
+      static_cast<long long>(faulty_api.faults_injected()), static_cast<long long>(faulty_api.requests()));
   // The target is 1.5x (measured on a quiet machine); the slack is for a loaded one. The report that filed
   // issue 15 measured 10x.
   EXPECT_LT(ratio, 3.0) << "faults cost far more time than they should";
@@ -201,7 +206,7 @@ TEST(FaultMix, AnOutageWaitsAndTheRunResumesWithEveryVersion) {
   const std::string output = ReadFile(dir.file("run.out")).value_or("");
   ASSERT_TRUE(exit->ok()) << exit->Describe() << "\n" << output;
   EXPECT_NE(output.find("TEACHER OUTAGE"), std::string::npos) << "the progress line did not show the outage:\n"
-                                                                 << output;
+                                                              << output;
   RunResult result;
   result.summary = nlohmann::json::parse(ReadFile(run_dir.summary_path()).value_or("{}"), nullptr, false);
   result.rows = ReadRewardLog(run_dir.reward_log_dir()).value_or(std::vector<RewardLogRow>{});

@@ -77,12 +77,14 @@ judge:
   backend: openai
   budget_usd: 20
   openai:
-    base_url: http://127.0.0.1:)", port, R"(/v1
+    base_url: http://127.0.0.1:)",
+                                                       port, R"(/v1
     model: priced-teacher
     rubric: "Q: {prompt} A: {completion} Reply {\"score\": 0-10}"
     price_input_per_1k: 1.0
     max_retries: 0
-)")).ok());
+)"))
+                  .ok());
   const testing::Finished finished = testing::RunRlj({"run", config}, dir.file("run.out"), std::chrono::seconds(600));
   (*teacher)->Stop(std::chrono::seconds(5));
   EXPECT_EQ(finished.exit.exit_code, 0) << finished.output;

@@ -27,7 +27,7 @@ std::string AwaitFile(const std::function<std::string()>& read, Subprocess* writ
   while (std::chrono::steady_clock::now() < give_up) {
     std::string value = read();
     if (!value.empty()) return value;
-    if (writer->Poll().has_value()) return "";  // it exited instead
+    if (writer->Poll().has_value()) return "";                    // it exited instead
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling a file: no event to wait on
   }
   return "";
@@ -65,10 +65,12 @@ TEST(JudgeRemoteExample, PythonJudgeBehindRljJudge) {
                                                        port, "\n    timeout_ms: 30000\n"))
                   .ok());
   const std::string run_dir = dir.file("run");
-  auto judge = testing::StartRlj({"judge", config, "--run-dir", run_dir, "--listen", "127.0.0.1:0"}, dir.file("judge.out"));
+  auto judge =
+      testing::StartRlj({"judge", config, "--run-dir", run_dir, "--listen", "127.0.0.1:0"}, dir.file("judge.out"));
   ASSERT_NE(judge, nullptr);
   const RunDir run(run_dir);
-  const std::string address = AwaitFile([&] { return run.ReadEndpoint("judge-0").value_or(""); }, judge.get(), seconds(120));
+  const std::string address =
+      AwaitFile([&] { return run.ReadEndpoint("judge-0").value_or(""); }, judge.get(), seconds(120));
   ASSERT_FALSE(address.empty()) << "rlj judge did not start:\n" << ReadFile(dir.file("judge.out")).value_or("");
 
   auto stub = v1::Judge::NewStub(MakeChannel(address));

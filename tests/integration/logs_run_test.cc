@@ -4,7 +4,6 @@
 // parsed back, canaries never returned to the caller of Judge.Score, and every `rlj logs` view run on the
 // resulting run directory.
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 
 #include <csignal>
@@ -40,12 +39,13 @@ using testing::StartRlj;
 // model writes one in about 15% of its samples, enough reward differences for steps that are real updates.
 std::string WriteObservedRun(const std::string& dir) {
   testing::WriteTinyTask(dir);
-  EXPECT_TRUE(WriteFileAtomically(dir + "/canaries.jsonl",
-                                  "{\"id\": \"right\", \"prompt\": \"2+2=\", \"completion\": \"4\", \"reference\": \"4\", "
-                                  "\"expected_reward\": 1}\n"
-                                  "{\"id\": \"wrong\", \"prompt\": \"3+3=\", \"completion\": \"seven\", \"reference\": \"6\", "
-                                  "\"expected_reward\": 0}\n")
-                  .ok());
+  EXPECT_TRUE(
+      WriteFileAtomically(dir + "/canaries.jsonl",
+                          "{\"id\": \"right\", \"prompt\": \"2+2=\", \"completion\": \"4\", \"reference\": \"4\", "
+                          "\"expected_reward\": 1}\n"
+                          "{\"id\": \"wrong\", \"prompt\": \"3+3=\", \"completion\": \"seven\", \"reference\": \"6\", "
+                          "\"expected_reward\": 0}\n")
+          .ok());
   const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "observed"), R"(judge:
   rule:
     mode: numeric
@@ -60,7 +60,8 @@ actor:
   count: 1
   prompts_per_batch: 2
 quality:
-  canary_path: )", dir, R"(/canaries.jsonl
+  canary_path: )",
+                                          dir, R"(/canaries.jsonl
   canary_rate: 0.5
   self_consistency_rate: 0.25
   length_correlation_min_samples: 8
@@ -147,8 +148,9 @@ TEST(LogsRun, EveryServiceServesValidMetricsAndTheLogsToolReadsTheRun) {
   const std::string judge_address = WaitForEndpoint(run_dir, "judge-0");
   ASSERT_FALSE(learner_address.empty()) << ReadFile(dir.file("learner.out")).value_or("");
   ASSERT_FALSE(judge_address.empty()) << ReadFile(dir.file("judge.out")).value_or("");
-  auto actor = StartRlj({"actor", config, "--run-dir", run_path, "--learner", learner_address, "--judge", judge_address},
-                        dir.file("actor.out"));
+  auto actor =
+      StartRlj({"actor", config, "--run-dir", run_path, "--learner", learner_address, "--judge", judge_address},
+               dir.file("actor.out"));
   ASSERT_TRUE(actor);
 
   // Each process reports its /metrics address as metrics-<process>.

@@ -30,12 +30,14 @@ std::string WriteTinyRun(const std::string& dir, int steps, int actors) {
   testing::WriteTinyTask(dir);
   const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "tiny"), testing::TinySignalJudgeSection(),
                                           R"(learner:
-  steps: )", steps, R"(
+  steps: )",
+                                          steps, R"(
   groups_per_step: 4
   lr: 1.0e-3
   max_staleness: 4
 actor:
-  count: )", actors, R"(
+  count: )",
+                                          actors, R"(
   prompts_per_batch: 4
 )");
   const std::string path = dir + "/tiny.yaml";
@@ -73,8 +75,8 @@ TEST(Loop, RunSupervisesLearnerJudgeAndActorsToTheEnd) {
   // The after-RL accuracy is the final checkpoint's: `rlj eval` of it, a separate process, agrees exactly.
   const nlohmann::json& after = summary["eval_after"];
   EXPECT_DOUBLE_EQ(after["accuracy"].get<double>(), after["correct"].get<double>() / after["total"].get<double>());
-  const testing::Finished eval =
-      RunRlj({"eval", config, "--checkpoint", summary["checkpoint"].get<std::string>(), "--json"}, dir.file("eval.json"));
+  const testing::Finished eval = RunRlj(
+      {"eval", config, "--checkpoint", summary["checkpoint"].get<std::string>(), "--json"}, dir.file("eval.json"));
   ASSERT_TRUE(eval.exit.ok()) << eval.output;
   const nlohmann::json evaluated = nlohmann::json::parse(eval.output.substr(eval.output.find('{')), nullptr, false);
   ASSERT_TRUE(evaluated.is_object()) << eval.output;
@@ -180,7 +182,8 @@ TEST(Loop, StandaloneProcessesAdvanceVersionsAndDeliverRewards) {
     for (int poll = 0; poll < 600 && ReadFile(log).value_or("").find("got policy v") == std::string::npos; ++poll) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling a file another process writes
     }
-    EXPECT_NE(ReadFile(log).value_or("").find("got policy v"), std::string::npos) << "actor-" << i << " never got a policy";
+    EXPECT_NE(ReadFile(log).value_or("").find("got policy v"), std::string::npos)
+        << "actor-" << i << " never got a policy";
   }
   for (auto& actor : actors) {
     const ExitInfo exit = actor->Stop(std::chrono::seconds(60));
@@ -222,20 +225,25 @@ TEST(Loop, ActorReconnectsWhenTheJudgeRestarts) {
   auto judge = StartRlj({"judge", config, "--run-dir", run_dir_path}, dir.file("judge.out"));
   const auto [learner_address, judge_address] = WaitForEndpoints(run_dir);
   ASSERT_FALSE(learner_address.empty() || judge_address.empty());
-  auto actor = StartRlj({"actor", config, "--run-dir", run_dir_path, "--learner", learner_address, "--judge", judge_address},
-                        dir.file("actor.out"));
+  auto actor =
+      StartRlj({"actor", config, "--run-dir", run_dir_path, "--learner", learner_address, "--judge", judge_address},
+               dir.file("actor.out"));
   auto stub = v1::Learner::NewStub(MakeChannel(learner_address));
-  v1::LearnerStatus status = WaitForStatus(stub.get(), [](const auto& s) { return s.version() >= 2; }, std::chrono::minutes(5));
+  v1::LearnerStatus status = WaitForStatus(
+      stub.get(), [](const auto& s) { return s.version() >= 2; }, std::chrono::minutes(5));
   ASSERT_GE(status.version(), 2);
 
   // The judge dies hard; a new one comes up on the same address a little later.
   judge->Signal(SIGKILL);
   ASSERT_TRUE(judge->Wait(std::chrono::seconds(30)).has_value());
-  const int64_t version_at_kill = WaitForStatus(stub.get(), [](const auto&) { return true; }, std::chrono::seconds(10)).version();
+  const int64_t version_at_kill = WaitForStatus(
+                                      stub.get(), [](const auto&) { return true; }, std::chrono::seconds(10))
+                                      .version();
   judge = StartRlj({"judge", config, "--run-dir", run_dir_path, "--listen", judge_address}, dir.file("judge2.out"));
   RLJ_ASSERT_OK(WaitForHealthy(judge_address, std::chrono::seconds(60)));
 
-  status = WaitForStatus(stub.get(), [&](const auto& s) { return s.version() >= version_at_kill + 3; }, std::chrono::minutes(5));
+  status = WaitForStatus(
+      stub.get(), [&](const auto& s) { return s.version() >= version_at_kill + 3; }, std::chrono::minutes(5));
   EXPECT_GE(status.version(), version_at_kill + 3) << ReadFile(dir.file("actor.out")).value_or("");
   EXPECT_FALSE(actor->Poll().has_value()) << "the actor gave up instead of reconnecting";
   EXPECT_EQ(status.samples_masked(), 0) << "no sample was trained on without a verdict";

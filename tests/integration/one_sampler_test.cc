@@ -4,10 +4,9 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -31,11 +30,11 @@ struct Sampling {
 
 // `rlj generate --json` for the prompt ids: its text and ids.
 json Generate(const testing::ScratchDir& dir, const std::vector<int>& prompt, const Sampling& s, uint64_t seed) {
-  const testing::Finished run = testing::RunRlj(
-      {"generate", "--model", kModel, "--prompt-ids", absl::StrJoin(prompt, ","), "--max-new-tokens", "20",
-       "--temperature", absl::StrCat(s.temperature), "--top-k", absl::StrCat(s.top_k), "--top-p", absl::StrCat(s.top_p),
-       "--seed", absl::StrCat(seed), "--threads", "1", "--json"},
-      dir.file("generate.out"), std::chrono::seconds(300));
+  const testing::Finished run =
+      testing::RunRlj({"generate", "--model", kModel, "--prompt-ids", absl::StrJoin(prompt, ","), "--max-new-tokens",
+                       "20", "--temperature", absl::StrCat(s.temperature), "--top-k", absl::StrCat(s.top_k), "--top-p",
+                       absl::StrCat(s.top_p), "--seed", absl::StrCat(seed), "--threads", "1", "--json"},
+                      dir.file("generate.out"), std::chrono::seconds(300));
   EXPECT_TRUE(run.exit.ok()) << run.output;
   const size_t line = run.output.rfind("{\"prompt_ids\"");
   if (line == std::string::npos) return json();
@@ -63,8 +62,8 @@ TEST(OneSampler, TheTeacherAndGenerateSampleTheSameTokensFromOneSeed) {
   std::set<std::string> texts;
   for (const Sampling& s : {Sampling{1.0, 0, 1.0}, Sampling{0.8, 0, 0.9}, Sampling{1.2, 5, 1.0}, Sampling{0, 0, 1}}) {
     for (const uint64_t seed : {1u, 77u, 4096u}) {
-      json body = {{"model", "teacher"}, {"prompt", prompt},     {"max_tokens", 20}, {"temperature", s.temperature},
-                   {"top_p", s.top_p},   {"seed", seed}};
+      json body = {{"model", "teacher"},           {"prompt", prompt}, {"max_tokens", 20},
+                   {"temperature", s.temperature}, {"top_p", s.top_p}, {"seed", seed}};
       if (s.top_k > 0) body["top_k"] = s.top_k;
       const auto response = client.Post("/v1/completions", body.dump(), "application/json");
       ASSERT_TRUE(response) << "the teacher did not answer";
@@ -72,7 +71,8 @@ TEST(OneSampler, TheTeacherAndGenerateSampleTheSameTokensFromOneSeed) {
       const json served = json::parse(response->body)["choices"][0];
       const json generated = Generate(dir, prompt, s, seed);
       ASSERT_TRUE(generated.is_object());
-      const std::string label = absl::StrCat("T ", s.temperature, " top_k ", s.top_k, " top_p ", s.top_p, " seed ", seed);
+      const std::string label =
+          absl::StrCat("T ", s.temperature, " top_k ", s.top_k, " top_p ", s.top_p, " seed ", seed);
       EXPECT_EQ(served["text"].get<std::string>(), generated["text"].get<std::string>()) << label;
       const bool stopped = generated["finish"] != "length";
       EXPECT_EQ(served["finish_reason"], stopped ? "stop" : "length") << label;

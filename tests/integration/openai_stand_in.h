@@ -30,12 +30,12 @@ inline int StandInScore(const std::string& request_body) {
 
 // Shares of requests that fail, each way (the rest are answered correctly).
 struct FaultMix {
-  double rate_limited = 0;   // 429 with Retry-After: retry_after_s (retried)
-  double server_error = 0;   // 500 (retried)
-  double stall = 0;          // answered after stall_ms (past the judge's timeout: retried)
-  double malformed = 0;      // 200 with a body that is not JSON (retried)
-  double refusal = 0;        // 200, a refusal without a score (not retryable: masked)
-  double out_of_range = 0;   // 200, "Score: 15" on a 0..10 scale (not retryable: masked)
+  double rate_limited = 0;  // 429 with Retry-After: retry_after_s (retried)
+  double server_error = 0;  // 500 (retried)
+  double stall = 0;         // answered after stall_ms (past the judge's timeout: retried)
+  double malformed = 0;     // 200 with a body that is not JSON (retried)
+  double refusal = 0;       // 200, a refusal without a score (not retryable: masked)
+  double out_of_range = 0;  // 200, "Score: 15" on a 0..10 scale (not retryable: masked)
   int retry_after_s = 1;
   std::chrono::milliseconds stall_ms{3000};
 
@@ -65,9 +65,8 @@ class OpenAiStandIn {
     server_ = std::make_unique<httplib::Server>();
     // Stalled requests hold a thread each: enough threads that the stand-in is never the bottleneck.
     server_->new_task_queue = [] { return new httplib::ThreadPool(96); };
-    server_->Post("/v1/chat/completions", [this](const httplib::Request& request, httplib::Response& response) {
-      Answer(request, response);
-    });
+    server_->Post("/v1/chat/completions",
+                  [this](const httplib::Request& request, httplib::Response& response) { Answer(request, response); });
     if (port == 0) {
       port_ = server_->bind_to_any_port("127.0.0.1");
     } else {
@@ -97,9 +96,12 @@ class OpenAiStandIn {
     std::lock_guard<std::mutex> lock(mutex_);
     double u = std::uniform_real_distribution<double>(0, 1)(random_);
     const std::pair<double, Fault> shares[] = {
-        {faults_.rate_limited, Fault::kRateLimited}, {faults_.server_error, Fault::kServerError},
-        {faults_.stall, Fault::kStall},             {faults_.malformed, Fault::kMalformed},
-        {faults_.refusal, Fault::kRefusal},         {faults_.out_of_range, Fault::kOutOfRange},
+        {faults_.rate_limited, Fault::kRateLimited},
+        {faults_.server_error, Fault::kServerError},
+        {faults_.stall, Fault::kStall},
+        {faults_.malformed, Fault::kMalformed},
+        {faults_.refusal, Fault::kRefusal},
+        {faults_.out_of_range, Fault::kOutOfRange},
     };
     for (const auto& [share, fault] : shares) {
       if (u < share) return fault;
@@ -112,7 +114,8 @@ class OpenAiStandIn {
     const nlohmann::json body = {
         {"id", "chatcmpl-test"},
         {"object", "chat.completion"},
-        {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content}}}, {"finish_reason", "stop"}}}},
+        {"choices",
+         {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content}}}, {"finish_reason", "stop"}}}},
         {"usage", {{"prompt_tokens", 10}, {"completion_tokens", 2}, {"total_tokens", 12}}},
     };
     return body.dump();

@@ -5,8 +5,8 @@
 // error verdict exists, and the run resumes and completes once the teacher is back. Then `rlj judge` with
 // judge.threads 2 and a slow teacher under 24 concurrent clients: every sample is logged exactly once, the
 // clients are answered RESOURCE_EXHAUSTED (backpressure) and the judge's peak RSS stays bounded.
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <atomic>
@@ -26,9 +26,9 @@
 #include "common/reward_log.h"
 #include "common/run_dir.h"
 #include "common/telemetry/metrics_server.h"
+#include "openai_stand_in.h"
 #include "rlj/v1/judge.grpc.pb.h"
 #include "rlj/v1/learner.grpc.pb.h"
-#include "openai_stand_in.h"
 #include "rlj_process.h"
 #include "run_probes.h"
 #include "test_util.h"
@@ -51,18 +51,23 @@ std::string JudgeSection(int port, const std::string& on_outage, int breaker_fai
                          int max_outage_s = 0) {
   return absl::StrCat(R"(judge:
   backend: openai
-  on_outage: )", on_outage, R"(
-  max_outage_s: )", max_outage_s, R"(
+  on_outage: )",
+                      on_outage, R"(
+  max_outage_s: )",
+                      max_outage_s, R"(
   timeout_ms: 30000
   openai:
-    base_url: http://127.0.0.1:)", port, R"(/v1
+    base_url: http://127.0.0.1:)",
+                      port, R"(/v1
     model: teacher
     rubric: "Grade this answer to {prompt}: {completion}"
-    max_retries: )", max_retries, R"(
+    max_retries: )",
+                      max_retries, R"(
     retry_base_ms: 10
     retry_cap_ms: 50
     timeout_ms: 5000
-    breaker_failures: )", breaker_failures, R"(
+    breaker_failures: )",
+                      breaker_failures, R"(
     breaker_cooldown_ms: 300
     cache: false
 )");
@@ -73,9 +78,10 @@ std::string JudgeSection(int port, const std::string& on_outage, int breaker_fai
 std::string WriteOutageRun(const std::string& dir, const std::string& name, int port, const std::string& on_outage,
                            int steps, int max_outage_s = 0) {
   testing::WriteTinyTask(dir);
-  const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, name),
-                                          JudgeSection(port, on_outage, 2, 1, max_outage_s), R"(learner:
-  steps: )", steps, R"(
+  const std::string config =
+      absl::StrCat(testing::TinyRunConfigHead(dir, name), JudgeSection(port, on_outage, 2, 1, max_outage_s), R"(learner:
+  steps: )",
+                   steps, R"(
   max_skipped_batches_in_a_row: 0
   groups_per_step: 2
   lr: 1.0e-3
@@ -145,7 +151,8 @@ TEST(TeacherOutage, MaskLogsErrorsMasksThemAndTheRunCompletesWhenTheTeacherIsBac
   ASSERT_TRUE(run);
   teacher.Stop();
   ASSERT_TRUE(AwaitWhileRunning(run.get(), kPhaseTimeout, [&] { return ErrorRows(RewardRows(run_dir)) >= 8; }))
-      << "no error verdicts while the teacher is down:\n" << ReadFile(dir.file("run.out")).value_or("");
+      << "no error verdicts while the teacher is down:\n"
+      << ReadFile(dir.file("run.out")).value_or("");
   EXPECT_GE(JudgeMetric(run_dir, "rlj_judge_outages_total"), 1);
   EXPECT_EQ(JudgeMetric(run_dir, "rlj_judge_outage"), 1);
   auto during = LearnerStatusOf(run_dir);
@@ -198,15 +205,15 @@ TEST(TeacherOutage, PauseStopsThePolicyKeepsTheGroupsAndResumesWhenTheTeacherIsB
   // The judge answers the actor "paused"; once it has done so a few times no group reaches the learner (a
   // group judged just before the teacher went away may still be pushed and trained first: the actor has
   // several groups out at once).
-  ASSERT_TRUE(AwaitWhileRunning(run.get(), kPhaseTimeout,
-                                [&] { return JudgeMetric(run_dir, "rlj_judge_paused_requests_total") >= 5; }))
-      << ReadFile(dir.file("run.out")).value_or("");
+  ASSERT_TRUE(AwaitWhileRunning(run.get(), kPhaseTimeout, [&] {
+    return JudgeMetric(run_dir, "rlj_judge_paused_requests_total") >= 5;
+  })) << ReadFile(dir.file("run.out")).value_or("");
   auto paused_at = LearnerStatusOf(run_dir);
   ASSERT_TRUE(paused_at.has_value());
   const size_t rows_at_pause = RewardRows(run_dir).size();
-  ASSERT_TRUE(AwaitWhileRunning(run.get(), kPhaseTimeout,
-                                [&] { return JudgeMetric(run_dir, "rlj_judge_paused_requests_total") >= 12; }))
-      << ReadFile(dir.file("run.out")).value_or("");
+  ASSERT_TRUE(AwaitWhileRunning(run.get(), kPhaseTimeout, [&] {
+    return JudgeMetric(run_dir, "rlj_judge_paused_requests_total") >= 12;
+  })) << ReadFile(dir.file("run.out")).value_or("");
   auto still_paused = LearnerStatusOf(run_dir);
   ASSERT_TRUE(still_paused.has_value());
   EXPECT_EQ(still_paused->version(), paused_at->version()) << "the policy advanced while the teacher was down";
@@ -292,9 +299,10 @@ TEST(JudgeUnderLoad, TwelveTimesItsThreadsLosesNothingBoundsMemoryAndPushesBack)
   ControlledTeacher teacher(std::chrono::milliseconds(100));
   ASSERT_NO_FATAL_FAILURE(teacher.Start());
   const std::string config_path = dir.file("load.yaml");
-  ASSERT_TRUE(WriteFileAtomically(config_path, absl::StrCat("name: load\nruns_root: ", dir.path(), "/runs\n",
-                                                            JudgeSection(teacher.port(), "mask", 0, 5), "  threads: 2\n"))
-                  .ok());
+  ASSERT_TRUE(
+      WriteFileAtomically(config_path, absl::StrCat("name: load\nruns_root: ", dir.path(), "/runs\n",
+                                                    JudgeSection(teacher.port(), "mask", 0, 5), "  threads: 2\n"))
+          .ok());
   const RunDir run_dir(dir.path() + "/runs/load");
   auto judge = StartRlj({"judge", config_path, "--listen", "127.0.0.1:0"}, dir.file("judge.out"));
   ASSERT_TRUE(judge);

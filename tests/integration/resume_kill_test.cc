@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <sstream>
-#include <optional>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -35,7 +35,8 @@ std::string WriteRun(const std::string& dir) {
   testing::WriteTinyTask(dir);
   const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir, "resumed"), testing::TinySignalJudgeSection(),
                                           R"(learner:
-  steps: )", kSteps, R"(
+  steps: )",
+                                          kSteps, R"(
   groups_per_step: 2
   lr: 1.0e-3
   max_staleness: 4
@@ -101,7 +102,7 @@ TEST(ResumeAfterKill, KilledRunResumesFromTheLastGoodCheckpointAndCompletes) {
   ASSERT_NO_FATAL_FAILURE(AwaitCheckpoint(run.get(), run_dir, 9, dir.file("run1.out")));
   ASSERT_TRUE(testing::StopAndAwaitStopped(run->pid()));
   const std::vector<pid_t> children = ChildPids(run_dir);
-  ASSERT_GE(children.size(), 3u);  // learner, judge, actor
+  ASSERT_GE(children.size(), 3u);                                             // learner, judge, actor
   for (pid_t pid : children) ASSERT_TRUE(testing::StopAndAwaitStopped(pid));  // nothing written from here on
   for (pid_t pid : children) ::kill(pid, SIGKILL);
   run->Signal(SIGKILL);
@@ -205,7 +206,8 @@ TEST(ResumeAfterKill, SupervisorRestartsAKilledLearnerAndJudgeAndTheRunCompletes
   EXPECT_NE(ChildPid(run_dir, "judge-0"), judge) << "the judge was not started again";
   const std::string learner_log = ReadFile(run_dir.log_path("learner")).value_or("");
   EXPECT_NE(learner_log.find(absl::StrCat("(step ", killed_at)), std::string::npos)
-      << "the restarted learner did not resume from step " << killed_at << ":\n" << learner_log;
+      << "the restarted learner did not resume from step " << killed_at << ":\n"
+      << learner_log;
 }
 
 // SIGTERM to `rlj run` (as Ctrl-C): the learner checkpoints, every child is stopped, the run exits 0 and its

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <gtest/gtest.h>
-
 #include <signal.h>
 
 #include <chrono>
@@ -54,8 +53,10 @@ model:
   ffn_hidden: 64
   max_seq_len: 24
 data:
-  train_path: )", dir, R"(/train.jsonl
-  eval_path: )", dir, R"(/eval.jsonl
+  train_path: )",
+                      dir, R"(/train.jsonl
+  eval_path: )",
+                      dir, R"(/eval.jsonl
 sampling:
   group_size: 4
   max_new_tokens: 4
@@ -90,7 +91,8 @@ inline Finished RunRlj(const std::vector<std::string>& args, const std::string& 
   auto process = StartRlj(args, output_path);
   if (!process) return finished;
   auto exit = process->Wait(timeout);
-  EXPECT_TRUE(exit.has_value()) << "rlj " << (args.empty() ? "" : args[0]) << " did not finish within " << timeout.count() << " s";
+  EXPECT_TRUE(exit.has_value()) << "rlj " << (args.empty() ? "" : args[0]) << " did not finish within "
+                                << timeout.count() << " s";
   finished.exit = exit ? *exit : process->Stop(std::chrono::seconds(5));
   finished.output = ReadFile(output_path).value_or("");
   return finished;
@@ -98,8 +100,10 @@ inline Finished RunRlj(const std::vector<std::string>& args, const std::string& 
 
 // What a clean failure looks like: non-zero exit, not a crash, and no C++ stack trace in the output.
 inline ::testing::AssertionResult FailedCleanly(const Finished& finished, const std::string& needle) {
-  if (finished.exit.signal != 0) return ::testing::AssertionFailure() << "crashed: " << finished.exit.Describe() << "\n" << finished.output;
-  if (finished.exit.exit_code == 0) return ::testing::AssertionFailure() << "exited 0, expected an error:\n" << finished.output;
+  if (finished.exit.signal != 0)
+    return ::testing::AssertionFailure() << "crashed: " << finished.exit.Describe() << "\n" << finished.output;
+  if (finished.exit.exit_code == 0)
+    return ::testing::AssertionFailure() << "exited 0, expected an error:\n" << finished.output;
   for (const char* trace : {"terminate called", "Exception raised from", "frame #", "Aborted", "Segmentation"}) {
     if (finished.output.find(trace) != std::string::npos) {
       return ::testing::AssertionFailure() << "output holds a crash trace ('" << trace << "'):\n" << finished.output;
@@ -124,7 +128,8 @@ model:
   ffn_hidden: 64
   max_seq_len: 24
 data:
-  train_path: )", dir, R"(/grading.jsonl
+  train_path: )",
+                                                  dir, R"(/grading.jsonl
 sampling:
   max_new_tokens: 1
 sft:
@@ -134,8 +139,8 @@ sft:
   warmup_steps: 5
 )");
   if (absl::Status s = WriteFileAtomically(dir + "/teacher.yaml", teacher_config); !s.ok()) return s.ToString();
-  const Finished grading = RunRlj({"dataset", "grading", "--from", dir + "/train.jsonl", "--out", dir + "/grading.jsonl",
-                                   "--rows-per-problem", "2", "--seed", "3"},
+  const Finished grading = RunRlj({"dataset", "grading", "--from", dir + "/train.jsonl", "--out",
+                                   dir + "/grading.jsonl", "--rows-per-problem", "2", "--seed", "3"},
                                   dir + "/grading.out");
   if (!grading.exit.ok()) return "rlj dataset grading: " + grading.output;
   const Finished sft = RunRlj({"sft", dir + "/teacher.yaml", "--output", dir + "/teacher"}, dir + "/sft.out");
@@ -147,11 +152,13 @@ sft:
 // reward = P(Y) from the teacher's top log-probs, with `replicas` judge processes.
 inline std::string TinyTeacherJudgeSections(const std::string& dir, int replicas) {
   return absl::StrCat(R"(teacher:
-  model: )", dir, R"(/teacher
+  model: )",
+                      dir, R"(/teacher
   max_batch: 32
 judge:
   backend: openai
-  replicas: )", replicas, R"(
+  replicas: )",
+                      replicas, R"(
   openai:
     model: teacher
     mode: label

@@ -84,8 +84,9 @@ TEST(SecureRun, MutualTlsAndTokenRunCompletesAndNoSecretLeaks) {
   std::atomic<int> calls{0};
   teacher.SetHandler([&calls](const testing::TeacherRequest& request) {
     const int n = calls.fetch_add(1);
-    const nlohmann::json echo = {{"error", {{"message", "Incorrect API key provided: " + request.authorization},
-                                            {"type", "invalid_request_error"}}}};
+    const nlohmann::json echo = {
+        {"error",
+         {{"message", "Incorrect API key provided: " + request.authorization}, {"type", "invalid_request_error"}}}};
     if (n % 5 == 1) return testing::TeacherReply{401, echo.dump(), {}, false};
     if (n % 5 == 3) return testing::TeacherReply{500, echo.dump(), {}, false};
     if (n % 5 == 4) return testing::ChatReply("Score: 6. Authorized by " + request.authorization, 20, 5);
@@ -95,9 +96,11 @@ TEST(SecureRun, MutualTlsAndTokenRunCompletesAndNoSecretLeaks) {
   const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir.path(), "secure"), R"(judge:
   backend: openai
   openai:
-    base_url: )", teacher.base_url(), R"(
+    base_url: )",
+                                          teacher.base_url(), R"(
     model: fake-teacher
-    api_key_env: )", kKeyVariable, R"(
+    api_key_env: )",
+                                          kKeyVariable, R"(
     rubric: "Grade {completion} as an answer to {prompt}. Reply Score: N"
     max_retries: 1
     retry_base_ms: 10
@@ -112,7 +115,8 @@ learner:
 actor:
   count: 1
   prompts_per_batch: 2
-)", SecuritySection(certs));
+)",
+                                          SecuritySection(certs));
   ASSERT_TRUE(WriteFileAtomically(dir.file("secure.yaml"), config).ok());
 
   const Finished run = RunWithSecrets({"run", dir.file("secure.yaml")}, dir.file("run.out"));
@@ -123,11 +127,13 @@ actor:
   // Every role spoke mutual TLS with the token.
   for (const std::string process : {"run", "learner", "judge-0", "actor-0"}) {
     RLJ_ASSERT_OK_AND_ASSIGN(std::string log, ReadFile(run_dir.log_path(process)));
-    EXPECT_NE(log.find("gRPC transport security: mutual TLS, bearer token"), std::string::npos) << process << ":\n" << log;
+    EXPECT_NE(log.find("gRPC transport security: mutual TLS, bearer token"), std::string::npos) << process << ":\n"
+                                                                                                << log;
   }
   // The teacher got the key, answered and failed: both paths ran.
   int with_key = 0;
-  for (const testing::TeacherRequest& request : teacher.received()) with_key += request.authorization == absl::StrCat("Bearer ", kKey);
+  for (const testing::TeacherRequest& request : teacher.received())
+    with_key += request.authorization == absl::StrCat("Bearer ", kKey);
   EXPECT_GE(with_key, 10);
   RLJ_ASSERT_OK_AND_ASSIGN(std::vector<RewardLogRow> rows, ReadRewardLog(run_dir.reward_log_dir()));
   int errors = 0, rewarded = 0;
@@ -151,7 +157,8 @@ actor:
       {"logs", run_path, "rescore", "--judge", dir.file("secure.yaml"), "--limit", "20"},
   };
   for (size_t i = 0; i < views.size(); ++i) {
-    const Finished view = RunWithSecrets(views[i], dir.file(absl::StrCat("view-", i, ".out")), std::chrono::seconds(300));
+    const Finished view =
+        RunWithSecrets(views[i], dir.file(absl::StrCat("view-", i, ".out")), std::chrono::seconds(300));
     EXPECT_TRUE(view.exit.ok()) << absl::StrJoin(views[i], " ") << ": " << view.exit.Describe() << "\n" << view.output;
   }
   EXPECT_TRUE(std::filesystem::exists(dir.file("report.html")));
@@ -175,13 +182,15 @@ TEST(SecureRun, LearnerRefusesClientsWithoutCertificateOrToken) {
   const std::string config = absl::StrCat(testing::TinyRunConfigHead(dir.path(), "guarded"), SecuritySection(certs));
   ASSERT_TRUE(WriteFileAtomically(dir.file("guarded.yaml"), config).ok());
   const RunDir run_dir(dir.path() + "/runs/guarded");
-  auto learner = Subprocess::Spawn({testing::RljBinary(), "learner", dir.file("guarded.yaml"), "--run-dir", run_dir.root()},
-                                   dir.file("learner.out"), {absl::StrCat(kTokenVariable, "=", kToken)});
+  auto learner =
+      Subprocess::Spawn({testing::RljBinary(), "learner", dir.file("guarded.yaml"), "--run-dir", run_dir.root()},
+                        dir.file("learner.out"), {absl::StrCat(kTokenVariable, "=", kToken)});
   ASSERT_TRUE(learner.ok()) << learner.status();
   std::string address;
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(3);
   while (std::chrono::steady_clock::now() < give_up) {
-    ASSERT_FALSE((*learner)->Poll().has_value()) << "the learner ended:\n" << ReadFile(dir.file("learner.out")).value_or("");
+    ASSERT_FALSE((*learner)->Poll().has_value()) << "the learner ended:\n"
+                                                 << ReadFile(dir.file("learner.out")).value_or("");
     if (auto endpoint = run_dir.ReadEndpoint("learner"); endpoint.ok()) {
       address = *endpoint;
       break;

@@ -23,8 +23,8 @@ using testing::RunRlj;
 // The tiny task (sums up to 20) and a run judged by a tiny teacher (MakeTinyTeacher); returns the run config.
 std::string WriteTeacherJudgedRun(const std::string& dir) {
   testing::WriteTinyTask(dir);
-  const std::string run_config = absl::StrCat(testing::TinyRunConfigHead(dir, "tiny"),
-                                              testing::TinyTeacherJudgeSections(dir, 1), R"(learner:
+  const std::string run_config =
+      absl::StrCat(testing::TinyRunConfigHead(dir, "tiny"), testing::TinyTeacherJudgeSections(dir, 1), R"(learner:
   steps: 3
   groups_per_step: 4
   lr: 1.0e-3

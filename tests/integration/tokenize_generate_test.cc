@@ -47,7 +47,8 @@ TEST_F(Tools, TokenizeMatchesTheGoldenIdsAndDecodesBack) {
     input += nlohmann::json(c["text"]).dump() + "\n";
     ids_lines += c["ids"].dump() + "\n";
   }
-  const auto [exit, out] = RunWithStdin(absl::StrCat("tokenize --tokenizer '", kGolden, "/tokenizers/qwen3-trimmed'"), input);
+  const auto [exit, out] =
+      RunWithStdin(absl::StrCat("tokenize --tokenizer '", kGolden, "/tokenizers/qwen3-trimmed'"), input);
   ASSERT_TRUE(exit.ok()) << ReadFile(dir_.file("err.txt")).value_or("");
   // One line per non-empty input line ("" is a JSON string line, so every case has one).
   const std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
@@ -68,7 +69,8 @@ TEST_F(Tools, TokenizeMatchesTheGoldenIdsAndDecodesBack) {
   const auto [bad_exit, bad_out] = RunWithStdin("tokenize --tokenizer byte", "\"ok\"\nnot json\n");
   EXPECT_EQ(bad_exit.exit_code, 1);
   EXPECT_EQ(bad_out, "[111,107]\n");
-  EXPECT_NE(ReadFile(dir_.file("err.txt")).value_or("").find("stdin line 2: expected a JSON string"), std::string::npos);
+  EXPECT_NE(ReadFile(dir_.file("err.txt")).value_or("").find("stdin line 2: expected a JSON string"),
+            std::string::npos);
 }
 
 TEST_F(Tools, GenerateIsReproducibleGreedyIsDeterministicAndJsonHasLogprobs) {
@@ -100,11 +102,11 @@ TEST_F(Tools, GenerateIsReproducibleGreedyIsDeterministicAndJsonHasLogprobs) {
 }
 
 TEST_F(Tools, ExportWritesAHuggingFaceDirectoryThatGenerateLoads) {
-  const auto exported = Rlj({"export", "--checkpoint", kGolden + "/tiny_byte_llama", "--out", dir_.file("hf"),
-                             "--dtype", "bfloat16"});
+  const auto exported =
+      Rlj({"export", "--checkpoint", kGolden + "/tiny_byte_llama", "--out", dir_.file("hf"), "--dtype", "bfloat16"});
   ASSERT_TRUE(exported.exit.ok()) << exported.output;
-  for (const char* file : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                           "generation_config.json"}) {
+  for (const char* file :
+       {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
     EXPECT_TRUE(ReadFile(dir_.file(absl::StrCat("hf/", file))).ok()) << file;
   }
   const nlohmann::json config = nlohmann::json::parse(ReadFile(dir_.file("hf/config.json")).value());

@@ -10,10 +10,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define RLJ_ASSERT_OK(expr)                                   \
-  do {                                                        \
+#define RLJ_ASSERT_OK(expr)                                                 \
+  do {                                                                      \
     const ::absl::Status rlj_test_status_ = ::rlj::testing::AsStatus(expr); \
-    ASSERT_TRUE(rlj_test_status_.ok()) << rlj_test_status_;   \
+    ASSERT_TRUE(rlj_test_status_.ok()) << rlj_test_status_;                 \
   } while (0)
 
 #define RLJ_EXPECT_OK(expr) EXPECT_TRUE(::rlj::testing::AsStatus(expr).ok()) << ::rlj::testing::AsStatus(expr)

@@ -12,11 +12,11 @@
 namespace rlj::testing {
 
 struct TestCertificates {
-  std::string ca;             // the CA that signed everything below
-  std::string other_ca;       // an unrelated CA
-  std::string server_cert;    // SAN: DNS localhost, DNS rlj.internal, IP 127.0.0.1
+  std::string ca;           // the CA that signed everything below
+  std::string other_ca;     // an unrelated CA
+  std::string server_cert;  // SAN: DNS localhost, DNS rlj.internal, IP 127.0.0.1
   std::string server_key;
-  std::string client_cert;    // CN rlj-client, signed by `ca`
+  std::string client_cert;  // CN rlj-client, signed by `ca`
   std::string client_key;
   std::string rogue_client_cert;  // signed by `other_ca`
   std::string rogue_client_key;
@@ -25,7 +25,8 @@ struct TestCertificates {
 // Runs a shell command line of the test's own making (fixed strings and a scratch directory).
 inline bool RunShell(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()) == 0; }
 
-// Writes the certificates into `dir` (created if missing; EC P-256 keys, valid for two days). Fails the test if openssl fails.
+// Writes the certificates into `dir` (created if missing; EC P-256 keys, valid for two days). Fails the test if openssl
+// fails.
 inline TestCertificates MakeTestCertificates(const std::string& dir) {
   TestCertificates c;
   std::filesystem::create_directories(dir);

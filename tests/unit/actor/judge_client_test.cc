@@ -2,8 +2,10 @@
 // 127.0.0.1:0. Under 12x the server's thread quota every call gets its verdicts exactly once and the clients
 // see backpressure (RESOURCE_EXHAUSTED) instead of losing groups; a judge paused by a teacher outage is
 // waited out (on_outage pause) or given up on after the retry budget (mask); other errors are not retried.
-#include <gtest/gtest.h>
+#include "actor/judge_client.h"
+
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -12,7 +14,6 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "actor/judge_client.h"
 #include "common/grpc_util.h"
 #include "rlj/v1/judge.grpc.pb.h"
 #include "test_util.h"
@@ -98,8 +99,8 @@ JudgeClientOptions FastRetries() {
 }
 
 TEST(JudgeClient, TwelveTimesTheThreadQuotaLosesNothingAndFeelsBackpressure) {
-  constexpr int kThreads = 2;       // judge.threads
-  constexpr int kClients = 24;      // 12x
+  constexpr int kThreads = 2;   // judge.threads
+  constexpr int kClients = 24;  // 12x
   constexpr int kCallsPerClient = 4;
   constexpr int kSamplesPerCall = 3;
   GatedJudge judge;

@@ -170,16 +170,25 @@ TEST_P(PolicyFetcherCorruptionTest, IsDataLoss) {
 INSTANTIATE_TEST_SUITE_P(
     Streams, PolicyFetcherCorruptionTest,
     ::testing::Values(
-        Corruption{"FlippedByte",
-                   [](auto* s) { (*s)[2].mutable_chunk()->mutable_data()->at(3) ^= 0x01; }, "CRC-32C mismatch in tensor a.weight at offset 10"},
+        Corruption{"FlippedByte", [](auto* s) { (*s)[2].mutable_chunk()->mutable_data()->at(3) ^= 0x01; },
+                   "CRC-32C mismatch in tensor a.weight at offset 10"},
         Corruption{"Gap", [](auto* s) { s->erase(s->begin() + 1); }, "tensor a.weight chunk at offset 10, expected 0"},
         Corruption{"Repeated", [](auto* s) { s->insert(s->begin() + 2, (*s)[1]); }, "chunk at offset 0, expected 10"},
         Corruption{"TooManyBytes",
-                   [](auto* s) { (*s)[3] = Chunk(7, 1, 0, Bf16Bytes({1, 2, 3, 4, 5, 6})); }, "receives more bytes than its shape holds"},
+                   [](auto* s) {
+                     (*s)[3] = Chunk(7, 1, 0, Bf16Bytes({1, 2, 3, 4, 5, 6}));
+                   },
+                   "receives more bytes than its shape holds"},
         Corruption{"OtherVersion", [](auto* s) { (*s)[3].mutable_chunk()->set_version(8); }, "chunk of v8 inside v7"},
-        Corruption{"BadTensorIndex", [](auto* s) { (*s)[4].mutable_chunk()->set_tensor_index(3); }, "tensor index 3 of 3"},
+        Corruption{"BadTensorIndex", [](auto* s) { (*s)[4].mutable_chunk()->set_tensor_index(3); },
+                   "tensor index 3 of 3"},
         Corruption{"SecondManifest", [](auto* s) { s->push_back(Manifest(7)); }, "a second manifest"},
-        Corruption{"EndsEarly", [](auto* s) { s->pop_back(); s->pop_back(); }, "tensor b.weight has 0 of 10 bytes"},
+        Corruption{"EndsEarly",
+                   [](auto* s) {
+                     s->pop_back();
+                     s->pop_back();
+                   },
+                   "tensor b.weight has 0 of 10 bytes"},
         Corruption{"WrongTotal", [](auto* s) { (*s)[0].mutable_manifest()->set_total_bytes(35); }, "total_bytes 35"},
         Corruption{"NoManifest", [](auto* s) { s->erase(s->begin()); }, "did not start with a manifest"}),
     [](const ::testing::TestParamInfo<Corruption>& info) { return info.param.name; });

@@ -33,7 +33,8 @@ TEST(ByteTokenizer, PromptStartsWithBosAndSpecialsDecodeToNothing) {
 TEST(ByteTokenizer, IdsOutsideTheVocabularyAreErrors) {
   ByteTokenizer tokenizer;
   const std::vector<int32_t> ids{'a', 259};
-  EXPECT_TRUE(testing::FailsWith(tokenizer.Decode(ids), absl::StatusCode::kInvalidArgument, "token id 259 at position 1"));
+  EXPECT_TRUE(
+      testing::FailsWith(tokenizer.Decode(ids), absl::StatusCode::kInvalidArgument, "token id 259 at position 1"));
   const std::vector<int32_t> negative{-1};
   EXPECT_FALSE(tokenizer.Decode(negative).ok());
 }

@@ -25,9 +25,10 @@ TEST(ChatTemplate, RawJoinsContents) {
 TEST(ChatTemplate, Presets) {
   EXPECT_EQ(Chat(kChat, "chatml"),
             "<|im_start|>system\nGrade it.<|im_end|>\n<|im_start|>user\n12+34=46?<|im_end|>\n<|im_start|>assistant\n");
-  EXPECT_EQ(Chat({{"developer", "Be brief."}, {"user", "hi"}}, "llama3"),
-            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
-            "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(
+      Chat({{"developer", "Be brief."}, {"user", "hi"}}, "llama3"),
+      "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+      "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
   EXPECT_EQ(Chat(kChat, "plain"), "System: Grade it.\nUser: 12+34=46?\nAssistant:");
 }
 

@@ -51,19 +51,23 @@ TEST(Utf8, AcceptsValidRejectsInvalid) {
   EXPECT_TRUE(IsValidUtf8("plain ascii"));
   EXPECT_TRUE(IsValidUtf8("héllo wörld ✓ 😀"));
   EXPECT_FALSE(IsValidUtf8("\xff"));
-  EXPECT_FALSE(IsValidUtf8("\xc3"));          // truncated
-  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));      // overlong '/'
-  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));  // surrogate
-  EXPECT_FALSE(IsValidUtf8("a\xe2\x82"));     // truncated at the end
+  EXPECT_FALSE(IsValidUtf8("\xc3"));              // truncated
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(IsValidUtf8("a\xe2\x82"));         // truncated at the end
   EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // beyond U+10FFFF
 }
 
 TEST(Utf8, RepairReplacesMaximalSubparts) {
   const std::string kReplacement = "\xef\xbf\xbd";
   EXPECT_EQ(ToValidUtf8("héllo 😀"), "héllo 😀");
-  EXPECT_EQ(ToValidUtf8("a\xff" "b"), "a" + kReplacement + "b");
+  EXPECT_EQ(ToValidUtf8("a\xff"
+                        "b"),
+            "a" + kReplacement + "b");
   // A truncated 3-byte sequence is one maximal subpart: one replacement, as from_utf8_lossy does.
-  EXPECT_EQ(ToValidUtf8("a\xe2\x82" "b"), "a" + kReplacement + "b");
+  EXPECT_EQ(ToValidUtf8("a\xe2\x82"
+                        "b"),
+            "a" + kReplacement + "b");
   EXPECT_EQ(ToValidUtf8("\xe2\x82"), kReplacement);
   // An overlong lead byte and its continuation are two separate errors.
   EXPECT_EQ(ToValidUtf8("\xc0\xaf"), kReplacement + kReplacement);

@@ -19,12 +19,13 @@ TEST(ConfigLoaderFuzzRegressionsTest, AStringThatIsNotUtf8IsAnErrorNamingTheKey)
   const std::string yaml = "judge:\n  openai:\n    rubric: \"grade {completion\xB3}\"\n";
   EXPECT_TRUE(FailsWith(ParseRunConfig(yaml, "bad.yaml"), absl::StatusCode::kInvalidArgument,
                         "bad.yaml:3:13: judge.openai.rubric: expected UTF-8 text"));
-  EXPECT_TRUE(FailsWith(ParseRunConfig("", "bad.yaml", {"judge.openai.model=gpt\xFF"}), absl::StatusCode::kInvalidArgument,
-                        "judge.openai.model: expected UTF-8 text"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("", "bad.yaml", {"judge.openai.model=gpt\xFF"}),
+                        absl::StatusCode::kInvalidArgument, "judge.openai.model: expected UTF-8 text"));
 }
 
 TEST(ConfigLoaderFuzzRegressionsTest, UnicodeStringsReadBackFromTheResolvedYaml) {
-  const std::string yaml = "judge:\n  openai:\n    rubric: \"note \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 {completion}\"\n";
+  const std::string yaml =
+      "judge:\n  openai:\n    rubric: \"note \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 {completion}\"\n";
   RLJ_ASSERT_OK_AND_ASSIGN(const v1::RunConfig config, ParseRunConfig(yaml, "good.yaml"));
   EXPECT_EQ(config.judge().openai().rubric(), "note \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 {completion}");
   RLJ_ASSERT_OK_AND_ASSIGN(const v1::RunConfig reread, ParseRunConfig(MessageToYaml(config), "resolved.yaml"));

@@ -19,7 +19,8 @@ learner:
   steps: 12
 sampling:
   stop: ["\n", "."]
-)", "t.yaml"));
+)",
+                                                           "t.yaml"));
   EXPECT_EQ(c.name(), "demo");
   EXPECT_DOUBLE_EQ(c.learner().lr(), 3e-4);
   EXPECT_EQ(c.learner().steps(), 12);
@@ -30,12 +31,14 @@ sampling:
 
 TEST(ConfigLoader, UnknownKeyNamesPathLineAndSuggestion) {
   auto result = ParseRunConfig("learner:\n  lrr: 0.1\n", "cfg.yaml");
-  EXPECT_TRUE(FailsWith(result, absl::StatusCode::kInvalidArgument, "cfg.yaml:2:3: learner.lrr: unknown key (did you mean 'lr'?)"));
+  EXPECT_TRUE(FailsWith(result, absl::StatusCode::kInvalidArgument,
+                        "cfg.yaml:2:3: learner.lrr: unknown key (did you mean 'lr'?)"));
 }
 
 TEST(ConfigLoader, UnknownTopLevelSectionListsKnownKeys) {
   auto result = ParseRunConfig("bogus_section: {}\n", "cfg.yaml");
-  EXPECT_TRUE(FailsWith(result, absl::StatusCode::kInvalidArgument, "bogus_section: unknown key (known: name, runs_root"));
+  EXPECT_TRUE(
+      FailsWith(result, absl::StatusCode::kInvalidArgument, "bogus_section: unknown key (known: name, runs_root"));
 }
 
 TEST(ConfigLoader, WrongTypesNameTheKey) {
@@ -43,12 +46,13 @@ TEST(ConfigLoader, WrongTypesNameTheKey) {
                         "c.yaml:2:10: learner.steps: expected an integer (32-bit), got 'many'"));
   EXPECT_TRUE(FailsWith(ParseRunConfig("learner:\n  lr: [1, 2]\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
                         "learner.lr: expected a number, got a list"));
-  EXPECT_TRUE(FailsWith(ParseRunConfig("eval:\n  before_and_after: maybe\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
+  EXPECT_TRUE(FailsWith(ParseRunConfig("eval:\n  before_and_after: maybe\n", "c.yaml"),
+                        absl::StatusCode::kInvalidArgument,
                         "eval.before_and_after: expected true or false, got 'maybe'"));
   EXPECT_TRUE(FailsWith(ParseRunConfig("learner: 5\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
                         "learner: expected a mapping, got '5'"));
-  EXPECT_TRUE(FailsWith(ParseRunConfig("model:\n  d_model: 99999999999\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
-                        "model.d_model: expected an integer (32-bit)"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("model:\n  d_model: 99999999999\n", "c.yaml"),
+                        absl::StatusCode::kInvalidArgument, "model.d_model: expected an integer (32-bit)"));
 }
 
 TEST(ConfigLoader, DuplicateKeysAreErrors) {
@@ -63,7 +67,7 @@ TEST(ConfigLoader, YamlSyntaxErrorsNameLine) {
 
 TEST(ConfigLoader, OverridesApplyWithTheSameChecks) {
   RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig c, ParseRunConfig("learner:\n  lr: 0.1\n", "c.yaml",
-                                                            {"learner.lr=0.5", "sampling.stop=[x, y]", "name=r2"}));
+                                                           {"learner.lr=0.5", "sampling.stop=[x, y]", "name=r2"}));
   EXPECT_DOUBLE_EQ(c.learner().lr(), 0.5);
   EXPECT_EQ(c.sampling().stop_size(), 2);
   EXPECT_EQ(c.name(), "r2");
@@ -92,13 +96,15 @@ TEST(ConfigLoader, SemanticRulesNameKeys) {
 }
 
 TEST(ConfigLoader, MissingFileIsNotFound) {
-  EXPECT_TRUE(FailsWith(LoadRunConfig("/nonexistent/x.yaml"), absl::StatusCode::kNotFound, "config file /nonexistent/x.yaml"));
+  EXPECT_TRUE(
+      FailsWith(LoadRunConfig("/nonexistent/x.yaml"), absl::StatusCode::kNotFound, "config file /nonexistent/x.yaml"));
 }
 
 TEST(ConfigLoader, ResolvedYamlRoundTrips) {
-  RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig c, ParseRunConfig("name: rt\nlearner:\n  lr: 0.0001\nsampling:\n  stop: [\"\\n\"]\n", "c.yaml"));
+  RLJ_ASSERT_OK_AND_ASSIGN(
+      v1::RunConfig c, ParseRunConfig("name: rt\nlearner:\n  lr: 0.0001\nsampling:\n  stop: [\"\\n\"]\n", "c.yaml"));
   const std::string yaml = MessageToYaml(c);
-  EXPECT_NE(yaml.find("lr: 1e-04"), std::string::npos) << yaml;  // shortest exact text
+  EXPECT_NE(yaml.find("lr: 1e-04"), std::string::npos) << yaml;            // shortest exact text
   EXPECT_NE(yaml.find("groups_per_step: 16"), std::string::npos) << yaml;  // defaults are written out
   RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig again, ParseRunConfig(yaml, "resolved.yaml"));
   EXPECT_EQ(MessageToYaml(again), yaml);  // emitting is a fixed point: nothing lost or reformatted

@@ -2,6 +2,8 @@
 // every one of them (below the range, above it, NaN, infinity, the type's extremes) are refused with an error
 // naming the key: by the validator for every key (map entries and list items included), and through
 // `--set key=value` as users write them for every plain key.
+#include "common/config_ranges.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,7 +13,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config_loader.h"
-#include "common/config_ranges.h"
 #include "common/config_validate.h"
 #include "rlj/v1/config.pb.h"
 #include "rlj/v1/options.pb.h"
@@ -30,7 +31,7 @@ struct NumericKey {
   std::string path;
   std::vector<const FieldDescriptor*> route;  // message fields from RunConfig down to the key's message
   const FieldDescriptor* field = nullptr;
-  bool plain = true;                          // no map or list on the way: `--set path=value` reaches it
+  bool plain = true;  // no map or list on the way: `--set path=value` reaches it
 };
 
 void CollectKeys(const Descriptor& descriptor, const std::string& prefix, std::vector<const FieldDescriptor*> route,
@@ -50,7 +51,8 @@ void CollectKeys(const Descriptor& descriptor, const std::string& prefix, std::v
       CollectKeys(*field->message_type(), field->is_repeated() ? path + "[0]" : path, next,
                   plain && !field->is_repeated(), keys);
     } else if (IsNumericField(*field)) {
-      keys->push_back(NumericKey{field->is_repeated() ? path + "[0]" : path, route, field, plain && !field->is_repeated()});
+      keys->push_back(
+          NumericKey{field->is_repeated() ? path + "[0]" : path, route, field, plain && !field->is_repeated()});
     }
   }
 }
@@ -67,11 +69,13 @@ Message* HolderOf(const NumericKey& key, v1::RunConfig* config) {
   for (const FieldDescriptor* step : key.route) {
     const Reflection& r = *message->GetReflection();
     if (step->is_map()) {
-      Message* entry = r.FieldSize(*message, step) > 0 ? r.MutableRepeatedMessage(message, step, 0) : r.AddMessage(message, step);
+      Message* entry =
+          r.FieldSize(*message, step) > 0 ? r.MutableRepeatedMessage(message, step, 0) : r.AddMessage(message, step);
       entry->GetReflection()->SetString(entry, entry->GetDescriptor()->map_key(), "b");
       message = entry->GetReflection()->MutableMessage(entry, entry->GetDescriptor()->map_value());
     } else if (step->is_repeated()) {
-      message = r.FieldSize(*message, step) > 0 ? r.MutableRepeatedMessage(message, step, 0) : r.AddMessage(message, step);
+      message =
+          r.FieldSize(*message, step) > 0 ? r.MutableRepeatedMessage(message, step, 0) : r.AddMessage(message, step);
     } else {
       message = r.MutableMessage(message, step);
     }
@@ -88,25 +92,30 @@ bool SetValue(const NumericKey& key, double value, v1::RunConfig* config) {
   switch (f->cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32:
       if (!fits(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max())) return false;
-      f->is_repeated() ? r.AddInt32(holder, f, static_cast<int32_t>(value)) : r.SetInt32(holder, f, static_cast<int32_t>(value));
+      f->is_repeated() ? r.AddInt32(holder, f, static_cast<int32_t>(value))
+                       : r.SetInt32(holder, f, static_cast<int32_t>(value));
       return true;
     case FieldDescriptor::CPPTYPE_INT64:
       if (!fits(-9.2e18, 9.2e18)) return false;
-      f->is_repeated() ? r.AddInt64(holder, f, static_cast<int64_t>(value)) : r.SetInt64(holder, f, static_cast<int64_t>(value));
+      f->is_repeated() ? r.AddInt64(holder, f, static_cast<int64_t>(value))
+                       : r.SetInt64(holder, f, static_cast<int64_t>(value));
       return true;
     case FieldDescriptor::CPPTYPE_UINT32:
       if (!fits(0, std::numeric_limits<uint32_t>::max())) return false;
-      f->is_repeated() ? r.AddUInt32(holder, f, static_cast<uint32_t>(value)) : r.SetUInt32(holder, f, static_cast<uint32_t>(value));
+      f->is_repeated() ? r.AddUInt32(holder, f, static_cast<uint32_t>(value))
+                       : r.SetUInt32(holder, f, static_cast<uint32_t>(value));
       return true;
     case FieldDescriptor::CPPTYPE_UINT64:
       if (!fits(0, 1.8e19)) return false;
-      f->is_repeated() ? r.AddUInt64(holder, f, static_cast<uint64_t>(value)) : r.SetUInt64(holder, f, static_cast<uint64_t>(value));
+      f->is_repeated() ? r.AddUInt64(holder, f, static_cast<uint64_t>(value))
+                       : r.SetUInt64(holder, f, static_cast<uint64_t>(value));
       return true;
     case FieldDescriptor::CPPTYPE_DOUBLE:
       f->is_repeated() ? r.AddDouble(holder, f, value) : r.SetDouble(holder, f, value);
       return true;
     case FieldDescriptor::CPPTYPE_FLOAT:
-      f->is_repeated() ? r.AddFloat(holder, f, static_cast<float>(value)) : r.SetFloat(holder, f, static_cast<float>(value));
+      f->is_repeated() ? r.AddFloat(holder, f, static_cast<float>(value))
+                       : r.SetFloat(holder, f, static_cast<float>(value));
       return true;
     default:
       return false;
@@ -116,15 +125,18 @@ bool SetValue(const NumericKey& key, double value, v1::RunConfig* config) {
 // Values outside the key's range: just past each bound, far past it, the type's extremes, NaN and infinity.
 std::vector<double> AbsurdValues(const FieldDescriptor& field) {
   const v1::Range& range = field.options().GetExtension(v1::range);
-  const bool integer = field.cpp_type() != FieldDescriptor::CPPTYPE_DOUBLE && field.cpp_type() != FieldDescriptor::CPPTYPE_FLOAT;
+  const bool integer =
+      field.cpp_type() != FieldDescriptor::CPPTYPE_DOUBLE && field.cpp_type() != FieldDescriptor::CPPTYPE_FLOAT;
   std::vector<double> values;
   if (range.has_min()) {
-    values.push_back(integer || range.min_exclusive() ? range.min() - (integer ? 1 : 0) : range.min() - 1e-3 * (1 + std::abs(range.min())));
+    values.push_back(integer || range.min_exclusive() ? range.min() - (integer ? 1 : 0)
+                                                      : range.min() - 1e-3 * (1 + std::abs(range.min())));
     values.push_back(-2147483648.0);
     if (!integer) values.push_back(-std::numeric_limits<double>::infinity());
   }
   if (range.has_max()) {
-    values.push_back(integer || range.max_exclusive() ? range.max() + (integer ? 1 : 0) : range.max() + 1e-3 * (1 + std::abs(range.max())));
+    values.push_back(integer || range.max_exclusive() ? range.max() + (integer ? 1 : 0)
+                                                      : range.max() + 1e-3 * (1 + std::abs(range.max())));
     values.push_back(2147483647.0);
     if (!integer) values.push_back(std::numeric_limits<double>::infinity());
   }
@@ -218,11 +230,14 @@ TEST(ConfigRanges, TheErrorStatesTheRange) {
   const auto message_of = [](const std::string& assignment) {
     return std::string(ParseRunConfig("name: ranges\n", "ranges.yaml", {assignment}).status().message());
   };
-  EXPECT_NE(message_of("sampling.group_size=100000000").find("sampling.group_size: 100000000 is out of range; must be 1..1024"),
-            std::string::npos) << message_of("sampling.group_size=100000000");
+  EXPECT_NE(message_of("sampling.group_size=100000000")
+                .find("sampling.group_size: 100000000 is out of range; must be 1..1024"),
+            std::string::npos)
+      << message_of("sampling.group_size=100000000");
   EXPECT_NE(message_of("learner.lr=0").find("learner.lr: 0 is out of range; must be (0, 1]"), std::string::npos)
       << message_of("learner.lr=0");
-  EXPECT_NE(message_of("learner.adam_beta2=1").find("must be [0, 1)"), std::string::npos) << message_of("learner.adam_beta2=1");
+  EXPECT_NE(message_of("learner.adam_beta2=1").find("must be [0, 1)"), std::string::npos)
+      << message_of("learner.adam_beta2=1");
   EXPECT_NE(message_of("judge.threads=0").find("judge.threads: 0 is out of range; must be 1..4096"), std::string::npos)
       << message_of("judge.threads=0");
 }

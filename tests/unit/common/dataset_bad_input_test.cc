@@ -1,8 +1,7 @@
 // dataset_bad_input_test.cc: hostile prompt files: a 100 MB line (bounded memory), every kind of invalid
 // UTF-8, NUL bytes, missing fields and the count of invalid lines, each named by file:line.
-#include <sys/resource.h>
-
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <fstream>
 

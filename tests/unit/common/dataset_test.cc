@@ -22,8 +22,8 @@ class DatasetTest : public ::testing::Test {
 };
 
 TEST_F(DatasetTest, LoadsRowsAndSkipsBlankLines) {
-  const std::string path = Write(
-      "{\"id\":\"a\",\"prompt\":\"1+1=\",\"reference\":\"2\"}\n\n{\"id\":7,\"prompt\":\"hi\"}\r\n");
+  const std::string path =
+      Write("{\"id\":\"a\",\"prompt\":\"1+1=\",\"reference\":\"2\"}\n\n{\"id\":7,\"prompt\":\"hi\"}\r\n");
   RLJ_ASSERT_OK_AND_ASSIGN(auto rows, LoadPromptDataset(path));
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].reference, "2");
@@ -59,7 +59,8 @@ TEST_F(DatasetTest, OverlongLineIsRejectedNotTruncated) {
   const std::string path = Write("{\"id\":\"a\",\"prompt\":\"" + std::string(2000, 'x') + "\"}\n");
   DatasetLimits limits;
   limits.max_line_bytes = 1000;
-  EXPECT_TRUE(FailsWith(LoadPromptDataset(path, limits), absl::StatusCode::kInvalidArgument, ":1: line is 2022 bytes; the limit is 1000"));
+  EXPECT_TRUE(FailsWith(LoadPromptDataset(path, limits), absl::StatusCode::kInvalidArgument,
+                        ":1: line is 2022 bytes; the limit is 1000"));
 }
 
 TEST_F(DatasetTest, EmptyAndMissingFiles) {

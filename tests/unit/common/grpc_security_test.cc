@@ -299,8 +299,8 @@ TEST(SecurityConfigValidation, KeysThatBelongTogether) {
                         "security.client_cert: is required with security.client_key"));
   EXPECT_TRUE(FailsWith(validate("require-without-ca"), absl::StatusCode::kInvalidArgument,
                         "security.require_client_cert: needs security.tls_cert and security.tls_ca"));
-  EXPECT_TRUE(FailsWith(validate("require-without-cert"), absl::StatusCode::kInvalidArgument,
-                        "security.require_client_cert"));
+  EXPECT_TRUE(
+      FailsWith(validate("require-without-cert"), absl::StatusCode::kInvalidArgument, "security.require_client_cert"));
   EXPECT_TRUE(FailsWith(validate("empty-token-env"), absl::StatusCode::kInvalidArgument, "security.token_env"));
   RLJ_EXPECT_OK(validate("complete"));
   RLJ_EXPECT_OK(validate("none"));

@@ -46,8 +46,8 @@ TEST(HfTokenizerBadJsonTest, PostProcessorIdsOutsideTheVocabularyAreAnError) {
   EXPECT_TRUE(FailsWith(HfTokenizer::FromJson(root.dump(), "t.json"), absl::StatusCode::kInvalidArgument,
                         "an id of '<bos>' is not a token id of this vocabulary (0..258)"));
   root["post_processor"]["special_tokens"]["<bos>"]["ids"] = {"256"};
-  EXPECT_TRUE(FailsWith(HfTokenizer::FromJson(root.dump(), "t.json"), absl::StatusCode::kInvalidArgument,
-                        "is not a token id"));
+  EXPECT_TRUE(
+      FailsWith(HfTokenizer::FromJson(root.dump(), "t.json"), absl::StatusCode::kInvalidArgument, "is not a token id"));
 }
 
 TEST(HfTokenizerBadJsonTest, AHugeIdIsRefusedInsteadOfAllocatingATableForIt) {

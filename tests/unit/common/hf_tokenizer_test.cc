@@ -40,7 +40,8 @@ Json TinyTokenizer() {
   json["normalizer"] = {{"type", "NFC"}};
   json["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
   json["decoder"] = {{"type", "ByteLevel"}};
-  json["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", Json::array({"a b", Json::array({"ab", "c"}), "Ġ t", "b c"})}};
+  json["model"] = {
+      {"type", "BPE"}, {"vocab", vocab}, {"merges", Json::array({"a b", Json::array({"ab", "c"}), "Ġ t", "b c"})}};
   return json;
 }
 
@@ -64,7 +65,8 @@ TEST(HfTokenizer, MergesByRankAndAddedTokensLeftmostLongest) {
   EXPECT_EQ(tokenizer->eos_id(), 300);  // tokenizer_config.json's eos_token
   // Ids in a gap of the vocabulary decode to nothing (as in Hugging Face); beyond it they are errors.
   EXPECT_EQ(tokenizer->Decode(std::vector<int32_t>{280, 97}).value(), "a");
-  EXPECT_TRUE(FailsWith(tokenizer->Decode(std::vector<int32_t>{303}), absl::StatusCode::kInvalidArgument, "token id 303"));
+  EXPECT_TRUE(
+      FailsWith(tokenizer->Decode(std::vector<int32_t>{303}), absl::StatusCode::kInvalidArgument, "token id 303"));
   // Bytes that are not UTF-8 become U+FFFD.
   EXPECT_EQ(tokenizer->Decode(std::vector<int32_t>{'o', 'k', 0xff}).value(), "ok\xef\xbf\xbd");
 }
@@ -84,28 +86,30 @@ TEST(HfTokenizer, NfcNormalizerComposesBeforeMerging) {
 }
 
 TEST(SplitRegex, EmulatesTheTrailingSpaceLookaheadAndUnicodeSpaces) {
-  RLJ_ASSERT_OK_AND_ASSIGN(auto gpt2, SplitRegex::Compile(R"('s|'t| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)", "t"));
+  RLJ_ASSERT_OK_AND_ASSIGN(auto gpt2,
+                           SplitRegex::Compile(R"('s|'t| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)", "t"));
   auto pieces = [&](std::string_view text) {
     std::vector<std::string> out;
     for (const auto& [begin, end] : gpt2->Matches(text)) out.emplace_back(text.substr(begin, end - begin));
     return out;
   };
-  EXPECT_EQ(pieces("a   b"), (std::vector<std::string>{"a", "  ", " b"}));      // the last space joins the word
+  EXPECT_EQ(pieces("a   b"), (std::vector<std::string>{"a", "  ", " b"}));  // the last space joins the word
   EXPECT_EQ(pieces("a b"), (std::vector<std::string>{"a", " b"}));
-  EXPECT_EQ(pieces("a \tb"), (std::vector<std::string>{"a", " ", "\t", "b"}));   // only ' ' may lead a word
-  EXPECT_EQ(pieces("x   "), (std::vector<std::string>{"x", "   "}));              // at the end: all of it
+  EXPECT_EQ(pieces("a \tb"), (std::vector<std::string>{"a", " ", "\t", "b"}));  // only ' ' may lead a word
+  EXPECT_EQ(pieces("x   "), (std::vector<std::string>{"x", "   "}));            // at the end: all of it
   EXPECT_EQ(pieces("x\u3000\u3000y"), (std::vector<std::string>{"x", "\u3000", "\u3000", "y"}));  // Unicode \s
   EXPECT_TRUE(FailsWith(SplitRegex::Compile("a(?=b)", "where"), absl::StatusCode::kInvalidArgument, "lookaround"));
 }
 
 TEST(HfTokenizer, ChatTemplatesAndStopIdsOnRealTokenizers) {
-  RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<HfTokenizer> qwen, HfTokenizer::FromFile(kDir + "/qwen3-trimmed/tokenizer.json"));
+  RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<HfTokenizer> qwen,
+                           HfTokenizer::FromFile(kDir + "/qwen3-trimmed/tokenizer.json"));
   const int32_t im_start = qwen->TokenId("<|im_start|>").value();
   const int32_t im_end = qwen->TokenId("<|im_end|>").value();
   const int32_t end_of_text = qwen->TokenId("<|endoftext|>").value();
   EXPECT_EQ(im_start, 151644);
-  EXPECT_EQ(qwen->bos_id(), -1);  // Qwen has none
-  EXPECT_EQ(qwen->eos_id(), im_end);            // tokenizer_config.json's eos_token
+  EXPECT_EQ(qwen->bos_id(), -1);      // Qwen has none
+  EXPECT_EQ(qwen->eos_id(), im_end);  // tokenizer_config.json's eos_token
   EXPECT_EQ(qwen->pad_id(), end_of_text);
   RLJ_ASSERT_OK(qwen->SetChatTemplate("chatml"));
   const std::vector<int32_t> prompt = qwen->EncodePrompt("2+2?");
@@ -115,14 +119,15 @@ TEST(HfTokenizer, ChatTemplatesAndStopIdsOnRealTokenizers) {
   EXPECT_EQ(qwen->eos_id(), im_end);
   EXPECT_TRUE(FailsWith(qwen->SetChatTemplate("llama3"), absl::StatusCode::kInvalidArgument, "<|eot_id|>"));
 
-  RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<HfTokenizer> llama, HfTokenizer::FromFile(kDir + "/llama3-trimmed/tokenizer.json"));
+  RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<HfTokenizer> llama,
+                           HfTokenizer::FromFile(kDir + "/llama3-trimmed/tokenizer.json"));
   EXPECT_EQ(llama->bos_id(), 128000);
   EXPECT_EQ(llama->prefix_ids(), (std::vector<int32_t>{128000}));
   EXPECT_EQ(llama->EncodePrompt("Hi").front(), 128000);
   RLJ_ASSERT_OK(llama->SetChatTemplate("llama3"));
   const std::vector<int32_t> chat = llama->EncodePrompt("Hi");
   EXPECT_EQ(chat[0], 128000);
-  EXPECT_NE(chat[1], 128000);  // the template's <|begin_of_text|> is not repeated
+  EXPECT_NE(chat[1], 128000);          // the template's <|begin_of_text|> is not repeated
   EXPECT_EQ(llama->eos_id(), 128009);  // <|eot_id|>
   const std::vector<int32_t> stops = llama->stop_ids();
   EXPECT_EQ(stops.front(), 128009);
@@ -135,13 +140,15 @@ TEST(HfTokenizer, ChatTemplatesAndStopIdsOnRealTokenizers) {
     return ids;
   }());
   EXPECT_EQ(llama->eos_id(), 128001);  // no end-of-turn token: the tokenizer's <eos>
-  EXPECT_TRUE(FailsWith(llama->SetChatTemplate("no slot"), absl::StatusCode::kInvalidArgument, "tokenizer.chat_template"));
+  EXPECT_TRUE(
+      FailsWith(llama->SetChatTemplate("no slot"), absl::StatusCode::kInvalidArgument, "tokenizer.chat_template"));
 }
 
 TEST(HfTokenizer, LoadTokenizerFindsTheTemplateACheckpointRecorded) {
   ::rlj::testing::ScratchDir dir;
   RLJ_ASSERT_OK(WriteFileAtomically(dir.file("tokenizer.json"), ByteTokenizerJson()));
-  RLJ_ASSERT_OK(WriteFileAtomically(dir.file("tokenizer_config.json"), R"({"eos_token": "<eos>", "rlj_chat_template": "plain"})"));
+  RLJ_ASSERT_OK(WriteFileAtomically(dir.file("tokenizer_config.json"),
+                                    R"({"eos_token": "<eos>", "rlj_chat_template": "plain"})"));
   RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizer(dir.path(), "auto"));
   EXPECT_EQ(tokenizer->chat_template().spec(), "plain");
   ByteTokenizer bytes;
@@ -170,13 +177,25 @@ TEST(HfTokenizer, RefusesWhatIsNotByteLevelBpeNamingTheField) {
   };
   EXPECT_TRUE(FailsWith(with([](Json& j) { j["model"]["type"] = "WordPiece"; }), code, "model.type: is 'WordPiece'"));
   EXPECT_TRUE(FailsWith(with([](Json& j) { j["model"]["byte_fallback"] = true; }), code, "model.byte_fallback"));
-  EXPECT_TRUE(FailsWith(with([](Json& j) { j["normalizer"] = {{"type", "Lowercase"}}; }), code, "normalizer: type 'Lowercase'"));
-  EXPECT_TRUE(FailsWith(with([](Json& j) { j["decoder"] = {{"type", "Metaspace"}}; }), code, "decoder: type 'Metaspace'"));
-  EXPECT_TRUE(FailsWith(with([](Json& j) { j["pre_tokenizer"] = {{"type", "Whitespace"}}; }), code, "pre_tokenizer[0] (Whitespace)"));
+  EXPECT_TRUE(FailsWith(with([](Json& j) {
+                          j["normalizer"] = {{"type", "Lowercase"}};
+                        }),
+                        code, "normalizer: type 'Lowercase'"));
+  EXPECT_TRUE(FailsWith(with([](Json& j) {
+                          j["decoder"] = {{"type", "Metaspace"}};
+                        }),
+                        code, "decoder: type 'Metaspace'"));
+  EXPECT_TRUE(FailsWith(with([](Json& j) {
+                          j["pre_tokenizer"] = {{"type", "Whitespace"}};
+                        }),
+                        code, "pre_tokenizer[0] (Whitespace)"));
   EXPECT_TRUE(FailsWith(with([](Json& j) { j["pre_tokenizer"] = nullptr; }), code, "no ByteLevel step"));
   EXPECT_TRUE(FailsWith(with([](Json& j) { j["model"]["vocab"].erase("a"); }), code, "no token for byte 0x61"));
   EXPECT_TRUE(FailsWith(with([](Json& j) { j["model"]["merges"].push_back("x yz"); }), code, "model.merges: entry 4"));
-  EXPECT_TRUE(FailsWith(with([](Json& j) { j["post_processor"] = {{"type", "BertProcessing"}}; }), code, "BertProcessing"));
+  EXPECT_TRUE(FailsWith(with([](Json& j) {
+                          j["post_processor"] = {{"type", "BertProcessing"}};
+                        }),
+                        code, "BertProcessing"));
   EXPECT_TRUE(FailsWith(HfTokenizer::FromJson("{nope", "t.json"), code, "t.json: not valid JSON"));
   EXPECT_TRUE(FailsWith(HfTokenizer::FromJson(TinyTokenizer().dump(), "t.json", R"({"eos_token": "<nope>"})"), code,
                         "eos_token: '<nope>' is not a token"));

@@ -1,13 +1,13 @@
 // retry_policy_test.cc: the one retry policy on its own: which codes are transient, the jittered exponential
 // backoff's bounds, and the retry loop (succeeds after transient failures, stops at once on a lasting one,
 // gives up with the last error when its budget would pass).
+#include "common/retry_policy.h"
+
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <random>
-
-#include "common/retry_policy.h"
 
 namespace rlj {
 namespace {
@@ -19,9 +19,10 @@ TEST(RetryPolicy, TransientCodes) {
                                       absl::StatusCode::kResourceExhausted, absl::StatusCode::kAborted}) {
     EXPECT_TRUE(IsTransient(code)) << absl::StatusCodeToString(code);
   }
-  for (const absl::StatusCode code : {absl::StatusCode::kOk, absl::StatusCode::kInvalidArgument, absl::StatusCode::kInternal,
-                                      absl::StatusCode::kDataLoss, absl::StatusCode::kCancelled,
-                                      absl::StatusCode::kPermissionDenied, absl::StatusCode::kNotFound}) {
+  for (const absl::StatusCode code :
+       {absl::StatusCode::kOk, absl::StatusCode::kInvalidArgument, absl::StatusCode::kInternal,
+        absl::StatusCode::kDataLoss, absl::StatusCode::kCancelled, absl::StatusCode::kPermissionDenied,
+        absl::StatusCode::kNotFound}) {
     EXPECT_FALSE(IsTransient(code)) << absl::StatusCodeToString(code);
   }
 }
@@ -49,29 +50,31 @@ TEST(BackoffDelay, FullJitterUnderTheExponentialCeiling) {
 
 TEST(RetryPolicy, RetriesTransientFailuresUntilSuccess) {
   int calls = 0;
-  const absl::Status status = RetryWithBackoff("test call", std::chrono::seconds(60), {milliseconds(1), milliseconds(2)}, [&] {
-    return ++calls < 4 ? absl::UnavailableError("not yet") : absl::OkStatus();
-  });
+  const absl::Status status =
+      RetryWithBackoff("test call", std::chrono::seconds(60), {milliseconds(1), milliseconds(2)},
+                       [&] { return ++calls < 4 ? absl::UnavailableError("not yet") : absl::OkStatus(); });
   EXPECT_TRUE(status.ok()) << status;
   EXPECT_EQ(calls, 4);
 }
 
 TEST(RetryPolicy, StopsAtOnceOnALastingFailure) {
   int calls = 0;
-  const absl::Status status = RetryWithBackoff("test call", std::chrono::seconds(60), {milliseconds(1), milliseconds(2)}, [&] {
-    ++calls;
-    return absl::InvalidArgumentError("bad request");
-  });
+  const absl::Status status =
+      RetryWithBackoff("test call", std::chrono::seconds(60), {milliseconds(1), milliseconds(2)}, [&] {
+        ++calls;
+        return absl::InvalidArgumentError("bad request");
+      });
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(calls, 1);
 }
 
 TEST(RetryPolicy, GivesUpWithTheLastErrorWhenTheBudgetWouldPass) {
   int calls = 0;
-  const absl::Status status = RetryWithBackoff("test call", milliseconds(50), {milliseconds(20), milliseconds(20)}, [&] {
-    ++calls;
-    return absl::DeadlineExceededError("slow " + std::to_string(calls));
-  });
+  const absl::Status status =
+      RetryWithBackoff("test call", milliseconds(50), {milliseconds(20), milliseconds(20)}, [&] {
+        ++calls;
+        return absl::DeadlineExceededError("slow " + std::to_string(calls));
+      });
   EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(status.message(), "slow " + std::to_string(calls)) << "the last error, not the first";
   EXPECT_GE(calls, 1);

@@ -67,17 +67,21 @@ TEST(SafetensorsHeaderTest, MalformedHeadersAreDataLossNamingTheProblem) {
   too_long[0] = 100;
   EXPECT_TRUE(FailsWith(ParseSafetensorsHeader(too_long + "{}", "m"), absl::StatusCode::kDataLoss,
                         "header size 100 goes beyond the file (10 bytes)"));
-  EXPECT_TRUE(FailsWith(ParseSafetensorsHeader(File({{"a", {{"dtype", "F64"}, {"shape", {1}}, {"data_offsets", {0, 8}}}}}, 8), "m"),
-                        absl::StatusCode::kDataLoss, "tensor 'a': unsupported dtype 'F64'"));
-  EXPECT_TRUE(FailsWith(ParseSafetensorsHeader(File({{"a", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 8}}}}}, 4), "m"),
-                        absl::StatusCode::kDataLoss, "go beyond the data section (4 bytes; file truncated?)"));
-  EXPECT_TRUE(FailsWith(ParseSafetensorsHeader(File({{"a", {{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {0, 4}}}},
-                                                     {"b", {{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {2, 6}}}}},
-                                                    6),
-                                               "m"),
-                        absl::StatusCode::kDataLoss, "overlap the previous tensor"));
-  EXPECT_TRUE(FailsWith(ParseSafetensorsHeader(File({{"a", {{"dtype", "U8"}, {"shape", {1}}, {"data_offsets", {0, 1}}}}}, 3), "m"),
-                        absl::StatusCode::kDataLoss, "the tensors cover 1 of 3 data bytes"));
+  EXPECT_TRUE(FailsWith(
+      ParseSafetensorsHeader(File({{"a", {{"dtype", "F64"}, {"shape", {1}}, {"data_offsets", {0, 8}}}}}, 8), "m"),
+      absl::StatusCode::kDataLoss, "tensor 'a': unsupported dtype 'F64'"));
+  EXPECT_TRUE(FailsWith(
+      ParseSafetensorsHeader(File({{"a", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 8}}}}}, 4), "m"),
+      absl::StatusCode::kDataLoss, "go beyond the data section (4 bytes; file truncated?)"));
+  EXPECT_TRUE(
+      FailsWith(ParseSafetensorsHeader(File({{"a", {{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {0, 4}}}},
+                                             {"b", {{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {2, 6}}}}},
+                                            6),
+                                       "m"),
+                absl::StatusCode::kDataLoss, "overlap the previous tensor"));
+  EXPECT_TRUE(FailsWith(
+      ParseSafetensorsHeader(File({{"a", {{"dtype", "U8"}, {"shape", {1}}, {"data_offsets", {0, 1}}}}}, 3), "m"),
+      absl::StatusCode::kDataLoss, "the tensors cover 1 of 3 data bytes"));
   EXPECT_TRUE(FailsWith(ParseSafetensorsHeader(File(json::array(), 0), "m"), absl::StatusCode::kDataLoss,
                         "header is not a JSON object"));
 }

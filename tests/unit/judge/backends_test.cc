@@ -4,7 +4,6 @@
 // real HTTP server speaking the Messages API; ensemble (weighted and group ranking in two orders) and
 // failover through the registry.
 #include <gtest/gtest.h>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,9 +12,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <thread>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -33,13 +32,13 @@
 namespace rlj {
 namespace {
 
+using nlohmann::json;
 using ::rlj::testing::ChatReply;
 using ::rlj::testing::FailsWith;
 using ::rlj::testing::ScratchDir;
 using ::rlj::testing::TeacherReply;
 using ::rlj::testing::TeacherRequest;
 using ::rlj::testing::TeacherServer;
-using nlohmann::json;
 
 v1::Sample MakeSample(const std::string& id, const std::string& completion, const std::string& reference = "4") {
   v1::Sample sample;
@@ -162,7 +161,7 @@ class CommandBackendTest : public ::testing::Test {
     command->add_argv("-u");
     command->add_argv(script_);
     command->add_argv("$HOME;echo not-a-shell");  // passed as one argument: no shell
-    command->set_timeout_ms(8000);  // includes the program's start-up on a loaded machine
+    command->set_timeout_ms(8000);                // includes the program's start-up on a loaded machine
     command->set_max_line_bytes(1024);
   }
   ScratchDir scratch_;
@@ -218,7 +217,8 @@ TEST_F(CommandBackendTest, FailuresAreErrorsAndTheProgramIsReplaced) {
     const v1::Verdict verdict = ScoreOne(backend, MakeSample(std::string("id-") + c.completion, c.completion));
     ASSERT_TRUE(verdict.has_error()) << c.completion;
     EXPECT_EQ(verdict.error().kind(), c.kind) << c.completion << ": " << verdict.error().message();
-    EXPECT_NE(verdict.error().message().find(c.says), std::string::npos) << c.completion << ": " << verdict.error().message();
+    EXPECT_NE(verdict.error().message().find(c.says), std::string::npos)
+        << c.completion << ": " << verdict.error().message();
     EXPECT_EQ(verdict.reward(), 0) << c.completion;
     // Whatever happened, the next sample is scored correctly by a program in step.
     const v1::Verdict after = ScoreOne(backend, MakeSample(std::string("after-") + c.completion, "4"));
@@ -268,7 +268,7 @@ TEST(CommandBackendSafety, ProgramNamesWithShellMetacharactersAreNotInterpreted)
   v1::JudgeConfig config;
   config.set_backend("command");
   for (const std::string& program : {"true; touch " + marker, "$(touch " + marker + ")", "`touch " + marker + "`",
-                                    "true && touch " + marker + " | cat"}) {
+                                     "true && touch " + marker + " | cat"}) {
     config.mutable_command()->clear_argv();
     config.mutable_command()->add_argv(program);
     auto made = MakeJudgeBackend(config);
@@ -363,7 +363,8 @@ TEST(LineProcess, AProgramThatDoesNotReadItsInputTimesOutInsteadOfBlockingTheJud
   // 16 MiB: far more than the socket buffers, so writing it blocks unless the writer has a deadline.
   const absl::StatusOr<std::string> answer =
       process->Exchange(std::string(16 << 20, 'x'), std::chrono::milliseconds(2000), 1024);
-  EXPECT_TRUE(FailsWith(answer, absl::StatusCode::kDeadlineExceeded, "timeout: the program did not read its input within 2000 ms"));
+  EXPECT_TRUE(FailsWith(answer, absl::StatusCode::kDeadlineExceeded,
+                        "timeout: the program did not read its input within 2000 ms"));
 }
 
 // -------------------------------------------------------------------------------------------- remote
@@ -572,7 +573,7 @@ TEST_F(AnthropicBackendTest, MessagesApiRequestAndScore) {
 TEST_F(AnthropicBackendTest, FaultsAreErrorsAndTheKeyNeverLeaks) {
   server_.Push(TeacherReply{200, AnthropicBody("I won't grade this.", "refusal"), {}, false});
   server_.Push(TeacherReply{200, R"({"type":"message","content":"oops"})", {}, false});  // content not an array
-  server_.Push(TeacherReply{200, AnthropicBody("{\"score\": 11}"), {}, false});             // out of range
+  server_.Push(TeacherReply{200, AnthropicBody("{\"score\": 11}"), {}, false});          // out of range
   server_.Push(TeacherReply{529, R"({"error":"overloaded, key sk-ant-secret-123"})", {}, false});
   server_.Push(TeacherReply{529, R"({"error":"overloaded, key sk-ant-secret-123"})", {}, false});
   auto backend = MakeWithKey();
@@ -591,7 +592,8 @@ TEST_F(AnthropicBackendTest, FaultsAreErrorsAndTheKeyNeverLeaks) {
 TEST_F(AnthropicBackendTest, MissingKeyFailsConstructionNamingTheVariable) {
   JudgeBackendDeps deps;
   deps.env = [](const std::string&) { return std::optional<std::string>(); };
-  EXPECT_TRUE(FailsWith(MakeJudgeBackend(config_, deps), absl::StatusCode::kFailedPrecondition, "RLJ_TEST_ANTHROPIC_KEY"));
+  EXPECT_TRUE(
+      FailsWith(MakeJudgeBackend(config_, deps), absl::StatusCode::kFailedPrecondition, "RLJ_TEST_ANTHROPIC_KEY"));
 }
 
 // ------------------------------------------------------------------------------------------ ensemble
@@ -617,8 +619,8 @@ TEST(EnsembleBackend, WeightedSumOfNamedComponents) {
   auto backend = Make(config);
   ASSERT_NE(backend, nullptr);
   EXPECT_EQ(backend->model(), "0.7·strict + 0.3·numeric");
-  const std::vector<Judgement> judgements =
-      backend->Score({MakeSample("a", "4"), MakeSample("b", "it is 4"), MakeSample("c", "5"), MakeSample("d", "4", "")});
+  const std::vector<Judgement> judgements = backend->Score(
+      {MakeSample("a", "4"), MakeSample("b", "it is 4"), MakeSample("c", "5"), MakeSample("d", "4", "")});
   ASSERT_EQ(judgements.size(), 4u);
   EXPECT_NEAR(judgements[0].verdict.reward(), 1.0, 1e-12);
   EXPECT_NEAR(judgements[1].verdict.reward(), 0.3, 1e-12);  // only numeric passes
@@ -707,7 +709,8 @@ TEST_F(GroupRankTest, AConsistentTeacherGivesRewardsByRank) {
   EXPECT_NEAR(judgements[2].verdict.reward(), 0.0, 1e-12);  // "banana": worst
   EXPECT_EQ(server_.received().size(), 2u);                 // one group, asked in two orders
   // The group's 200 prompt tokens are shared by its three samples.
-  EXPECT_EQ(judgements[0].verdict.tokens_in() + judgements[1].verdict.tokens_in() + judgements[2].verdict.tokens_in(), 200);
+  EXPECT_EQ(judgements[0].verdict.tokens_in() + judgements[1].verdict.tokens_in() + judgements[2].verdict.tokens_in(),
+            200);
 }
 
 TEST_F(GroupRankTest, PositionBiasCancels) {

@@ -178,10 +178,12 @@ TEST_F(BadVerdictsOverTheWire, RemoteJudgesNaNsAndHugeRewardsArriveAsErrors) {
   RLJ_ASSERT_OK_AND_ASSIGN(auto backend, RemoteBackend::Create(remote, JudgeBackendDeps{}));
   Serve(std::move(backend));
 
-  const std::vector<std::pair<std::string, std::string>> expected = {
-      {"nan", "non-finite reward (nan)"},      {"inf", "non-finite reward (-inf)"},
-      {"huge", "reward 1e+300, outside"},      {"nan-component", "non-finite component 'rubric'"},
-      {"nan-cost", ""},                        {"fine", ""}};
+  const std::vector<std::pair<std::string, std::string>> expected = {{"nan", "non-finite reward (nan)"},
+                                                                     {"inf", "non-finite reward (-inf)"},
+                                                                     {"huge", "reward 1e+300, outside"},
+                                                                     {"nan-component", "non-finite component 'rubric'"},
+                                                                     {"nan-cost", ""},
+                                                                     {"fine", ""}};
   v1::ScoreRequest request;
   for (const auto& [completion, error] : expected) *request.add_samples() = MakeSample("s-" + completion, completion);
   v1::ScoreResponse response;
@@ -198,7 +200,8 @@ TEST_F(BadVerdictsOverTheWire, RemoteJudgesNaNsAndHugeRewardsArriveAsErrors) {
       continue;
     }
     ASSERT_TRUE(verdict.has_error()) << completion;
-    EXPECT_NE(verdict.error().message().find(error), std::string::npos) << completion << ": " << verdict.error().message();
+    EXPECT_NE(verdict.error().message().find(error), std::string::npos)
+        << completion << ": " << verdict.error().message();
     EXPECT_EQ(verdict.reward(), 0) << completion;
   }
   EXPECT_EQ(response.verdicts(4).reward(), 0.25);

@@ -166,8 +166,8 @@ TEST(JudgeCacheInBackend, SecondOpinionsBypassTheLookup) {
 TEST(JudgeCacheInBackend, UnusableAnswersAreNotStored) {
   ScratchDir scratch;
   TeacherServer server;
-  server.Push(ChatReply("I think it is fine."));     // no score: parse error
-  server.Push(ChatReply(R"({"score": 42})"));        // out of range
+  server.Push(ChatReply("I think it is fine."));  // no score: parse error
+  server.Push(ChatReply(R"({"score": 42})"));     // out of range
   server.Push(ChatReply(R"({"score": 6})"));
   RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<JudgeCache> cache, JudgeCache::Open(scratch.file("cache.sqlite")));
   auto backend = Make(RubricConfig(server), cache.get(), nullptr);

@@ -59,7 +59,8 @@ TEST(ExampleJudgeConfigs, WeightedEnsembleWithTheCommandJudgeScores) {
   const std::vector<Judgement> judgements = backend->Score(
       {sample("a", "42", "42"), sample("b", "maybe 42", "42"), sample("c", "41", "42"), sample("d", "42", "")});
   ASSERT_EQ(judgements.size(), 4u);
-  for (int i = 0; i < 3; ++i) ASSERT_FALSE(judgements[i].verdict.has_error()) << judgements[i].verdict.error().message();
+  for (int i = 0; i < 3; ++i)
+    ASSERT_FALSE(judgements[i].verdict.has_error()) << judgements[i].verdict.error().message();
   EXPECT_NEAR(judgements[0].verdict.reward(), 0.8 * 1 + 0.2 * 1, 1e-12);
   EXPECT_NEAR(judgements[1].verdict.reward(), 0.8 * 1 + 0.2 * (0 - 0.5), 1e-12);  // right, but hedged
   EXPECT_NEAR(judgements[2].verdict.reward(), 0.0, 1e-12);

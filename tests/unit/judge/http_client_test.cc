@@ -1,11 +1,12 @@
 // http_client_test.cc: CurlHttpClient against a real HTTP server on 127.0.0.1: status, body and
 // lower-cased headers, request headers and methods, connection reuse, concurrent use, and transport errors
 // (timeout, refused connection) whose messages name the URL but never a header.
+#include "judge/http/http_client.h"
+
 #include <gtest/gtest.h>
 
 #include <thread>
 
-#include "judge/http/http_client.h"
 #include "teacher_server.h"
 #include "test_util.h"
 

@@ -3,6 +3,8 @@
 // opening and failing requests without sending them (and closing when its probe is answered, a 429 too), a
 // 200 whose body is not JSON retried like a 5xx, retries counted by cause, deadlines on a slow server, the
 // budget check, the cap on requests in flight and connection reuse.
+#include "judge/http/http_dispatcher.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,7 +15,6 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "judge/http/http_dispatcher.h"
 #include "judge/judge_backend.h"
 #include "teacher_server.h"
 #include "test_util.h"
@@ -92,7 +93,8 @@ TEST(HttpDispatcher, RetryAfterOfOneRequestDoesNotHoldTheOthers) {
   auto dispatcher = Make(options);
   std::vector<HttpRequest> requests;
   for (int i = 0; i < 4; ++i) requests.push_back(Post(server));
-  const std::vector<HttpOutcome> outcomes = dispatcher->SendAll(std::move(requests), Clock::now() + milliseconds(20000), {10, 10, 10, 10});
+  const std::vector<HttpOutcome> outcomes =
+      dispatcher->SendAll(std::move(requests), Clock::now() + milliseconds(20000), {10, 10, 10, 10});
   ASSERT_EQ(outcomes.size(), 4u);
   int retried = 0;
   for (const HttpOutcome& outcome : outcomes) {
@@ -253,7 +255,8 @@ TEST(HttpDispatcher, AnOkAnswerWhoseBodyIsNotJsonIsRetried) {
   EXPECT_EQ(stats.malformed, 2);
   EXPECT_EQ(stats.retries, 2);
   EXPECT_EQ(stats.retries_malformed, 2);
-  EXPECT_EQ(stats.retries_server_error + stats.retries_rate_limited + stats.retries_timeout + stats.retries_transport, 0);
+  EXPECT_EQ(stats.retries_server_error + stats.retries_rate_limited + stats.retries_timeout + stats.retries_transport,
+            0);
 }
 
 TEST(HttpDispatcher, ABodyThatStaysMalformedFailsAsParseNotAsAnOutage) {
@@ -370,7 +373,8 @@ TEST(HttpDispatcher, ClosedConnectionsAreReplacedAndKeptAliveOnesReused) {
       const std::vector<HttpOutcome> outcomes =
           dispatcher->SendAll(std::move(requests), Clock::now() + std::chrono::seconds(30), std::vector<double>(6, 1));
       for (int i = 0; i < 6; ++i) {
-        ASSERT_TRUE(outcomes[i].response.has_value()) << round << "/" << wave << "/" << i << ": " << outcomes[i].message;
+        ASSERT_TRUE(outcomes[i].response.has_value())
+            << round << "/" << wave << "/" << i << ": " << outcomes[i].message;
         EXPECT_EQ(outcomes[i].response->body, absl::StrCat(round, "/", wave, "/", i));
       }
     }

@@ -2,6 +2,8 @@
 // connections alive, holds many requests at once) and a small run of the bench itself (every request
 // answered, no errors, the cap respected, cache hits counted). Throughput figures are not asserted here:
 // the machine is shared; they are measured with `rlj bench judge`.
+#include "bench/judge_load/judge_bench.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,7 +12,6 @@
 
 #include "bench/judge_load/fixed_latency_server.h"
 #include "judge/http/http_client.h"
-#include "bench/judge_load/judge_bench.h"
 #include "test_util.h"
 
 namespace rlj {

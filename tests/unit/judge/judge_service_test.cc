@@ -1,8 +1,10 @@
 // judge_service_test.cc: Judge.Score through a real in-process gRPC server on 127.0.0.1:0: per-sample
 // errors stay errors, bad requests are INVALID_ARGUMENT, non-finite rewards become errors, every verdict
 // lands in the SQLite reward log; and a whole judge replica (JudgeServer) with the rule backend.
-#include <gtest/gtest.h>
+#include "judge/judge_service.h"
+
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <cmath>
@@ -14,7 +16,6 @@
 #include "common/reward_log.h"
 #include "common/run_dir.h"
 #include "judge/judge_server.h"
-#include "judge/judge_service.h"
 #include "nlohmann/json.hpp"
 #include "rlj/v1/judge.grpc.pb.h"
 #include "test_util.h"

@@ -1,5 +1,6 @@
 // machinery_test.cc: the deterministic arithmetic of the shared HTTP machinery, with time passed in:
-// token buckets and the RPM/TPM limiter, Retry-After, the circuit breaker, AIMD (the backoff: common/retry_policy_test).
+// token buckets and the RPM/TPM limiter, Retry-After, the circuit breaker, AIMD (the backoff:
+// common/retry_policy_test).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -113,7 +114,7 @@ TEST(CircuitBreaker, OpensAfterConsecutiveFailuresAndProbesAfterTheCooldown) {
   EXPECT_EQ(breaker.state(kT0 + seconds(10)), CircuitBreaker::State::kHalfOpen);
   EXPECT_TRUE(breaker.Allow(kT0 + seconds(10)));   // the probe
   EXPECT_FALSE(breaker.Allow(kT0 + seconds(10)));  // only one
-  breaker.OnFailure(kT0 + seconds(11));           // the probe failed: open again for a cooldown
+  breaker.OnFailure(kT0 + seconds(11));            // the probe failed: open again for a cooldown
   EXPECT_EQ(breaker.times_opened(), 2);
   EXPECT_FALSE(breaker.Allow(kT0 + seconds(20)));
   EXPECT_TRUE(breaker.Allow(kT0 + seconds(21)));

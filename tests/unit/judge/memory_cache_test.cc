@@ -1,6 +1,8 @@
 // memory_cache_test.cc: the in-memory LRU of the judge cache (recency order, entry and byte bounds,
 // replacement, concurrent use) and JudgeCache with it in front of the SQLite file (hits from memory,
 // misses falling through to the file, answers another replica wrote found there, the file still the truth).
+#include "judge/memory_cache.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "judge/judge_cache.h"
-#include "judge/memory_cache.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -128,8 +129,7 @@ TEST(JudgeCacheMemory, TheFileStaysTheTruthAcrossReopeningAndWithoutMemory) {
   }
   MemoryCache::Limits none;
   none.max_entries = 0;
-  RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<JudgeCache> reopened,
-                           JudgeCache::Open(path, std::chrono::seconds(5), none));
+  RLJ_ASSERT_OK_AND_ASSIGN(std::unique_ptr<JudgeCache> reopened, JudgeCache::Open(path, std::chrono::seconds(5), none));
   for (int i = 0; i < 2; ++i) {
     RLJ_ASSERT_OK_AND_ASSIGN(auto found, reopened->GetMany({key}));
     EXPECT_EQ(found[0], "second");

@@ -1,13 +1,14 @@
 // openai_backend_test.cc: the openai judge against a real HTTP server on 127.0.0.1: the request it sends,
 // scores from JSON and from the pattern, the API key header, retries (5xx, 429 + Retry-After, transport),
 // timeouts, parse / out-of-range / refusal errors, concurrency, and that the key never leaks.
+#include "judge/backends/openai_backend.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <map>
 
 #include "judge/backend_registry.h"
-#include "judge/backends/openai_backend.h"
 #include "nlohmann/json.hpp"
 #include "teacher_server.h"
 #include "test_util.h"
@@ -349,9 +350,9 @@ TEST_F(OpenAIBackendTest, TheKeyNeverLeaks) {
   config_.mutable_openai()->set_max_retries(1);
   auto backend = Make();
   ASSERT_NE(backend, nullptr);
-  const std::vector<Judgement> judgements =
-      backend->Score({MakeSample("a", "echo-content"), MakeSample("b", "echo-no-score"), MakeSample("c", "echo-refusal"),
-                      MakeSample("d", "echo-401"), MakeSample("e", "echo-500"), MakeSample("f", "echo-body")});
+  const std::vector<Judgement> judgements = backend->Score(
+      {MakeSample("a", "echo-content"), MakeSample("b", "echo-no-score"), MakeSample("c", "echo-refusal"),
+       MakeSample("d", "echo-401"), MakeSample("e", "echo-500"), MakeSample("f", "echo-body")});
   ASSERT_EQ(judgements.size(), 6u);
   ASSERT_FALSE(judgements[0].verdict.has_error());
   EXPECT_NE(judgements[0].verdict.rationale().find("[redacted]"), std::string::npos);
@@ -362,7 +363,8 @@ TEST_F(OpenAIBackendTest, TheKeyNeverLeaks) {
     EXPECT_EQ(everything.find(kKey), std::string::npos) << judgement.verdict.DebugString() << judgement.raw_response;
   }
   // The key was sent, so the server had it to echo.
-  for (const TeacherRequest& request : server_.received()) EXPECT_EQ(request.authorization, std::string("Bearer ") + kKey);
+  for (const TeacherRequest& request : server_.received())
+    EXPECT_EQ(request.authorization, std::string("Bearer ") + kKey);
 }
 
 TEST(JudgeBackendRegistry, UnknownNameListsTheKnownOnes) {

@@ -13,11 +13,11 @@
 namespace rlj {
 namespace {
 
+using nlohmann::json;
 using ::rlj::testing::FailsWith;
 using ::rlj::testing::TeacherReply;
 using ::rlj::testing::TeacherRequest;
 using ::rlj::testing::TeacherServer;
-using nlohmann::json;
 
 v1::Sample MakeSample(const std::string& id, const std::string& prompt, const std::string& completion) {
   v1::Sample sample;
@@ -31,7 +31,8 @@ v1::Sample MakeSample(const std::string& id, const std::string& prompt, const st
 // One logprobs.content entry: the token chosen and its alternatives (token, probability).
 json TokenEntry(const std::string& token, const std::vector<std::pair<std::string, double>>& top) {
   json alternatives = json::array();
-  for (const auto& [text, p] : top) alternatives.push_back({{"token", text}, {"logprob", std::log(p)}, {"bytes", nullptr}});
+  for (const auto& [text, p] : top)
+    alternatives.push_back({{"token", text}, {"logprob", std::log(p)}, {"bytes", nullptr}});
   return {{"token", token}, {"logprob", top.empty() ? -0.1 : std::log(top[0].second)}, {"top_logprobs", alternatives}};
 }
 
@@ -52,14 +53,15 @@ TeacherReply EchoReply(const std::vector<std::string>& tokens, const std::vector
                        const std::vector<int>& offsets) {
   std::string text;
   for (const std::string& token : tokens) text += token;
-  json body = {{"object", "text_completion"},
-               {"choices",
-                {{{"index", 0},
-                  {"text", text},
-                  {"logprobs",
-                   {{"tokens", tokens}, {"token_logprobs", logprobs}, {"text_offset", offsets}, {"top_logprobs", nullptr}}},
-                  {"finish_reason", "length"}}}},
-               {"usage", {{"prompt_tokens", static_cast<int>(tokens.size()) - 1}, {"completion_tokens", 1}}}};
+  json body = {
+      {"object", "text_completion"},
+      {"choices",
+       {{{"index", 0},
+         {"text", text},
+         {"logprobs",
+          {{"tokens", tokens}, {"token_logprobs", logprobs}, {"text_offset", offsets}, {"top_logprobs", nullptr}}},
+         {"finish_reason", "length"}}}},
+      {"usage", {{"prompt_tokens", static_cast<int>(tokens.size()) - 1}, {"completion_tokens", 1}}}};
   return TeacherReply{200, body.dump(), {}, false};
 }
 
@@ -139,9 +141,9 @@ TEST_F(OpenAIModesTest, LabelsWithWeightsPrefixesAndLeadingWhitespaceTokens) {
   (*openai->mutable_labels())["partial"] = 4;
   (*openai->mutable_labels())["wrong"] = -2;
   // The first token is a line break; the label comes next, as "corr" (a unique prefix of "correct").
-  server_.Push(LabelReply("\ncorrect", json::array({TokenEntry("\n", {{"\n", 0.99}}),
-                                                    TokenEntry("corr", {{"corr", 0.5}, {"partial", 0.2},
-                                                                        {" wrong", 0.3}})})));
+  server_.Push(
+      LabelReply("\ncorrect", json::array({TokenEntry("\n", {{"\n", 0.99}}),
+                                           TokenEntry("corr", {{"corr", 0.5}, {"partial", 0.2}, {" wrong", 0.3}})})));
   const v1::Verdict verdict = ScoreOne(MakeSample("s", "2+2?", "4"));
   ASSERT_FALSE(verdict.has_error()) << verdict.error().message();
   EXPECT_NEAR(verdict.reward(), 0.5 * 10 + 0.2 * 4 + 0.3 * -2, 1e-9);  // mass 1.0
@@ -160,7 +162,9 @@ TEST_F(OpenAIModesTest, LabelAnswersThatCannotBeReadAreParseErrorsNeverZero) {
   server_.Push(TeacherReply{200, R"({"choices":[{"message":)", {}, false});
   // A refusal.
   server_.Push(TeacherReply{
-      200, R"({"choices":[{"message":{"content":null,"refusal":"I can't grade that."},"finish_reason":"stop"}]})", {},
+      200,
+      R"({"choices":[{"message":{"content":null,"refusal":"I can't grade that."},"finish_reason":"stop"}]})",
+      {},
       false});
   auto backend = Make();
   ASSERT_NE(backend, nullptr);
@@ -173,7 +177,8 @@ TEST_F(OpenAIModesTest, LabelAnswersThatCannotBeReadAreParseErrorsNeverZero) {
     const v1::Verdict& verdict = judgements[0].verdict;
     ASSERT_TRUE(verdict.has_error()) << i;
     EXPECT_EQ(verdict.error().kind(), expected_kinds[i]) << i;
-    EXPECT_NE(verdict.error().message().find(expected_text[i]), std::string::npos) << i << ": " << verdict.error().message();
+    EXPECT_NE(verdict.error().message().find(expected_text[i]), std::string::npos)
+        << i << ": " << verdict.error().message();
     EXPECT_EQ(verdict.reward(), 0);
   }
 }
@@ -242,7 +247,7 @@ TEST_F(OpenAIModesTest, LikelihoodOffsetsInCharactersOrInBytes) {
 TEST_F(OpenAIModesTest, LikelihoodFailuresAreErrors) {
   UseLikelihoodMode("{prompt}{completion}");
   server_.Push(TeacherReply{200, R"({"choices":[{"text":"x"}]})", {}, false});  // no logprobs
-  server_.Push(EchoReply({"a", "b"}, {nullptr, -1.0}, {0}));                   // inconsistent arrays
+  server_.Push(EchoReply({"a", "b"}, {nullptr, -1.0}, {0}));                    // inconsistent arrays
   auto backend = Make();
   ASSERT_NE(backend, nullptr);
   const std::vector<Judgement> judgements =

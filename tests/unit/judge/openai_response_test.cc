@@ -31,7 +31,8 @@ std::string LabelBody(const std::vector<std::pair<std::string, double>>& alterna
 
 // A legacy completion with echo.
 std::string EchoBody(const std::vector<std::string>& tokens, const json& logprobs, const json& offsets) {
-  return json{{"choices", {{{"logprobs", {{"tokens", tokens}, {"token_logprobs", logprobs}, {"text_offset", offsets}}}}}}}
+  return json{
+      {"choices", {{{"logprobs", {{"tokens", tokens}, {"token_logprobs", logprobs}, {"text_offset", offsets}}}}}}}
       .dump();
 }
 
@@ -40,7 +41,7 @@ TEST(OpenAIResponseTest, LabelRewardIsTheExpectationUnderTheLabelsProbabilities)
   int64_t tokens_in = 0, tokens_out = 0;
   ASSERT_TRUE(ReadLabelDistribution(LabelBody({{"yes", -0.2}, {"no", -1.9}, {"maybe", -3.0}}), kLabels, 0.5, &judgement,
                                     &tokens_in, &tokens_out));
-  const double p_yes = std::exp(-0.2), p_no = std::exp(-1.9);  // 0.8187, 0.1496: mass 0.9683 on the labels
+  const double p_yes = std::exp(-0.2), p_no = std::exp(-1.9);              // 0.8187, 0.1496: mass 0.9683 on the labels
   EXPECT_NEAR(judgement.verdict.reward(), p_yes / (p_yes + p_no), 1e-12);  // 0.8455
   EXPECT_NEAR(judgement.verdict.components().at("label_mass"), p_yes + p_no, 1e-12);
   EXPECT_EQ(tokens_in, 12);
@@ -76,8 +77,8 @@ TEST(OpenAIResponseTest, LikelihoodIsTheMeanLogprobOfTheTokensOverTheCompletion)
   Judgement judgement;
   int64_t tokens_in = 0, tokens_out = 0;
   const CompletionSpan span{.begin_bytes = 3, .end_bytes = 5, .begin_chars = 3, .end_chars = 5};
-  ASSERT_TRUE(ReadCompletionLikelihood(EchoBody({"Q", ": ", "2", "4"}, {nullptr, -2.0, -0.5, -0.25}, {0, 1, 3, 4}), span,
-                                       &judgement, &tokens_in, &tokens_out));
+  ASSERT_TRUE(ReadCompletionLikelihood(EchoBody({"Q", ": ", "2", "4"}, {nullptr, -2.0, -0.5, -0.25}, {0, 1, 3, 4}),
+                                       span, &judgement, &tokens_in, &tokens_out));
   EXPECT_DOUBLE_EQ(judgement.verdict.reward(), -0.375);  // (-0.5 - 0.25) / 2
   EXPECT_DOUBLE_EQ(judgement.verdict.components().at("sum_logprob"), -0.75);
   EXPECT_EQ(judgement.verdict.components().at("completion_tokens"), 2);
@@ -88,14 +89,15 @@ TEST(OpenAIResponseTest, LikelihoodOffsetsThatOverflowAreRefused) {
   Judgement judgement;
   int64_t tokens_in = 0, tokens_out = 0;
   const CompletionSpan span{.begin_bytes = 0, .end_bytes = 1, .begin_chars = 0, .end_chars = 1};
-  EXPECT_FALSE(ReadCompletionLikelihood(EchoBody({"a", "b"}, {-1.0, -2.0},
-                                                 {std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min()}),
-                                        span, &judgement, &tokens_in, &tokens_out));
+  EXPECT_FALSE(ReadCompletionLikelihood(
+      EchoBody({"a", "b"}, {-1.0, -2.0}, {std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min()}),
+      span, &judgement, &tokens_in, &tokens_out));
   ASSERT_TRUE(judgement.verdict.has_error());
   EXPECT_NE(judgement.verdict.error().message().find("text_offset holds"), std::string::npos)
       << judgement.verdict.error().message();
   Judgement negative;
-  EXPECT_FALSE(ReadCompletionLikelihood(EchoBody({"a", "b"}, {-1.0, -2.0}, {-1, 0}), span, &negative, &tokens_in, &tokens_out));
+  EXPECT_FALSE(
+      ReadCompletionLikelihood(EchoBody({"a", "b"}, {-1.0, -2.0}, {-1, 0}), span, &negative, &tokens_in, &tokens_out));
   Judgement unsigned_huge;
   EXPECT_FALSE(ReadCompletionLikelihood(EchoBody({"a", "b"}, {-1.0, -2.0}, {0, std::numeric_limits<uint64_t>::max()}),
                                         span, &unsigned_huge, &tokens_in, &tokens_out));
@@ -105,7 +107,8 @@ TEST(OpenAIResponseTest, LikelihoodLogprobAboveZeroIsAParseError) {
   Judgement judgement;
   int64_t tokens_in = 0, tokens_out = 0;
   const CompletionSpan span{.begin_bytes = 0, .end_bytes = 2, .begin_chars = 0, .end_chars = 2};
-  EXPECT_FALSE(ReadCompletionLikelihood(EchoBody({"a", "b"}, {-1.0, 2.5}, {0, 1}), span, &judgement, &tokens_in, &tokens_out));
+  EXPECT_FALSE(
+      ReadCompletionLikelihood(EchoBody({"a", "b"}, {-1.0, 2.5}, {0, 1}), span, &judgement, &tokens_in, &tokens_out));
   ASSERT_TRUE(judgement.verdict.has_error());
   EXPECT_NE(judgement.verdict.error().message().find("not a log-probability"), std::string::npos);
 }

@@ -2,8 +2,8 @@
 // real openai backend against a closed port): mask answers the samples with their error and logs them as
 // errors; pause answers the call UNAVAILABLE ("Judge.Score paused … unreachable since …"), logs and books
 // nothing, and answers normally once the teacher is back; the outage is tracked and exported as metrics.
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -183,8 +183,8 @@ TEST_F(OutageTest, PauseAnswersUnavailableAndLogsNothingUntilTheTeacherIsBack) {
 TEST_F(OutageTest, PauseHoldsTheWholeCallWhenOneSampleIsUnreachable) {
   Make(OutagePolicy::kPause);
   backend_->down_id = "g0/2";
-  EXPECT_TRUE(FailsWith(service_->ScoreSamples(MakeRequest("g0", 4)), absl::StatusCode::kUnavailable,
-                        "Judge.Score paused"));
+  EXPECT_TRUE(
+      FailsWith(service_->ScoreSamples(MakeRequest("g0", 4)), absl::StatusCode::kUnavailable, "Judge.Score paused"));
   EXPECT_TRUE(Rows().empty()) << "no partial group is logged";
 }
 
@@ -204,13 +204,13 @@ TEST_F(OutageTest, PauseStillAnswersSampleErrorsThatAreNotOutages) {
 TEST(OutageKinds, OnlyUnreachableOr5xxHttpErrorsAreOutages) {
   v1::SampleError error;
   error.set_kind(error_kind::kHttpError);
-  for (const auto& [code, outage] : std::vector<std::pair<absl::StatusCode, bool>>{
-           {absl::StatusCode::kUnavailable, true},        // refused, reset, 5xx
-           {absl::StatusCode::kDeadlineExceeded, true},   // no answer in time
-           {absl::StatusCode::kUnauthenticated, false},   // 401
-           {absl::StatusCode::kPermissionDenied, false},  // 403
-           {absl::StatusCode::kInvalidArgument, false},   // 400
-           {absl::StatusCode::kFailedPrecondition, false}}) {
+  for (const auto& [code, outage] :
+       std::vector<std::pair<absl::StatusCode, bool>>{{absl::StatusCode::kUnavailable, true},  // refused, reset, 5xx
+                                                      {absl::StatusCode::kDeadlineExceeded, true},  // no answer in time
+                                                      {absl::StatusCode::kUnauthenticated, false},  // 401
+                                                      {absl::StatusCode::kPermissionDenied, false},  // 403
+                                                      {absl::StatusCode::kInvalidArgument, false},   // 400
+                                                      {absl::StatusCode::kFailedPrecondition, false}}) {
     error.set_code(static_cast<int>(code));
     EXPECT_EQ(error_kind::IsAvailabilityError(error), outage) << absl::StatusCodeToString(code);
   }
@@ -271,7 +271,8 @@ judge:
   on_outage: pause
   timeout_ms: 20000
   openai:
-    base_url: http://127.0.0.1:)", ClosedPort(), R"(/v1
+    base_url: http://127.0.0.1:)",
+                                        ClosedPort(), R"(/v1
     model: teacher
     rubric: "Grade {completion}"
     max_retries: 1

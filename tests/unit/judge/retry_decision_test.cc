@@ -4,6 +4,8 @@
 // adaptive limit hear), other 4xx (failed at once, with their Status codes), and the decision that follows:
 // give up when not retryable, when the retries are spent or when the wait would pass the deadline, else wait
 // the Retry-After or the jittered backoff.
+#include "judge/http/retry_decision.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,8 +16,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-
-#include "judge/http/retry_decision.h"
 #include "judge/judge_backend.h"
 
 namespace rlj {

@@ -1,5 +1,7 @@
 // reward_log_test.cc: the SQLite reward log on real files: round trip of every field, reopen and append,
 // replica directories merged by time, schema pragmas, concurrent appends, and errors that name the path.
+#include "common/reward_log.h"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -7,7 +9,6 @@
 #include <thread>
 
 #include "common/file_util.h"
-#include "common/reward_log.h"
 #include "nlohmann/json.hpp"
 #include "test_util.h"
 
@@ -119,8 +120,9 @@ TEST(RewardLog, SchemaUsesWalVersionAndIndexes) {
   }
   EXPECT_EQ(QueryOne(path, "PRAGMA user_version"), "1");
   EXPECT_EQ(QueryOne(path, "PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(QueryOne(path, "SELECT count(*) FROM sqlite_master WHERE type='index' AND tbl_name='verdicts' AND "
-                           "(sql LIKE '%(time_unix_s)%' OR sql LIKE '%(prompt_id)%')"),
+  EXPECT_EQ(QueryOne(path,
+                     "SELECT count(*) FROM sqlite_master WHERE type='index' AND tbl_name='verdicts' AND "
+                     "(sql LIKE '%(time_unix_s)%' OR sql LIKE '%(prompt_id)%')"),
             "2");
   EXPECT_EQ(QueryOne(path, "SELECT typeof(reward) FROM verdicts"), "real");
 }
@@ -209,9 +211,7 @@ TEST(RewardLog, ReadErrorsNameThePath) {
 
   // A log written by a newer schema is refused by both the reader and the writer.
   const std::string newer = dir.file("newer.sqlite");
-  {
-    RLJ_ASSERT_OK_AND_ASSIGN(auto writer, RewardLogWriter::Open(newer));
-  }
+  { RLJ_ASSERT_OK_AND_ASSIGN(auto writer, RewardLogWriter::Open(newer)); }
   ASSERT_EQ(sqlite3_open(newer.c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);

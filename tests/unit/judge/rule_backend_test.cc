@@ -1,8 +1,9 @@
 // rule_backend_test.cc: the rule judge: exact and numeric modes, tolerance, rewards, rationales, and
 // "invalid" errors (never a reward) for samples it cannot judge.
+#include "judge/backends/rule_backend.h"
+
 #include <gtest/gtest.h>
 
-#include "judge/backends/rule_backend.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -57,10 +58,9 @@ TEST(RuleBackend, NumericToleranceAndCustomRewards) {
   config.set_correct_reward(2.0);
   config.set_wrong_reward(-1.0);
   RuleBackend backend(config);
-  const std::vector<Judgement> judgements = backend.Score({MakeSample("near", "46.4", "46"),
-                                                           MakeSample("edge", "45.5", "46"),
-                                                           MakeSample("far", "46.6", "46"),
-                                                           MakeSample("big", "1,234,567", "1234567")});
+  const std::vector<Judgement> judgements =
+      backend.Score({MakeSample("near", "46.4", "46"), MakeSample("edge", "45.5", "46"),
+                     MakeSample("far", "46.6", "46"), MakeSample("big", "1,234,567", "1234567")});
   EXPECT_EQ(judgements[0].verdict.reward(), 2.0);
   EXPECT_EQ(judgements[1].verdict.reward(), 2.0);  // |45.5 - 46| = 0.5 <= tolerance
   EXPECT_EQ(judgements[2].verdict.reward(), -1.0);
@@ -81,8 +81,8 @@ TEST(RuleBackend, ExactMatchTrimsButIsCaseSensitive) {
 
 TEST(RuleBackend, UnjudgeableSamplesAreInvalidErrorsNotZero) {
   RuleBackend numeric(Config("numeric"));
-  const std::vector<Judgement> judgements =
-      numeric.Score({MakeSample("empty", "46", ""), MakeSample("blank", "46", "  \n"), MakeSample("word", "46", "forty-six")});
+  const std::vector<Judgement> judgements = numeric.Score(
+      {MakeSample("empty", "46", ""), MakeSample("blank", "46", "  \n"), MakeSample("word", "46", "forty-six")});
   for (const Judgement& judgement : judgements) {
     ASSERT_TRUE(judgement.verdict.has_error()) << judgement.verdict.sample_id();
     EXPECT_EQ(judgement.verdict.error().kind(), "invalid");

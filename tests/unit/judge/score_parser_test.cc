@@ -1,9 +1,10 @@
 // score_parser_test.cc: reading a teacher's score (JSON, fenced JSON, JSON inside prose, the pattern,
 // nothing), linear scaling onto the reward range, out-of-range scores, and rubric substitution.
+#include "judge/score_parser.h"
+
 #include <gtest/gtest.h>
 
 #include "judge/rubric_template.h"
-#include "judge/score_parser.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -78,10 +79,10 @@ TEST(ScoreParser, LongAnswerRationaleIsTruncatedOnACharacterBoundary) {
 }
 
 TEST(ScoreParser, BadPatterns) {
-  EXPECT_TRUE(FailsWith(ScoreParser::Create("score", "score: ([0-9]+"), absl::StatusCode::kInvalidArgument,
-                        "score_pattern"));
-  EXPECT_TRUE(FailsWith(ScoreParser::Create("score", "score: [0-9]+"), absl::StatusCode::kInvalidArgument,
-                        "no capture group"));
+  EXPECT_TRUE(
+      FailsWith(ScoreParser::Create("score", "score: ([0-9]+"), absl::StatusCode::kInvalidArgument, "score_pattern"));
+  EXPECT_TRUE(
+      FailsWith(ScoreParser::Create("score", "score: [0-9]+"), absl::StatusCode::kInvalidArgument, "no capture group"));
   EXPECT_TRUE(FailsWith(ScoreParser::Create("", ""), absl::StatusCode::kInvalidArgument, "both empty"));
 }
 

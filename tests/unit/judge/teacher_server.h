@@ -6,12 +6,12 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
-#include <cctype>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,8 +35,8 @@ struct TeacherRequest {
   std::string body;
   std::string authorization;  // "" when the header was absent
   bool has_authorization = false;
-  int remote_port = 0;        // the client's port: equal for requests on one kept-alive connection
-  std::string header_x_test;  // the X-Test request header, for client tests
+  int remote_port = 0;                         // the client's port: equal for requests on one kept-alive connection
+  std::string header_x_test;                   // the X-Test request header, for client tests
   std::map<std::string, std::string> headers;  // every request header, names lower-cased
 };
 

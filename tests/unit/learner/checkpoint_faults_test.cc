@@ -2,11 +2,10 @@
 // EFBIG, a parent that is a regular file → ENOTDIR) names the path and the errno text and leaves the previous
 // checkpoint intact and loadable; truncated or corrupted files of any rlj checkpoint are refused naming the
 // file; the learner keeps training past a failed periodic checkpoint and fails naming a failed final one.
-#include <sys/resource.h>
-
 #include <ATen/ATen.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <csignal>
 #include <filesystem>
@@ -15,15 +14,15 @@
 #include <thread>
 #include <vector>
 
-#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
-#include "model/transformer.h"
 #include "common/run_dir.h"
 #include "learner/grpo_trainer.h"
 #include "learner/learner_checkpoint.h"
 #include "learner/learner_server.h"
 #include "learner_fixtures.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/transformer.h"
 #include "rlj/v1/learner.grpc.pb.h"
 #include "test_util.h"
 
@@ -180,7 +179,8 @@ TEST(CheckpointFaults, TruncatedOrCorruptedFilesAreRefusedNamingTheFile) {
     std::string needle;
   };
   const std::vector<Case> cases = {
-      {"flipped byte in the tensor data", [&](const std::string& d) { FlipByte(d + "/model.safetensors", weights_bytes / 2); },
+      {"flipped byte in the tensor data",
+       [&](const std::string& d) { FlipByte(d + "/model.safetensors", weights_bytes / 2); },
        "/model.safetensors: CRC-32C mismatch (the file is corrupt)"},
       {"truncated weights",
        [&](const std::string& d) { fs::resize_file(d + "/model.safetensors", weights_bytes - 1000); },

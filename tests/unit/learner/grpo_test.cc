@@ -1,13 +1,14 @@
 // grpo_test.cc: advantages (GRPO, Dr. GRPO, RLOO, group/batch scaling) and the policy loss (clip-higher,
 // dual clip, k1/k2/k3 KL, entropy bonus, truncated importance sampling, loss aggregations) against
 // hand-computed values, gradients included.
+#include "learner/grpo.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
 
-#include "learner/grpo.h"
 #include "learner/grpo_trainer.h"
 #include "test_util.h"
 
@@ -70,8 +71,8 @@ TEST(GroupAdvantages, NoSignalWhenEqualOrTooFewValid) {
 
 TEST(ComputeAdvantages, DrGrpoIsCentredWithoutStd) {
   // rewards 1 0 0 1, mean 0.5: advantages r - 0.5, no division.
-  const BatchAdvantageResult result =
-      ComputeAdvantages({{{1, 0, 0, 1}, {true, true, true, true}}}, {AdvantageBaseline::kGroupMean, RewardScaling::kNone});
+  const BatchAdvantageResult result = ComputeAdvantages({{{1, 0, 0, 1}, {true, true, true, true}}},
+                                                        {AdvantageBaseline::kGroupMean, RewardScaling::kNone});
   ASSERT_EQ(result.groups.size(), 1u);
   EXPECT_EQ(result.groups[0].advantages, std::vector<float>({0.5f, -0.5f, -0.5f, 0.5f}));
   EXPECT_EQ(result.groups_without_signal, 0);
@@ -146,11 +147,11 @@ TEST(AdvantageOptionsFromConfig, AlgorithmsAndScalingOverride) {
 
   learner.set_reward_scaling("per_token");
   EXPECT_TRUE(testing::FailsWith(AdvantageOptionsFromConfig(learner).status(), absl::StatusCode::kInvalidArgument,
-                        "learner.reward_scaling"));
+                                 "learner.reward_scaling"));
   learner.clear_reward_scaling();
   learner.set_algorithm("ppo");
   EXPECT_TRUE(testing::FailsWith(AdvantageOptionsFromConfig(learner).status(), absl::StatusCode::kInvalidArgument,
-                        "learner.algorithm"));
+                                 "learner.algorithm"));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -344,7 +345,8 @@ TEST(PolicyLoss, TruncatedImportanceSamplingWeightsAndCaps) {
   // equals old (ratio 1 against the proximal policy), A = +1, tis_cap 2, weights 1:
   //   IS weights min(exp(old - behaviour), 2) = min(3, 2) = 2 (capped) and 1.5
   //   pg = -ratio · A · w = -2 and -1.5 → loss -3.5; d/dlogp = -ratio · w = -2 and -1.5.
-  const at::Tensor old = Float2d({{static_cast<float>(-1.0 + std::log(3.0)), static_cast<float>(-1.0 + std::log(1.5))}});
+  const at::Tensor old =
+      Float2d({{static_cast<float>(-1.0 + std::log(3.0)), static_cast<float>(-1.0 + std::log(1.5))}});
   at::Tensor logprobs = old.clone().requires_grad_(true);
   PolicyLossInputs in;
   in.logprobs = logprobs;
@@ -457,7 +459,7 @@ TEST(PolicyLossOptionsFromConfig, ClipBoundsDefaultToClipEps) {
 
   learner.set_kl_estimator("k4");
   EXPECT_TRUE(testing::FailsWith(PolicyLossOptionsFromConfig(learner).status(), absl::StatusCode::kInvalidArgument,
-                        "learner.kl_estimator"));
+                                 "learner.kl_estimator"));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -483,8 +485,8 @@ TEST(LossAggregation, WeightsGiveEachAggregationsMean) {
     // k1 = logp - ref → ref = -term.
     in.ref_logprobs = Float2d({{-3, 0, 0}, {-1, -2, -3}});
     in.advantages = at::zeros({2});
-    in.weights = Float2d({{static_cast<float>(w0), 0, 0},
-                          {static_cast<float>(w1), static_cast<float>(w1), static_cast<float>(w1)}});
+    in.weights = Float2d(
+        {{static_cast<float>(w0), 0, 0}, {static_cast<float>(w1), static_cast<float>(w1), static_cast<float>(w1)}});
     PolicyLossOptions options;
     options.kl_estimator = KlEstimator::kK1;
     options.kl_coef = 1.0;
@@ -508,8 +510,8 @@ TEST(LossAggregation, WeightsGiveEachAggregationsMean) {
   EXPECT_DOUBLE_EQ(TokenLossWeight(LossAggregation::kSeqMeanTokenMean, 3, 2, 4), 1.0 / 6.0);
   EXPECT_DOUBLE_EQ(TokenLossWeight(LossAggregation::kSeqMeanTokenSum, 3, 2, 4), 0.5);
   EXPECT_DOUBLE_EQ(TokenLossWeight(LossAggregation::kTokenMean, 0, 2, 4), 0.0);
-  EXPECT_TRUE(
-      testing::FailsWith(LossAggregationFromName("sum").status(), absl::StatusCode::kInvalidArgument, "learner.loss_aggregation"));
+  EXPECT_TRUE(testing::FailsWith(LossAggregationFromName("sum").status(), absl::StatusCode::kInvalidArgument,
+                                 "learner.loss_aggregation"));
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@
 #include <limits>
 #include <vector>
 
+#include "learner_fixtures.h"
 #include "model/logprobs.h"
 #include "model/transformer.h"
-#include "learner_fixtures.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -140,8 +140,10 @@ TEST(GrpoTrainer, InvalidSamplesAreExcluded) {
   const v1::Rollout bad = MakeRollout(base, kPrompt, kBad, 0.0);
   // Two different invalid rollouts (other tokens, lengths and junk rewards) and none at all must train the
   // policy identically: neither their rewards nor their tokens take part.
-  const v1::RolloutGroup with_invalid_a = MakeGroup(kPrompt, {good, bad, MakeRollout(base, kPrompt, {9, 9, 9, 9}, 100.0, false)});
-  const v1::RolloutGroup with_invalid_b = MakeGroup(kPrompt, {good, MakeRollout(base, kPrompt, {10}, -7.0, false), bad});
+  const v1::RolloutGroup with_invalid_a =
+      MakeGroup(kPrompt, {good, bad, MakeRollout(base, kPrompt, {9, 9, 9, 9}, 100.0, false)});
+  const v1::RolloutGroup with_invalid_b =
+      MakeGroup(kPrompt, {good, MakeRollout(base, kPrompt, {10}, -7.0, false), bad});
   const v1::RolloutGroup without_invalid = MakeGroup(kPrompt, {good, bad});
 
   Transformer model_a = CloneTransformer(base);
@@ -219,7 +221,8 @@ TEST(GrpoTrainer, TokenBudgetMicroBatchesAccumulateToTheWholeStep) {
   Transformer base = TinyModel(whole_config);
   std::vector<v1::RolloutGroup> groups;
   for (int g = 0; g < 3; ++g) {
-    groups.push_back(MakeGroup(kPrompt, {MakeRollout(base, kPrompt, kGood, 1.0 + g), MakeRollout(base, kPrompt, kBad, 0.0)}));
+    groups.push_back(
+        MakeGroup(kPrompt, {MakeRollout(base, kPrompt, kGood, 1.0 + g), MakeRollout(base, kPrompt, kBad, 0.0)}));
   }
   Transformer whole_model = CloneTransformer(base);
   Transformer micro_model = CloneTransformer(base);
@@ -249,8 +252,8 @@ TEST(GrpoTrainer, TruncatedCompletionsKeptMaskedOrPenalised) {
   Transformer base = TinyModel(config);
   v1::Rollout truncated = MakeRollout(base, kPrompt, kBad, 0.0);
   truncated.set_truncated(true);
-  const v1::RolloutGroup group = MakeGroup(
-      kPrompt, {MakeRollout(base, kPrompt, kGood, 1.0), truncated, MakeRollout(base, kPrompt, {4, 6}, 1.0)});
+  const v1::RolloutGroup group =
+      MakeGroup(kPrompt, {MakeRollout(base, kPrompt, kGood, 1.0), truncated, MakeRollout(base, kPrompt, {4, 6}, 1.0)});
   struct Case {
     const char* mode;
     int64_t trained;

@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
-#include "model/transformer.h"
 #include "learner/grpo_trainer.h"
 #include "learner_fixtures.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/transformer.h"
 #include "test_util.h"
 
 namespace rlj {

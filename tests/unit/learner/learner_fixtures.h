@@ -33,8 +33,8 @@ inline v1::RunConfig TinyLearnerConfig() {
 }
 
 // A valid rollout of `completion` whose every token has behaviour log-prob `behaviour_logprob`.
-inline v1::Rollout MakeRollout(const std::vector<int32_t>& completion, double reward,
-                               float behaviour_logprob = -1.0f, const std::string& sample_id = "s") {
+inline v1::Rollout MakeRollout(const std::vector<int32_t>& completion, double reward, float behaviour_logprob = -1.0f,
+                               const std::string& sample_id = "s") {
   v1::Rollout rollout;
   rollout.set_sample_id(sample_id);
   for (int32_t id : completion) {
@@ -48,7 +48,8 @@ inline v1::Rollout MakeRollout(const std::vector<int32_t>& completion, double re
 
 // Group `id` sampled with `version`: prompt {1, 2, 3}; completions {4, 5} (reward 1) and {6, 7, 8}
 // (reward 0), sample ids "<id>-0" and "<id>-1".
-inline v1::RolloutGroup MakeTwoCompletionGroup(const std::string& id, int64_t version, float behaviour_logprob = -1.0f) {
+inline v1::RolloutGroup MakeTwoCompletionGroup(const std::string& id, int64_t version,
+                                               float behaviour_logprob = -1.0f) {
   v1::RolloutGroup group;
   group.set_group_id(id);
   group.set_policy_version(version);

@@ -12,14 +12,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
-#include "model/transformer.h"
 #include "common/run_dir.h"
 #include "learner/learner_server.h"
 #include "learner/training_ledger.h"
 #include "learner_fixtures.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/transformer.h"
 #include "rlj/v1/learner.grpc.pb.h"
 #include "test_util.h"
 

@@ -11,15 +11,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/crc32c.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
-#include "model/transformer.h"
 #include "common/run_dir.h"
-#include "model/tensor/tensor_codec.h"
-#include "rlj/v1/learner.grpc.pb.h"
 #include "learner_fixtures.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/tensor/tensor_codec.h"
+#include "model/transformer.h"
+#include "rlj/v1/learner.grpc.pb.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -136,8 +136,8 @@ TEST(LearnerServer, TrainsPublishesCheckpointsAndFinishes) {
   EXPECT_EQ(client.Status().total_steps(), 3);
 
   for (int step = 1; step <= 3; ++step) {
-    const v1::PushRolloutsResponse pushed =
-        client.Push({MakeGroup(absl::StrCat("g", step, "a"), version), MakeGroup(absl::StrCat("g", step, "b"), version)});
+    const v1::PushRolloutsResponse pushed = client.Push(
+        {MakeGroup(absl::StrCat("g", step, "a"), version), MakeGroup(absl::StrCat("g", step, "b"), version)});
     EXPECT_EQ(pushed.accepted_groups(), 2);
     auto [next_version, next_weights] = client.GetPolicy(version);  // returns once the step is published
     EXPECT_EQ(next_version, version + 1);
@@ -219,7 +219,8 @@ TEST(LearnerServer, RandomInitIsSeeded) {
   testing::ScratchDir dir;
   NamedTensors first;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(TinyConfig(1), InRunDir(dir.file(absl::StrCat("run", attempt)))));
+    RLJ_ASSERT_OK_AND_ASSIGN(auto server,
+                             LearnerServer::Start(TinyConfig(1), InRunDir(dir.file(absl::StrCat("run", attempt)))));
     LearnerClient client(server->address());
     auto [version, weights] = client.GetPolicy(-1);
     if (attempt == 0) {

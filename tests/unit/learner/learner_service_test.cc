@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "common/grpc_util.h"
-#include "model/tensor/tensor_codec.h"
 #include "learner_fixtures.h"
+#include "model/tensor/tensor_codec.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -27,7 +27,9 @@ constexpr int kMaxSeqLen = 16;
 
 using testing::MakeRollout;
 
-v1::RolloutGroup MakeGroup(const std::string& id, int64_t version) { return testing::MakeTwoCompletionGroup(id, version); }
+v1::RolloutGroup MakeGroup(const std::string& id, int64_t version) {
+  return testing::MakeTwoCompletionGroup(id, version);
+}
 
 v1::RolloutBatch Batch(std::vector<v1::RolloutGroup> groups) {
   v1::RolloutBatch batch;
@@ -173,7 +175,8 @@ TEST_F(LearnerServiceTest, InvalidGroupRejectsTheWholeBatch) {
   const std::vector<Case> cases = {
       {"no rollouts", [](v1::RolloutGroup* g) { g->clear_rollouts(); }, "has no rollouts"},
       {"empty prompt", [](v1::RolloutGroup* g) { g->clear_prompt_tokens(); }, "prompt_tokens is empty"},
-      {"prompt id", [](v1::RolloutGroup* g) { g->set_prompt_tokens(1, -1); }, "prompt_tokens[1] = -1 is outside the vocabulary [0, 32)"},
+      {"prompt id", [](v1::RolloutGroup* g) { g->set_prompt_tokens(1, -1); },
+       "prompt_tokens[1] = -1 is outside the vocabulary [0, 32)"},
       {"completion id", [](v1::RolloutGroup* g) { g->mutable_rollouts(1)->set_completion_tokens(2, kVocab); },
        "rollout 1 (sample_id 'bad-one-1'): completion_tokens[2] = 32 is outside the vocabulary"},
       {"lengths", [](v1::RolloutGroup* g) { g->mutable_rollouts(0)->add_behaviour_logprobs(-2.0f); },
@@ -231,7 +234,8 @@ TEST_F(LearnerServiceTest, StaleGroupsAreCountedNotBuffered) {
 }
 
 TEST_F(LearnerServiceTest, FullBufferPastTheDeadlineIsResourceExhausted) {
-  for (int i = 0; i < 8; ++i) ASSERT_TRUE(buffer_.Push(MakeGroup(absl::StrCat("fill-", i), 0), RolloutBuffer::Clock::now()));
+  for (int i = 0; i < 8; ++i)
+    ASSERT_TRUE(buffer_.Push(MakeGroup(absl::StrCat("fill-", i), 0), RolloutBuffer::Clock::now()));
   v1::PushRolloutsResponse response;
   const grpc::Status status = Push({Batch({MakeGroup("one-too-many", 0)})}, &response, milliseconds(3000));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
@@ -240,7 +244,8 @@ TEST_F(LearnerServiceTest, FullBufferPastTheDeadlineIsResourceExhausted) {
 }
 
 TEST_F(LearnerServiceTest, FullBufferPushCompletesWhenTheLearnerTakes) {
-  for (int i = 0; i < 8; ++i) ASSERT_TRUE(buffer_.Push(MakeGroup(absl::StrCat("fill-", i), 0), RolloutBuffer::Clock::now()));
+  for (int i = 0; i < 8; ++i)
+    ASSERT_TRUE(buffer_.Push(MakeGroup(absl::StrCat("fill-", i), 0), RolloutBuffer::Clock::now()));
   v1::PushRolloutsResponse response;
   auto pushed = std::async(std::launch::async, [&] { return Push({Batch({MakeGroup("waiting", 0)})}, &response); });
   // The learner takes all 8 and then waits for the 9th, which the push delivers once there is room.

@@ -1,10 +1,9 @@
 // nonfinite_stop_test.cc: learner.max_nonfinite_steps_in_a_row over a real in-process learner: skipped
 // NaN/inf steps are counted, a healthy step resets the run of them, and that many in a row end training with
 // an error naming the step and the count (and no checkpoint of the failing state).
+#include <ATen/ATen.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-
-#include <ATen/ATen.h>
 
 #include <cmath>
 #include <filesystem>
@@ -12,12 +11,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/run_dir.h"
 #include "learner/learner_server.h"
 #include "learner_fixtures.h"
+#include "model/checkpoint/checkpoint.h"
 #include "rlj/v1/learner.grpc.pb.h"
 #include "test_util.h"
 
@@ -37,7 +36,8 @@ std::string PoisonedStart(const std::string& dir, const v1::RunConfig& config) {
   Transformer model(TransformerConfig::FromProto(config.model()).value());
   NamedTensors tensors = NamedParameters(model);
   for (auto& [name, tensor] : tensors) {
-    if (name == "model.embed_tokens.weight") tensor = tensor.clone().index_fill_(0, at::tensor({kPoisonToken}, at::kLong), NAN);
+    if (name == "model.embed_tokens.weight")
+      tensor = tensor.clone().index_fill_(0, at::tensor({kPoisonToken}, at::kLong), NAN);
   }
   EXPECT_TRUE(LoadNamedTensors(model, tensors).ok());
   const std::string path = dir + "/poisoned-start";
@@ -109,11 +109,13 @@ TEST(NonFiniteStop, ThatManyInARowStopTrainingNamingStepAndCount) {
 TEST(NonFiniteStop, AHealthyStepResetsTheCountAndZeroNeverStops) {
   for (const int limit : {2, 0}) {
     testing::ScratchDir dir;
-    RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(Config(dir.path(), 5, limit), InRunDir(dir.file("run"))));
+    RLJ_ASSERT_OK_AND_ASSIGN(auto server,
+                             LearnerServer::Start(Config(dir.path(), 5, limit), InRunDir(dir.file("run"))));
     // limit 2: never two in a row; limit 0: three in a row do not stop either.
     std::vector<v1::RolloutGroup> groups =
-        limit == 2 ? std::vector<v1::RolloutGroup>{Poisoned("a"), Healthy("b"), Poisoned("c"), Healthy("d"), Poisoned("e")}
-                   : std::vector<v1::RolloutGroup>{Healthy("a"), Poisoned("b"), Poisoned("c"), Poisoned("d"), Healthy("e")};
+        limit == 2
+            ? std::vector<v1::RolloutGroup>{Poisoned("a"), Healthy("b"), Poisoned("c"), Healthy("d"), Poisoned("e")}
+            : std::vector<v1::RolloutGroup>{Healthy("a"), Poisoned("b"), Poisoned("c"), Poisoned("d"), Healthy("e")};
     testing::PushAll(server->address(), std::move(groups));
     ASSERT_TRUE(server->WaitForTraining(milliseconds(120000))) << limit;
     RLJ_EXPECT_OK(server->training_status());

@@ -42,7 +42,8 @@ TEST(PromptDispatcher, EpochsVisitEveryRowOnceInASeededOrder) {
   const Clock::time_point now = Clock::now();
   PromptDispatcher dispatcher(Rows(20), 7, kTimeout);
   const v1::LeasePromptsResponse first = dispatcher.Lease("a", 20, now);
-  EXPECT_EQ(ItemIds(first), std::vector<uint64_t>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}));
+  EXPECT_EQ(ItemIds(first),
+            std::vector<uint64_t>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}));
   const std::vector<std::string> epoch0 = PromptIds(first);
   EXPECT_EQ(std::set<std::string>(epoch0.begin(), epoch0.end()).size(), 20u);  // every row once
   for (const auto& prompt : first.prompts()) {
@@ -139,7 +140,7 @@ TEST(PromptDispatcher, RestoredPositionSkipsNothingAndRepeatsNothingTrained) {
   const v1::LeasePromptsResponse a = original.Lease("a", 3, now);  // items 0 1 2
   ASSERT_EQ(original.Receive(a.lease_id(), 0, now), PromptDispatcher::Receipt::kAccepted);
   ASSERT_EQ(original.Receive(a.lease_id(), 1, now), PromptDispatcher::Receipt::kAccepted);
-  original.MarkTrained({0});                                        // trained; 1 received, not yet trained
+  original.MarkTrained({0});                                       // trained; 1 received, not yet trained
   const v1::LeasePromptsResponse b = original.Lease("b", 5, now);  // items 3 4 5 | 6 7 (epoch 1)
   ASSERT_EQ(ItemIds(b), std::vector<uint64_t>({3, 4, 5, 6, 7}));
   const std::string saved = original.SaveState();
@@ -171,7 +172,8 @@ TEST(PromptDispatcher, RestoredPositionSkipsNothingAndRepeatsNothingTrained) {
   PromptDispatcher changed(Rows(6, "q"), 3, kTimeout);
   EXPECT_TRUE(testing::FailsWith(changed.RestoreState(saved), absl::StatusCode::kFailedPrecondition,
                                  "the training set changed"));
-  EXPECT_TRUE(testing::FailsWith(restored.RestoreState("{\"rows\": 6"), absl::StatusCode::kDataLoss, "dispatcher state"));
+  EXPECT_TRUE(
+      testing::FailsWith(restored.RestoreState("{\"rows\": 6"), absl::StatusCode::kDataLoss, "dispatcher state"));
 }
 
 }  // namespace

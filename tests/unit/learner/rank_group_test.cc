@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "model/transformer.h"
 #include "learner/grpo_trainer.h"
 #include "learner_fixtures.h"
+#include "model/transformer.h"
 #include "test_util.h"
 
 namespace rlj {

@@ -80,7 +80,8 @@ TEST(RolloutBuffer, FullBufferPushWaitsForTake) {
   RolloutBuffer buffer(1);
   ASSERT_TRUE(buffer.Push(Group("first", 0), Clock::now()));
   // The buffer is full, so this push can only complete after the take below makes room.
-  auto pusher = std::async(std::launch::async, [&] { return buffer.Push(Group("second", 0), Clock::now() + seconds(60)); });
+  auto pusher =
+      std::async(std::launch::async, [&] { return buffer.Push(Group("second", 0), Clock::now() + seconds(60)); });
   RolloutBuffer::TakeResult first = buffer.Take(1, 0, 0, Clock::now() + seconds(60));
   EXPECT_EQ(Ids(first.groups), std::vector<std::string>({"first"}));
   RolloutBuffer::TakeResult second = buffer.Take(1, 0, 0, Clock::now() + seconds(60));
@@ -100,7 +101,8 @@ TEST(RolloutBuffer, TakeWaitsForPushesFromOtherThreads) {
 TEST(RolloutBuffer, CloseWakesBlockedTakeAndPush) {
   RolloutBuffer buffer(1);
   ASSERT_TRUE(buffer.Push(Group("held", 0), Clock::now()));
-  auto pusher = std::async(std::launch::async, [&] { return buffer.Push(Group("blocked", 0), Clock::now() + seconds(60)); });
+  auto pusher =
+      std::async(std::launch::async, [&] { return buffer.Push(Group("blocked", 0), Clock::now() + seconds(60)); });
   RolloutBuffer empty_buffer(4);
   auto taker = std::async(std::launch::async, [&] { return empty_buffer.Take(2, 0, 0, Clock::now() + seconds(60)); });
   buffer.Close();
@@ -128,7 +130,8 @@ TEST(RolloutBuffer, ManyProducersOneConsumerLoseNothing) {
         EXPECT_TRUE(buffer.Push(Group(absl::StrCat(p, "-", i), 0), Clock::now() + seconds(60)));
         int64_t size = buffer.size();
         int64_t seen = max_size.load();
-        while (size > seen && !max_size.compare_exchange_weak(seen, size)) {}
+        while (size > seen && !max_size.compare_exchange_weak(seen, size)) {
+        }
       }
     });
   }

@@ -11,10 +11,10 @@
 #include <filesystem>
 #include <vector>
 
-#include "model/checkpoint/checkpoint.h"
 #include "common/dataset.h"
-#include "model/transformer.h"
 #include "common/tokenizer/byte_tokenizer.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/transformer.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -160,8 +160,10 @@ TEST(RunSft, ErrorsNameWhatIsMissing) {
   EXPECT_TRUE(testing::FailsWith(RunSft(config, options), absl::StatusCode::kInvalidArgument, "data.train_path"));
   RLJ_ASSERT_OK(WritePromptDataset(dir.file("train.jsonl"), {{"1", "a prompt", ""}}));
   config.mutable_data()->set_train_path(dir.file("train.jsonl"));
-  EXPECT_TRUE(testing::FailsWith(RunSft(config, options), absl::StatusCode::kInvalidArgument, "no row has a reference"));
-  EXPECT_TRUE(testing::FailsWith(RunSft(config, SftOptions{}), absl::StatusCode::kInvalidArgument, "no output directory"));
+  EXPECT_TRUE(
+      testing::FailsWith(RunSft(config, options), absl::StatusCode::kInvalidArgument, "no row has a reference"));
+  EXPECT_TRUE(
+      testing::FailsWith(RunSft(config, SftOptions{}), absl::StatusCode::kInvalidArgument, "no output directory"));
 }
 
 // A seeded tiny model whose token embedding is all NaN (as an fp16 overflow or a bad disk leaves it): every
@@ -220,7 +222,8 @@ TEST(RunSft, NonFiniteStepsInARowStopTheRunAndWriteNothing) {
   EXPECT_TRUE(testing::FailsWith(RunSft(config, options), absl::StatusCode::kAborted,
                                  "sft step 3: 3 steps in a row had a non-finite loss or gradient norm and were "
                                  "skipped (learner.max_nonfinite_steps_in_a_row = 3; 3 skipped in all): stopped, "
-                                 "no checkpoint written to " + dir.file("out")));
+                                 "no checkpoint written to " +
+                                     dir.file("out")));
   ASSERT_EQ(losses.size(), 3u);
   for (double loss : losses) EXPECT_TRUE(std::isnan(loss)) << loss;
   EXPECT_FALSE(std::filesystem::exists(dir.file("out")));

@@ -57,7 +57,7 @@ TEST(SkippedBatch, IsNotAStepAndPublishesNoVersion) {
   RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(Config(3, 10), options));
   // Three steps' worth of learnable groups among four that cannot be learned from.
   testing::PushAll(server->address(), {AllMasked("m1"), Learnable("a"), NoSignal("n1"), AllMasked("m2"), Learnable("b"),
-                           NoSignal("n2"), Learnable("c")});
+                                       NoSignal("n2"), Learnable("c")});
   ASSERT_TRUE(server->WaitForTraining(milliseconds(120000)));
   RLJ_EXPECT_OK(server->training_status());
   const v1::LearnerStatus status = server->status();
@@ -77,7 +77,8 @@ TEST(SkippedBatch, ThatManyInARowStopTrainingSayingWhy) {
   LearnerServerOptions options;
   options.run_dir = dir.file("run");
   RLJ_ASSERT_OK_AND_ASSIGN(auto server, LearnerServer::Start(Config(5, 3), options));
-  testing::PushAll(server->address(), {Learnable("a"), AllMasked("m1"), AllMasked("m2"), AllMasked("m3"), Learnable("b")});
+  testing::PushAll(server->address(),
+                   {Learnable("a"), AllMasked("m1"), AllMasked("m2"), AllMasked("m3"), Learnable("b")});
   ASSERT_TRUE(server->WaitForTraining(milliseconds(120000)));
   const absl::Status stopped = server->training_status();
   EXPECT_TRUE(IsTrainingStoppedError(stopped)) << stopped;

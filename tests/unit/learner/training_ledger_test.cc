@@ -31,8 +31,9 @@ StepInputs Step(int64_t step) {
   StepInputs inputs;
   inputs.step = step;
   inputs.version = step;
-  inputs.groups = {LeasedGroup("actor-0", static_cast<int>(2 * step), static_cast<uint64_t>(2 * step), step - 1),
-                   LeasedGroup("actor-1", static_cast<int>(2 * step + 1), static_cast<uint64_t>(2 * step + 1), step - 1)};
+  inputs.groups = {
+      LeasedGroup("actor-0", static_cast<int>(2 * step), static_cast<uint64_t>(2 * step), step - 1),
+      LeasedGroup("actor-1", static_cast<int>(2 * step + 1), static_cast<uint64_t>(2 * step + 1), step - 1)};
   inputs.dispatcher = absl::StrCat(R"({"epoch":0,"cursor":)", 2 * step + 2, "}");
   return inputs;
 }

@@ -3,9 +3,8 @@
 #include "learner/weight_publisher.h"
 
 #include <ATen/ATen.h>
-#include <gtest/gtest.h>
-
 #include <grpcpp/support/byte_buffer.h>
+#include <gtest/gtest.h>
 
 #include <cstring>
 #include <future>
@@ -145,7 +144,8 @@ TEST(WeightPublisher, SerializedChunksAreProtobufsOwnBytesAroundTheSharedPayload
   // Version 0 and tensor 0 / offset 0 (fields proto3 leaves out), a multi-byte varint version, a 0-byte tensor
   // (one empty chunk, no data field, CRC 0) and a chunk larger than 127 bytes (two-byte length varints).
   for (const int64_t version : {int64_t{0}, int64_t{300}}) {
-    const NamedTensors tensors = {{"a.weight", at::randn({3, 5})}, {"empty", at::zeros({0})}, {"b.weight", at::randn({1000})}};
+    const NamedTensors tensors = {
+        {"a.weight", at::randn({3, 5})}, {"empty", at::zeros({0})}, {"b.weight", at::randn({1000})}};
     WeightPublisher publisher(WeightPublisherOptions{.chunk_bytes = 1000});
     RLJ_ASSERT_OK(publisher.Publish(version, TinyModel(), tensors));
     const auto snapshot = publisher.Latest();

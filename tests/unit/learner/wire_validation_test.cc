@@ -90,7 +90,8 @@ TEST_F(WireValidationTest, RejectedBatchesChangeNoCounterBufferOrLease) {
     std::string needle;
   };
   const std::vector<Case> cases = {
-      {"token id past the vocabulary", [](v1::RolloutGroup* g) { g->mutable_rollouts(0)->set_completion_tokens(1, 40000); },
+      {"token id past the vocabulary",
+       [](v1::RolloutGroup* g) { g->mutable_rollouts(0)->set_completion_tokens(1, 40000); },
        "rollout 0 (sample_id 'leased-1-0'): completion_tokens[1] = 40000 is outside the vocabulary [0, 32)"},
       {"a tokenizer's vocabulary bigger than the model's", [](v1::RolloutGroup* g) { g->set_prompt_tokens(0, kVocab); },
        "prompt_tokens[0] = 32 is outside the vocabulary [0, 32)"},
@@ -152,8 +153,9 @@ TEST(VocabularyMismatch, LearnerRefusesATokenizerBiggerThanTheModel) {
   config.mutable_learner()->set_listen("127.0.0.1:0");
   LearnerServerOptions options;
   options.run_dir = dir.file("run");
-  EXPECT_TRUE(testing::FailsWith(LearnerServer::Start(config, options), absl::StatusCode::kFailedPrecondition,
-                                 "the tokenizer (tokenizer.kind byte) has 259 token ids but the model's vocab_size is 32"));
+  EXPECT_TRUE(
+      testing::FailsWith(LearnerServer::Start(config, options), absl::StatusCode::kFailedPrecondition,
+                         "the tokenizer (tokenizer.kind byte) has 259 token ids but the model's vocab_size is 32"));
 }
 
 }  // namespace

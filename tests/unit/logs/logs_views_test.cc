@@ -172,7 +172,8 @@ TEST(StepSeries, PerStepRewardsComponentsAndErrors) {
   EXPECT_DOUBLE_EQ(series[1].reward_mean, 0.5);
   EXPECT_DOUBLE_EQ(series[2].cache_hit_rate, 1.0);
   EXPECT_TRUE(std::isnan(series[2].canary_accuracy));
-  EXPECT_EQ(ParseComponents("{\"a\": 1, \"b\": \"x\", \"c\": 0.5}"), (std::map<std::string, double>{{"a", 1}, {"c", 0.5}}));
+  EXPECT_EQ(ParseComponents("{\"a\": 1, \"b\": \"x\", \"c\": 0.5}"),
+            (std::map<std::string, double>{{"a", 1}, {"c", 0.5}}));
   EXPECT_TRUE(ParseComponents("not json").empty());
 }
 
@@ -215,7 +216,8 @@ TEST(Compare, FiguresAndStepsOfTwoRuns) {
   ScratchDir dir;
   const std::string a_dir = dir.file("a"), b_dir = dir.file("b");
   WriteTwoReplicaRun(a_dir);
-  testing::WriteRows(b_dir, "judge-0", {MakeRow(1, 1.0, "42", 10), MakeRow(2, 1.0, "42", 20), MakeRow(9, 0.0, "x", 30)});
+  testing::WriteRows(b_dir, "judge-0",
+                     {MakeRow(1, 1.0, "42", 10), MakeRow(2, 1.0, "42", 20), MakeRow(9, 0.0, "x", 30)});
   RLJ_ASSERT_OK_AND_ASSIGN(RunLogs a, LoadRunLogs(a_dir));
   RLJ_ASSERT_OK_AND_ASSIGN(RunLogs b, LoadRunLogs(b_dir));
   const RunForComparison ra{"A", Summarize(a, SummaryOptions()), ComputeStepSeries(a.rows)};

@@ -2,13 +2,12 @@
 // labels and histograms), collectors, the /metrics server scraped over real HTTP, ProcessTelemetry's
 // endpoint file and learner metrics, and `promtool check metrics` on what is served.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <string>
-
-#include <sys/wait.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
@@ -53,7 +52,8 @@ TEST(MetricsRegistry, RendersCountersGaugesAndLabelsExactly) {
   MetricsRegistry registry;
   registry.GetCounter("rlj_judge_verdicts_total", "Verdicts returned", {{"backend", "rule"}}).Increment(3);
   registry.GetCounter("rlj_judge_verdicts_total", "Verdicts returned", {{"backend", "openai"}}).Increment();
-  registry.GetCounter("rlj_judge_verdicts_total", "Verdicts returned", {{"backend", "openai"}}).Increment(-5);  // ignored
+  registry.GetCounter("rlj_judge_verdicts_total", "Verdicts returned", {{"backend", "openai"}})
+      .Increment(-5);  // ignored
   registry.GetGauge("rlj_learner_loss", "Loss of the last step").Set(0.25);
   registry.GetGauge("rlj_quote", "Label escaping", {{"text", "a\"b\\c\nd"}}).Set(-1.5);
   EXPECT_EQ(registry.Render(),
@@ -131,7 +131,8 @@ TEST(MetricsServer, ServesTheRegistryOverHttpAndPromtoolAcceptsIt) {
   EXPECT_EQ(check.exit_code, 0) << check.output << "\n--- text ---\n" << scraped;
 
   // promtool does find problems: a counter without _total is reported.
-  const PromtoolResult bad = Promtool("# HELP requests Requests\n# TYPE requests counter\nrequests 1\n", dir.file("bad.txt"));
+  const PromtoolResult bad =
+      Promtool("# HELP requests Requests\n# TYPE requests counter\nrequests 1\n", dir.file("bad.txt"));
   EXPECT_NE(bad.output.find("_total"), std::string::npos) << bad.output;
 
   server->Stop();

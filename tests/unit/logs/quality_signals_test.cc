@@ -1,6 +1,8 @@
 // quality_signals_test.cc: judge quality read back from the log (canary accuracy, self-consistency pairs,
 // the reward/length correlation and its warning in the summary), rescore agreement against references,
 // and terminal output (truncation, tables within the width, the curve plot), with hand-computed values.
+#include "logs/quality_signals.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "logs/agreement.h"
-#include "logs/quality_signals.h"
 #include "logs/run_logs.h"
 #include "logs/summary.h"
 #include "logs/terminal_text.h"
@@ -31,8 +32,8 @@ RewardLogRow Canary(bool pass, std::optional<double> reward) {
 }
 
 TEST(QualitySignals, CanaryAccuracyCountsFailedVerdictsAsNotPassed) {
-  std::vector<RewardLogRow> rows = {Canary(true, 1.0), Canary(false, 0.0), Canary(true, 0.9), Canary(false, std::nullopt),
-                                    MakeRow(1, 0.3)};
+  std::vector<RewardLogRow> rows = {Canary(true, 1.0), Canary(false, 0.0), Canary(true, 0.9),
+                                    Canary(false, std::nullopt), MakeRow(1, 0.3)};
   const CanaryStats stats = CanaryAccuracy(rows);
   EXPECT_EQ(stats.total, 4);
   EXPECT_EQ(stats.passed, 2);
@@ -112,9 +113,10 @@ TEST(QualitySignals, SummaryWarnsAboutVerbosityCanariesAndConsistency) {
   EXPECT_EQ(s.canary_rows, 2);
   EXPECT_DOUBLE_EQ(s.canary.accuracy, 0.5);
   EXPECT_TRUE(s.length_all.warn);
-  EXPECT_NEAR(s.length_all.spearman, 1.0, 1e-12);  // completion_chars is filled by the reader
+  EXPECT_NEAR(s.length_all.spearman, 1.0, 1e-12);                            // completion_chars is filled by the reader
   ASSERT_EQ(s.warnings.size(), 3u) << ::testing::PrintToString(s.warnings);  // all, recent, canaries
-  EXPECT_TRUE(absl::StrContains(s.warnings[0], "reward correlates with completion length (Spearman 1.00 over the all 12"));
+  EXPECT_TRUE(
+      absl::StrContains(s.warnings[0], "reward correlates with completion length (Spearman 1.00 over the all 12"));
   EXPECT_TRUE(absl::StrContains(s.warnings[2], "canary accuracy 50.0% (1 of 2)"));
   const std::string text = FormatSummary(s, 100);
   EXPECT_TRUE(absl::StrContains(text, "1.00 over 12 samples  WARNING")) << text;
@@ -126,7 +128,8 @@ TEST(QualitySignals, SummaryWarnsAboutVerbosityCanariesAndConsistency) {
 TEST(Agreement, SpearmanDecisionsAndAccuracyAgainstReferences) {
   // Original 0, .2, .8, 1; rescored 0.1, 0.6, 0.7, 0.9: same order → Spearman 1; decisions at 0.5:
   // (F,F) (F,T) (T,T) (T,T) → 3 of 4 agree. References: right, wrong, right, none.
-  const std::vector<ScorePair> pairs = {{0.0, 0.1, false}, {0.2, 0.6, false}, {0.8, 0.7, true}, {1.0, 0.9, std::nullopt}};
+  const std::vector<ScorePair> pairs = {
+      {0.0, 0.1, false}, {0.2, 0.6, false}, {0.8, 0.7, true}, {1.0, 0.9, std::nullopt}};
   const AgreementStats stats = ComputeAgreement(pairs, 0.5);
   EXPECT_EQ(stats.pairs, 4);
   EXPECT_NEAR(stats.spearman, 1.0, 1e-12);

@@ -1,23 +1,23 @@
 // report_html_test.cc: the HTML report of a run with several steps, components, errors, canaries and
 // learner metrics: self-contained (no external URL), escaped, and rendered in headless Chromium, where
 // every chart draws with no JavaScript error; a screenshot is kept in <test cwd>/test_output/report/.
-#include <gtest/gtest.h>
+#include "logs/report_html.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <tuple>
 #include <string>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "logs/report_html.h"
+#include "common/run_dir.h"
 #include "logs/eval_curve.h"
 #include "logs/run_logs.h"
-#include "common/run_dir.h"
 #include "logs/summary.h"
 #include "logs_fixtures.h"
 #include "re2/re2.h"
@@ -39,7 +39,8 @@ void WriteDemoRun(const std::string& run_dir) {
       const bool failed = n % 7 == 3;
       RewardLogRow row = MakeRow(step, failed ? std::nullopt : std::optional<double>(0.1 * step + 0.05 * i),
                                  std::string(static_cast<size_t>(10 + 3 * i), 'a'), 1.7e9 + n);
-      row.components_json = failed ? "{}" : absl::StrCat("{\"correct\":", i % 2, ",\"format\":", 0.5 + 0.05 * step, "}");
+      row.components_json =
+          failed ? "{}" : absl::StrCat("{\"correct\":", i % 2, ",\"format\":", 0.5 + 0.05 * step, "}");
       row.latency_ms = 20 + step;
       row.cache_hit = i == 0;
       row.cost_usd = 0.0005;
@@ -68,8 +69,11 @@ void WriteDemoRun(const std::string& run_dir) {
   }
   testing::WriteMetrics(run_dir, steps);
   // Held-out evaluations: before RL, every 2 steps, after RL.
-  for (const auto& [kind, step, accuracy] : std::vector<std::tuple<std::string, int, double>>{
-           {"before", 0, 0.30}, {"periodic", 2, 0.35}, {"periodic", 4, 0.42}, {"periodic", 6, 0.41}, {"after", 8, 0.45}}) {
+  for (const auto& [kind, step, accuracy] : std::vector<std::tuple<std::string, int, double>>{{"before", 0, 0.30},
+                                                                                              {"periodic", 2, 0.35},
+                                                                                              {"periodic", 4, 0.42},
+                                                                                              {"periodic", 6, 0.41},
+                                                                                              {"after", 8, 0.45}}) {
     EvalPoint point;
     point.kind = kind;
     point.step = step;
@@ -171,9 +175,9 @@ TEST(ReportHtml, RendersInHeadlessChromiumWithEveryChartDrawnAndNoErrors) {
 
   const std::string screenshot = (out_dir / "report.png").string();
   std::filesystem::remove(screenshot);
-  const CommandResult shot = RunShell(absl::StrCat("timeout 180 ", chromium, flags, " --hide-scrollbars",
-                                                   " --window-size=1280,2400 --screenshot='", screenshot, "' 'file://",
-                                                   page, "' 2>&1"));
+  const CommandResult shot =
+      RunShell(absl::StrCat("timeout 180 ", chromium, flags, " --hide-scrollbars",
+                            " --window-size=1280,2400 --screenshot='", screenshot, "' 'file://", page, "' 2>&1"));
   ASSERT_EQ(shot.exit_code, 0) << shot.output;
   ASSERT_TRUE(std::filesystem::exists(screenshot)) << shot.output;
   std::ifstream png(screenshot, std::ios::binary);

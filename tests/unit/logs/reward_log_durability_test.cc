@@ -47,7 +47,7 @@ TEST(RewardLogDurability, KillNineLosesNoCommittedRow) {
     ::close(fds[0]);
     auto writer = RewardLogWriter::Open(path);
     if (!writer.ok()) ::_exit(2);
-    for (int64_t committed = 0;; ) {
+    for (int64_t committed = 0;;) {
       std::vector<RewardLogRow> batch;
       for (int i = 0; i < 5; ++i) {
         RewardLogRow row = MakeRow(committed / 5, 0.5, std::string(200, 'x'));

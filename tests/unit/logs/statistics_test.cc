@@ -14,8 +14,8 @@ TEST(Statistics, MeanStdDevAndQuantiles) {
   EXPECT_DOUBLE_EQ(StdDev(v), 2.0);  // the textbook population example
   EXPECT_DOUBLE_EQ(Quantile(v, 0), 2);
   EXPECT_DOUBLE_EQ(Quantile(v, 1), 9);
-  EXPECT_DOUBLE_EQ(Quantile(v, 0.5), 4.5);    // position 3.5 between 4 and 5
-  EXPECT_DOUBLE_EQ(Quantile(v, 0.1), 3.4);    // position 0.7: 2 + 0.7 * (4 - 2)
+  EXPECT_DOUBLE_EQ(Quantile(v, 0.5), 4.5);           // position 3.5 between 4 and 5
+  EXPECT_DOUBLE_EQ(Quantile(v, 0.1), 3.4);           // position 0.7: 2 + 0.7 * (4 - 2)
   EXPECT_DOUBLE_EQ(Quantile({3, 1, 2}, 0.25), 1.5);  // unsorted input; position 0.5
   EXPECT_TRUE(std::isnan(Mean({})));
   EXPECT_TRUE(std::isnan(Quantile({}, 0.5)));

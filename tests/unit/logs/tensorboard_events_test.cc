@@ -5,8 +5,8 @@
 
 #include <cmath>
 #include <cstdint>
-#include <iterator>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -136,9 +136,8 @@ TEST(TensorBoardWriter, ScalarEventsParseBackWithTagsStepsAndValues) {
     RLJ_ASSERT_OK_AND_ASSIGN(auto writer, TensorBoardWriter::Open(dir.file("tensorboard/learner")));
     path = writer->path();
     RLJ_ASSERT_OK(writer->AddScalar("learner/loss", 1, 0.5));
-    RLJ_ASSERT_OK(writer->AddScalars({{"judge/reward_mean", 0.25}, {"judge/nan_is_skipped", std::nan("")},
-                                      {"judge/error_rate", 0.125}},
-                                     2));
+    RLJ_ASSERT_OK(writer->AddScalars(
+        {{"judge/reward_mean", 0.25}, {"judge/nan_is_skipped", std::nan("")}, {"judge/error_rate", 0.125}}, 2));
     RLJ_ASSERT_OK(writer->AddScalars({{"only_nan", std::nan("")}}, 3));  // nothing to write: no record
   }
   EXPECT_NE(path.find("/tensorboard/learner/events.out.tfevents."), std::string::npos) << path;

@@ -1,5 +1,7 @@
 // checkpoint_test.cc: checkpoint directories (config.json, model.safetensors, rlj_state.json): bit-exact
 // round trips, atomic replacement, Hugging Face config parsing and the named-tensor loader's errors.
+#include "model/checkpoint/checkpoint.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -9,7 +11,6 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "model_test_util.h"
 #include "test_util.h"
@@ -43,10 +44,12 @@ TEST(Checkpoint, SaveLoadRoundTripIsBitExact) {
     EXPECT_TRUE(torch::equal(loaded.model->forward(tokens), model->forward(tokens)));
     // Nothing but the three files, and no temporary sibling left behind.
     std::vector<std::string> files;
-    for (const auto& entry : std::filesystem::directory_iterator(dir)) files.push_back(entry.path().filename().string());
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+      files.push_back(entry.path().filename().string());
     std::sort(files.begin(), files.end());
     EXPECT_EQ(files, (std::vector<std::string>{"config.json", "model.safetensors", "rlj_state.json"}));
-    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(scratch.path()), std::filesystem::directory_iterator()), 1);
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(scratch.path()), std::filesystem::directory_iterator()),
+              1);
   }
 }
 
@@ -75,7 +78,8 @@ TEST(Checkpoint, ConfigJsonIsHuggingFaceLlama) {
   EXPECT_EQ(state_json["step"], 1);
   EXPECT_EQ(state_json["policy_version"], 2);
   // Sizes and CRC-32C of the other files, verified on load.
-  EXPECT_EQ(state_json["files"]["model.safetensors"]["bytes"], std::filesystem::file_size(scratch.file("c/model.safetensors")));
+  EXPECT_EQ(state_json["files"]["model.safetensors"]["bytes"],
+            std::filesystem::file_size(scratch.file("c/model.safetensors")));
   EXPECT_TRUE(state_json["files"].contains("config.json"));
 }
 
@@ -121,8 +125,8 @@ TEST(LoadNamedTensors, ErrorsNameTheTensor) {
     }
     return tensors;
   };
-  EXPECT_TRUE(FailsWith(LoadNamedTensors(model, without("model.layers.1.mlp.up_proj.weight")), absl::StatusCode::kNotFound,
-                        "missing tensor 'model.layers.1.mlp.up_proj.weight'"));
+  EXPECT_TRUE(FailsWith(LoadNamedTensors(model, without("model.layers.1.mlp.up_proj.weight")),
+                        absl::StatusCode::kNotFound, "missing tensor 'model.layers.1.mlp.up_proj.weight'"));
   NamedTensors extra = without("");
   extra.emplace_back("model.layers.9.mlp.up_proj.weight", torch::zeros({64, 32}));
   EXPECT_TRUE(FailsWith(LoadNamedTensors(model, extra), absl::StatusCode::kInvalidArgument,
@@ -134,7 +138,8 @@ TEST(LoadNamedTensors, ErrorsNameTheTensor) {
 
   // A valid set in bfloat16 and another order loads, converting dtypes; RoPE's inv_freq is ignored.
   NamedTensors converted;
-  for (auto it = good.rbegin(); it != good.rend(); ++it) converted.emplace_back(it->first, (it->second * 2).to(torch::kBFloat16));
+  for (auto it = good.rbegin(); it != good.rend(); ++it)
+    converted.emplace_back(it->first, (it->second * 2).to(torch::kBFloat16));
   converted.emplace_back("model.layers.0.self_attn.rotary_emb.inv_freq", torch::ones({4}));
   Transformer target = MakeModel(SmallConfig(2, false), 27);
   RLJ_ASSERT_OK(LoadNamedTensors(target, converted));
@@ -160,7 +165,8 @@ TEST(LoadNamedTensors, TiedModelAcceptsOnlyAnIdenticalLmHead) {
 TEST(HfConfig, RoundTripAndHuggingFaceDefaults) {
   TransformerConfig config = SmallConfig(2, false);
   config.rope_theta = 1e6;
-  RLJ_ASSERT_OK_AND_ASSIGN(const TransformerConfig back, TransformerConfigFromHfJson(TransformerConfigToHfJson(config), "c"));
+  RLJ_ASSERT_OK_AND_ASSIGN(const TransformerConfig back,
+                           TransformerConfigFromHfJson(TransformerConfigToHfJson(config), "c"));
   EXPECT_EQ(back.ToProto().SerializeAsString(), config.ToProto().SerializeAsString());
 
   // A TinyLlama-style config: num_key_value_heads given, extra keys ignored, defaults as in LlamaConfig.
@@ -197,24 +203,43 @@ TEST(HfConfig, RejectsUnsupportedOrMissingFields) {
   EXPECT_TRUE(FailsWith(with([](auto& j) { j["model_type"] = "gemma"; }), code,
                         "dir/config.json: field 'model_type' is 'gemma'; supported: llama, qwen2, mistral"));
   EXPECT_TRUE(FailsWith(with([](auto& j) { j.erase("model_type"); }), code, "missing field 'model_type'"));
-  for (const char* field : {"hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "vocab_size",
-                            "max_position_embeddings", "rms_norm_eps"}) {
+  for (const char* field : {"hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers",
+                            "vocab_size", "max_position_embeddings", "rms_norm_eps"}) {
     EXPECT_TRUE(FailsWith(with([&](auto& j) { j.erase(field); }), code, absl::StrCat("missing field '", field, "'")))
         << field;
   }
-  EXPECT_TRUE(FailsWith(with([](auto& j) { j["hidden_size"] = "32"; }), code, "field 'hidden_size' must be an integer"));
-  EXPECT_TRUE(FailsWith(with([](auto& j) { j["num_hidden_layers"] = 0; }), code, "'num_hidden_layers' must be a positive"));
+  EXPECT_TRUE(
+      FailsWith(with([](auto& j) { j["hidden_size"] = "32"; }), code, "field 'hidden_size' must be an integer"));
+  EXPECT_TRUE(
+      FailsWith(with([](auto& j) { j["num_hidden_layers"] = 0; }), code, "'num_hidden_layers' must be a positive"));
   EXPECT_TRUE(FailsWith(with([](auto& j) { j["num_key_value_heads"] = 3; }), code, "num_key_value_heads"));
-  EXPECT_TRUE(FailsWith(with([](auto& j) { j["hidden_size"] = 34; j.erase("head_dim"); }), code, "hidden_size: must be divisible by num_attention_heads"));
+  EXPECT_TRUE(FailsWith(with([](auto& j) {
+                          j["hidden_size"] = 34;
+                          j.erase("head_dim");
+                        }),
+                        code, "hidden_size: must be divisible by num_attention_heads"));
   EXPECT_TRUE(FailsWith(with([](auto& j) { j["hidden_act"] = "gelu"; }), code, "'hidden_act' is 'gelu'"));
-  EXPECT_TRUE(FailsWith(with([](auto& j) { j["model_type"] = "mistral"; j["attention_bias"] = true; }), code,
-                        "'attention_bias' must be false for mistral"));
+  EXPECT_TRUE(FailsWith(with([](auto& j) {
+                          j["model_type"] = "mistral";
+                          j["attention_bias"] = true;
+                        }),
+                        code, "'attention_bias' must be false for mistral"));
   EXPECT_TRUE(FailsWith(with([](auto& j) { j["mlp_bias"] = true; }), code, "'mlp_bias' must be false"));
-  EXPECT_TRUE(FailsWith(with([](auto& j) { j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }), code,
-                        "'rope_scaling.rope_type' is 'yarn'; only default, linear and llama3 are supported"));
-  EXPECT_TRUE(FailsWith(with([](auto& j) { j["rope_scaling"] = {{"type", "linear"}}; }), code, "rope_scaling: missing field 'factor'"));
-  EXPECT_TRUE(FailsWith(with([](auto& j) { j["model_type"] = "qwen2"; j["use_sliding_window"] = true; j["max_window_layers"] = 1;
-                                           j["sliding_window"] = 8; j["num_hidden_layers"] = 2; }),
+  EXPECT_TRUE(FailsWith(with([](auto& j) {
+                          j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+                        }),
+                        code, "'rope_scaling.rope_type' is 'yarn'; only default, linear and llama3 are supported"));
+  EXPECT_TRUE(FailsWith(with([](auto& j) {
+                          j["rope_scaling"] = {{"type", "linear"}};
+                        }),
+                        code, "rope_scaling: missing field 'factor'"));
+  EXPECT_TRUE(FailsWith(with([](auto& j) {
+                          j["model_type"] = "qwen2";
+                          j["use_sliding_window"] = true;
+                          j["max_window_layers"] = 1;
+                          j["sliding_window"] = 8;
+                          j["num_hidden_layers"] = 2;
+                        }),
                         code, "'max_window_layers' is 1: a sliding window on only some layers is not supported"));
   EXPECT_TRUE(FailsWith(with([](auto& j) { j["head_dim"] = 16; }), code, "head_dim"));
   EXPECT_TRUE(FailsWith(TransformerConfigFromHfJson("{nope", "x.json"), code, "x.json: not valid JSON"));

@@ -1,11 +1,12 @@
 // cpu_matvec_test.cc: MatVecRows against LibTorch's matmul: every row count up to two row blocks, input widths
 // with and without an 8-float tail, biases, accumulation, several jobs in one region, one and two threads.
+#include "model/cpu_matvec.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <vector>
 
-#include "model/cpu_matvec.h"
 #include "model_test_util.h"
 
 namespace rlj {

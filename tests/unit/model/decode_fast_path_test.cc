@@ -83,8 +83,8 @@ TEST(DecodeFastPath, MaskFreeDecodeEqualsMaskedDecodeAndFullPass) {
     const torch::Tensor step_alone =
         model->forward_cached(TokensTensor({{sequence[t]}}), torch::full({1, 1}, t, torch::kLong), alone);
     RLJ_ASSERT_OK(padded.AppendValid(1));
-    const torch::Tensor step_padded = model->forward_cached(TokensTensor({{sequence[t]}, {32 + t}}),
-                                                            torch::tensor({{t}, {t - 2}}), padded);
+    const torch::Tensor step_padded =
+        model->forward_cached(TokensTensor({{sequence[t]}, {32 + t}}), torch::tensor({{t}, {t - 2}}), padded);
     EXPECT_LT(MaxAbsDiff(step_alone[0][0], full[0][t]), 1e-4) << "step " << t;
     EXPECT_LT(MaxAbsDiff(step_padded[0][0], full[0][t]), 1e-4) << "step " << t;
     EXPECT_LT(MaxAbsDiff(step_alone[0][0], step_padded[0][0]), 1e-5) << "step " << t;
@@ -140,7 +140,8 @@ TEST(DecodeFastPath, RopeTableValuesEqualDirectComputation) {
   for (const auto dtype : {torch::kLong, torch::kInt}) {
     KvCache cache(config, 1, 5);
     RLJ_ASSERT_OK(cache.Append(torch::ones({1, 4}, torch::kBool)));
-    const torch::Tensor prefill = model->forward_cached(tokens.narrow(1, 0, 4), torch::arange(4, dtype).view({1, 4}), cache);
+    const torch::Tensor prefill =
+        model->forward_cached(tokens.narrow(1, 0, 4), torch::arange(4, dtype).view({1, 4}), cache);
     EXPECT_EQ(cache.position_table().defined(), dtype == torch::kLong);
     RLJ_ASSERT_OK(cache.AppendValid(1));
     const torch::Tensor step = model->forward_cached(tokens.narrow(1, 4, 1), torch::full({1, 1}, 4, dtype), cache);

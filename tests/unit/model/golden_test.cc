@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
+#include "model/checkpoint/checkpoint.h"
 #include "model/kv_cache.h"
 #include "model_test_util.h"
 #include "test_util.h"
@@ -84,10 +84,12 @@ TEST(Golden, LogitsMatchNumPyReference) {
     // The cached path on the same data: prefill of 5, then one token at a time.
     KvCache cache(loaded.config, 1, length);
     RLJ_ASSERT_OK(cache.Append(torch::ones({1, 5}, torch::kBool)));
-    std::vector<torch::Tensor> pieces{loaded.model->forward_cached(tokens.narrow(1, 0, 5), torch::arange(5).view({1, 5}), cache)};
+    std::vector<torch::Tensor> pieces{
+        loaded.model->forward_cached(tokens.narrow(1, 0, 5), torch::arange(5).view({1, 5}), cache)};
     for (int64_t t = 5; t < length; ++t) {
       RLJ_ASSERT_OK(cache.AppendValid(1));
-      pieces.push_back(loaded.model->forward_cached(tokens.narrow(1, t, 1), torch::full({1, 1}, t, torch::kLong), cache));
+      pieces.push_back(
+          loaded.model->forward_cached(tokens.narrow(1, t, 1), torch::full({1, 1}, t, torch::kLong), cache));
     }
     EXPECT_LE(::rlj::testing::MaxAbsDiff(torch::cat(pieces, 1), expected), 1e-4);
   }

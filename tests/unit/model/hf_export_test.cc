@@ -9,10 +9,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/tokenizer/byte_tokenizer.h"
 #include "common/tokenizer/tokenizer.h"
+#include "model/checkpoint/checkpoint.h"
 #include "model_test_util.h"
 #include "test_util.h"
 
@@ -40,9 +40,9 @@ TEST(HfExport, ByteStudentBecomesAPlainHuggingFaceDirectoryThatLoadsBitExact) {
   Transformer model = MakeModel(SmallConfig(2, false), 31, 0.1);
   RLJ_ASSERT_OK(SaveCheckpoint(scratch.file("ckpt"), model, {.step = 4, .policy_version = 4}));
   RLJ_ASSERT_OK(ExportHuggingFaceModel(scratch.file("ckpt"), scratch.file("hf")));
-  EXPECT_EQ(Files(scratch.file("hf")), (std::vector<std::string>{"config.json", "generation_config.json",
-                                                                  "model.safetensors", "tokenizer.json",
-                                                                  "tokenizer_config.json"}));
+  EXPECT_EQ(Files(scratch.file("hf")),
+            (std::vector<std::string>{"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                                      "tokenizer_config.json"}));
   const nlohmann::json config = ReadJson(scratch.file("hf/config.json"));
   EXPECT_EQ(config["torch_dtype"], "float32");
   EXPECT_EQ(config["bos_token_id"], 256);
@@ -63,7 +63,8 @@ TEST(HfExport, ByteStudentBecomesAPlainHuggingFaceDirectoryThatLoadsBitExact) {
   EXPECT_EQ(tokenizer->EncodePrompt("hé"), ByteTokenizer().EncodePrompt("hé"));
   // An export of the export is the same bytes (load → save → load is exact).
   RLJ_ASSERT_OK(ExportHuggingFaceModel(scratch.file("hf"), scratch.file("hf2")));
-  EXPECT_EQ(ReadFile(scratch.file("hf2/model.safetensors")).value(), ReadFile(scratch.file("hf/model.safetensors")).value());
+  EXPECT_EQ(ReadFile(scratch.file("hf2/model.safetensors")).value(),
+            ReadFile(scratch.file("hf/model.safetensors")).value());
   EXPECT_EQ(ReadFile(scratch.file("hf2/config.json")).value(), ReadFile(scratch.file("hf/config.json")).value());
   // An existing model is never overwritten.
   EXPECT_TRUE(FailsWith(ExportHuggingFaceModel(scratch.file("ckpt"), scratch.file("hf")),
@@ -124,9 +125,10 @@ TEST(HfExport, DISABLED_WriteTinyByteLlama) {
   const std::string dir = std::string(RLJ_SOURCE_DIR) + "/tests/golden/tiny_byte_llama";
   RLJ_ASSERT_OK(SaveCheckpoint(dir, model, {}));
   RLJ_ASSERT_OK(WriteFileAtomically(dir + "/tokenizer.json", ByteTokenizerJson()));
-  RLJ_ASSERT_OK(WriteFileAtomically(dir + "/tokenizer_config.json",
-                                    R"({"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "rlj_chat_template": "plain"})"
-                                    "\n"));
+  RLJ_ASSERT_OK(WriteFileAtomically(
+      dir + "/tokenizer_config.json",
+      R"({"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "rlj_chat_template": "plain"})"
+      "\n"));
 }
 
 }  // namespace

@@ -1,17 +1,18 @@
 // logprobs_test.cc: TokenLogProbs and TokenEntropy against hand-computed values.
+#include "model/logprobs.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
-
-#include "model/logprobs.h"
 
 namespace rlj {
 namespace {
 
 TEST(TokenLogProbs, HandComputedValues) {
   // Row 0: logits [0, ln 2, ln 3] → probabilities [1/6, 2/6, 3/6]. Row 1: equal logits → 1/3 each.
-  const torch::Tensor logits = torch::tensor({{0.0, std::log(2.0), std::log(3.0)}, {5.0, 5.0, 5.0}}, torch::kFloat).view({1, 2, 3});
+  const torch::Tensor logits =
+      torch::tensor({{0.0, std::log(2.0), std::log(3.0)}, {5.0, 5.0, 5.0}}, torch::kFloat).view({1, 2, 3});
   const torch::Tensor targets = torch::tensor({{2L, 0L}});
   const torch::Tensor logprobs = TokenLogProbs(logits, targets);
   EXPECT_EQ(logprobs.sizes().vec(), (std::vector<int64_t>{1, 2}));

@@ -1,7 +1,8 @@
 // model_config_test.cc: TransformerConfig from and to the config proto, its validation messages.
+#include "model/model_config.h"
+
 #include <gtest/gtest.h>
 
-#include "model/model_config.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -64,10 +65,12 @@ TEST(TransformerConfig, RejectsBadValuesNamingTheKey) {
     return TransformerConfig::FromProto(proto);
   };
   using Code = absl::StatusCode;
-  EXPECT_TRUE(FailsWith(with([](auto& p) { p.set_architecture("gpt2"); }), Code::kInvalidArgument, "model.architecture"));
+  EXPECT_TRUE(
+      FailsWith(with([](auto& p) { p.set_architecture("gpt2"); }), Code::kInvalidArgument, "model.architecture"));
   EXPECT_TRUE(FailsWith(with([](auto& p) { p.set_vocab_size(0); }), Code::kInvalidArgument, "model.vocab_size"));
   EXPECT_TRUE(FailsWith(with([](auto& p) { p.set_d_model(-4); }), Code::kInvalidArgument, "model.d_model"));
-  EXPECT_TRUE(FailsWith(with([](auto& p) { p.set_d_model(130); }), Code::kInvalidArgument, "model.d_model: must be divisible"));
+  EXPECT_TRUE(
+      FailsWith(with([](auto& p) { p.set_d_model(130); }), Code::kInvalidArgument, "model.d_model: must be divisible"));
   EXPECT_TRUE(FailsWith(with([](auto& p) { p.set_d_model(12); }), Code::kInvalidArgument, "even for RoPE"));
   EXPECT_TRUE(FailsWith(with([](auto& p) { p.set_n_layers(0); }), Code::kInvalidArgument, "model.n_layers"));
   EXPECT_TRUE(FailsWith(with([](auto& p) { p.set_n_heads(0); }), Code::kInvalidArgument, "model.n_heads"));

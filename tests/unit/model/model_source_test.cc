@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/checkpoint/checkpoint.h"
 #include "common/file_util.h"
+#include "model/checkpoint/checkpoint.h"
 #include "model_test_util.h"
 #include "test_util.h"
 

@@ -1,5 +1,7 @@
 // safetensors_test.cc: the safetensors writer's exact layout, round trips, and every malformed file the
 // reader must refuse with the file and tensor named.
+#include "model/checkpoint/safetensors.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -7,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "model/checkpoint/safetensors.h"
 #include "common/file_util.h"
 #include "test_util.h"
 
@@ -35,8 +36,8 @@ std::string WriteRaw(const ScratchDir& dir, const std::string& header, const std
 TEST(Safetensors, WriterLayoutFollowsTheSpec) {
   ScratchDir dir;
   const std::string path = dir.file("a.safetensors");
-  RLJ_ASSERT_OK(WriteSafetensors(path, {{"b", torch::tensor({1.0f, 2.0f})}, {"a", torch::tensor({{7L}})}},
-                                 {{"format", "pt"}}));
+  RLJ_ASSERT_OK(
+      WriteSafetensors(path, {{"b", torch::tensor({1.0f, 2.0f})}, {"a", torch::tensor({{7L}})}}, {{"format", "pt"}}));
   RLJ_ASSERT_OK_AND_ASSIGN(const std::string content, ReadFile(path));
   uint64_t header_size = 0;
   std::memcpy(&header_size, content.data(), 8);
@@ -79,8 +80,9 @@ TEST(Safetensors, RoundTripEveryDTypeInFileOrder) {
 TEST(Safetensors, ReadsHandWrittenFileWithPaddingAndMetadata) {
   ScratchDir dir;
   // Data offsets are relative to the data section; the header may end with spaces.
-  const std::string header = R"({"__metadata__":{"note":"hi"},"second":{"dtype":"U8","shape":[2],"data_offsets":[4,6]},)"
-                             R"("first":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}}    )";
+  const std::string header =
+      R"({"__metadata__":{"note":"hi"},"second":{"dtype":"U8","shape":[2],"data_offsets":[4,6]},)"
+      R"("first":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}}    )";
   const std::string path = WriteRaw(dir, header, std::string("\x05\x00\x00\x00\x09\x0a", 6));
   RLJ_ASSERT_OK_AND_ASSIGN(const NamedTensors tensors, ReadSafetensors(path));
   ASSERT_EQ(tensors.size(), 2u);
@@ -104,26 +106,28 @@ TEST(Safetensors, RejectsMalformedFilesNamingFileAndTensor) {
   {  // header size beyond the file
     const std::string path = dir.file("big_header.safetensors");
     std::ofstream(path, std::ios::binary) << LittleEndian64(1000) << "{}";
-    EXPECT_TRUE(FailsWith(ReadSafetensors(path), loss, "big_header.safetensors: header size 1000 goes beyond the file"));
+    EXPECT_TRUE(
+        FailsWith(ReadSafetensors(path), loss, "big_header.safetensors: header size 1000 goes beyond the file"));
   }
   EXPECT_TRUE(FailsWith(ReadSafetensors(WriteRaw(dir, "{\"w\": [", "", "json.safetensors")), loss,
                         "json.safetensors: header is not valid JSON"));
   EXPECT_TRUE(FailsWith(ReadSafetensors(WriteRaw(dir, "[1, 2]", "", "array.safetensors")), loss, "not a JSON object"));
+  EXPECT_TRUE(FailsWith(ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})",
+                                                 eight, "dtype.safetensors")),
+                        loss, "dtype.safetensors: tensor 'w': unsupported dtype 'F64'"));
+  EXPECT_TRUE(
+      FailsWith(ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"F32","data_offsets":[0,8]}})", eight, "noshape.st")),
+                loss, "tensor 'w': missing array field 'shape'"));
   EXPECT_TRUE(FailsWith(
-      ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", eight, "dtype.safetensors")),
-      loss, "dtype.safetensors: tensor 'w': unsupported dtype 'F64'"));
-  EXPECT_TRUE(FailsWith(ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"F32","data_offsets":[0,8]}})", eight, "noshape.st")),
-                        loss, "tensor 'w': missing array field 'shape'"));
+      ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight, "neg.st")),
+      loss, "tensor 'w': shape holds a non-integer or negative dimension"));
   EXPECT_TRUE(FailsWith(
-      ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight, "neg.st")), loss,
-      "tensor 'w': shape holds a non-integer or negative dimension"));
-  EXPECT_TRUE(FailsWith(
-      ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", eight, "offsets.st")), loss,
-      "tensor 'w': 'data_offsets' must be two"));
+      ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", eight, "offsets.st")),
+      loss, "tensor 'w': 'data_offsets' must be two"));
   // Offsets that disagree with shape × dtype.
   EXPECT_TRUE(FailsWith(
-      ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight, "size.st")), loss,
-      "size.st: tensor 'w': data_offsets [0, 8] hold 8 bytes, but the shape and dtype need 12"));
+      ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight, "size.st")),
+      loss, "size.st: tensor 'w': data_offsets [0, 8] hold 8 bytes, but the shape and dtype need 12"));
   // Offsets past the data section (a truncated file).
   EXPECT_TRUE(FailsWith(ReadSafetensors(WriteRaw(dir, "{" + ok_entry + "}", "1234", "truncated.st")), loss,
                         "truncated.st: tensor 'w': data_offsets [0, 8] go beyond the data section (4 bytes"));
@@ -133,22 +137,24 @@ TEST(Safetensors, RejectsMalformedFilesNamingFileAndTensor) {
                                "overlap.st")),
       loss, "overlap the previous tensor"));
   // A hole before a tensor, and bytes nobody owns at the end.
-  EXPECT_TRUE(FailsWith(ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"I32","shape":[1],"data_offsets":[4,8]}})", eight,
-                                                 "hole.st")),
-                        loss, "tensor 'w': data_offsets begin at 4, leaving a hole"));
+  EXPECT_TRUE(FailsWith(
+      ReadSafetensors(WriteRaw(dir, R"({"w":{"dtype":"I32","shape":[1],"data_offsets":[4,8]}})", eight, "hole.st")),
+      loss, "tensor 'w': data_offsets begin at 4, leaving a hole"));
   EXPECT_TRUE(FailsWith(ReadSafetensors(WriteRaw(dir, "{" + ok_entry + "}", eight + "xx", "trailing.st")), loss,
                         "the tensors cover 8 of 10 data bytes"));
-  EXPECT_TRUE(FailsWith(
-      ReadSafetensors(WriteRaw(dir, R"({"__metadata__":{"a":1},)" + ok_entry + "}", eight, "meta.st")), loss,
-      "__metadata__ value 'a' is not a string"));
+  EXPECT_TRUE(
+      FailsWith(ReadSafetensors(WriteRaw(dir, R"({"__metadata__":{"a":1},)" + ok_entry + "}", eight, "meta.st")), loss,
+                "__metadata__ value 'a' is not a string"));
   // A real file cut short.
   {
     const std::string path = dir.file("cut.safetensors");
     RLJ_ASSERT_OK(WriteSafetensors(path, {{"big", torch::ones({100})}}));
     std::filesystem::resize_file(path, std::filesystem::file_size(path) - 10);
-    EXPECT_TRUE(FailsWith(ReadSafetensors(path), loss, "cut.safetensors: tensor 'big': data_offsets [0, 400] go beyond"));
+    EXPECT_TRUE(
+        FailsWith(ReadSafetensors(path), loss, "cut.safetensors: tensor 'big': data_offsets [0, 400] go beyond"));
   }
-  EXPECT_TRUE(FailsWith(ReadSafetensors(dir.file("missing.safetensors")), absl::StatusCode::kNotFound, "missing.safetensors"));
+  EXPECT_TRUE(
+      FailsWith(ReadSafetensors(dir.file("missing.safetensors")), absl::StatusCode::kNotFound, "missing.safetensors"));
 }
 
 TEST(Safetensors, WriterRejectsBadInputs) {
@@ -156,8 +162,8 @@ TEST(Safetensors, WriterRejectsBadInputs) {
   const std::string path = dir.file("bad.safetensors");
   EXPECT_TRUE(FailsWith(WriteSafetensors(path, {{"a", torch::ones({1})}, {"a", torch::ones({1})}}),
                         absl::StatusCode::kInvalidArgument, "tensor 'a' appears twice"));
-  EXPECT_TRUE(FailsWith(WriteSafetensors(path, {{"__metadata__", torch::ones({1})}}), absl::StatusCode::kInvalidArgument,
-                        "reserved"));
+  EXPECT_TRUE(FailsWith(WriteSafetensors(path, {{"__metadata__", torch::ones({1})}}),
+                        absl::StatusCode::kInvalidArgument, "reserved"));
   EXPECT_TRUE(FailsWith(WriteSafetensors(path, {{"d", torch::ones({1}, torch::kDouble)}}),
                         absl::StatusCode::kInvalidArgument, "tensor 'd'"));
   EXPECT_FALSE(std::filesystem::exists(path));

@@ -1,5 +1,7 @@
 // sampler_test.cc: SampleCompletions: seeds, greedy against step-by-step full passes, top-k / top-p,
 // stop tokens and strings, validation, and behaviour log-probs against the learner's recomputation.
+#include "model/sampler.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -7,10 +9,9 @@
 #include <cmath>
 #include <set>
 
-#include "model/logprobs.h"
-#include "model/sampler.h"
-#include "model/transformer.h"
 #include "common/tokenizer/byte_tokenizer.h"
+#include "model/logprobs.h"
+#include "model/transformer.h"
 #include "model_test_util.h"
 #include "test_util.h"
 
@@ -66,11 +67,13 @@ std::vector<int32_t> ChainedArgmax(Transformer& model, std::vector<int32_t> sequ
 // The learner's computation: prompt + completion right-padded into one batch, one full pass with a key
 // mask, TokenLogProbs at the completion positions.
 std::vector<std::vector<float>> RecomputeLogProbs(Transformer& model, const std::vector<std::vector<int32_t>>& prompts,
-                                                  const std::vector<SampledCompletion>& completions, double temperature) {
+                                                  const std::vector<SampledCompletion>& completions,
+                                                  double temperature) {
   torch::NoGradGuard no_grad;
   const auto batch = static_cast<int64_t>(prompts.size());
   int64_t width = 0;
-  for (int64_t b = 0; b < batch; ++b) width = std::max<int64_t>(width, prompts[b].size() + completions[b].tokens.size());
+  for (int64_t b = 0; b < batch; ++b)
+    width = std::max<int64_t>(width, prompts[b].size() + completions[b].tokens.size());
   torch::Tensor tokens = torch::full({batch, width}, ByteTokenizer::kPad, torch::kLong);
   torch::Tensor mask = torch::zeros({batch, width}, torch::kBool);
   for (int64_t b = 0; b < batch; ++b) {
@@ -217,9 +220,12 @@ TEST(Sampler, TopPKeepsTheSmallestSetReachingTheMass) {
 TEST(Sampler, BehaviourLogProbsMatchLearnerRecompute) {
   Transformer model = MakeModel(SmallConfig(2), 7);
   ByteTokenizer tokenizer;
-  const std::vector<std::vector<int32_t>> prompts = {
-      {256}, {256, 'x', 'y'}, {256, 'a', 'b', 'c', 'd', 'e'}, {256, '9', '8', '7', '6', '5', '4', '3', '2'},
-      {256, 'q', 'r', 's'}, {256, 'm'}};
+  const std::vector<std::vector<int32_t>> prompts = {{256},
+                                                     {256, 'x', 'y'},
+                                                     {256, 'a', 'b', 'c', 'd', 'e'},
+                                                     {256, '9', '8', '7', '6', '5', '4', '3', '2'},
+                                                     {256, 'q', 'r', 's'},
+                                                     {256, 'm'}};
   for (const double temperature : {1.0, 0.7, 0.0}) {
     SamplingOptions options;
     options.temperature = temperature;
@@ -253,7 +259,8 @@ TEST(Sampler, StopTokenEndsTheCompletion) {
   RLJ_ASSERT_OK_AND_ASSIGN(const auto stopped, SampleCompletions(model, tokenizer, prompt, options));
   const size_t end = std::find(tokens.begin(), tokens.end(), tokens[4]) - tokens.begin() + 1;
   EXPECT_EQ(stopped[0].tokens, std::vector<int32_t>(tokens.begin(), tokens.begin() + end));
-  EXPECT_EQ(stopped[0].logprobs, std::vector<float>(reference[0].logprobs.begin(), reference[0].logprobs.begin() + end));
+  EXPECT_EQ(stopped[0].logprobs,
+            std::vector<float>(reference[0].logprobs.begin(), reference[0].logprobs.begin() + end));
   EXPECT_EQ(stopped[0].finish, FinishReason::kStopToken);
   EXPECT_FALSE(stopped[0].truncated());
   RLJ_ASSERT_OK_AND_ASSIGN(const std::string before_stop,
@@ -316,7 +323,8 @@ TEST(Sampler, LengthLimitAndBatchEqualsEachPromptAlone) {
     EXPECT_EQ(batched[b].text, alone[0].text) << b;
     EXPECT_EQ(batched[b].finish, alone[0].finish) << b;
     ASSERT_EQ(batched[b].logprobs.size(), alone[0].logprobs.size());
-    for (size_t j = 0; j < alone[0].logprobs.size(); ++j) EXPECT_NEAR(batched[b].logprobs[j], alone[0].logprobs[j], 1e-4);
+    for (size_t j = 0; j < alone[0].logprobs.size(); ++j)
+      EXPECT_NEAR(batched[b].logprobs[j], alone[0].logprobs[j], 1e-4);
     EXPECT_LE(batched[b].tokens.size(), 2u);
   }
 }
@@ -328,9 +336,11 @@ TEST(Sampler, RejectsBadRequests) {
   SamplingOptions options;
   options.max_new_tokens = 4;
   EXPECT_TRUE(FailsWith(SampleCompletions(model, tokenizer, {{256}, {}}, options), code, "prompt 1 is empty"));
-  EXPECT_TRUE(FailsWith(SampleCompletions(model, tokenizer, {{256, 259}}, options), code, "token id 259 at position 1"));
+  EXPECT_TRUE(
+      FailsWith(SampleCompletions(model, tokenizer, {{256, 259}}, options), code, "token id 259 at position 1"));
   EXPECT_TRUE(FailsWith(SampleCompletions(model, tokenizer, {{-1}}, options), code, "outside the vocabulary"));
-  EXPECT_TRUE(FailsWith(SampleCompletions(model, tokenizer, {std::vector<int32_t>(61, 'a')}, options), code, "max_seq_len"));
+  EXPECT_TRUE(
+      FailsWith(SampleCompletions(model, tokenizer, {std::vector<int32_t>(61, 'a')}, options), code, "max_seq_len"));
   RLJ_EXPECT_OK(SampleCompletions(model, tokenizer, {std::vector<int32_t>(60, 'a')}, options));
   auto with = [&](auto change) {
     SamplingOptions changed = options;

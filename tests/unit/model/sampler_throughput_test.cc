@@ -1,6 +1,7 @@
 // sampler_throughput_test.cc: a manual measurement (disabled by default, prints only, asserts nothing
 // about speed): SampleCompletions tokens/s for L=4, D=256, H=8, F=1024, V=256, prompt 16, 64 new tokens,
-// batch 1 and 32, two torch threads (RLJ_BENCH_THREADS overrides), against the machine's measured float32 GEMM rate. Run with
+// batch 1 and 32, two torch threads (RLJ_BENCH_THREADS overrides), against the machine's measured float32 GEMM rate.
+// Run with
 //   rlj_model_tests --gtest_also_run_disabled_tests --gtest_filter='SamplerThroughput.*'
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
@@ -10,9 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "common/tokenizer/byte_tokenizer.h"
 #include "model/sampler.h"
 #include "model/transformer.h"
-#include "common/tokenizer/byte_tokenizer.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -68,8 +69,8 @@ TEST(SamplerThroughput, DISABLED_TokensPerSecond) {
   torch::manual_seed(1);
   Transformer model(config);
   // FLOPs per token of the linear layers (embedding lookup excluded, tied lm_head included).
-  const double linear_params = config.num_parameters() - config.vocab_size * config.d_model - config.d_model *
-                               (2 * config.n_layers + 1) + config.vocab_size * config.d_model;
+  const double linear_params = config.num_parameters() - config.vocab_size * config.d_model -
+                               config.d_model * (2 * config.n_layers + 1) + config.vocab_size * config.d_model;
   Bytes256Tokenizer tokenizer;
   SamplingOptions options;
   options.max_new_tokens = 64;

@@ -1,11 +1,12 @@
 // stop_matcher_test.cc: where a completion ends and what text and tokens it ends with: stop ids (the
 // tokenizer's and asked-for ones), stop strings cut where they begin, the length limit.
+#include "model/stop_matcher.h"
+
 #include <gtest/gtest.h>
 
 #include <vector>
 
 #include "common/tokenizer/byte_tokenizer.h"
-#include "model/stop_matcher.h"
 #include "test_util.h"
 
 namespace rlj {

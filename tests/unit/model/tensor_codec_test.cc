@@ -1,11 +1,12 @@
 // tensor_codec_test.cc: the wire tensor codec: byte layout, round trips for every dtype, conversions,
 // non-contiguous inputs and size checks.
+#include "model/tensor/tensor_codec.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cstring>
 
-#include "model/tensor/tensor_codec.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -56,7 +57,7 @@ TEST(TensorCodec, RoundTripEveryDType) {
       torch::randint(-1000000, 1000000, {7}, torch::kInt),
       torch::randint(-(1LL << 40), 1LL << 40, {2, 3}, torch::kLong),
       torch::randint(0, 256, {4, 4}, torch::kByte),
-      torch::zeros({0, 3}),          // empty
+      torch::zeros({0, 3}),        // empty
       torch::scalar_tensor(3.5f),  // scalar
   };
   for (const auto& tensor : tensors) {
@@ -115,7 +116,8 @@ TEST(TensorCodec, DecodeChecksSizesNamingTheTensor) {
   spec.set_dtype(v1::DTYPE_UNSPECIFIED);
   EXPECT_TRUE(FailsWith(TensorSpecBytes(spec), absl::StatusCode::kInvalidArgument, "tensor 'bad': unknown dtype"));
   EXPECT_TRUE(FailsWith(DecodeTensorBytes(spec, std::string(40, '\0')), absl::StatusCode::kInvalidArgument, "bad"));
-  EXPECT_TRUE(FailsWith(EncodeTensor("d", torch::ones({2}, torch::kDouble)), absl::StatusCode::kInvalidArgument, "tensor 'd'"));
+  EXPECT_TRUE(
+      FailsWith(EncodeTensor("d", torch::ones({2}, torch::kDouble)), absl::StatusCode::kInvalidArgument, "tensor 'd'"));
 }
 
 TEST(TensorCodec, DecodeTensorBytesFromAChunkedStream) {

@@ -1,5 +1,7 @@
 // token_sampler_test.cc: ChooseTokens: greedy, the usable vocabulary, top-k / top-p, the drawn frequencies
 // against the distribution, and a row's draws independent of the rows beside it.
+#include "model/token_sampler.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -9,7 +11,6 @@
 #include <set>
 #include <vector>
 
-#include "model/token_sampler.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -77,8 +78,8 @@ TEST(TokenSampler, ARowDrawsTheSameWhateverSharesItsBatch) {
   const torch::Tensor logits = torch::randn({6, 300}) * 3;
   const SamplingParams mine{0.9, 0, 0.95};
   std::vector<SamplingStream> alone{SamplingStream(mine, 1234)};
-  std::vector<SamplingStream> crowd{SamplingStream({0, 0, 1}, 1), SamplingStream({1.3, 5, 1}, 2),
-                                    SamplingStream(mine, 1234), SamplingStream({1, 0, 1}, 3),
+  std::vector<SamplingStream> crowd{SamplingStream({0, 0, 1}, 1),     SamplingStream({1.3, 5, 1}, 2),
+                                    SamplingStream(mine, 1234),       SamplingStream({1, 0, 1}, 3),
                                     SamplingStream({0.7, 0, 0.5}, 4), SamplingStream({1, 40, 0.9}, 5)};
   std::set<int64_t> distinct;
   for (int step = 0; step < 50; ++step) {

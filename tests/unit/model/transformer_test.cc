@@ -1,5 +1,7 @@
 // transformer_test.cc: the Llama model: Hugging Face parameter names, exact parameter counts, init,
 // KV-cache decoding against the full pass, left padding, RoPE, causality, grouped-query heads, cloning.
+#include "model/transformer.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -7,7 +9,6 @@
 #include <string>
 
 #include "model/kv_cache.h"
-#include "model/transformer.h"
 #include "model_test_util.h"
 #include "test_util.h"
 
@@ -109,8 +110,8 @@ TEST(Transformer, ForwardShapesAndDefaults) {
   EXPECT_EQ(logits.sizes().vec(), (std::vector<int64_t>{2, 4, 259}));
   EXPECT_EQ(logits.scalar_type(), torch::kFloat);
   // Default positions 0..T-1 and an all-true key mask.
-  const torch::Tensor explicit_logits = model->forward(tokens, torch::arange(4).repeat({2, 1}),
-                                                       torch::ones({2, 4}, torch::kBool));
+  const torch::Tensor explicit_logits =
+      model->forward(tokens, torch::arange(4).repeat({2, 1}), torch::ones({2, 4}, torch::kBool));
   EXPECT_TRUE(torch::equal(logits, explicit_logits));
   EXPECT_THROW(model->forward(torch::zeros({4}, torch::kLong)), c10::Error);
 }
@@ -162,7 +163,8 @@ TEST(Transformer, DecodeWithAutogradRecordingMatchesToo) {
   const torch::Tensor tokens = TokensTensor({{3, 1, 4, 1, 5}});
   KvCache cache(config, 1, 5);
   RLJ_ASSERT_OK(cache.Append(torch::ones({1, 3}, torch::kBool)));
-  std::vector<torch::Tensor> pieces{model->forward_cached(tokens.narrow(1, 0, 3), torch::arange(3).view({1, 3}), cache)};
+  std::vector<torch::Tensor> pieces{
+      model->forward_cached(tokens.narrow(1, 0, 3), torch::arange(3).view({1, 3}), cache)};
   for (int64_t t = 3; t < 5; ++t) {
     RLJ_ASSERT_OK(cache.AppendValid(1));
     pieces.push_back(model->forward_cached(tokens.narrow(1, t, 1), torch::full({1, 1}, t, torch::kLong), cache));
@@ -282,7 +284,8 @@ TEST(Transformer, CloneHasEqualValuesAndIndependentStorage) {
     torch::NoGradGuard no_grad;
     for (auto& parameter : copy->parameters()) parameter.add_(1.0);
   }
-  EXPECT_TRUE(torch::equal(source_parameters["model.norm.weight"], MakeModel(config, 11, 0.1)->named_parameters()["model.norm.weight"]));
+  EXPECT_TRUE(torch::equal(source_parameters["model.norm.weight"],
+                           MakeModel(config, 11, 0.1)->named_parameters()["model.norm.weight"]));
   EXPECT_FALSE(torch::equal(source->forward(tokens), copy->forward(tokens)));
 }
 
@@ -298,9 +301,11 @@ TEST(KvCache, ReservesSlotsAndChecksCapacity) {
   cache.MarkWritten();
   RLJ_ASSERT_OK(cache.AppendValid(2));
   cache.MarkWritten();
-  EXPECT_TRUE(torch::equal(cache.key_mask(), torch::tensor({{false, true, true, true, true}, {true, true, true, true, true}})));
+  EXPECT_TRUE(
+      torch::equal(cache.key_mask(), torch::tensor({{false, true, true, true, true}, {true, true, true, true, true}})));
   EXPECT_TRUE(::rlj::testing::FailsWith(cache.AppendValid(1), absl::StatusCode::kOutOfRange, "capacity of 5"));
-  EXPECT_TRUE(::rlj::testing::FailsWith(cache.Append(torch::ones({3, 1}, torch::kBool)), absl::StatusCode::kInvalidArgument, "[2, T_new]"));
+  EXPECT_TRUE(::rlj::testing::FailsWith(cache.Append(torch::ones({3, 1}, torch::kBool)),
+                                        absl::StatusCode::kInvalidArgument, "[2, T_new]"));
   cache.Reset();
   EXPECT_EQ(cache.length(), 0);
   EXPECT_THROW(KvCache(config, 1, 65), c10::Error);  // beyond max_seq_len 64
@@ -318,7 +323,8 @@ TEST(KvCache, KeepRowsContinuesTheKeptRowsExactly) {
   EXPECT_EQ(all.batch(), 2);
   EXPECT_TRUE(::rlj::testing::FailsWith(all.KeepRows({1, 0}), absl::StatusCode::kInvalidArgument, "ascending"));
   RLJ_ASSERT_OK(all.AppendValid(1));
-  const torch::Tensor kept = model->forward_cached(torch::tensor({{50L}, {70L}}), torch::full({2, 1}, 3, torch::kLong), all);
+  const torch::Tensor kept =
+      model->forward_cached(torch::tensor({{50L}, {70L}}), torch::full({2, 1}, 3, torch::kLong), all);
 
   const torch::Tensor alone0 = model->forward(TokensTensor({{1, 2, 3, 50}}));
   const torch::Tensor alone2 = model->forward(TokensTensor({{7, 8, 9, 70}}));

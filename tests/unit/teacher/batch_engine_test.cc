@@ -1,21 +1,22 @@
 // batch_engine_test.cc: the teacher's batch engine on a tiny real model: log-probs equal the model's own
 // log-softmax, greedy decoding follows the argmax, echo scores every prompt token, concurrent requests share
 // forward passes (counted), identical greedy requests are computed once, seeds reproduce, stop strings cut.
+#include "teacher/batch_engine.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <future>
 #include <vector>
 
-#include "teacher/batch_engine.h"
 #include "teacher_test_util.h"
 #include "test_util.h"
 
 namespace rlj::teacher {
 namespace {
 
-using rlj::testing::ReferenceNextLogprobs;
 using rlj::testing::RankedIds;
+using rlj::testing::ReferenceNextLogprobs;
 using rlj::testing::TinyTeacher;
 
 GenerationRequest Greedy(const std::vector<int32_t>& prompt, int max_tokens) {
@@ -172,7 +173,8 @@ TEST(BatchEngine, SeedsReproduceAndChoicesDiffer) {
   ASSERT_EQ(first.choices.size(), 3u);
   for (size_t c = 0; c < 3; ++c) EXPECT_EQ(first.choices[c].tokens, second.choices[c].tokens) << "choice " << c;
   // Choice i draws with seed + i: at temperature 1.5 over 8 tokens the three differ.
-  EXPECT_FALSE(first.choices[0].tokens == first.choices[1].tokens && first.choices[1].tokens == first.choices[2].tokens);
+  EXPECT_FALSE(first.choices[0].tokens == first.choices[1].tokens &&
+               first.choices[1].tokens == first.choices[2].tokens);
   // Choice 1 of seed 42 is choice 0 of seed 43.
   request.params.seed = 43;
   request.params.n = 1;

@@ -207,16 +207,20 @@ TEST(GradingDataset, RejectsBadInput) {
   const std::vector<PromptRow> problems = Problems(5);
   GradingOptions no_slot = options;
   no_slot.prompt_template = "{prompt}?";
-  EXPECT_TRUE(testing::FailsWith(MakeGradingDataset(problems, no_slot), absl::StatusCode::kInvalidArgument, "{completion}"));
+  EXPECT_TRUE(
+      testing::FailsWith(MakeGradingDataset(problems, no_slot), absl::StatusCode::kInvalidArgument, "{completion}"));
   GradingOptions same_labels = options;
   same_labels.wrong_label = "Y";
-  EXPECT_TRUE(testing::FailsWith(MakeGradingDataset(problems, same_labels), absl::StatusCode::kInvalidArgument, "labels"));
+  EXPECT_TRUE(
+      testing::FailsWith(MakeGradingDataset(problems, same_labels), absl::StatusCode::kInvalidArgument, "labels"));
   GradingOptions fraction = options;
   fraction.correct_fraction = 1.5;
-  EXPECT_TRUE(testing::FailsWith(MakeGradingDataset(problems, fraction), absl::StatusCode::kInvalidArgument, "fraction"));
+  EXPECT_TRUE(
+      testing::FailsWith(MakeGradingDataset(problems, fraction), absl::StatusCode::kInvalidArgument, "fraction"));
   GradingOptions junk = options;
   junk.junk_fraction = -0.1;
-  EXPECT_TRUE(testing::FailsWith(MakeGradingDataset(problems, junk), absl::StatusCode::kInvalidArgument, "junk fraction"));
+  EXPECT_TRUE(
+      testing::FailsWith(MakeGradingDataset(problems, junk), absl::StatusCode::kInvalidArgument, "junk fraction"));
 }
 
 }  // namespace

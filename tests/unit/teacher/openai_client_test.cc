@@ -26,12 +26,15 @@ TEST(OpenAIClient, OfficialNodeClientWorksUnchanged) {
   const std::string npm_log = scratch.path() + "/npm.log";
   switch (testing::InstallNpmPackages(project / "package.json", install,
                                       install / "node_modules" / "openai" / "package.json", npm_log)) {
-    case NpmInstall::kReady: break;
-    case NpmInstall::kNoNpm: GTEST_SKIP() << "node or npm is not installed: the OpenAI Node client test is skipped";
+    case NpmInstall::kReady:
+      break;
+    case NpmInstall::kNoNpm:
+      GTEST_SKIP() << "node or npm is not installed: the OpenAI Node client test is skipped";
     case NpmInstall::kNoNetwork:
       GTEST_SKIP() << "npm could not install the `openai` package (no network to the npm registry?); output:\n"
                    << ReadFile(npm_log).value_or("");
-    case NpmInstall::kFailed: FAIL() << "npm install failed: " << ReadFile(npm_log).value_or("");
+    case NpmInstall::kFailed:
+      FAIL() << "npm install failed: " << ReadFile(npm_log).value_or("");
   }
   std::error_code ec;
   fs::copy_file(project / "client_test.mjs", install / "client_test.mjs", fs::copy_options::overwrite_existing, ec);
@@ -42,7 +45,7 @@ TEST(OpenAIClient, OfficialNodeClientWorksUnchanged) {
   ASSERT_NE(teacher.server, nullptr);
   const std::string log = scratch.path() + "/node.log";
   auto exit = testing::RunToEnd({node, (install / "client_test.mjs").string()}, log, std::chrono::minutes(3),
-                       {"RLJ_TEACHER_BASE_URL=" + teacher.server->base_url(), "RLJ_TEACHER_MODEL=teacher"});
+                                {"RLJ_TEACHER_BASE_URL=" + teacher.server->base_url(), "RLJ_TEACHER_MODEL=teacher"});
   const std::string output = ReadFile(log).value_or("");
   ASSERT_TRUE(exit.has_value()) << "the Node client did not finish within 3 minutes; output:\n" << output;
   EXPECT_TRUE(exit->ok()) << exit->Describe() << "; output:\n" << output;

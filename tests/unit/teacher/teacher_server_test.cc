@@ -50,7 +50,9 @@ Reply Send(const TinyTeacher& t, const std::string& method, const std::string& p
   return reply;
 }
 
-Reply Post(const TinyTeacher& t, const std::string& path, const json& body) { return Send(t, "POST", path, body.dump()); }
+Reply Post(const TinyTeacher& t, const std::string& path, const json& body) {
+  return Send(t, "POST", path, body.dump());
+}
 
 // An OpenAI error object with this status, type and param.
 ::testing::AssertionResult IsApiError(const Reply& reply, int status, const std::string& param) {
@@ -161,16 +163,18 @@ TEST(TeacherServer, ChatCompletionWithLogprobsMatchesTheModel) {
             body["usage"]["prompt_tokens"].get<int>() + body["usage"]["completion_tokens"].get<int>());
 
   // Without logprobs the field is null.
-  const Reply plain = Post(t, "/v1/chat/completions",
-                           {{"model", "teacher"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}});
+  const Reply plain =
+      Post(t, "/v1/chat/completions",
+           {{"model", "teacher"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}});
   ASSERT_EQ(plain.status, 200) << plain.body;
   EXPECT_TRUE(plain.parsed["choices"][0]["logprobs"].is_null());
 }
 
 TEST(TeacherServer, CompletionsEchoScoresThePromptWithOffsets) {
   TinyTeacher t;
-  const Reply reply = Post(t, "/v1/completions",
-                           {{"model", "teacher"}, {"prompt", "5+5=10"}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 2}});
+  const Reply reply =
+      Post(t, "/v1/completions",
+           {{"model", "teacher"}, {"prompt", "5+5=10"}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 2}});
   ASSERT_EQ(reply.status, 200) << reply.body;
   const json& body = reply.parsed;
   EXPECT_EQ(body["object"], "text_completion");
@@ -201,16 +205,17 @@ TEST(TeacherServer, CompletionsEchoScoresThePromptWithOffsets) {
   EXPECT_EQ(body["usage"]["completion_tokens"], 0);
 
   // Echo with a completion: the text continues after the prompt and the offsets continue with it.
-  const Reply more = Post(t, "/v1/completions",
-                          {{"model", "teacher"}, {"prompt", "ab"}, {"max_tokens", 2}, {"temperature", 0}, {"echo", true},
-                           {"logprobs", 0}});
+  const Reply more = Post(
+      t, "/v1/completions",
+      {{"model", "teacher"}, {"prompt", "ab"}, {"max_tokens", 2}, {"temperature", 0}, {"echo", true}, {"logprobs", 0}});
   ASSERT_EQ(more.status, 200) << more.body;
   const json& more_choice = more.parsed["choices"][0];
   const std::string more_text = more_choice["text"];
   EXPECT_EQ(more_text.rfind("ab", 0), 0u);
   const json& offsets = more_choice["logprobs"]["text_offset"];
   const int generated = more.parsed["usage"]["completion_tokens"];
-  EXPECT_EQ(more_choice["logprobs"]["tokens"].size(), 3u + (more_choice["finish_reason"] == "stop" ? generated - 1 : generated));
+  EXPECT_EQ(more_choice["logprobs"]["tokens"].size(),
+            3u + (more_choice["finish_reason"] == "stop" ? generated - 1 : generated));
   EXPECT_EQ(offsets[0], 0);
   EXPECT_EQ(offsets[1], 0);
   EXPECT_EQ(offsets[2], 1);
@@ -221,17 +226,19 @@ TEST(TeacherServer, CompletionsEchoScoresThePromptWithOffsets) {
 
 TEST(TeacherServer, CompletionsTakeSeveralPromptsAndTokenIds) {
   TinyTeacher t;
-  const Reply reply = Post(t, "/v1/completions",
-                           {{"model", "teacher"}, {"prompt", {"1+1=", "2+2="}}, {"max_tokens", 2}, {"temperature", 0}, {"n", 2}});
+  const Reply reply =
+      Post(t, "/v1/completions",
+           {{"model", "teacher"}, {"prompt", {"1+1=", "2+2="}}, {"max_tokens", 2}, {"temperature", 0}, {"n", 2}});
   ASSERT_EQ(reply.status, 200) << reply.body;
   const json& choices = reply.parsed["choices"];
   ASSERT_EQ(choices.size(), 4u);
   for (int i = 0; i < 4; ++i) EXPECT_EQ(choices[i]["index"], i);
-  EXPECT_EQ(choices[0]["text"], choices[1]["text"]);  // greedy: both choices of a prompt agree
+  EXPECT_EQ(choices[0]["text"], choices[1]["text"]);      // greedy: both choices of a prompt agree
   EXPECT_EQ(reply.parsed["usage"]["prompt_tokens"], 10);  // 5 + 5 (prompts counted once, not per choice)
 
   const std::vector<int32_t> ids = t.tokenizer.EncodePrompt("1+1=");
-  const Reply by_ids = Post(t, "/v1/completions", {{"model", "teacher"}, {"prompt", ids}, {"max_tokens", 2}, {"temperature", 0}});
+  const Reply by_ids =
+      Post(t, "/v1/completions", {{"model", "teacher"}, {"prompt", ids}, {"max_tokens", 2}, {"temperature", 0}});
   ASSERT_EQ(by_ids.status, 200) << by_ids.body;
   EXPECT_EQ(by_ids.parsed["choices"][0]["text"], choices[0]["text"]);
 }
@@ -244,13 +251,14 @@ TEST(TeacherServer, ConcurrentHttpRequestsShareOneForwardPass) {
   std::vector<std::future<Reply>> replies;
   for (int i = 0; i < 8; ++i) {
     replies.push_back(std::async(std::launch::async, [&t, i] {
-      return Post(t, "/v1/chat/completions",
-                  {{"model", "teacher"},
-                   {"messages", {{{"role", "user"}, {"content", std::to_string(i) + "+1=" + std::to_string(i + 1) + "?"}}}},
-                   {"max_tokens", 1},
-                   {"temperature", 0},
-                   {"logprobs", true},
-                   {"top_logprobs", 2}});
+      return Post(
+          t, "/v1/chat/completions",
+          {{"model", "teacher"},
+           {"messages", {{{"role", "user"}, {"content", std::to_string(i) + "+1=" + std::to_string(i + 1) + "?"}}}},
+           {"max_tokens", 1},
+           {"temperature", 0},
+           {"logprobs", true},
+           {"top_logprobs", 2}});
     }));
   }
   for (auto& reply : replies) {
@@ -267,12 +275,9 @@ TEST(TeacherServer, ConcurrentHttpRequestsShareOneForwardPass) {
 
 TEST(TeacherServer, StreamedChatCompletion) {
   TinyTeacher t;
-  const json request = {{"model", "teacher"},
-                        {"messages", {{{"role", "user"}, {"content", "ab"}}}},
-                        {"max_tokens", 4},
-                        {"temperature", 0},
-                        {"stream", true},
-                        {"stream_options", {{"include_usage", true}}}};
+  const json request = {{"model", "teacher"}, {"messages", {{{"role", "user"}, {"content", "ab"}}}},
+                        {"max_tokens", 4},    {"temperature", 0},
+                        {"stream", true},     {"stream_options", {{"include_usage", true}}}};
   const Reply streamed = Post(t, "/v1/chat/completions", request);
   ASSERT_EQ(streamed.status, 200) << streamed.body;
   EXPECT_NE(streamed.content_type.find("text/event-stream"), std::string::npos);
@@ -324,33 +329,40 @@ TEST(TeacherServer, BadRequestsGetApiErrors) {
   EXPECT_TRUE(IsApiError(Send(t, "POST", "/v1/chat/completions", "[1, 2]"), 400, ""));
   EXPECT_TRUE(IsApiError(Post(t, "/v1/chat/completions", {{"model", "teacher"}}), 400, "messages"));
   EXPECT_TRUE(IsApiError(Post(t, "/v1/chat/completions", {{"messages", user}}), 400, "model"));
-  EXPECT_TRUE(IsApiError(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"temperature", 5}}),
-                         400, "temperature"));
-  EXPECT_TRUE(IsApiError(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"temperature", "hot"}}),
-                         400, "temperature"));
-  EXPECT_TRUE(IsApiError(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"top_logprobs", 3}}),
-                         400, "top_logprobs"));
+  EXPECT_TRUE(
+      IsApiError(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"temperature", 5}}), 400,
+                 "temperature"));
+  EXPECT_TRUE(
+      IsApiError(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"temperature", "hot"}}),
+                 400, "temperature"));
+  EXPECT_TRUE(
+      IsApiError(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"top_logprobs", 3}}), 400,
+                 "top_logprobs"));
   EXPECT_TRUE(IsApiError(
-      Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", {{{"role", "wizard"}, {"content", "x"}}}}}), 400,
-      "messages[0].role"));
+      Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", {{{"role", "wizard"}, {"content", "x"}}}}}),
+      400, "messages[0].role"));
   EXPECT_TRUE(IsApiError(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"max_tokens", 0}}),
                          400, "max_tokens"));
-  EXPECT_TRUE(IsApiError(Post(t, "/v1/chat/completions",
-                              {{"model", "teacher"}, {"messages", user}, {"stop", {"a", "b", "c", "d", "e"}}}),
-                         400, "stop"));
-  EXPECT_TRUE(IsApiError(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"frequency_penalty", 1}}),
-                         400, "frequency_penalty"));
+  EXPECT_TRUE(IsApiError(
+      Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"stop", {"a", "b", "c", "d", "e"}}}),
+      400, "stop"));
+  EXPECT_TRUE(
+      IsApiError(Post(t, "/v1/chat/completions", {{"model", "teacher"}, {"messages", user}, {"frequency_penalty", 1}}),
+                 400, "frequency_penalty"));
   // Longer than the context: 400 from the engine.
-  const Reply too_long = Post(t, "/v1/completions", {{"model", "teacher"}, {"prompt", std::string(60, 'z')}, {"max_tokens", 1}});
+  const Reply too_long =
+      Post(t, "/v1/completions", {{"model", "teacher"}, {"prompt", std::string(60, 'z')}, {"max_tokens", 1}});
   EXPECT_TRUE(IsApiError(too_long, 400, ""));
-  EXPECT_NE(too_long.parsed["error"]["message"].get<std::string>().find("maximum context length is 48"), std::string::npos);
+  EXPECT_NE(too_long.parsed["error"]["message"].get<std::string>().find("maximum context length is 48"),
+            std::string::npos);
   // Unknown model: 404 model_not_found.
   const Reply unknown = Post(t, "/v1/chat/completions", {{"model", "gpt-4o"}, {"messages", user}});
   EXPECT_TRUE(IsApiError(unknown, 404, "model"));
   EXPECT_EQ(unknown.parsed["error"]["code"], "model_not_found");
   // Too large a body: 413, before any parsing.
-  const Reply huge = Post(t, "/v1/chat/completions",
-                          {{"model", "teacher"}, {"messages", {{{"role", "user"}, {"content", std::string(8000, 'x')}}}}});
+  const Reply huge =
+      Post(t, "/v1/chat/completions",
+           {{"model", "teacher"}, {"messages", {{{"role", "user"}, {"content", std::string(8000, 'x')}}}}});
   EXPECT_TRUE(IsApiError(huge, 413, ""));
   EXPECT_NE(huge.parsed["error"]["message"].get<std::string>().find("4096"), std::string::npos);
   // No such route.
@@ -394,24 +406,29 @@ TEST(TeacherServer, OversizedAndUnsizedBodiesAreRefusedFromTheHeadersAndServingG
   const std::string& address = t.server->address();
   // A declared length of a terabyte with no body sent: refused from the headers alone (the server neither
   // waits for nor buffers the body).
-  EXPECT_EQ(RawRequestStatus(address, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                      "Content-Length: 1000000000000\r\n\r\n"),
+  EXPECT_EQ(RawRequestStatus(address,
+                             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             "Content-Length: 1000000000000\r\n\r\n"),
             413);
   // A chunked body (whose size the headers do not tell) and a body that runs until the connection closes:
   // refused before any body byte is read (411), never buffered.
-  std::string chunked = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        "Transfer-Encoding: chunked\r\n\r\n";
+  std::string chunked =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n";
   for (int i = 0; i < 3; ++i) chunked += "800\r\n" + std::string(2048, 'x') + "\r\n";  // 3 x 2 KiB
   chunked += "0\r\n\r\n";
   EXPECT_EQ(RawRequestStatus(address, chunked), 411);
-  EXPECT_EQ(RawRequestStatus(address, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n" +
-                                          std::string(8192, 'x')),
+  EXPECT_EQ(RawRequestStatus(address,
+                             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n" +
+                                 std::string(8192, 'x')),
             411);
   // One byte under the limit is parsed (and refused as a request, not for its size).
   const std::string body = "{\"model\": \"teacher\", \"pad\": \"" + std::string(4096 - 32, ' ') + "\"}";
   ASSERT_EQ(body.size(), 4095u);
-  EXPECT_EQ(RawRequestStatus(address, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                      "Content-Length: 4095\r\nConnection: close\r\n\r\n" + body),
+  EXPECT_EQ(RawRequestStatus(address,
+                             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             "Content-Length: 4095\r\nConnection: close\r\n\r\n" +
+                                 body),
             400);
   // Still serving.
   const json user = {{{"role", "user"}, {"content", "x"}}};

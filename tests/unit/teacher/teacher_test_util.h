@@ -11,9 +11,9 @@
 #include <numeric>
 #include <vector>
 
+#include "common/tokenizer/byte_tokenizer.h"
 #include "model/model_config.h"
 #include "model/transformer.h"
-#include "common/tokenizer/byte_tokenizer.h"
 #include "teacher/batch_engine.h"
 #include "teacher/teacher_server.h"
 #include "test_util.h"
@@ -49,8 +49,11 @@ inline std::vector<double> ReferenceNextLogprobs(Transformer& model, const std::
   c10::InferenceMode guard;
   at::Tensor tokens = at::empty({1, static_cast<int64_t>(ids.size())}, at::kLong);
   for (size_t i = 0; i < ids.size(); ++i) tokens[0][static_cast<int64_t>(i)] = ids[i];
-  const at::Tensor logprobs = model->forward(tokens).select(1, static_cast<int64_t>(ids.size()) - 1)[0]
-                                  .to(at::kDouble).log_softmax(-1).contiguous();
+  const at::Tensor logprobs = model->forward(tokens)
+                                  .select(1, static_cast<int64_t>(ids.size()) - 1)[0]
+                                  .to(at::kDouble)
+                                  .log_softmax(-1)
+                                  .contiguous();
   return std::vector<double>(logprobs.data_ptr<double>(), logprobs.data_ptr<double>() + logprobs.numel());
 }
 

@@ -106,8 +106,8 @@ TEST(JudgesPollTest, AddsSpendKeepsTheLongestOutageAndListsBackends) {
   ASSERT_EQ(now.backends[0]["backends"].size(), 1u);
   EXPECT_EQ(now.backends[0]["backends"][0]["name"], "openai");
   EXPECT_EQ(now.backends[0]["backends"][0]["circuit"], "open");
-  EXPECT_EQ(now.backends[0]["backends"][0]["calls"], "3");         // int64 in proto JSON
-  EXPECT_EQ(now.backends[0]["backends"][0]["retries"], "0");       // every field, also the zero ones
+  EXPECT_EQ(now.backends[0]["backends"][0]["calls"], "3");    // int64 in proto JSON
+  EXPECT_EQ(now.backends[0]["backends"][0]["retries"], "0");  // every field, also the zero ones
   EXPECT_EQ(now.backends[2]["replica"], "judge-2");
   EXPECT_TRUE(now.backends[2]["backends"].empty());
 
@@ -209,7 +209,8 @@ TEST(ProgressTest, EndsWithSkippedBatchesAndATeacherOutage) {
   JudgesNow judges;
   judges.outage_s = 42.4;
   const std::string line = ProgressLine(status, Traffic(), judges, 130, 30);
-  const std::string tail = " | 02:10 ETA 15:00 | skipped batches 3 (all masked 1, no signal 2) | TEACHER OUTAGE 42 s: waiting";
+  const std::string tail =
+      " | 02:10 ETA 15:00 | skipped batches 3 (all masked 1, no signal 2) | TEACHER OUTAGE 42 s: waiting";
   ASSERT_GE(line.size(), tail.size());
   EXPECT_EQ(line.substr(line.size() - tail.size()), tail);
 }
@@ -268,8 +269,9 @@ TEST(SummaryTest, TakesStepsFromTheLearnersLogWhenThePollLags) {
   EXPECT_EQ(summary["samples_masked"], 7);
   EXPECT_EQ(summary["batches_skipped"], nlohmann::json({{"all_masked", 1}, {"no_signal", 5}}));
   ASSERT_EQ(summary["reward_curve"].size(), 5u);
-  EXPECT_EQ(summary["reward_curve"][4],
-            nlohmann::json({{"step", 5}, {"reward_mean", 0.1 * 5}, {"reward_std", 0.5}, {"kl", 0.02}, {"step_s", 1.5}}));
+  EXPECT_EQ(
+      summary["reward_curve"][4],
+      nlohmann::json({{"step", 5}, {"reward_mean", 0.1 * 5}, {"reward_std", 0.5}, {"kl", 0.02}, {"step_s", 1.5}}));
   EXPECT_DOUBLE_EQ(summary["training_s"].get<double>(), 12.5);
 }
 
