@@ -9,6 +9,7 @@
 #include "common/file_util.h"
 #include "common/status.h"
 #include "common/tokenizer/byte_tokenizer.h"
+#include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
 #include "model/checkpoint/checkpoint.h"
 #include "model/tensor/torch_util.h"
@@ -42,6 +43,24 @@ absl::StatusOr<std::string> TokenizerSourceDir(const std::string& checkpoint_dir
   return std::filesystem::path(tokenizer).parent_path().string();
 }
 
+// tokenizer_config.json with the Jinja `chat_template` Hugging Face's apply_chat_template and vLLM's chat endpoint
+// read, when it names only rlj's template (rlj_chat_template) and no Jinja one; otherwise as it is.
+absl::StatusOr<std::string> WithJinjaChatTemplate(const std::string& content, bool adds_bos) {
+  nlohmann::ordered_json config = nlohmann::ordered_json::parse(content, nullptr, /*allow_exceptions=*/false);
+  if (!config.is_object() || config.contains("chat_template") || !config.contains("rlj_chat_template") ||
+      !config["rlj_chat_template"].is_string()) {
+    return content;
+  }
+  RLJ_ASSIGN_OR_RETURN(const ChatTemplate chat_template,
+                       ChatTemplate::Parse(config["rlj_chat_template"].get<std::string>(), "rlj_chat_template"));
+  if (chat_template.empty()) return content;
+  // rlj puts <bos> before the rendered prompt when the tokenizer adds one; Hugging Face's templates say so
+  // themselves (apply_chat_template adds no special tokens).
+  const bool bos_first = adds_bos && chat_template.spec() != "llama3";  // llama3's text holds <|begin_of_text|>
+  config["chat_template"] = (bos_first ? "{{ bos_token }}" : "") + chat_template.ToJinja();
+  return config.dump(2) + "\n";
+}
+
 }  // namespace
 
 absl::Status ExportHuggingFaceModel(const std::string& checkpoint_dir, const std::string& out_dir,
@@ -67,7 +86,12 @@ absl::Status ExportHuggingFaceModel(const std::string& checkpoint_dir, const std
   } else {
     for (const std::string& name : TokenizerFileNames()) {
       if (!IsFile(tokenizer_dir + "/" + name)) continue;
-      RLJ_ASSIGN_OR_RETURN(const std::string content, ReadFile(tokenizer_dir + "/" + name));
+      RLJ_ASSIGN_OR_RETURN(std::string content, ReadFile(tokenizer_dir + "/" + name));
+      if (name == "tokenizer_config.json") {
+        const std::vector<int32_t> empty_prompt = tokenizer->EncodePrompt("");
+        const bool adds_bos = !empty_prompt.empty() && empty_prompt.front() == tokenizer->bos_id();
+        RLJ_ASSIGN_OR_RETURN(content, WithJinjaChatTemplate(content, adds_bos));
+      }
       RLJ_RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/" + name, content));
     }
   }

@@ -85,6 +85,25 @@ def greedy(model, prompt_ids, eos):
     return ids[len(prompt_ids):]
 
 
+def check_chat_template(rlj, exported, where):
+    """rlj export writes rlj's chat template as Jinja too: transformers renders a chat as rlj does."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(exported)
+    assert tokenizer.chat_template, f"{where}: the export has rlj_chat_template but no Jinja chat_template"
+    hf_chat = tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], tokenize=True,
+                                            add_generation_prompt=True)
+    rlj_chat = json.loads(util.run_rlj(rlj, ["tokenize", "--tokenizer", exported, "--prompt", "--chat-template", "auto"],
+                                       input=json.dumps(PROMPT) + "\n"))
+    assert list(hf_chat) == rlj_chat, (where, list(hf_chat), rlj_chat)
+
+
+def check_golden_chat_template(rlj, dir):
+    """tests/golden/tiny_byte_llama names rlj's plain template (rlj_chat_template) and no Jinja one."""
+    exported = os.path.join(dir, "tiny-byte-llama-export")
+    util.run_rlj(rlj, ["export", "--checkpoint", os.path.join(util.SOURCE_DIR, "tests", "golden", "tiny_byte_llama"),
+                       "--out", exported])
+    check_chat_template(rlj, exported, "tiny_byte_llama")
+
+
 def check_kind(rlj, dir, name, model_section):
     checkpoint = os.path.join(dir, f"{name}-ckpt")
     util.run_rlj(rlj, ["sft", sft_config(dir, name, model_section), "--output", checkpoint])
@@ -104,10 +123,10 @@ def check_kind(rlj, dir, name, model_section):
 
         tokenizer = transformers.AutoTokenizer.from_pretrained(exported)
         assert tokenizer(PROMPT)["input_ids"] == prompt_ids, (where, tokenizer(PROMPT)["input_ids"], prompt_ids)
-        if tokenizer.chat_template is None and dtype == "float32":
-            # Not a failure (yet): the export names rlj's template (rlj_chat_template) but writes no Jinja
-            # chat_template, so transformers' apply_chat_template and vLLM's /v1/chat/completions have none.
-            print(f"# {where}: the export has no Jinja chat_template (tokenizer_config.json)")
+        with open(os.path.join(exported, "tokenizer_config.json")) as f:
+            rlj_template = json.load(f).get("rlj_chat_template", "")
+        if rlj_template:
+            check_chat_template(rlj, exported, where)
 
         generated = json.loads(util.run_rlj(rlj, [
             "generate", "--model", exported, "--prompt-ids", ",".join(map(str, prompt_ids)), "--max-new-tokens",
@@ -154,6 +173,7 @@ def main():
         util.run_rlj(rlj, ["dataset", "arithmetic", "--out", dir, "--train", "200", "--eval", "20",
                            "--max-operand", "20"])
         checks.run("golden checkpoints: transformers' logits equal the NumPy reference", check_goldens, rlj, dir)
+        checks.run("rlj's chat template reaches transformers' apply_chat_template", check_golden_chat_template, rlj, dir)
         for name, model_section in KINDS.items():
             checks.run(f"{name}: transformers loads rlj's export and agrees", check_kind, rlj, dir, name, model_section)
     checks.finish()

@@ -11,6 +11,7 @@
 
 #include "common/file_util.h"
 #include "common/tokenizer/byte_tokenizer.h"
+#include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
 #include "model/checkpoint/checkpoint.h"
 #include "model_test_util.h"
@@ -110,6 +111,20 @@ TEST(HfExport, Bfloat16WeightsAndARealTokenizerWithSeveralStopIds) {
   options.dtype = "float32";
   EXPECT_TRUE(FailsWith(ExportHuggingFaceModel(scratch.file("small"), scratch.file("y"), options),
                         absl::StatusCode::kInvalidArgument, "larger than the model's (259)"));
+}
+
+// A tokenizer_config.json that names only rlj's template gets the Jinja one too, so Hugging Face's
+// apply_chat_template (and vLLM's chat endpoint) render prompts as rlj does.
+TEST(HfExport, RljsChatTemplateIsWrittenAsJinjaForHuggingFace) {
+  testing::ScratchDir scratch;
+  RLJ_ASSERT_OK(
+      ExportHuggingFaceModel(std::string(RLJ_SOURCE_DIR) + "/tests/golden/tiny_byte_llama", scratch.file("hf")));
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::string text, ReadFile(scratch.file("hf") + "/tokenizer_config.json"));
+  const nlohmann::json config = nlohmann::json::parse(text);
+  RLJ_ASSERT_OK_AND_ASSIGN(const ChatTemplate plain, ChatTemplate::Parse("plain"));
+  EXPECT_EQ(config.value("chat_template", ""), "{{ bos_token }}" + plain.ToJinja());  // the byte tokenizer adds <bos>
+  EXPECT_EQ(config.value("rlj_chat_template", ""), "plain");
+  EXPECT_EQ(config.value("eos_token", ""), "<eos>");
 }
 
 // Rewrites tests/golden/tiny_byte_llama (the integration tests' `rlj generate` model: byte vocabulary, 1 layer,
