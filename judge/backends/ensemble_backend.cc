@@ -125,7 +125,7 @@ GroupRanking RankGroup(const ChatReplies& replies, size_t k, int n, const std::s
   absl::StatusOr<std::vector<int>> forward_ranking = absl::UnknownError("");
   absl::StatusOr<std::vector<int>> reversed_ranking = absl::UnknownError("");
   if (bad != nullptr) {
-    ranking.failure = bad->message;
+    ranking.failure = bad->message.empty() ? "the teacher's answer failed" : bad->message;  // never empty: failed
     ranking.code = bad->code;
     ranking.kind = bad->kind;
   } else {
@@ -141,7 +141,9 @@ GroupRanking RankGroup(const ChatReplies& replies, size_t k, int n, const std::s
   if (forward.ok && forward_ranking.ok()) usable.push_back(2 * k);
   if (reversed.ok && reversed_ranking.ok()) usable.push_back(2 * k + 1);
   replies.Remember(usable);
-  if (ranking.failure.empty()) ranking.positions = PositionsFromRankings(*forward_ranking, *reversed_ranking);
+  if (ranking.failure.empty() && forward_ranking.ok() && reversed_ranking.ok()) {
+    ranking.positions = PositionsFromRankings(*forward_ranking, *reversed_ranking);
+  }
   return ranking;
 }
 
