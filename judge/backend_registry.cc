@@ -1,7 +1,6 @@
 // backend_registry.cc: the table of judge backend kinds, named backends (judge.backends), and failover.
 #include "judge/backend_registry.h"
 
-#include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -69,18 +68,29 @@ std::string KnownJudgeBackendNames() {
   return absl::StrJoin(names, ", ");
 }
 
+namespace {
+
+// The backend kind called `name`, or null when no kind is.
+const JudgeBackendEntry* FindJudgeBackendKind(const std::string& name) {
+  for (const JudgeBackendEntry& entry : JudgeBackendTable()) {
+    if (entry.name == name) return &entry;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<JudgeBackend>> MakeNamedJudgeBackend(const v1::JudgeConfig& config,
                                                                     const std::string& name, const std::string& label,
                                                                     const JudgeBackendDeps& deps, bool allow_ensemble) {
   JudgeBackendDeps named = deps;
   named.label = label.empty() ? name : label;
-  for (const JudgeBackendEntry& entry : JudgeBackendTable()) {
-    if (entry.name != name) continue;
+  if (const JudgeBackendEntry* kind = FindJudgeBackendKind(name); kind != nullptr) {
     if (name == "ensemble" && !allow_ensemble) {
       return absl::InvalidArgumentError("an ensemble cannot contain an ensemble");
     }
     named.section = absl::StrCat("judge.", name);
-    return entry.make(config, named);
+    return kind->make(config, named);
   }
   auto it = config.backends().find(name);
   if (it == config.backends().end()) {
@@ -99,10 +109,10 @@ absl::StatusOr<std::unique_ptr<JudgeBackend>> MakeNamedJudgeBackend(const v1::Ju
   *resolved.mutable_anthropic() = defined.anthropic();
   *resolved.mutable_command() = defined.command();
   *resolved.mutable_remote() = defined.remote();
-  for (const JudgeBackendEntry& entry : JudgeBackendTable()) {
-    if (entry.name != defined.backend() || entry.name == "ensemble") continue;
-    named.section = absl::StrCat("judge.backends.", name, ".", entry.name);
-    return entry.make(resolved, named);
+  if (const JudgeBackendEntry* kind = FindJudgeBackendKind(defined.backend());
+      kind != nullptr && kind->name != "ensemble") {
+    named.section = absl::StrCat("judge.backends.", name, ".", kind->name);
+    return kind->make(resolved, named);
   }
   return absl::InvalidArgumentError(absl::StrCat("judge.backends.", name, ".backend '", defined.backend(),
                                                  "' must be one of rule, openai, anthropic, command, remote"));
@@ -110,9 +120,8 @@ absl::StatusOr<std::unique_ptr<JudgeBackend>> MakeNamedJudgeBackend(const v1::Ju
 
 absl::StatusOr<std::unique_ptr<JudgeBackend>> MakeJudgeBackend(const v1::JudgeConfig& config,
                                                                const JudgeBackendDeps& deps) {
-  const bool a_kind = std::any_of(JudgeBackendTable().begin(), JudgeBackendTable().end(),
-                                  [&](const JudgeBackendEntry& entry) { return entry.name == config.backend(); });
-  if (!a_kind && config.backends().find(config.backend()) == config.backends().end()) {
+  if (FindJudgeBackendKind(config.backend()) == nullptr &&
+      config.backends().find(config.backend()) == config.backends().end()) {
     return absl::InvalidArgumentError(
         absl::StrCat("judge.backend '", config.backend(), "' is unknown; known backends: ", KnownJudgeBackendNames()));
   }

@@ -48,18 +48,14 @@ at::Tensor InvertCdf(const at::Tensor& scores, const std::vector<double>& unifor
   return index.clamp_max(scores.size(1) - 1).view({-1});
 }
 
-// Unfiltered rows: softmax(logits / T) inverted in id order.
-at::Tensor SampleUnfiltered(const at::Tensor& logits, const RowGroup& group) {
-  const at::Tensor index = at::tensor(group.index, at::kLong).to(logits.device());
-  const at::Tensor scores = logits.index_select(0, index) / RowGroup::Column(group.temperature, logits);
+// Unfiltered rows: softmax(scores) inverted in id order; `scores` are the group's rows over their temperature.
+at::Tensor SampleUnfiltered(const at::Tensor& scores, const RowGroup& group) {
   return InvertCdf(scores, group.uniform);
 }
 
 // Filtered rows: sorted by likelihood, cut to each row's top-k then top-p (the most likely id always stays),
 // inverted in that order and mapped back to ids.
-at::Tensor SampleFiltered(const at::Tensor& logits, const RowGroup& group) {
-  const at::Tensor index = at::tensor(group.index, at::kLong).to(logits.device());
-  const at::Tensor scores = logits.index_select(0, index) / RowGroup::Column(group.temperature, logits);
+at::Tensor SampleFiltered(const at::Tensor& scores, const RowGroup& group) {
   auto [sorted, order] = scores.sort(-1, /*descending=*/true);
   const at::Tensor rank = at::arange(sorted.size(1), sorted.options()).view({1, -1});
   sorted.masked_fill_(rank.ge(RowGroup::Column(group.top_k, sorted)), -kInfinity);
@@ -107,8 +103,9 @@ at::Tensor ChooseTokens(const at::Tensor& logits, int64_t usable_vocab, std::spa
   at::Tensor ids = usable.argmax(-1);  // the greedy rows' answer; sampling rows overwrite theirs
   for (const RowGroup* group : {&unfiltered, &filtered}) {
     if (group->index.empty()) continue;
-    const at::Tensor chosen = group == &filtered ? SampleFiltered(usable, *group) : SampleUnfiltered(usable, *group);
-    ids.index_copy_(0, at::tensor(group->index, at::kLong).to(ids.device()), chosen);
+    const at::Tensor index = at::tensor(group->index, at::kLong).to(ids.device());
+    const at::Tensor scores = usable.index_select(0, index) / RowGroup::Column(group->temperature, usable);
+    ids.index_copy_(0, index, group == &filtered ? SampleFiltered(scores, *group) : SampleUnfiltered(scores, *group));
   }
   return ids.to(at::kCPU);
 }

@@ -293,10 +293,11 @@ class EngineRows : public DecodeRows {
     const at::Tensor ids = ChooseTokens(logits, usable_vocab_, streams);
     const at::Tensor logprobs = logits.log_softmax(-1).contiguous();
     const int64_t vocab = logprobs.size(1);
+    const auto id_access = ids.accessor<int64_t, 1>();
     for (size_t i = 0; i < rows.size(); ++i) {
       Row& row = *rows_[static_cast<size_t>(rows[i])];
       const float* row_logprobs = logprobs.data_ptr<float>() + static_cast<int64_t>(i) * vocab;
-      const auto id = static_cast<int32_t>(ids[static_cast<int64_t>(i)].item<int64_t>());
+      const auto id = static_cast<int32_t>(id_access[static_cast<int64_t>(i)]);
       RLJ_RETURN_IF_ERROR(Record(row, id, row_logprobs));
     }
     return ids;

@@ -88,8 +88,8 @@ absl::Status ExportHuggingFaceModel(const std::string& checkpoint_dir, const std
       if (!IsFile(tokenizer_dir + "/" + name)) continue;
       RLJ_ASSIGN_OR_RETURN(std::string content, ReadFile(tokenizer_dir + "/" + name));
       if (name == "tokenizer_config.json") {
-        const std::vector<int32_t> empty_prompt = tokenizer->EncodePrompt("");
-        const bool adds_bos = !empty_prompt.empty() && empty_prompt.front() == tokenizer->bos_id();
+        const std::vector<int32_t> prefix = tokenizer->prefix_ids();
+        const bool adds_bos = !prefix.empty() && prefix.front() == tokenizer->bos_id();
         RLJ_ASSIGN_OR_RETURN(content, WithJinjaChatTemplate(content, adds_bos));
       }
       RLJ_RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/" + name, content));
