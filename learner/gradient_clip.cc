@@ -11,13 +11,14 @@ namespace rlj {
 ClippedGradients ClipGradients(const std::vector<at::Tensor>& parameters, double loss, double max_norm) {
   ClippedGradients out;
   if (!std::isfinite(loss)) return out;
-  // Global L2 norm of every gradient, in one device sync.
-  std::vector<at::Tensor> norms;
-  norms.reserve(parameters.size());
+  // Global L2 norm of every gradient: squares summed in double, in one device sync.
+  at::Tensor squares;
   for (const at::Tensor& parameter : parameters) {
-    if (parameter.grad().defined()) norms.push_back(parameter.grad().norm().to(at::kDouble));
+    if (!parameter.grad().defined()) continue;
+    const at::Tensor sum = parameter.grad().to(at::kDouble).square().sum();
+    squares = squares.defined() ? squares + sum : sum;
   }
-  out.norm = norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
+  out.norm = squares.defined() ? std::sqrt(squares.item<double>()) : 0.0;
   out.norm_taken = true;
   if (!std::isfinite(out.norm)) return out;
   out.finite = true;
