@@ -44,7 +44,7 @@ absl::StatusOr<EvalResult> EvaluateAccuracy(Transformer& model, const Tokenizer&
     for (size_t i = begin; i < end; ++i) {
       const SampledCompletion& completion = completions[i - begin];
       EvalExample example{rows[i].id, rows[i].prompt, completion.text, rows[i].reference, false};
-      example.correct = options.match_mode == "exact"
+      example.correct = options.match_mode == v1::RuleJudgeConfig::exact
                             ? ExactMatch(completion.text, rows[i].reference)
                             : NumericMatch(completion.text, rows[i].reference, options.tolerance);
       result.correct += example.correct ? 1 : 0;

@@ -18,7 +18,7 @@ struct EvalOptions {
   int max_new_tokens = 32;
   int batch_size = 64;
   std::vector<std::string> stop_strings;
-  std::string match_mode = "numeric";  // exact | numeric
+  v1::RuleJudgeConfig::Check match_mode = v1::RuleJudgeConfig::numeric;  // exact, else numeric
   double tolerance = 1e-6;
 };
 

@@ -133,9 +133,17 @@ void ApplyVerdicts(const v1::ScoreResponse& judged, v1::RolloutGroup* group, Act
       rollout.set_valid(false);
       rollout.set_error(verdict == nullptr ? "no verdict for this sample" : verdict->error().message());
       stats->samples_failed.fetch_add(1);
+    } else if (!verdict->token_logprobs().empty() &&
+               verdict->token_logprobs_size() != rollout.completion_tokens_size()) {
+      // A per-token signal that does not line up with the tokens would train the wrong tokens: masked.
+      rollout.set_valid(false);
+      rollout.set_error(absl::StrCat("the verdict has ", verdict->token_logprobs_size(), " token log-probs for ",
+                                     rollout.completion_tokens_size(), " completion tokens"));
+      stats->samples_failed.fetch_add(1);
     } else {
       rollout.set_valid(true);
       rollout.set_reward(verdict->reward());
+      *rollout.mutable_teacher_logprobs() = verdict->token_logprobs();
     }
   }
 }
@@ -188,7 +196,7 @@ absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
   judge_options.call_timeout = std::chrono::milliseconds(config.judge().timeout_ms());
   judge_options.retry_budget = RetryBudget(config);
   judge_options.backoff = kActorBackoff;
-  judge_options.wait_out_outages = config.judge().on_outage() == "pause";
+  judge_options.wait_out_outages = config.judge().on_outage() == v1::JudgeConfig::pause;
   state->judge_client = std::make_unique<JudgeClient>(state->judge, judge_options);
   return std::unique_ptr<RolloutWorker>(new RolloutWorker(std::move(state)));
 }
@@ -334,6 +342,10 @@ RolloutWorker::SampledGroup RolloutWorker::MakeGroup(const v1::LeasePromptsRespo
     sample->set_run(s.config.name());
     sample->set_actor(s.options.name);
     sample->set_policy_version(s.version);
+    // The tokens themselves, for judges that score them (distill mode), with the sampler's log-probs.
+    *sample->mutable_prompt_token_ids() = group.prompt_tokens();
+    *sample->mutable_completion_token_ids() = rollout->completion_tokens();
+    *sample->mutable_behaviour_logprobs() = rollout->behaviour_logprobs();
   }
   return sampled;
 }

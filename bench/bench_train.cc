@@ -76,7 +76,7 @@ absl::StatusOr<nlohmann::json> RunBench(const TrainFlags& flags) {
   v1::LearnerConfig* learner = config.mutable_learner();
   learner->set_lr(1e-5);
   learner->set_kl_coef(0.04);  // a frozen reference and its forward pass
-  learner->set_kl_estimator("k3");
+  learner->set_kl_estimator(v1::LearnerConfig::k3);
   learner->set_clip_eps(0.2);
   learner->set_grad_clip(1.0);
   learner->set_steps(flags.repeats + 1);

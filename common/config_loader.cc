@@ -107,8 +107,13 @@ std::string TypeName(const FieldDescriptor* field) {
       return "true or false";
     case FieldDescriptor::CPPTYPE_STRING:
       return "a string";
-    case FieldDescriptor::CPPTYPE_ENUM:
-      return "one of the enum names";
+    case FieldDescriptor::CPPTYPE_ENUM: {
+      std::vector<std::string> names;
+      for (int i = 0; i < field->enum_type()->value_count(); ++i) names.push_back(field->enum_type()->value(i)->name());
+      const std::string last = names.back();
+      names.pop_back();
+      return names.empty() ? last : absl::StrCat(absl::StrJoin(names, ", "), " or ", last);
+    }
     case FieldDescriptor::CPPTYPE_MESSAGE:
       return "a mapping";
   }

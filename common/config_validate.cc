@@ -1,5 +1,6 @@
 // config_validate.cc: the checks of a parsed RunConfig: the schema's ranges (config_ranges), then the names
-// a string key accepts and the agreements between keys.
+// a string key accepts and the agreements between keys. Choices that are enums in the schema are checked by
+// the loader; the judge section's backends are checked by judge/backend_registry (ValidateJudgeConfig).
 #include "common/config_validate.h"
 
 #include <algorithm>
@@ -68,66 +69,21 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
     RLJ_REQUIRE(!s.stop(i).empty(), absl::StrCat("sampling.stop[", i, "]"), "must not be empty");
   }
 
-  const auto& j = c.judge();
-  // The kinds of judge/backend_registry (the judge checks each backend's own section when it builds it).
-  const auto judge_kind = [](const std::string& name) {
-    return name == "rule" || name == "openai" || name == "anthropic" || name == "command" || name == "remote" ||
-           name == "ensemble";
-  };
-  const auto judge_backend_known = [&](const std::string& name) {
-    return judge_kind(name) || j.backends().count(name) > 0;
-  };
-  RLJ_REQUIRE(judge_backend_known(j.backend()), "judge.backend",
-              "must be rule or openai (or anthropic, command, remote, ensemble, or a judge.backends name)");
-  RLJ_REQUIRE(j.failover().empty() || (judge_backend_known(j.failover()) && j.failover() != "ensemble"),
-              "judge.failover", "must be empty, a backend kind other than ensemble, or a judge.backends name");
-  for (const auto& [name, entry] : j.backends()) {
-    RLJ_REQUIRE(judge_kind(entry.backend()) && entry.backend() != "ensemble",
-                absl::StrCat("judge.backends.", name, ".backend"),
-                "must be rule, openai, anthropic, command or remote");
-  }
-  for (int i = 0; i < j.ensemble().components_size(); ++i) {
-    RLJ_REQUIRE(
-        judge_backend_known(j.ensemble().components(i).backend()) && j.ensemble().components(i).backend() != "ensemble",
-        absl::StrCat("judge.ensemble.components[", i, "].backend"),
-        "must be a backend kind other than ensemble, or a judge.backends name");
-  }
-  RLJ_REQUIRE(j.rule().mode() == "exact" || j.rule().mode() == "numeric" || j.rule().mode() == "regex" ||
-                  j.rule().mode() == "contains",
-              "judge.rule.mode", "must be exact, numeric, regex or contains");
-  RLJ_REQUIRE(j.on_outage() == "mask" || j.on_outage() == "pause", "judge.on_outage", "must be mask or pause");
-  if (j.backend() == "openai") {
-    const auto& o = j.openai();
-    RLJ_REQUIRE(o.mode() == "rubric" || o.mode() == "label" || o.mode() == "likelihood", "judge.openai.mode",
-                "must be rubric, label or likelihood");
-    RLJ_REQUIRE(!o.model().empty(), "judge.openai.model", "is required with judge.backend: openai");
-    RLJ_REQUIRE(o.mode() == "likelihood" || !o.rubric().empty(), "judge.openai.rubric",
-                "is required with judge.backend: openai (rubric and label modes)");
-    RLJ_REQUIRE(o.score_max() > o.score_min(), "judge.openai.score_max", "must be > judge.openai.score_min");
-  }
-
   const auto& l = c.learner();
-  RLJ_REQUIRE(l.algorithm() == "grpo" || l.algorithm() == "dr_grpo" || l.algorithm() == "rloo", "learner.algorithm",
-              "must be grpo, dr_grpo or rloo");
   RLJ_REQUIRE(l.buffer_groups() >= l.groups_per_step(), "learner.buffer_groups", "must be >= learner.groups_per_step");
   RLJ_REQUIRE(!l.has_device() || l.device() == "auto" || l.device() == "cpu" || l.device() == "cuda", "learner.device",
               "must be auto, cpu or cuda");
-  RLJ_REQUIRE(!l.has_reward_scaling() || l.reward_scaling() == "group" || l.reward_scaling() == "batch" ||
-                  l.reward_scaling() == "none",
-              "learner.reward_scaling", "must be group, batch or none");
   RLJ_REQUIRE(l.dual_clip() == 0 || l.dual_clip() > 1, "learner.dual_clip", "must be 0 (off) or > 1");
-  RLJ_REQUIRE(l.loss_aggregation() == "token_mean" || l.loss_aggregation() == "seq_mean_token_mean" ||
-                  l.loss_aggregation() == "seq_mean_token_sum",
-              "learner.loss_aggregation", "must be token_mean, seq_mean_token_mean or seq_mean_token_sum");
-  RLJ_REQUIRE(l.kl_estimator() == "k1" || l.kl_estimator() == "k2" || l.kl_estimator() == "k3", "learner.kl_estimator",
-              "must be k1, k2 or k3");
-  RLJ_REQUIRE(l.truncated() == "keep" || l.truncated() == "mask" || l.truncated() == "penalize", "learner.truncated",
-              "must be keep, mask or penalize");
   RLJ_REQUIRE(l.tis_cap() == 0 || l.tis_cap() >= 1, "learner.tis_cap", "must be 0 (off) or >= 1");
-  RLJ_REQUIRE(l.lr_schedule() == "constant" || l.lr_schedule() == "cosine", "learner.lr_schedule",
-              "must be constant or cosine");
-  RLJ_REQUIRE(l.wire_dtype() == "float32" || l.wire_dtype() == "bfloat16", "learner.wire_dtype",
-              "must be float32 or bfloat16");
+
+  // learner.distill adds the judge's per-token teacher log-probs; without a judge that gives them it would
+  // silently do nothing.
+  bool distill_judge = c.judge().openai().mode() == v1::OpenAIMode::distill;
+  for (const auto& [name, entry] : c.judge().backends()) {
+    distill_judge = distill_judge || entry.openai().mode() == v1::OpenAIMode::distill;
+  }
+  RLJ_REQUIRE(l.distill().coef() == 0 || distill_judge, "learner.distill.coef",
+              "needs a judge that gives per-token teacher log-probs (an openai backend with mode: distill)");
 
   const auto& a = c.actor();
   RLJ_REQUIRE(int64_t{a.prompts_per_batch()} * c.sampling().group_size() <= kMaxSamplesPerScoreRequest,

@@ -44,7 +44,7 @@ Services* g_services = nullptr;
 void Start() {
   auto* s = new Services();
   rlj::v1::RuleJudgeConfig rule;
-  rule.add_checks("numeric");
+  rule.add_checks(v1::RuleJudgeConfig::numeric);
   auto backend = rlj::RuleBackend::Create(rule);
   if (!backend.ok()) Fail("cannot make the rule backend: " + std::string(backend.status().message()));
   const std::filesystem::path dir =

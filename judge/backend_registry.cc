@@ -34,27 +34,38 @@ std::optional<std::string> GetEnv(const std::string& name) {
 const std::vector<JudgeBackendEntry>& JudgeBackendTable() {
   static const auto* table = new std::vector<JudgeBackendEntry>{
       {"rule", "checks the completion against the reference (exact, numeric, regex, contains; length penalty)",
+       [](const v1::JudgeConfig& config, const std::string& section) {
+         return RuleBackend::Validate(config.rule(), section);
+       },
        [](const v1::JudgeConfig& config,
           const JudgeBackendDeps& deps) -> absl::StatusOr<std::unique_ptr<JudgeBackend>> {
          return Upcast(RuleBackend::Create(config.rule(), deps));
        }},
       {"openai", "a teacher behind an OpenAI-compatible API: rubric, label (logprobs) or likelihood mode",
+       OpenAIBackend::Validate,
        [](const v1::JudgeConfig& config, const JudgeBackendDeps& deps) {
          return Upcast(OpenAIBackend::Create(config, deps));
        }},
-      {"anthropic", "a teacher behind the Anthropic Messages API, rubric mode",
+      {"anthropic", "a teacher behind the Anthropic Messages API, rubric mode", AnthropicBackend::Validate,
        [](const v1::JudgeConfig& config, const JudgeBackendDeps& deps) {
          return Upcast(AnthropicBackend::Create(config, deps));
        }},
       {"command", "an external program speaking JSON lines on stdin/stdout, kept alive",
+       [](const v1::JudgeConfig& config, const std::string& section) {
+         return CommandBackend::Validate(config.command(), section);
+       },
        [](const v1::JudgeConfig& config, const JudgeBackendDeps& deps) {
          return Upcast(CommandBackend::Create(config.command(), deps));
        }},
       {"remote", "any service implementing rlj.v1.Judge/Score over gRPC",
+       [](const v1::JudgeConfig& config, const std::string& section) {
+         return RemoteBackend::Validate(config.remote(), section);
+       },
        [](const v1::JudgeConfig& config, const JudgeBackendDeps& deps) {
          return Upcast(RemoteBackend::Create(config.remote(), deps));
        }},
       {"ensemble", "a weighted sum of other backends, or a teacher ranking each group (group_rank)",
+       EnsembleBackend::Validate,
        [](const v1::JudgeConfig& config, const JudgeBackendDeps& deps) {
          return Upcast(EnsembleBackend::Create(config, deps));
        }},
@@ -80,17 +91,22 @@ const JudgeBackendEntry* FindJudgeBackendKind(const std::string& name) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<JudgeBackend>> MakeNamedJudgeBackend(const v1::JudgeConfig& config,
-                                                                    const std::string& name, const std::string& label,
-                                                                    const JudgeBackendDeps& deps, bool allow_ensemble) {
-  JudgeBackendDeps named = deps;
-  named.label = label.empty() ? name : label;
+namespace {
+
+// What a name selects: its kind, the config whose sections that kind reads, and the section's path.
+struct ResolvedBackend {
+  const JudgeBackendEntry* kind = nullptr;
+  v1::JudgeConfig config;
+  std::string section;
+};
+
+absl::StatusOr<ResolvedBackend> ResolveJudgeBackend(const v1::JudgeConfig& config, const std::string& name,
+                                                    bool allow_ensemble) {
   if (const JudgeBackendEntry* kind = FindJudgeBackendKind(name); kind != nullptr) {
     if (name == "ensemble" && !allow_ensemble) {
-      return absl::InvalidArgumentError("an ensemble cannot contain an ensemble");
+      return absl::InvalidArgumentError("an ensemble cannot contain an ensemble (nor be the failover)");
     }
-    named.section = absl::StrCat("judge.", name);
-    return kind->make(config, named);
+    return ResolvedBackend{kind, config, absl::StrCat("judge.", name)};
   }
   auto it = config.backends().find(name);
   if (it == config.backends().end()) {
@@ -101,37 +117,61 @@ absl::StatusOr<std::unique_ptr<JudgeBackend>> MakeNamedJudgeBackend(const v1::Ju
         defined.empty() ? "" : absl::StrCat("; defined in judge.backends: ", absl::StrJoin(defined, ", "))));
   }
   const v1::JudgeBackendConfig& defined = it->second;
-  // The entry's sections stand in for the top-level ones; the judge-wide keys (timeout, cache, …) stay.
-  v1::JudgeConfig resolved = config;
-  resolved.set_backend(defined.backend());
-  *resolved.mutable_rule() = defined.rule();
-  *resolved.mutable_openai() = defined.openai();
-  *resolved.mutable_anthropic() = defined.anthropic();
-  *resolved.mutable_command() = defined.command();
-  *resolved.mutable_remote() = defined.remote();
-  if (const JudgeBackendEntry* kind = FindJudgeBackendKind(defined.backend());
-      kind != nullptr && kind->name != "ensemble") {
-    named.section = absl::StrCat("judge.backends.", name, ".", kind->name);
-    return kind->make(resolved, named);
+  const JudgeBackendEntry* kind = FindJudgeBackendKind(defined.backend());
+  if (kind == nullptr || kind->name == "ensemble") {
+    return absl::InvalidArgumentError(absl::StrCat("judge.backends.", name, ".backend '", defined.backend(),
+                                                   "' must be one of rule, openai, anthropic, command, remote"));
   }
-  return absl::InvalidArgumentError(absl::StrCat("judge.backends.", name, ".backend '", defined.backend(),
-                                                 "' must be one of rule, openai, anthropic, command, remote"));
+  // The entry's sections stand in for the top-level ones; the judge-wide keys (timeout, cache, …) stay.
+  ResolvedBackend resolved{kind, config, absl::StrCat("judge.backends.", name, ".", kind->name)};
+  resolved.config.set_backend(defined.backend());
+  *resolved.config.mutable_rule() = defined.rule();
+  *resolved.config.mutable_openai() = defined.openai();
+  *resolved.config.mutable_anthropic() = defined.anthropic();
+  *resolved.config.mutable_command() = defined.command();
+  *resolved.config.mutable_remote() = defined.remote();
+  return resolved;
+}
+
+}  // namespace
+
+absl::Status ValidateNamedJudgeBackend(const v1::JudgeConfig& config, const std::string& name, bool allow_ensemble) {
+  RLJ_ASSIGN_OR_RETURN(ResolvedBackend resolved, ResolveJudgeBackend(config, name, allow_ensemble));
+  return resolved.kind->validate(resolved.config, resolved.section);
+}
+
+absl::Status ValidateJudgeConfig(const v1::JudgeConfig& config) {
+  RLJ_RETURN_IF_ERROR(ValidateNamedJudgeBackend(config, config.backend()));
+  if (!config.failover().empty()) {
+    if (config.failover() == config.backend()) {
+      return absl::InvalidArgumentError("judge.failover must name a different backend than judge.backend");
+    }
+    RLJ_RETURN_IF_ERROR(
+        Annotate(ValidateNamedJudgeBackend(config, config.failover(), /*allow_ensemble=*/false), "judge.failover"));
+  }
+  for (const auto& [name, entry] : config.backends()) {
+    RLJ_RETURN_IF_ERROR(ValidateNamedJudgeBackend(config, name, /*allow_ensemble=*/false));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<JudgeBackend>> MakeNamedJudgeBackend(const v1::JudgeConfig& config,
+                                                                    const std::string& name, const std::string& label,
+                                                                    const JudgeBackendDeps& deps, bool allow_ensemble) {
+  RLJ_ASSIGN_OR_RETURN(ResolvedBackend resolved, ResolveJudgeBackend(config, name, allow_ensemble));
+  JudgeBackendDeps named = deps;
+  named.label = label.empty() ? name : label;
+  named.section = resolved.section;
+  return resolved.kind->make(resolved.config, named);
 }
 
 absl::StatusOr<std::unique_ptr<JudgeBackend>> MakeJudgeBackend(const v1::JudgeConfig& config,
                                                                const JudgeBackendDeps& deps) {
-  if (FindJudgeBackendKind(config.backend()) == nullptr &&
-      config.backends().find(config.backend()) == config.backends().end()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("judge.backend '", config.backend(), "' is unknown; known backends: ", KnownJudgeBackendNames()));
-  }
+  RLJ_RETURN_IF_ERROR(ValidateJudgeConfig(config));
   auto primary = MakeNamedJudgeBackend(config, config.backend(), "", deps);
   if (!primary.ok()) return primary.status();
   if (config.failover().empty()) return primary;
-  if (config.failover() == config.backend()) {
-    return absl::InvalidArgumentError("judge.failover must name a different backend than judge.backend");
-  }
-  auto secondary = MakeNamedJudgeBackend(config, config.failover(), "", deps);
+  auto secondary = MakeNamedJudgeBackend(config, config.failover(), "", deps, /*allow_ensemble=*/false);
   if (!secondary.ok()) return Annotate(secondary.status(), "judge.failover");
   return std::unique_ptr<JudgeBackend>(
       std::make_unique<FailoverBackend>(std::move(primary).value(), std::move(secondary).value()));

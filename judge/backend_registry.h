@@ -39,10 +39,14 @@ struct JudgeBackendDeps {
 using JudgeBackendFactory =
     std::function<absl::StatusOr<std::unique_ptr<JudgeBackend>>(const v1::JudgeConfig&, const JudgeBackendDeps&)>;
 
+// The checks of a kind's section (named `section` in messages) without starting anything.
+using JudgeBackendValidator = std::function<absl::Status(const v1::JudgeConfig&, const std::string& section)>;
+
 struct JudgeBackendEntry {
   std::string name;         // the kind, as judge.backend spells it
   std::string description;  // one line, for help and errors
-  JudgeBackendFactory make;
+  JudgeBackendValidator validate;
+  JudgeBackendFactory make;  // runs validate first
 };
 
 // Every backend kind, in the order they are listed to users.
@@ -50,6 +54,15 @@ const std::vector<JudgeBackendEntry>& JudgeBackendTable();
 
 // "rule, openai, anthropic, command, remote, ensemble".
 std::string KnownJudgeBackendNames();
+
+// Every name the judge section uses (judge.backend, judge.failover, the ensemble's components, each
+// judge.backends entry) is a known kind or entry, and each section it selects passes its kind's own checks.
+// Starts nothing: `rlj run` calls it before any work; MakeJudgeBackend calls it too.
+absl::Status ValidateJudgeConfig(const v1::JudgeConfig& config);
+
+// The checks of the one backend `name` selects (a kind or a judge.backends entry).
+absl::Status ValidateNamedJudgeBackend(const v1::JudgeConfig& config, const std::string& name,
+                                       bool allow_ensemble = true);
 
 // The backend `config.backend()` names (wrapped with judge.failover when that is set). An unknown name is
 // InvalidArgument listing the known kinds; a backend's own configuration errors pass through.

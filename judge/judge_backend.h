@@ -17,6 +17,12 @@ struct Judgement {
   std::string raw_response;  // the teacher's answer as received (reward log only, never sent back)
 };
 
+// What the judge knows of the run when it starts, for backends that must check the teacher against it.
+struct JudgeStartContext {
+  std::string student_tokenizer;              // how the student's tokenizer is named in messages
+  std::string student_tokenizer_fingerprint;  // TokenizerFingerprint of it
+};
+
 class JudgeBackend {
  public:
   virtual ~JudgeBackend() = default;
@@ -35,6 +41,11 @@ class JudgeBackend {
   // Adds this backend's live state (and its parts': ensemble components, failover) to `status`, merging
   // into the entry of the same name when the usage ledger already made one. Thread-safe.
   virtual void CollectStatus(v1::JudgeStatus* /*status*/) const {}
+
+  // Called once before the judge serves: a backend that cannot work with this run (a teacher with another
+  // vocabulary, an API without what the mode needs) refuses here, with a message naming the backend and why.
+  // Composite backends check their parts. May talk to the teacher.
+  virtual absl::Status CheckAtStart(const JudgeStartContext& /*context*/) { return absl::OkStatus(); }
 };
 
 // The entry for `name` in status->backends(), added when missing.

@@ -8,10 +8,31 @@
 #include "common/run_dir.h"
 #include "common/shutdown.h"
 #include "common/status.h"
+#include "common/tokenizer/tokenizer.h"
+#include "common/tokenizer/tokenizer_fingerprint.h"
 #include "judge/quality/judge_counters_metrics.h"
 #include "judge/quality/judge_quality.h"
 
 namespace rlj {
+namespace {
+
+// The student's tokenizer as the backends' start checks compare it (distill mode).
+JudgeStartContext StartContext(const v1::RunConfig& config) {
+  JudgeStartContext context;
+  context.student_tokenizer = config.tokenizer().kind() == "hf"
+                                  ? absl::StrCat("tokenizer.path ", config.tokenizer().path())
+                                  : absl::StrCat("tokenizer.kind ", config.tokenizer().kind());
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = MakeTokenizer(config);
+  if (tokenizer.ok()) {
+    context.student_tokenizer_fingerprint = TokenizerFingerprint(**tokenizer);
+  } else {
+    absl::StrAppend(&context.student_tokenizer, " (", tokenizer.status().message(), ")");
+  }
+  return context;
+}
+
+}  // namespace
+
 JudgeServer::JudgeServer(v1::RunConfig config, JudgeServerOptions options, JudgeBackendDeps deps)
     : config_(std::move(config)), options_(std::move(options)), deps_(std::move(deps)) {}
 
@@ -36,13 +57,13 @@ absl::StatusOr<std::string> JudgeServer::Start() {
   ledger_ = std::make_shared<UsageLedger>(judge.budget_usd());
   if (deps.ledger == nullptr) deps.ledger = ledger_.get();
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<JudgeBackend> backend, MakeJudgeBackend(judge, deps));
+  RLJ_RETURN_IF_ERROR(backend->CheckAtStart(StartContext(config_)));
   auto service = std::make_unique<JudgeService>(std::move(backend), std::move(reward_log), ledger_);
   RLJ_ASSIGN_OR_RETURN(telemetry_, telemetry::ProcessTelemetry::Start(config_, options_.run_dir, options_.replica,
                                                                       "judge", /*with_tensorboard=*/true));
   RLJ_ASSIGN_OR_RETURN(std::shared_ptr<JudgeQuality> quality, JudgeQuality::Create(config_, telemetry_));
   service->SetQuality(std::move(quality));
-  RLJ_ASSIGN_OR_RETURN(OutagePolicy outage_policy, ParseOutagePolicy(judge.on_outage()));
-  service->SetOutagePolicy(outage_policy);
+  service->SetOutagePolicy(OutagePolicyFromConfig(judge.on_outage()));
   service->ExportOutageMetrics(&telemetry_->metrics());
 
   ServerOptions server_options;
@@ -60,7 +81,8 @@ absl::StatusOr<std::string> JudgeServer::Start() {
   log::Info("judge backend {} ({}), reward log {}, cache {}{}, on outage: {}", service_->backend().name(),
             service_->backend().model(), run_dir.reward_log_path(options_.replica),
             cache_ != nullptr ? cache_->path() : std::string("off"),
-            judge.budget_usd() > 0 ? absl::StrCat(", budget $", judge.budget_usd()) : std::string(), judge.on_outage());
+            judge.budget_usd() > 0 ? absl::StrCat(", budget $", judge.budget_usd()) : std::string(),
+            v1::JudgeConfig::OutagePolicy_Name(judge.on_outage()));
   log::Info("judge listening on {}", address_);
   return address_;
 }

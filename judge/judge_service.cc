@@ -354,10 +354,8 @@ void JudgeService::ExportOutageMetrics(telemetry::MetricsRegistry* registry) {
   });
 }
 
-absl::StatusOr<OutagePolicy> ParseOutagePolicy(const std::string& name) {
-  if (name == "mask") return OutagePolicy::kMask;
-  if (name == "pause") return OutagePolicy::kPause;
-  return absl::InvalidArgumentError(absl::StrCat("judge.on_outage: '", name, "' is not mask or pause"));
+OutagePolicy OutagePolicyFromConfig(v1::JudgeConfig::OutagePolicy policy) {
+  return policy == v1::JudgeConfig::pause ? OutagePolicy::kPause : OutagePolicy::kMask;
 }
 
 void JudgeService::Count(const v1::ScoreResponse& response) {

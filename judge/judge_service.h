@@ -18,6 +18,7 @@
 #include "common/wire_bounds.h"  // kMaxSamplesPerScoreRequest: larger requests are rejected
 #include "judge/judge_backend.h"
 #include "judge/usage_ledger.h"
+#include "rlj/v1/config.pb.h"
 #include "rlj/v1/judge.grpc.pb.h"
 
 namespace rlj {
@@ -47,7 +48,7 @@ enum class OutagePolicy {
   kMask,   // answer them with their error: the actor masks them, the run goes on with what is judged
   kPause,  // answer the whole call UNAVAILABLE (nothing logged): the actor keeps the group and retries it
 };
-absl::StatusOr<OutagePolicy> ParseOutagePolicy(const std::string& name);  // "mask" | "pause"
+OutagePolicy OutagePolicyFromConfig(v1::JudgeConfig::OutagePolicy policy);
 
 class JudgeService final : public v1::Judge::Service {
  public:

@@ -44,30 +44,30 @@ GroupAdvantageResult GroupStatistics(const std::vector<double>& rewards, const s
 
 }  // namespace
 
-absl::StatusOr<AdvantageOptions> AdvantageOptionsFromConfig(const v1::LearnerConfig& learner) {
+AdvantageOptions AdvantageOptionsFromConfig(const v1::LearnerConfig& learner) {
   AdvantageOptions options;
-  const std::string& algorithm = learner.algorithm();
-  if (algorithm == "grpo") {
-    options = {AdvantageBaseline::kGroupMean, RewardScaling::kGroup};
-  } else if (algorithm == "dr_grpo") {
-    options = {AdvantageBaseline::kGroupMean, RewardScaling::kNone};
-  } else if (algorithm == "rloo") {
-    options = {AdvantageBaseline::kLeaveOneOut, RewardScaling::kNone};
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("learner.algorithm: '", algorithm, "' is not grpo, dr_grpo or rloo"));
+  switch (learner.algorithm()) {
+    case v1::LearnerConfig::grpo:
+      options = {AdvantageBaseline::kGroupMean, RewardScaling::kGroup};
+      break;
+    case v1::LearnerConfig::dr_grpo:
+      options = {AdvantageBaseline::kGroupMean, RewardScaling::kNone};
+      break;
+    case v1::LearnerConfig::rloo:
+      options = {AdvantageBaseline::kLeaveOneOut, RewardScaling::kNone};
+      break;
   }
   if (learner.has_reward_scaling()) {
-    const std::string& scaling = learner.reward_scaling();
-    if (scaling == "group") {
-      options.scaling = RewardScaling::kGroup;
-    } else if (scaling == "batch") {
-      options.scaling = RewardScaling::kBatch;
-    } else if (scaling == "none") {
-      options.scaling = RewardScaling::kNone;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("learner.reward_scaling: '", scaling, "' is not group, batch or none"));
+    switch (learner.reward_scaling()) {
+      case v1::LearnerConfig::group:
+        options.scaling = RewardScaling::kGroup;
+        break;
+      case v1::LearnerConfig::batch:
+        options.scaling = RewardScaling::kBatch;
+        break;
+      case v1::LearnerConfig::none:
+        options.scaling = RewardScaling::kNone;
+        break;
     }
   }
   return options;
@@ -122,7 +122,7 @@ BatchAdvantageResult ComputeAdvantages(const std::vector<GroupRewards>& groups, 
   return result;
 }
 
-absl::StatusOr<PolicyLossOptions> PolicyLossOptionsFromConfig(const v1::LearnerConfig& learner) {
+PolicyLossOptions PolicyLossOptionsFromConfig(const v1::LearnerConfig& learner) {
   PolicyLossOptions options;
   options.clip_low = learner.has_clip_eps_low() ? learner.clip_eps_low() : learner.clip_eps();
   options.clip_high = learner.has_clip_eps_high() ? learner.clip_eps_high() : learner.clip_eps();
@@ -130,15 +130,16 @@ absl::StatusOr<PolicyLossOptions> PolicyLossOptionsFromConfig(const v1::LearnerC
   options.kl_coef = learner.kl_coef();
   options.entropy_coef = learner.entropy_coef();
   options.tis_cap = learner.tis_cap();
-  const std::string& kl = learner.kl_estimator();
-  if (kl == "k1") {
-    options.kl_estimator = KlEstimator::kK1;
-  } else if (kl == "k2") {
-    options.kl_estimator = KlEstimator::kK2;
-  } else if (kl == "k3") {
-    options.kl_estimator = KlEstimator::kK3;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("learner.kl_estimator: '", kl, "' is not k1, k2 or k3"));
+  switch (learner.kl_estimator()) {
+    case v1::LearnerConfig::k1:
+      options.kl_estimator = KlEstimator::kK1;
+      break;
+    case v1::LearnerConfig::k2:
+      options.kl_estimator = KlEstimator::kK2;
+      break;
+    case v1::LearnerConfig::k3:
+      options.kl_estimator = KlEstimator::kK3;
+      break;
   }
   return options;
 }
@@ -157,8 +158,12 @@ PolicyLossResult PolicyLoss(const PolicyLossInputs& in, const PolicyLossOptions&
   check_same(in.ref_logprobs, "ref_logprobs");
   check_same(in.entropy, "entropy");
   check_same(in.weights, "weights");
-  TORCH_CHECK(in.advantages.dim() == 1 && in.advantages.size(0) == logprobs.size(0),
-              "advantages must be [N] with N = ", logprobs.size(0), ", got ", in.advantages.sizes());
+  check_same(in.token_advantages, "token_advantages");
+  const bool per_token = in.token_advantages.defined();
+  TORCH_CHECK(
+      per_token || (in.advantages.defined() && in.advantages.dim() == 1 && in.advantages.size(0) == logprobs.size(0)),
+      "advantages must be [N] with N = ", logprobs.size(0), ", got ",
+      in.advantages.defined() ? in.advantages.sizes() : at::IntArrayRef{});
 
   const at::ScalarType type = logprobs.scalar_type();
   const at::Tensor weight = in.weights.detach().to(type);
@@ -167,7 +172,9 @@ PolicyLossResult PolicyLoss(const PolicyLossInputs& in, const PolicyLossOptions&
   const at::Tensor behaviour = in.behaviour_logprobs.detach().to(type);
   const bool has_old = in.old_logprobs.defined();
   const at::Tensor proximal = has_old ? in.old_logprobs.detach().to(type) : behaviour;
-  const at::Tensor advantage = in.advantages.detach().to(type).unsqueeze(1);
+  // Per-token advantages outside the mask are replaced by 0 like every other input there: 0 · inf is NaN.
+  const at::Tensor advantage = per_token ? at::where(keep, in.token_advantages.detach().to(type), zeros)
+                                         : in.advantages.detach().to(type).unsqueeze(1);
 
   // Outside the mask every term is computed from 0, so padding cannot produce inf/NaN, not even in grads.
   const at::Tensor ratio = at::where(keep, logprobs - proximal, zeros).clamp(-kMaxLogRatio, kMaxLogRatio).exp();
@@ -236,12 +243,16 @@ PolicyLossResult PolicyLoss(const PolicyLossInputs& in, const PolicyLossOptions&
   return result;
 }
 
-absl::StatusOr<LossAggregation> LossAggregationFromName(const std::string& name) {
-  if (name == "token_mean") return LossAggregation::kTokenMean;
-  if (name == "seq_mean_token_mean") return LossAggregation::kSeqMeanTokenMean;
-  if (name == "seq_mean_token_sum") return LossAggregation::kSeqMeanTokenSum;
-  return absl::InvalidArgumentError(absl::StrCat("learner.loss_aggregation: '", name,
-                                                 "' is not token_mean, seq_mean_token_mean or seq_mean_token_sum"));
+LossAggregation LossAggregationFromConfig(v1::LearnerConfig::LossAggregation aggregation) {
+  switch (aggregation) {
+    case v1::LearnerConfig::seq_mean_token_mean:
+      return LossAggregation::kSeqMeanTokenMean;
+    case v1::LearnerConfig::seq_mean_token_sum:
+      return LossAggregation::kSeqMeanTokenSum;
+    case v1::LearnerConfig::token_mean:
+      break;
+  }
+  return LossAggregation::kTokenMean;
 }
 
 double TokenLossWeight(LossAggregation aggregation, int64_t sequence_tokens, int64_t sequences, int64_t total_tokens) {

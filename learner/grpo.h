@@ -29,8 +29,8 @@ struct AdvantageOptions {
   RewardScaling scaling = RewardScaling::kGroup;
 };
 
-// learner.algorithm and learner.reward_scaling → options; an unknown name is an error naming the key.
-absl::StatusOr<AdvantageOptions> AdvantageOptionsFromConfig(const v1::LearnerConfig& learner);
+// learner.algorithm and learner.reward_scaling → options.
+AdvantageOptions AdvantageOptionsFromConfig(const v1::LearnerConfig& learner);
 
 // Advantages of one group of G completions of a prompt.
 struct GroupAdvantageResult {
@@ -76,8 +76,8 @@ struct PolicyLossOptions {
   double tis_cap = 0;       // > 0: weight each token by min(exp(old - behaviour), tis_cap); needs old_logprobs
 };
 
-// learner.* → options; names the key of a bad value.
-absl::StatusOr<PolicyLossOptions> PolicyLossOptionsFromConfig(const v1::LearnerConfig& learner);
+// learner.* → options.
+PolicyLossOptions PolicyLossOptionsFromConfig(const v1::LearnerConfig& learner);
 
 // The inputs of one (micro-)batch, all [N, T] float except advantages [N]. Everything but logprobs and
 // entropy is treated as a constant.
@@ -87,11 +87,15 @@ struct PolicyLossInputs {
   at::Tensor old_logprobs;  // the learner's at the start of the step; undefined → behaviour is the proximal policy
   at::Tensor ref_logprobs;  // the frozen reference's; undefined → no KL term
   at::Tensor entropy;       // per-token entropy (differentiable); undefined → no entropy bonus
-  at::Tensor advantages;    // [N]
-  at::Tensor weights;       // each token's share of the step's loss; 0 = not trained (see TokenLossWeights)
+  at::Tensor advantages;    // [N]; may be undefined when token_advantages are given
+  // [N, T]: each token's own advantage (on-policy distillation, learner/distill.h); undefined → advantages[n]
+  // for every token of row n.
+  at::Tensor token_advantages;
+  at::Tensor weights;  // each token's share of the step's loss; 0 = not trained (see TokenLossWeights)
 };
 
-// Per token (prox = old_logprobs when given, else behaviour_logprobs):
+// Per token (prox = old_logprobs when given, else behaviour_logprobs; A = token_advantages[n, t] when given,
+// else advantages[n], so the clip and the dual clip below act on each token's own advantage):
 //   ratio = exp(logp - prox)
 //   pg    = -min(ratio·A, clamp(ratio, 1 - clip_low, 1 + clip_high)·A)
 //   pg    = min(pg, -c·A) when A < 0 and dual_clip c > 0
@@ -121,7 +125,7 @@ PolicyLossResult PolicyLoss(const PolicyLossInputs& inputs, const PolicyLossOpti
 
 // How token losses are averaged over a step (learner.loss_aggregation).
 enum class LossAggregation { kTokenMean, kSeqMeanTokenMean, kSeqMeanTokenSum };
-absl::StatusOr<LossAggregation> LossAggregationFromName(const std::string& name);
+LossAggregation LossAggregationFromConfig(v1::LearnerConfig::LossAggregation aggregation);
 
 // The weight of each of a sequence's tokens so that Σ weight · term over the whole step is
 //   token_mean:           Σ_all tokens term / total_tokens

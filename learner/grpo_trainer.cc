@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "learner/distill.h"
 #include "learner/gradient_clip.h"
 #include "learner/grpo.h"
 #include "learner/rank_group.h"
@@ -38,24 +39,28 @@ constexpr double kPi = 3.14159265358979323846;
 struct TrainRow {
   const v1::RolloutGroup* group;
   const v1::Rollout* rollout;
-  float advantage;
-  double weight = 0;   // each completion token's share of the step's loss
-  int64_t length = 0;  // input positions: prompt + completion - 1
+  float advantage;               // the sequence's
+  double weight = 0;             // each trained completion token's share of the step's loss
+  int64_t length = 0;            // input positions: prompt + completion - 1
+  int64_t tokens = 0;            // trained completion tokens: all of them, less those distillation masks
+  TokenAdvantages distill = {};  // learner.distill on: each token's advantage and mask; empty otherwise
 };
 
 // A micro-batch; logits at input position t predict target t (= sequence token t + 1).
 struct Batch {
-  at::Tensor inputs;        // [B, T] int64, right-padded with 0
-  at::Tensor targets;       // [B, T] int64
-  at::Tensor behaviour;     // [B, T] float, the sampler's log-prob at completion targets, 0 elsewhere
-  at::Tensor weights;       // [B, T] float, TrainRow::weight at completion targets, 0 elsewhere
-  at::Tensor mask;          // [B, T] bool, weights > 0
-  at::Tensor advantages;    // [B] float
-  at::Tensor ref_logprobs;  // the reference's log-probs, once per step (kl_coef > 0)
-  at::Tensor old_logprobs;  // the policy's at the step's first pass (tis_cap > 0)
+  at::Tensor inputs;            // [B, T] int64, right-padded with 0
+  at::Tensor targets;           // [B, T] int64
+  at::Tensor behaviour;         // [B, T] float, the sampler's log-prob at completion targets, 0 elsewhere
+  at::Tensor weights;           // [B, T] float, TrainRow::weight at trained completion targets, 0 elsewhere
+  at::Tensor mask;              // [B, T] bool, weights > 0
+  at::Tensor advantages;        // [B] float
+  at::Tensor token_advantages;  // [B, T] float at completion targets, 0 elsewhere (learner.distill on)
+  at::Tensor ref_logprobs;      // the reference's log-probs, once per step (kl_coef > 0)
+  at::Tensor old_logprobs;      // the policy's at the step's first pass (tis_cap > 0)
 };
 
-Batch BuildBatch(const std::vector<const TrainRow*>& rows, const c10::Device& device) {
+// `per_token`: learner.distill is on, and the batch carries each token's advantage and mask.
+Batch BuildBatch(const std::vector<const TrainRow*>& rows, bool per_token, const c10::Device& device) {
   const int64_t batch = static_cast<int64_t>(rows.size());
   int64_t length = 1;
   for (const TrainRow* row : rows) length = std::max(length, row->length);
@@ -63,6 +68,7 @@ Batch BuildBatch(const std::vector<const TrainRow*>& rows, const c10::Device& de
   std::vector<int64_t> targets(batch * length, 0);
   std::vector<float> behaviour(batch * length, 0.0f);
   std::vector<float> weights(batch * length, 0.0f);
+  std::vector<float> token_advantages(per_token ? batch * length : 0, 0.0f);
   std::vector<float> advantages(batch);
   for (int64_t b = 0; b < batch; ++b) {
     const v1::RolloutGroup& group = *rows[b]->group;
@@ -79,9 +85,11 @@ Batch BuildBatch(const std::vector<const TrainRow*>& rows, const c10::Device& de
       target_row[t] = token(t + 1);
     }
     for (int64_t j = 0; j < completion; ++j) {
-      const int64_t t = prompt - 1 + j;
-      weights[b * length + t] = static_cast<float>(rows[b]->weight);
-      behaviour[b * length + t] = rollout.behaviour_logprobs(j);
+      const int64_t target = b * length + prompt - 1 + j;
+      const bool masked = per_token && !rows[b]->distill.valid[j];  // no teacher value: not trained
+      weights[target] = masked ? 0.0f : static_cast<float>(rows[b]->weight);
+      behaviour[target] = rollout.behaviour_logprobs(j);
+      if (per_token) token_advantages[target] = rows[b]->distill.advantages[j];
     }
     advantages[b] = rows[b]->advantage;
   }
@@ -96,6 +104,7 @@ Batch BuildBatch(const std::vector<const TrainRow*>& rows, const c10::Device& de
   out.weights = to_device(weights.data(), {batch, length}, at::kFloat);
   out.mask = out.weights.gt(0);
   out.advantages = to_device(advantages.data(), {batch}, at::kFloat);
+  if (per_token) out.token_advantages = to_device(token_advantages.data(), {batch, length}, at::kFloat);
   return out;
 }
 
@@ -155,14 +164,25 @@ class CudaAutocast {
 struct ScoredGroups {
   BatchAdvantageResult advantages;
   int64_t valid_samples = 0;
-  int64_t masked = 0;  // invalid rollouts
+  int64_t masked = 0;             // invalid rollouts
+  int64_t skipped_no_signal = 0;  // groups without signal that distillation does not train either
 };
 
+// A rollout distillation can learn from even when its group's rewards are all equal.
+bool HasTeacherSignal(const v1::Rollout& rollout) { return rollout.valid() && !rollout.teacher_logprobs().empty(); }
+
+// Whether a group is trained: it has reward signal, or distillation (`distill`) is on and one of its rollouts
+// carries a teacher signal; such a group's sequence advantages are 0, so only the distillation term acts.
+bool TrainsGroup(const v1::RolloutGroup& group, const GroupAdvantageResult& advantages, bool distill) {
+  return advantages.has_signal ||
+         (distill && std::any_of(group.rollouts().begin(), group.rollouts().end(), HasTeacherSignal));
+}
+
 // Rewards (truncated completions penalised when learner.truncated = penalize) and advantages per group;
-// fills the sample and reward metrics.
+// fills the sample and reward metrics. `distill`: learner.distill is on (see TrainsGroup).
 ScoredGroups ScoreGroups(const std::vector<v1::RolloutGroup>& groups, const v1::LearnerConfig& l,
-                         const AdvantageOptions& options, v1::StepMetrics* metrics) {
-  const bool penalize_truncated = l.truncated() == "penalize";
+                         const AdvantageOptions& options, bool distill, v1::StepMetrics* metrics) {
+  const bool penalize_truncated = l.truncated() == v1::LearnerConfig::penalize;
   std::vector<GroupRewards> rewards(groups.size());
   double reward_sum = 0;
   double reward_squares = 0;
@@ -187,7 +207,10 @@ ScoredGroups ScoreGroups(const std::vector<v1::RolloutGroup>& groups, const v1::
     }
   }
   out.advantages = ComputeAdvantages(rewards, options);
-  metrics->set_groups_skipped_no_signal(out.advantages.groups_without_signal);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (!TrainsGroup(groups[g], out.advantages.groups[g], distill)) ++out.skipped_no_signal;
+  }
+  metrics->set_groups_skipped_no_signal(out.skipped_no_signal);
   metrics->set_samples(samples);
   metrics->set_masked_samples(out.masked);
   metrics->set_truncated_samples(truncated);
@@ -199,55 +222,77 @@ ScoredGroups ScoreGroups(const std::vector<v1::RolloutGroup>& groups, const v1::
   return out;
 }
 
-// The completions a step trains on, in order: valid, non-empty, in a group with signal and not masked for
-// truncation (mask_truncated). A malformed one (empty prompt, log-probs of another length, longer than
-// max_seq_len) is an error naming its group.
+// A rollout the step would train that cannot be: an empty prompt, log-probs of another length, longer than
+// max_seq_len. The error names its group.
+absl::Status CheckRollout(const v1::RolloutGroup& group, int r, int max_seq_len) {
+  const v1::Rollout& rollout = group.rollouts(r);
+  if (group.prompt_tokens().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("group '", group.group_id(), "' has an empty prompt"));
+  }
+  if (rollout.completion_tokens_size() != rollout.behaviour_logprobs_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("group '", group.group_id(), "' rollout ", r,
+                                                   ": completion and behaviour log-probs differ in length"));
+  }
+  if (group.prompt_tokens_size() + rollout.completion_tokens_size() > max_seq_len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("group '", group.group_id(), "' rollout ", r, " exceeds max_seq_len ", max_seq_len));
+  }
+  return absl::OkStatus();
+}
+
+// The completions a step trains on, in order: valid, non-empty, in a trained group (TrainsGroup) and not
+// masked for truncation (mask_truncated). With distillation on, each carries its tokens' advantages and mask;
+// a completion without reward signal needs teacher log-probs, and one whose every token is masked is dropped.
+// A malformed one (CheckRollout, teacher log-probs of another length) is an error naming its group.
 absl::StatusOr<std::vector<TrainRow>> SelectTrainRows(const std::vector<v1::RolloutGroup>& groups,
                                                       const BatchAdvantageResult& advantages, bool mask_truncated,
-                                                      int max_seq_len) {
+                                                      int max_seq_len, const DistillOptions& distill) {
+  const bool distilling = distill.coef > 0;
   std::vector<TrainRow> rows;
   for (size_t g = 0; g < groups.size(); ++g) {
     const v1::RolloutGroup& group = groups[g];
-    if (!advantages.groups[g].has_signal) continue;
+    const GroupAdvantageResult& scored = advantages.groups[g];
+    if (!TrainsGroup(group, scored, distilling)) continue;
     for (int r = 0; r < group.rollouts_size(); ++r) {
       const v1::Rollout& rollout = group.rollouts(r);
       if (!rollout.valid() || rollout.completion_tokens().empty()) continue;
       if (mask_truncated && rollout.truncated()) continue;
-      if (group.prompt_tokens().empty()) {
-        return absl::InvalidArgumentError(absl::StrCat("group '", group.group_id(), "' has an empty prompt"));
-      }
-      if (rollout.completion_tokens_size() != rollout.behaviour_logprobs_size()) {
-        return absl::InvalidArgumentError(absl::StrCat("group '", group.group_id(), "' rollout ", r,
-                                                       ": completion and behaviour log-probs differ in length"));
-      }
-      if (group.prompt_tokens_size() + rollout.completion_tokens_size() > max_seq_len) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("group '", group.group_id(), "' rollout ", r, " exceeds max_seq_len ", max_seq_len));
-      }
-      TrainRow row{&group, &rollout, advantages.groups[g].advantages[r]};
+      if (!scored.has_signal && rollout.teacher_logprobs().empty()) continue;  // no signal of any kind
+      RLJ_RETURN_IF_ERROR(CheckRollout(group, r, max_seq_len));
+      TrainRow row{&group, &rollout, scored.advantages[r]};
       row.length = group.prompt_tokens_size() + rollout.completion_tokens_size() - 1;
-      rows.push_back(row);
+      row.tokens = rollout.completion_tokens_size();
+      if (distilling) {
+        RLJ_ASSIGN_OR_RETURN(row.distill, DistillAdvantages(group, r, row.advantage, distill));
+        row.tokens = row.distill.valid_tokens;
+        if (row.tokens == 0) continue;
+      }
+      rows.push_back(std::move(row));
     }
   }
   return rows;
 }
 
-// Sets every row's token loss weight (learner.loss_aggregation) and fills the trained-sample, trained-token
-// and advantage metrics. `rows` is not empty.
+// Sets every row's token loss weight (learner.loss_aggregation, over the tokens not masked) and fills the
+// trained-sample, trained-token, (sequence) advantage and distillation metrics. `rows` is not empty. Every rank
+// sees all of the step's rows, so these metrics are the whole step's on each rank without a reduction.
 void WeighRows(LossAggregation aggregation, std::vector<TrainRow>* rows, v1::StepMetrics* metrics) {
-  int64_t total_tokens = 0;
-  double advantage_sum = 0, advantage_squares = 0, advantage_abs = 0;
+  int64_t total_tokens = 0, teacher_tokens = 0;
+  double advantage_sum = 0, advantage_squares = 0, advantage_abs = 0, reverse_kl_sum = 0;
   for (const TrainRow& row : *rows) {
-    total_tokens += row.rollout->completion_tokens_size();
+    total_tokens += row.tokens;
+    teacher_tokens += row.distill.teacher_tokens;
+    reverse_kl_sum += row.distill.reverse_kl_sum;
     advantage_sum += row.advantage;
     advantage_squares += static_cast<double>(row.advantage) * row.advantage;
     advantage_abs += std::abs(row.advantage);
   }
   const double row_count = static_cast<double>(rows->size());
   for (TrainRow& row : *rows) {
-    row.weight = TokenLossWeight(aggregation, row.rollout->completion_tokens_size(), static_cast<int64_t>(rows->size()),
-                                 total_tokens);
+    row.weight = TokenLossWeight(aggregation, row.tokens, static_cast<int64_t>(rows->size()), total_tokens);
   }
+  metrics->set_distill_tokens(teacher_tokens);
+  if (teacher_tokens > 0) metrics->set_teacher_reverse_kl(reverse_kl_sum / static_cast<double>(teacher_tokens));
   metrics->set_trained_samples(static_cast<int64_t>(rows->size()));
   metrics->set_trained_tokens(total_tokens);
   metrics->set_advantage_abs_mean(advantage_abs / row_count);
@@ -342,7 +387,7 @@ double ScheduledLearningRate(const v1::LearnerConfig& learner, int64_t step, int
   const double lr = learner.lr();
   const int64_t warmup = learner.warmup_steps();
   if (warmup > 0 && step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
-  if (learner.lr_schedule() != "cosine") return lr;
+  if (learner.lr_schedule() != v1::LearnerConfig::cosine) return lr;
   const double floor = learner.min_lr_ratio() * lr;
   const int64_t span = std::max<int64_t>(1, total_steps - warmup);
   const double progress = std::clamp(static_cast<double>(step - warmup) / static_cast<double>(span), 0.0, 1.0);
@@ -353,6 +398,7 @@ struct GrpoTrainer::State {
   v1::LearnerConfig learner;
   AdvantageOptions advantage_options;
   PolicyLossOptions loss_options;
+  DistillOptions distill;
   LossAggregation aggregation = LossAggregation::kTokenMean;
   int64_t total_steps = 0;
   double temperature = 1.0;
@@ -404,9 +450,10 @@ absl::StatusOr<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(const v1::RunCo
   if (!(state->temperature > 0)) {
     return absl::InvalidArgumentError("sampling.temperature: must be > 0 for the learner's log-probs");
   }
-  RLJ_ASSIGN_OR_RETURN(state->advantage_options, AdvantageOptionsFromConfig(state->learner));
-  RLJ_ASSIGN_OR_RETURN(state->loss_options, PolicyLossOptionsFromConfig(state->learner));
-  RLJ_ASSIGN_OR_RETURN(state->aggregation, LossAggregationFromName(state->learner.loss_aggregation()));
+  state->advantage_options = AdvantageOptionsFromConfig(state->learner);
+  state->loss_options = PolicyLossOptionsFromConfig(state->learner);
+  state->distill = DistillOptionsFromConfig(state->learner);
+  state->aggregation = LossAggregationFromConfig(state->learner.loss_aggregation());
   const std::string requested = config.learner().has_device() ? config.learner().device() : config.runtime().device();
   RLJ_ASSIGN_OR_RETURN(state->device, ResolveDevice(requested));
   state->autocast = state->device.is_cuda() && state->learner.bf16();
@@ -460,11 +507,12 @@ absl::StatusOr<v1::StepMetrics> GrpoTrainer::StepUnchecked(const std::vector<v1:
   metrics.set_ranks(s.world());
 
   // Rewards and advantages per group, then the rows to train.
-  const ScoredGroups scored = ScoreGroups(groups, l, s.advantage_options, &metrics);
-  s.groups_skipped_no_signal += scored.advantages.groups_without_signal;
+  const ScoredGroups scored = ScoreGroups(groups, l, s.advantage_options, s.distill.coef > 0, &metrics);
+  s.groups_skipped_no_signal += scored.skipped_no_signal;
   s.samples_masked += scored.masked;
-  RLJ_ASSIGN_OR_RETURN(std::vector<TrainRow> rows, SelectTrainRows(groups, scored.advantages, l.truncated() == "mask",
-                                                                   s.policy->config().max_seq_len));
+  RLJ_ASSIGN_OR_RETURN(std::vector<TrainRow> rows,
+                       SelectTrainRows(groups, scored.advantages, l.truncated() == v1::LearnerConfig::mask,
+                                       s.policy->config().max_seq_len, s.distill));
   if (rows.empty()) {  // nothing to learn from: the policy, the optimiser and the schedule are left as they were
     const bool all_masked = scored.valid_samples == 0;
     ++(all_masked ? s.batches_skipped_all_masked : s.batches_skipped_no_signal);
@@ -491,7 +539,7 @@ absl::StatusOr<v1::StepMetrics> GrpoTrainer::StepUnchecked(const std::vector<v1:
 std::vector<Batch> GrpoTrainer::State::BuildBatches(const std::vector<const TrainRow*>& mine) {
   std::vector<Batch> batches;
   for (const auto& micro : MicroBatches(mine, learner.micro_batch_tokens())) {
-    batches.push_back(BuildBatch(micro, device));
+    batches.push_back(BuildBatch(micro, distill.coef > 0, device));
   }
   if (reference) {
     at::NoGradGuard no_grad;
@@ -558,6 +606,7 @@ at::Tensor GrpoTrainer::State::AccumulateGradients(std::vector<Batch>& batches, 
     inputs.behaviour_logprobs = batch.behaviour;
     inputs.ref_logprobs = batch.ref_logprobs;
     inputs.advantages = batch.advantages;
+    inputs.token_advantages = batch.token_advantages;
     inputs.weights = batch.weights;
     if (entropy_in_loss) inputs.entropy = TokenEntropy(logits, temperature);
     const PolicyLossResult loss = PolicyLoss(inputs, loss_options);

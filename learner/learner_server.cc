@@ -80,10 +80,8 @@ absl::StatusOr<std::unique_ptr<PromptDispatcher>> MakeDispatcher(const v1::RunCo
       std::move(rows), config.seed(), std::chrono::milliseconds(int64_t{1000} * config.learner().lease_timeout_s()));
 }
 
-absl::StatusOr<v1::DType> WireDType(const std::string& name) {
-  if (name == "float32") return v1::FLOAT32;
-  if (name == "bfloat16") return v1::BFLOAT16;
-  return absl::InvalidArgumentError(absl::StrCat("learner.wire_dtype: '", name, "' is not float32 or bfloat16"));
+v1::DType WireDType(v1::LearnerConfig::WireDType dtype) {
+  return dtype == v1::LearnerConfig::bfloat16 ? v1::BFLOAT16 : v1::FLOAT32;
 }
 
 // Keeps the lines of metrics.jsonl up to `step` (a resumed run redoes the later ones).
@@ -494,7 +492,7 @@ absl::StatusOr<std::unique_ptr<LearnerServer>> LearnerServer::Start(const v1::Ru
   state->buffer = std::make_unique<RolloutBuffer>(l.buffer_groups());
   WeightPublisherOptions publisher_options;
   publisher_options.chunk_bytes = static_cast<size_t>(l.weight_chunk_kib()) * 1024;
-  RLJ_ASSIGN_OR_RETURN(publisher_options.wire_dtype, WireDType(l.wire_dtype()));
+  publisher_options.wire_dtype = WireDType(l.wire_dtype());
   state->publisher = std::make_unique<WeightPublisher>(publisher_options);
 
   int64_t resumed_from = 0;

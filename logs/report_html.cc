@@ -7,10 +7,12 @@
 #include <ctime>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "logs/distill_signal.h"
 #include "logs/statistics.h"
 #include "logs/step_series.h"
 #include "logs/terminal_text.h"
@@ -79,7 +81,7 @@ std::string SamplesTable(const std::vector<const RewardLogRow*>& rows, const Rep
 
 std::string SummaryTable(const RunSummary& s) {
   const auto percent = [](double f) { return std::isnan(f) ? std::string("-") : FormatNumber(100 * f, 1) + "%"; };
-  const std::vector<std::pair<std::string, std::string>> items = {
+  std::vector<std::pair<std::string, std::string>> items = {
       {"verdicts",
        absl::StrCat(s.train_rows, " train, ", s.canary_rows, " canary, ", s.consistency_rows, " re-scored")},
       {"steps", absl::StrCat(s.first_step, " – ", s.last_step)},
@@ -97,6 +99,9 @@ std::string SummaryTable(const RunSummary& s) {
                                                    : "-"},
       {"reward~length (Spearman)", s.length_all.enough ? FormatNumber(s.length_all.spearman, 2) : "-"},
   };
+  if (s.reverse_kl.samples > 0) {
+    for (auto& line : ReverseKlLines(s.reverse_kl)) items.push_back(std::move(line));
+  }
   std::string html = "<table class=\"summary\"><tbody>";
   for (const auto& [key, value] : items) {
     html += absl::StrCat("<tr><th>", HtmlEscape(key), "</th><td>", HtmlEscape(value), "</td></tr>");
@@ -318,6 +323,14 @@ constexpr char kScript[] = R"js(
   data.histograms.forEach(function (h, i) {
     safely('histogram-' + i, function () { histogram(chart('histogram-' + i), h, PALETTE[i % PALETTE.length]); });
   });
+  // Distillation runs only (data.reverse_kl is absent otherwise, and so is the chart).
+  if (data.reverse_kl) safely('reverse_kl', function () {
+    var series = [{ name: 'verdicts (step mean)', color: PALETTE[6], points: data.reverse_kl.judge }];
+    if (data.reverse_kl.learner.length > 0) {
+      series.push({ name: 'learner teacher_reverse_kl', color: PALETTE[1], dash: true, points: data.reverse_kl.learner });
+    }
+    lineChart(chart('reverse_kl'), { series: series });
+  });
   safely('eval', function () {
     var kinds = [['periodic', 'held-out accuracy', PALETTE[0]], ['before', 'before RL', PALETTE[4]], ['after', 'after RL', PALETTE[2]]];
     lineChart(chart('eval'), { yMin: 0, yMax: 1, percent: true,
@@ -396,8 +409,11 @@ std::string HtmlEscape(const std::string& text) {
 }
 
 int ReportChartCount(const RunLogs& logs, const ReportOptions& options) {
-  const int histograms = static_cast<int>(StepRanges(ComputeStepSeries(logs.rows), options.histogram_ranges).size());
-  return 9 + histograms;  // reward, held-out, components, latency, cost, errors, cache, canary, learner + histograms
+  const std::vector<StepStats> series = ComputeStepSeries(logs.rows);
+  const int histograms = static_cast<int>(StepRanges(series, options.histogram_ranges).size());
+  const int reverse_kl = ReverseKlChartData(series, logs.steps).is_null() ? 0 : 1;
+  // reward, held-out, components, latency, cost, errors, cache, canary, learner + histograms (+ reverse KL)
+  return 9 + histograms + reverse_kl;
 }
 
 std::string RenderHtmlReport(const RunLogs& logs, const RunSummary& summary, const ReportOptions& options) {
@@ -461,11 +477,13 @@ std::string RenderHtmlReport(const RunLogs& logs, const RunSummary& summary, con
   }
   nlohmann::json eval = nlohmann::json::array();
   for (const EvalPoint& p : logs.eval_curve) eval.push_back(EvalPointToJson(p));
-  const nlohmann::json data = {{"steps", steps},
-                               {"learner", learner},
-                               {"histograms", histograms},
-                               {"eval", eval},
-                               {"summary", SummaryToJson(summary)}};
+  nlohmann::json data = {{"steps", steps},
+                         {"learner", learner},
+                         {"histograms", histograms},
+                         {"eval", eval},
+                         {"summary", SummaryToJson(summary)}};
+  const nlohmann::json reverse_kl = ReverseKlChartData(series, logs.steps);
+  if (!reverse_kl.is_null()) data["reverse_kl"] = reverse_kl;
 
   const std::string title =
       options.title.empty()
@@ -496,6 +514,7 @@ std::string RenderHtmlReport(const RunLogs& logs, const RunSummary& summary, con
   }
   html += "<h2>Summary</h2>" + SummaryTable(summary) + "\n";
   html += "<h2>Reward</h2><div class=\"grid\">" + card("reward", "Reward per step: mean, p10–p90 and min–max bands") +
+          (reverse_kl.is_null() ? "" : card("reverse_kl", "Reverse KL to the teacher per step (distillation)")) +
           card("eval", "Held-out accuracy over steps (before RL, every eval.every_steps, after RL)") +
           card("components", "Reward components per step (means)") + "</div>\n";
   html += "<h2>Reward histograms over step ranges</h2><div class=\"grid\">";

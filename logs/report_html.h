@@ -1,9 +1,10 @@
 // report_html.h: the run report as one self-contained HTML file (`rlj logs report -o report.html`): inline
 // CSS and JavaScript, charts drawn by hand on <canvas>, no network access. Reward curve with a spread band,
-// reward histograms over step ranges, per-component curves, judge latency and cost over time, error and
-// cache-hit rates, canary accuracy, learner metrics, the summary, and the top and bottom samples with the
-// judge's rationale. The page reports on itself in <body>: data-charts-expected, data-charts-drawn and
-// data-errors (filled by window.onerror), so a headless browser can check it.
+// the reverse KL to the teacher (distillation runs), reward histograms over step ranges, per-component curves,
+// judge latency and cost over time, error and cache-hit rates, canary accuracy, learner metrics, the summary,
+// and the top and bottom samples with the judge's rationale. The page reports on itself in <body>:
+// data-charts-expected, data-charts-drawn and data-errors (filled by window.onerror), so a headless browser can
+// check it.
 #pragma once
 
 #include <string>

@@ -178,6 +178,7 @@ RunSummary Summarize(const RunLogs& logs, const SummaryOptions& options) {
     if (std::isnan(s.reward_first_step_mean)) s.reward_first_step_mean = step.reward_mean;
     s.reward_last_step_mean = step.reward_mean;
   }
+  s.reverse_kl = SummarizeReverseKl(logs.rows, series);
   s.error_groups = GroupErrors(logs.rows);
   s.canary = CanaryAccuracy(logs.rows);
   s.consistency = SelfConsistency(logs.rows, options.consistency_tolerance);
@@ -303,6 +304,8 @@ nlohmann::json SummaryToJson(const RunSummary& s) {
   }
   if (s.eval_best) held_out["best"] = EvalPointToJson(*s.eval_best);
   out["held_out"] = held_out;
+  // Only distillation runs have the key: the JSON of other runs stays as it was.
+  if (s.reverse_kl.samples > 0) out["teacher_reverse_kl"] = ReverseKlToJson(s.reverse_kl);
   out["teacher_backends"] = nlohmann::json::array();
   for (const v1::JudgeBackendStatus& b : s.teacher_backends) out["teacher_backends"].push_back(BackendToJson(b));
   if (s.learner_steps > 0) {
@@ -314,6 +317,10 @@ nlohmann::json SummaryToJson(const RunSummary& s) {
                               {"entropy", JsonNumber(m.entropy())},
                               {"grad_norm", JsonNumber(m.grad_norm())},
                               {"tokens_per_s", m.tokens_per_s()}};
+    if (m.distill_tokens() > 0) {
+      out["learner"]["last"]["teacher_reverse_kl"] = JsonNumber(m.teacher_reverse_kl());
+      out["learner"]["last"]["distill_tokens"] = m.distill_tokens();
+    }
   }
   return out;
 }
@@ -348,6 +355,7 @@ std::string FormatSummary(const RunSummary& s, int width) {
                                                            FormatNumber(s.reward_last_step_mean))},
                         {"completion length", absl::StrCat(FormatNumber(s.completion_chars_mean, 1), " chars (mean)")},
                     });
+  if (s.reverse_kl.samples > 0) section("distillation", ReverseKlLines(s.reverse_kl));
   section("judge",
           {
               {"verdicts failed", absl::StrCat(s.errors, " of ", s.train_rows, " (", Percent(s.error_rate), ")")},
@@ -425,7 +433,7 @@ std::string FormatSummary(const RunSummary& s, int width) {
     section("learner", {{"steps logged", absl::StrCat(s.learner_steps)},
                         {"last step", absl::StrCat(m.step(), ": reward ", FormatNumber(m.reward_mean()), ", loss ",
                                                    FormatNumber(m.loss()), ", kl ", FormatNumber(m.kl()), ", entropy ",
-                                                   FormatNumber(m.entropy()))}});
+                                                   FormatNumber(m.entropy()), LearnerReverseKlText(m))}});
   }
   for (const std::string& warning : s.warnings) out += "WARNING: " + warning + "\n";
   return out;

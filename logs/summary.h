@@ -1,7 +1,7 @@
 // summary.h: a run at a glance (`rlj logs summary`): counts, reward spread and trend, judge latency, cost,
 // tokens, cache hits, errors grouped by kind, canary accuracy, self-consistency, the reward/length
-// correlation warning, the teacher backends' retries by cause, breaker and concurrency, and the learner's last
-// metrics; as a terminal table or as JSON.
+// correlation warning, the reverse KL to the teacher (distillation runs), the teacher backends' retries by cause,
+// breaker and concurrency, and the learner's last metrics; as a terminal table or as JSON.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "logs/distill_signal.h"
 #include "logs/quality_signals.h"
 #include "logs/run_logs.h"
 #include "nlohmann/json.hpp"
@@ -59,6 +60,7 @@ struct RunSummary {
   ConsistencyStats consistency;
   LengthCorrelation length_all;     // every scored train row
   LengthCorrelation length_recent;  // the last options.length_recent
+  ReverseKlSummary reverse_kl;      // distill verdicts' reverse KL to the teacher; samples 0 without them
   // The teacher backends' machinery, one entry per backend name summed over the judge replicas (the limit
   // and in-flight counts too; the breaker state is the worst one).
   std::vector<v1::JudgeBackendStatus> teacher_backends;

@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
+#include "common/tokenizer/tokenizer_fingerprint.h"
 #include "nlohmann/json.hpp"
 #include "teacher/batch_engine.h"
 #include "teacher/openai_protocol.h"
@@ -74,6 +75,7 @@ struct TeacherServer::State {
   TeacherServerOptions options;
   ChatTemplate chat_template;
   std::unique_ptr<TokenTexts> texts;
+  json tokenizer_info;  // /v1/models' rlj_tokenizer, hashed once: a large vocabulary takes milliseconds
   httplib::Server http;
   std::thread thread;
   std::string address;
@@ -191,7 +193,8 @@ struct TeacherServer::State {
                 {"object", "model"},
                 {"created", 0},
                 {"owned_by", "rlj"},
-                {"max_model_len", engine->max_context()}};
+                {"max_model_len", engine->max_context()},
+                {"rlj_tokenizer", tokenizer_info}};
   }
 
   json Health() const {
@@ -229,6 +232,10 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(BatchEngine*
   state->options = options;
   state->chat_template = std::move(chat_template);
   state->texts = std::make_unique<TokenTexts>(*tokenizer);
+  // A student distilled from this teacher checks its vocabulary against the fingerprint.
+  state->tokenizer_info = json{{"kind", TokenizerKind(*tokenizer)},
+                               {"vocab_size", tokenizer->vocab_size()},
+                               {"fingerprint", TokenizerFingerprint(*tokenizer)}};
   State* s = state.get();
   httplib::Server& http = state->http;
   const size_t threads = static_cast<size_t>(options.http_threads);

@@ -18,6 +18,7 @@
 #include "judge/backend_registry.h"
 #include "judge/quality/rescore.h"
 #include "logs/compare.h"
+#include "logs/curve_points.h"
 #include "logs/export.h"
 #include "logs/report_html.h"
 #include "logs/run_logs.h"
@@ -212,54 +213,14 @@ int RunGrep(const LogsFlags& flags, const std::string& pattern, int limit) {
 int RunCurve(const LogsFlags& flags, const std::string& metric, int height) {
   auto run = Load(flags.run_dir, /*with_text=*/false);
   if (!run.ok()) return Fail("logs curve", std::string(run.status().message()));
-  const std::vector<logs::StepStats> series = logs::ComputeStepSeries(run->rows);
-  std::vector<logs::CurvePoint> points;
-  const double nan = std::nan("");
-  if (metric == "eval_accuracy" || metric == "eval_reward") {  // held-out evaluations, not reward log rows
-    for (const logs::EvalPoint& p : run->eval_curve) {
-      const double y = metric == "eval_accuracy" ? p.accuracy : p.reward;
-      if (std::isfinite(y)) points.push_back({static_cast<double>(p.step), y, nan, nan});
-    }
-  }
-  for (const logs::StepStats& s : series) {
-    if (metric == "eval_accuracy" || metric == "eval_reward") break;
-    const double x = static_cast<double>(s.step);
-    if (metric == "reward") {
-      if (s.scored > 0) points.push_back({x, s.reward_mean, s.reward_p10, s.reward_p90});
-    } else if (metric == "error_rate") {
-      points.push_back({x, s.error_rate, nan, nan});
-    } else if (metric == "latency") {
-      points.push_back({x, s.latency_ms_mean, nan, s.latency_ms_p95});
-    } else if (metric == "cost") {
-      points.push_back({x, s.cost_usd, nan, nan});
-    } else if (metric == "cache_hit_rate") {
-      points.push_back({x, s.cache_hit_rate, nan, nan});
-    } else if (metric == "length") {
-      if (s.scored > 0) points.push_back({x, s.completion_chars_mean, nan, nan});
-    } else if (metric == "canary_accuracy") {
-      if (s.canaries > 0) points.push_back({x, s.canary_accuracy, nan, nan});
-    } else {
-      return Fail("logs curve",
-                  "unknown --metric '" + metric +
-                      "' (reward, error_rate, latency, cost, cache_hit_rate, length, canary_accuracy, eval_accuracy, "
-                      "eval_reward)");
-    }
-  }
-  for (logs::CurvePoint& p : points) {  // a band needs both ends
-    if (std::isnan(p.low) != std::isnan(p.high)) {
-      if (std::isnan(p.low)) p.low = p.y;
-      if (std::isnan(p.high)) p.high = p.y;
-    }
-  }
-  if (points.empty()) {
+  auto points = logs::CurvePoints(*run, metric);
+  if (!points.ok()) return Fail("logs curve", std::string(points.status().message()));
+  if (points->empty()) {
     std::printf("(no %s values in the log)\n", metric.c_str());
     return 0;
   }
-  const std::string label = metric == "reward"    ? "reward: mean '*', p10..p90 ':'"
-                            : metric == "latency" ? "judge latency ms: mean '*', up to p95 ':'"
-                                                  : metric;
   const int width = std::max(30, Width(flags) - 12);
-  std::printf("%s", logs::PlotCurve(points, width, std::max(5, height), label).c_str());
+  std::printf("%s", logs::PlotCurve(*points, width, std::max(5, height), logs::CurveLabel(metric)).c_str());
   return 0;
 }
 
@@ -471,11 +432,7 @@ Command AddLogsCommand(CLI::App& parent) {
   grep->callback([=] { *chosen = [=] { return RunGrep(*flags, view->pattern, view->limit); }; });
 
   auto* curve = app->add_subcommand("curve", "A per-step curve in the terminal (reward with its p10..p90 band)");
-  curve
-      ->add_option("--metric", view->metric,
-                   "reward | error_rate | latency | cost | cache_hit_rate | length | canary_accuracy | eval_accuracy | "
-                   "eval_reward")
-      ->capture_default_str();
+  curve->add_option("--metric", view->metric, logs::CurveMetricNames(" | "))->capture_default_str();
   curve->add_option("--height", view->height, "Plot rows")->capture_default_str();
   curve->callback([=] { *chosen = [=] { return RunCurve(*flags, view->metric, view->height); }; });
 

@@ -100,9 +100,15 @@ int RunTeacher(const TeacherFlags& flags) {
     return Fail("teacher", std::string(s.message()));
   }
 
-  // The teacher's tokenizer (its own section, else the run's), its files beside the served checkpoint. The
-  // server renders whole conversations with the chat template itself; the tokenizer keeps it for its stop ids.
+  // The teacher's tokenizer: its own section; else the tokenizer.json its checkpoint ships (what its ids mean,
+  // whatever the student uses: distillation compares the two); else the run's. The server renders whole
+  // conversations with the chat template itself; the tokenizer keeps it for its stop ids.
+  const std::filesystem::path shipped = std::filesystem::path(teacher.model()) / "tokenizer.json";
   v1::TokenizerConfig tokenizer_config = teacher.has_tokenizer() ? teacher.tokenizer() : config.tokenizer();
+  if (!teacher.has_tokenizer() && std::filesystem::is_regular_file(shipped)) {
+    tokenizer_config.set_kind("hf");
+    tokenizer_config.set_path(shipped.string());
+  }
   if (tokenizer_config.kind() == "hf" && tokenizer_config.path().empty()) {
     tokenizer_config.set_path((std::filesystem::path(teacher.model()) / "tokenizer.json").string());
   }

@@ -15,6 +15,7 @@
 #include "common/run_dir.h"
 #include "common/shutdown.h"
 #include "common/status.h"
+#include "judge/backend_registry.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
@@ -39,6 +40,8 @@ absl::StatusOr<PreparedCommand> PrepareCommand(const ConfigFlags& flags, const s
   InstallShutdownHandler();
   PreparedCommand prepared;
   RLJ_ASSIGN_OR_RETURN(prepared.config, LoadRunConfig(flags.config_path, flags.overrides));
+  // The judge section's backends check themselves (judge/backend_registry), before any command does work.
+  RLJ_RETURN_IF_ERROR(Annotate(ValidateJudgeConfig(prepared.config.judge()), flags.config_path));
   // Every server and channel this process makes from here on uses the run's TLS and bearer token; a missing
   // certificate or token stops the command before it touches the run directory.
   RLJ_RETURN_IF_ERROR(InstallGrpcSecurity(prepared.config.security()));

@@ -25,6 +25,13 @@ std::string SkipsAndOutage(const v1::LearnerStatus& status, const JudgesNow& jud
   return tail;
 }
 
+// The reverse KL to the teacher after the learner's KL, only in steps with teacher log-probabilities
+// (learner.distill): other runs keep the line they had.
+std::string TeacherReverseKl(const v1::StepMetrics& m) {
+  if (m.distill_tokens() <= 0) return "";
+  return absl::StrFormat(" | rkl %.3f", m.teacher_reverse_kl());
+}
+
 // One teacher backend's status as judge_backends.json holds it (proto field names, every field).
 std::optional<nlohmann::json> BackendJson(const v1::JudgeBackendStatus& backend) {
   std::string json;
@@ -110,11 +117,12 @@ std::string ProgressLine(const v1::LearnerStatus& status, const logs::JudgeTraff
     const double per_step = (elapsed_s - training_start_s) / status.step();
     eta = FormatDuration(per_step * (status.total_steps() - status.step()));
   }
-  return absl::StrFormat(
-             "step %d/%d v%d | reward %.3f ±%.3f | kl %.4f | train tok/s %.0f | sample tok/s %.0f | "
-             "groups %d (stale %d, masked samples %d) | judge p50/p95 %.0f/%.0f ms, cache %.0f%%, $%.4f | "
-             "%s ETA %s",
-             status.step(), status.total_steps(), status.version(), m.reward_mean(), m.reward_std(), m.kl(),
+  return absl::StrFormat("step %d/%d v%d | reward %.3f ±%.3f | kl %.4f", status.step(), status.total_steps(),
+                         status.version(), m.reward_mean(), m.reward_std(), m.kl()) +
+         TeacherReverseKl(m) +
+         absl::StrFormat(
+             " | train tok/s %.0f | sample tok/s %.0f | groups %d (stale %d, masked samples %d) | "
+             "judge p50/p95 %.0f/%.0f ms, cache %.0f%%, $%.4f | %s ETA %s",
              m.tokens_per_s(), status.sample_tokens_per_s(), status.groups_received(), status.groups_dropped_stale(),
              status.samples_masked(), judge.latency_p50_ms, judge.latency_p95_ms, 100 * judge.cache_hit_rate(),
              judge.cost_usd, FormatDuration(elapsed_s), eta) +

@@ -74,8 +74,8 @@ std::string BudgetStopReason(const v1::JudgeConfig& judge, const JudgesNow& now)
 // mm:ss.
 std::string FormatDuration(double seconds);
 
-// One progress line: step, reward, throughput, groups, judge traffic, elapsed time and ETA, skipped
-// batches and a teacher outage being waited out.
+// One progress line: step, reward, KL (and the reverse KL to the teacher in distillation steps), throughput,
+// groups, judge traffic, elapsed time and ETA, skipped batches and a teacher outage being waited out.
 std::string ProgressLine(const v1::LearnerStatus& status, const logs::JudgeTrafficSnapshot& judge,
                          const JudgesNow& judges, double elapsed_s, double training_start_s);
 

@@ -70,6 +70,16 @@ absl::StatusOr<std::unique_ptr<ProcessTelemetry>> ProcessTelemetry::Start(const 
   return telemetry;
 }
 
+namespace {
+
+// A step without teacher log-probabilities (distill_tokens 0, every run without learner.distill) has no reverse KL
+// to the teacher; its field reads 0, which would claim a student identical to the teacher, so it is not exported.
+bool HasNoValue(const v1::StepMetrics& metrics, const google::protobuf::FieldDescriptor& field) {
+  return field.number() == v1::StepMetrics::kTeacherReverseKlFieldNumber && metrics.distill_tokens() == 0;
+}
+
+}  // namespace
+
 ProcessTelemetry::~ProcessTelemetry() {
   if (server_ != nullptr) server_->Stop();
 }
@@ -80,7 +90,7 @@ void ProcessTelemetry::RecordLearnerStep(const v1::StepMetrics& metrics) {
   std::vector<std::pair<std::string, double>> scalars;
   for (int i = 0; i < descriptor->field_count(); ++i) {
     const google::protobuf::FieldDescriptor* field = descriptor->field(i);
-    if (field->is_repeated()) continue;
+    if (field->is_repeated() || HasNoValue(metrics, *field)) continue;
     double value = 0;
     switch (field->cpp_type()) {
       case google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE:

@@ -40,7 +40,8 @@ class ProcessTelemetry {
   std::string metrics_address() const { return server_ ? server_->address() : std::string(); }
 
   // The learner's step: every numeric field of StepMetrics as gauge rlj_learner_<field> and as the
-  // TensorBoard scalar learner/<field> at the step; rlj_learner_steps_total counts the calls.
+  // TensorBoard scalar learner/<field> at the step (teacher_reverse_kl only when distill_tokens > 0);
+  // rlj_learner_steps_total counts the calls.
   void RecordLearnerStep(const v1::StepMetrics& metrics);
 
  private:

@@ -8,6 +8,12 @@
 #include "common/utf8.h"
 
 namespace rlj {
+namespace {
+
+// The spellings of ids 256, 257, 258.
+constexpr const char* kSpecialTokens[] = {"<bos>", "<eos>", "<pad>"};
+
+}  // namespace
 
 std::vector<int32_t> ByteTokenizer::Encode(std::string_view text) const {
   std::vector<int32_t> ids;
@@ -30,15 +36,19 @@ absl::StatusOr<std::string> ByteTokenizer::Decode(std::span<const int32_t> ids) 
   return ToValidUtf8(text);
 }
 
+std::string ByteTokenizer::TokenBytes(int32_t id) const {
+  if (id < 0 || id >= kVocabSize) return "";
+  return id < 256 ? std::string(1, static_cast<char>(id)) : kSpecialTokens[id - 256];
+}
+
 std::string ByteTokenizerJson() {
   nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
   const auto& chars = ByteLevelChars();
   for (int b = 0; b < 256; ++b) vocab[chars[b]] = b;
   nlohmann::ordered_json added = nlohmann::ordered_json::array();
-  for (const auto& [id, content] : {std::pair{ByteTokenizer::kBos, "<bos>"}, std::pair{ByteTokenizer::kEos, "<eos>"},
-                                    std::pair{ByteTokenizer::kPad, "<pad>"}}) {
+  for (const int32_t id : {ByteTokenizer::kBos, ByteTokenizer::kEos, ByteTokenizer::kPad}) {
     added.push_back({{"id", id},
-                     {"content", content},
+                     {"content", kSpecialTokens[id - 256]},
                      {"single_word", false},
                      {"lstrip", false},
                      {"rstrip", false},

@@ -16,6 +16,10 @@ class ByteTokenizer final : public Tokenizer {
 
   std::vector<int32_t> Encode(std::string_view text) const override;
   absl::StatusOr<std::string> Decode(std::span<const int32_t> ids) const override;
+  // Ids below 256 are their byte; <bos> <eos> <pad> are spelled as in ByteTokenizerJson, so the byte
+  // tokenizer and its Hugging Face export agree id by id.
+  std::string TokenBytes(int32_t id) const override;
+  bool IsSpecial(int32_t id) const override { return id >= 256 && id < kVocabSize; }
   int32_t vocab_size() const override { return kVocabSize; }
   int32_t bos_id() const override { return kBos; }
   int32_t eos_id() const override { return kEos; }

@@ -33,6 +33,13 @@ class HfTokenizer final : public Tokenizer {
 
   std::vector<int32_t> Encode(std::string_view text) const override;
   absl::StatusOr<std::string> Decode(std::span<const int32_t> ids) const override;
+  // The bytes Decode joins for the token (the ByteLevel decoder's), special tokens' too.
+  std::string TokenBytes(int32_t id) const override {
+    return id >= 0 && id < vocab_size() ? bytes_of_id_[static_cast<size_t>(id)] : "";
+  }
+  bool IsSpecial(int32_t id) const override {
+    return id >= 0 && id < vocab_size() && special_[static_cast<size_t>(id)];
+  }
   int32_t vocab_size() const override { return static_cast<int32_t>(token_of_id_.size()); }
   int32_t bos_id() const override { return bos_id_; }
   int32_t eos_id() const override { return end_of_turn_id_ >= 0 ? end_of_turn_id_ : eos_id_; }

@@ -27,6 +27,17 @@ class Tokenizer {
   // decoders do; the ids stay exact.
   virtual absl::StatusOr<std::string> Decode(std::span<const int32_t> ids) const = 0;
 
+  // The exact bytes `id` stands for, before Decode's UTF-8 repair (a lone 0x80 stays 0x80), so that two
+  // vocabularies can be compared id by id; a special token's are its spelling ("<bos>"), which Decode drops.
+  // "" for ids outside the vocabulary or in a gap of it. The default decodes the one id: exact only for
+  // tokens that are valid UTF-8 and not special, so real tokenizers override it.
+  virtual std::string TokenBytes(int32_t id) const {
+    const int32_t ids[] = {id};
+    return Decode(ids).value_or("");
+  }
+  // Whether Decode drops `id` (<bos>, <eos>, <pad>, added tokens marked special).
+  virtual bool IsSpecial(int32_t /*id*/) const { return false; }
+
   virtual int32_t vocab_size() const = 0;  // one past the largest id
   virtual int32_t bos_id() const = 0;      // -1 when the tokenizer has none
   // The id that ends a completion: the chat template's end-of-turn token when it has one, else <eos>. SFT

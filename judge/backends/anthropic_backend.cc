@@ -61,10 +61,8 @@ ChatAnswer ReadAnthropicMessage(const std::string& text) {
   return answer.Answered(content);
 }
 
-absl::StatusOr<std::unique_ptr<AnthropicBackend>> AnthropicBackend::Create(const v1::JudgeConfig& config,
-                                                                           const JudgeBackendDeps& deps) {
+absl::Status AnthropicBackend::Validate(const v1::JudgeConfig& config, const std::string& section) {
   const v1::AnthropicJudgeConfig& a = config.anthropic();
-  const std::string section = deps.section.empty() ? "judge.anthropic" : deps.section;
   if (a.model().empty())
     return absl::InvalidArgumentError(absl::StrCat(section, ".model is required with backend anthropic"));
   if (a.base_url().empty()) return absl::InvalidArgumentError(absl::StrCat(section, ".base_url must not be empty"));
@@ -76,6 +74,16 @@ absl::StatusOr<std::unique_ptr<AnthropicBackend>> AnthropicBackend::Create(const
   if (a.max_concurrency() < 1)
     return absl::InvalidArgumentError(absl::StrCat(section, ".max_concurrency must be >= 1"));
   if (config.timeout_ms() <= 0) return absl::InvalidArgumentError("judge.timeout_ms must be > 0");
+  return RubricScorer::Create(section, a.rubric(), a.system_prompt(), a.score_key(), a.score_pattern(),
+                              ScoreScale{a.score_min(), a.score_max(), a.reward_min(), a.reward_max()})
+      .status();
+}
+
+absl::StatusOr<std::unique_ptr<AnthropicBackend>> AnthropicBackend::Create(const v1::JudgeConfig& config,
+                                                                           const JudgeBackendDeps& deps) {
+  const v1::AnthropicJudgeConfig& a = config.anthropic();
+  const std::string section = deps.section.empty() ? "judge.anthropic" : deps.section;
+  RLJ_RETURN_IF_ERROR(Validate(config, section));
   auto rubric = RubricScorer::Create(section, a.rubric(), a.system_prompt(), a.score_key(), a.score_pattern(),
                                      ScoreScale{a.score_min(), a.score_max(), a.reward_min(), a.reward_max()});
   if (!rubric.ok()) return rubric.status();

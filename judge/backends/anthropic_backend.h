@@ -20,6 +20,8 @@ namespace rlj {
 
 class AnthropicBackend final : public JudgeBackend, public ChatTeacher {
  public:
+  // The checks of its section (`section` names it in messages), without starting anything; Create runs them.
+  static absl::Status Validate(const v1::JudgeConfig& config, const std::string& section);
   // Fails when the api_key_env variable (default ANTHROPIC_API_KEY) is unset or empty, naming it.
   static absl::StatusOr<std::unique_ptr<AnthropicBackend>> Create(const v1::JudgeConfig& config,
                                                                   const JudgeBackendDeps& deps);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log.h"
+#include "common/status.h"
 #include "judge/score_parser.h"
 #include "judge/usage_ledger.h"
 #include "nlohmann/json.hpp"
@@ -124,9 +125,7 @@ CallUsage ReadAnswer(const absl::StatusOr<std::string>& answer, const json& repl
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CommandBackend>> CommandBackend::Create(const v1::CommandJudgeConfig& config,
-                                                                       const JudgeBackendDeps& deps) {
-  const std::string section = deps.section.empty() ? "judge.command" : deps.section;
+absl::Status CommandBackend::Validate(const v1::CommandJudgeConfig& config, const std::string& section) {
   if (config.argv().empty() || config.argv(0).empty()) {
     return absl::InvalidArgumentError(absl::StrCat(section, ".argv is required with backend command"));
   }
@@ -134,6 +133,13 @@ absl::StatusOr<std::unique_ptr<CommandBackend>> CommandBackend::Create(const v1:
   if (config.max_line_bytes() < 16)
     return absl::InvalidArgumentError(absl::StrCat(section, ".max_line_bytes must be >= 16"));
   if (config.processes() < 1) return absl::InvalidArgumentError(absl::StrCat(section, ".processes must be >= 1"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<CommandBackend>> CommandBackend::Create(const v1::CommandJudgeConfig& config,
+                                                                       const JudgeBackendDeps& deps) {
+  const std::string section = deps.section.empty() ? "judge.command" : deps.section;
+  RLJ_RETURN_IF_ERROR(Validate(config, section));
   std::unique_ptr<CommandBackend> backend(
       new CommandBackend(config, deps.label.empty() ? "command" : deps.label, deps.ledger));
   const std::vector<std::string> argv(config.argv().begin(), config.argv().end());

@@ -24,6 +24,8 @@ namespace rlj {
 
 class CommandBackend final : public JudgeBackend {
  public:
+  // The checks of its section (`section` names it in messages), without starting anything; Create runs them.
+  static absl::Status Validate(const v1::CommandJudgeConfig& config, const std::string& section);
   // Starts the programs; one that cannot be executed is an error naming it.
   static absl::StatusOr<std::unique_ptr<CommandBackend>> Create(const v1::CommandJudgeConfig& config,
                                                                 const JudgeBackendDeps& deps);

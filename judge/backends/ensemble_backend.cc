@@ -201,32 +201,46 @@ void ScoreRankedGroup(const v1::EnsembleJudgeConfig& config, const std::vector<C
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<EnsembleBackend>> EnsembleBackend::Create(const v1::JudgeConfig& config,
-                                                                         const JudgeBackendDeps& deps) {
+absl::Status EnsembleBackend::Validate(const v1::JudgeConfig& config, const std::string& section) {
   const v1::EnsembleJudgeConfig& e = config.ensemble();
-  if (e.mode() != "weighted" && e.mode() != "group_rank") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("judge.ensemble.mode '", e.mode(), "' is unknown (weighted | group_rank)"));
-  }
   if (e.components().empty())
-    return absl::InvalidArgumentError("judge.ensemble.components must list at least one backend");
-  std::vector<Component> components;
+    return absl::InvalidArgumentError(absl::StrCat(section, ".components must list at least one backend"));
   std::set<std::string> names;
   for (int i = 0; i < e.components_size(); ++i) {
     const v1::EnsembleComponentConfig& c = e.components(i);
-    const std::string path = absl::StrCat("judge.ensemble.components[", i, "]");
+    const std::string path = absl::StrCat(section, ".components[", i, "]");
     if (c.backend().empty()) return absl::InvalidArgumentError(absl::StrCat(path, ".backend is required"));
     if (!std::isfinite(c.weight())) return absl::InvalidArgumentError(absl::StrCat(path, ".weight must be finite"));
+    const std::string name = c.name().empty() ? c.backend() : c.name();
+    if (!names.insert(name).second) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": two components are named '", name, "'"));
+    }
+    RLJ_RETURN_IF_ERROR(Annotate(ValidateNamedJudgeBackend(config, c.backend(), /*allow_ensemble=*/false), path));
+  }
+  if (e.mode() == v1::EnsembleJudgeConfig::group_rank) {
+    if (e.rank_template().find("{completions}") == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(section, ".rank_template must contain {completions}"));
+    }
+    if (e.rank_key().empty()) return absl::InvalidArgumentError(absl::StrCat(section, ".rank_key must not be empty"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<EnsembleBackend>> EnsembleBackend::Create(const v1::JudgeConfig& config,
+                                                                         const JudgeBackendDeps& deps) {
+  const v1::EnsembleJudgeConfig& e = config.ensemble();
+  RLJ_RETURN_IF_ERROR(Validate(config, deps.section.empty() ? "judge.ensemble" : deps.section));
+  std::vector<Component> components;
+  for (int i = 0; i < e.components_size(); ++i) {
+    const v1::EnsembleComponentConfig& c = e.components(i);
+    const std::string path = absl::StrCat("judge.ensemble.components[", i, "]");
     Component component;
     component.name = c.name().empty() ? c.backend() : c.name();
     component.weight = c.weight();
-    if (!names.insert(component.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": two components are named '", component.name, "'"));
-    }
     auto made = MakeNamedJudgeBackend(config, c.backend(), component.name, deps, /*allow_ensemble=*/false);
     if (!made.ok()) return Annotate(made.status(), path);
     component.backend = std::move(made).value();
-    if (e.mode() == "group_rank") {
+    if (e.mode() == v1::EnsembleJudgeConfig::group_rank) {
       component.teacher = dynamic_cast<ChatTeacher*>(component.backend.get());
       if (component.teacher == nullptr) {
         return absl::InvalidArgumentError(absl::StrCat(path,
@@ -236,12 +250,6 @@ absl::StatusOr<std::unique_ptr<EnsembleBackend>> EnsembleBackend::Create(const v
       }
     }
     components.push_back(std::move(component));
-  }
-  if (e.mode() == "group_rank") {
-    if (e.rank_template().find("{completions}") == std::string::npos) {
-      return absl::InvalidArgumentError("judge.ensemble.rank_template must contain {completions}");
-    }
-    if (e.rank_key().empty()) return absl::InvalidArgumentError("judge.ensemble.rank_key must not be empty");
   }
   const int64_t call_ms = config.timeout_ms();
   return std::make_unique<EnsembleBackend>(e, std::move(components), deps.label.empty() ? "ensemble" : deps.label,
@@ -254,7 +262,7 @@ EnsembleBackend::EnsembleBackend(const v1::EnsembleJudgeConfig& config, std::vec
   std::vector<std::string> terms;
   for (const Component& c : components_) terms.push_back(absl::StrFormat("%g·%s", c.weight, c.name));
   model_ = absl::StrJoin(terms, " + ");
-  if (config_.mode() == "group_rank") model_ = absl::StrCat("rank(", model_, ")");
+  if (config_.mode() == v1::EnsembleJudgeConfig::group_rank) model_ = absl::StrCat("rank(", model_, ")");
 }
 
 EnsembleBackend::~EnsembleBackend() = default;
@@ -264,7 +272,7 @@ void EnsembleBackend::CollectStatus(v1::JudgeStatus* status) const {
 }
 
 std::vector<Judgement> EnsembleBackend::Score(const std::vector<v1::Sample>& samples) {
-  if (config_.mode() == "group_rank") return ScoreGroupRank(samples);
+  if (config_.mode() == v1::EnsembleJudgeConfig::group_rank) return ScoreGroupRank(samples);
   return ScoreWeighted(samples);
 }
 
@@ -319,6 +327,13 @@ std::vector<Judgement> EnsembleBackend::ScoreWeighted(const std::vector<v1::Samp
       for (const auto& [key, value] : v.components()) {
         (*verdict.mutable_components())[absl::StrCat(component.name, ".", key)] = value;
       }
+      // A per-token teacher signal (distill mode) passes through: the learner adds it to the weighted reward.
+      if (!v.token_logprobs().empty() && verdict.token_logprobs().empty()) {
+        *verdict.mutable_token_logprobs() = v.token_logprobs();
+        if (auto kl = v.components().find("reverse_kl"); kl != v.components().end()) {
+          (*verdict.mutable_components())["reverse_kl"] = kl->second;
+        }
+      }
     }
     verdict.set_rationale(TruncateUtf8(absl::StrJoin(rationales, " | "), kMaxRationaleBytes));
     judgement.raw_response = absl::StrJoin(raws, "\n");
@@ -327,6 +342,7 @@ std::vector<Judgement> EnsembleBackend::ScoreWeighted(const std::vector<v1::Samp
       SetVerdictError(&verdict, static_cast<absl::StatusCode>(failed->error().code()), failed->error().kind(),
                       absl::StrCat("component '", failed_name, "': ", failed->error().message()));
       verdict.clear_components();
+      verdict.clear_token_logprobs();
       continue;
     }
     verdict.set_reward(reward);
@@ -347,6 +363,13 @@ std::vector<Judgement> EnsembleBackend::ScoreGroupRank(const std::vector<v1::Sam
       AskComponents(components_, RankQuestions(config_.rank_template(), samples, groups), deadline);
   for (size_t k = 0; k < groups.size(); ++k) ScoreRankedGroup(config_, components_, replies, k, groups[k], &judgements);
   return judgements;
+}
+
+absl::Status EnsembleBackend::CheckAtStart(const JudgeStartContext& context) {
+  for (Component& component : components_) {
+    RLJ_RETURN_IF_ERROR(Annotate(component.backend->CheckAtStart(context), absl::StrCat("component ", component.name)));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace rlj

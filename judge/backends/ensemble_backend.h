@@ -28,6 +28,8 @@ class EnsembleBackend final : public JudgeBackend {
     ChatTeacher* teacher = nullptr;  // group_rank: the same backend as a chat teacher
   };
 
+  // The checks of its section (`section` names it in messages), without starting anything; Create runs them.
+  static absl::Status Validate(const v1::JudgeConfig& config, const std::string& section);
   static absl::StatusOr<std::unique_ptr<EnsembleBackend>> Create(const v1::JudgeConfig& config,
                                                                  const JudgeBackendDeps& deps);
   // From components already made (tests).
@@ -38,6 +40,7 @@ class EnsembleBackend final : public JudgeBackend {
   std::string name() const override { return label_; }
   // "0.7·correct + 0.3·style" (weighted) or "rank(0.5·a + 0.5·b)" (group_rank).
   std::string model() const override { return model_; }
+  absl::Status CheckAtStart(const JudgeStartContext& context) override;
   std::vector<Judgement> Score(const std::vector<v1::Sample>& samples) override;
   void CollectStatus(v1::JudgeStatus* status) const override;
 

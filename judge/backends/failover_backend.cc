@@ -52,4 +52,9 @@ void FailoverBackend::CollectStatus(v1::JudgeStatus* status) const {
   secondary_->CollectStatus(status);
 }
 
+absl::Status FailoverBackend::CheckAtStart(const JudgeStartContext& context) {
+  if (absl::Status primary = primary_->CheckAtStart(context); !primary.ok()) return primary;
+  return secondary_->CheckAtStart(context);
+}
+
 }  // namespace rlj

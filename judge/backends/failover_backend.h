@@ -22,6 +22,7 @@ class FailoverBackend final : public JudgeBackend {
   // Verdicts from the secondary carry its name in Verdict.backend and "failover" in their components.
   std::vector<Judgement> Score(const std::vector<v1::Sample>& samples) override;
   void CollectStatus(v1::JudgeStatus* status) const override;
+  absl::Status CheckAtStart(const JudgeStartContext& context) override;
 
   int64_t failed_over() const { return failed_over_.load(); }
 

@@ -10,13 +10,19 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "common/utf8.h"
+#include "judge/backends/distill_start_check.h"
 #include "judge/backends/openai_response.h"
+#include "judge/backends/token_logprobs.h"
+#include "judge/http/http_client.h"
 #include "judge/rubric_template.h"
 #include "judge/score_parser.h"
 #include "nlohmann/json.hpp"
 
 namespace rlj {
 namespace {
+
+// Distill mode: sequences scored by one /completions request (the prompt is a list of token-id lists).
+constexpr int kDistillSequencesPerRequest = 16;
 
 using nlohmann::json;
 
@@ -35,23 +41,17 @@ void StampAnswer(const TeacherAnswer& answer, v1::Verdict* verdict) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<OpenAIBackend>> OpenAIBackend::Create(const v1::JudgeConfig& config,
-                                                                     const JudgeBackendDeps& deps) {
+absl::Status OpenAIBackend::Validate(const v1::JudgeConfig& config, const std::string& section) {
   const v1::OpenAIJudgeConfig& o = config.openai();
-  const std::string section = deps.section.empty() ? "judge.openai" : deps.section;
   if (o.model().empty())
     return absl::InvalidArgumentError(absl::StrCat(section, ".model is required with backend openai"));
   if (o.base_url().empty()) return absl::InvalidArgumentError(absl::StrCat(section, ".base_url must not be empty"));
-  const std::string& mode = o.mode();
-  if (mode != "rubric" && mode != "label" && mode != "likelihood") {
+  const v1::OpenAIMode::Mode mode = o.mode();
+  if ((mode == v1::OpenAIMode::rubric || mode == v1::OpenAIMode::label) && o.rubric().empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(section, ".mode '", mode, "' is unknown (rubric | label | likelihood)"));
+        absl::StrCat(section, ".rubric is required with backend openai in ", v1::OpenAIMode::Mode_Name(mode), " mode"));
   }
-  if ((mode == "rubric" || mode == "label") && o.rubric().empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(section, ".rubric is required with backend openai in ", mode, " mode"));
-  }
-  if (mode == "label") {
+  if (mode == v1::OpenAIMode::label) {
     if (o.labels().empty())
       return absl::InvalidArgumentError(absl::StrCat(section, ".labels is required in label mode"));
     if (o.top_logprobs() < 1 || o.top_logprobs() > 20) {
@@ -69,7 +69,7 @@ absl::StatusOr<std::unique_ptr<OpenAIBackend>> OpenAIBackend::Create(const v1::J
       }
     }
   }
-  if (mode == "likelihood" && o.likelihood_template().find("{completion}") == std::string::npos) {
+  if (mode == v1::OpenAIMode::likelihood && o.likelihood_template().find("{completion}") == std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(section, ".likelihood_template must contain {completion}"));
   }
   if (o.timeout_ms() <= 0) return absl::InvalidArgumentError(absl::StrCat(section, ".timeout_ms must be > 0"));
@@ -78,8 +78,19 @@ absl::StatusOr<std::unique_ptr<OpenAIBackend>> OpenAIBackend::Create(const v1::J
     return absl::InvalidArgumentError(absl::StrCat(section, ".max_concurrency must be >= 1"));
   if (config.timeout_ms() <= 0) return absl::InvalidArgumentError("judge.timeout_ms must be > 0");
 
+  if (o.mode() != v1::OpenAIMode::rubric) return absl::OkStatus();
+  return RubricScorer::Create(section, o.rubric(), o.system_prompt(), o.score_key(), o.score_pattern(),
+                              ScoreScale{o.score_min(), o.score_max(), o.reward_min(), o.reward_max()})
+      .status();
+}
+
+absl::StatusOr<std::unique_ptr<OpenAIBackend>> OpenAIBackend::Create(const v1::JudgeConfig& config,
+                                                                     const JudgeBackendDeps& deps) {
+  const v1::OpenAIJudgeConfig& o = config.openai();
+  const std::string section = deps.section.empty() ? "judge.openai" : deps.section;
+  RLJ_RETURN_IF_ERROR(Validate(config, section));
   std::optional<RubricScorer> rubric;
-  if (mode == "rubric") {
+  if (o.mode() == v1::OpenAIMode::rubric) {
     auto scorer = RubricScorer::Create(section, o.rubric(), o.system_prompt(), o.score_key(), o.score_pattern(),
                                        ScoreScale{o.score_min(), o.score_max(), o.reward_min(), o.reward_max()});
     if (!scorer.ok()) return scorer.status();
@@ -100,18 +111,20 @@ absl::StatusOr<std::unique_ptr<OpenAIBackend>> OpenAIBackend::Create(const v1::J
   client.price_output_per_1k = o.price_output_per_1k();
   client.use_cache = o.cache();
   client.dispatch = DispatcherOptionsFrom(o, client.label);
+  const auto headers = client.headers;
   auto teacher = TeacherClient::Create(std::move(client), deps.cache, deps.ledger);
   if (!teacher.ok()) return Annotate(teacher.status(), section);
-  return std::unique_ptr<OpenAIBackend>(new OpenAIBackend(config, deps.label.empty() ? "openai" : deps.label,
-                                                          std::move(teacher).value(), std::move(rubric)));
+  std::unique_ptr<OpenAIBackend> backend(new OpenAIBackend(config, deps.label.empty() ? "openai" : deps.label,
+                                                           std::move(teacher).value(), std::move(rubric)));
+  backend->headers_ = headers;
+  backend->section_ = section;
+  return backend;
 }
 
 OpenAIBackend::OpenAIBackend(const v1::JudgeConfig& config, std::string label, std::unique_ptr<TeacherClient> client,
                              std::optional<RubricScorer> rubric)
     : config_(config.openai()),
-      mode_(config.openai().mode() == "label"        ? Mode::kLabel
-            : config.openai().mode() == "likelihood" ? Mode::kLikelihood
-                                                     : Mode::kRubric),  // Create has checked it
+      mode_(config.openai().mode()),
       label_(std::move(label)),
       base_url_(StrippedBaseUrl(config.openai().base_url())),
       client_(std::move(client)),
@@ -143,11 +156,13 @@ ChatReplies OpenAIBackend::AskChat(const std::vector<ChatQuestion>& questions, S
 std::vector<Judgement> OpenAIBackend::Score(const std::vector<v1::Sample>& samples) {
   const SteadyTime deadline = std::chrono::steady_clock::now() + call_timeout_;
   switch (mode_) {
-    case Mode::kLabel:
+    case v1::OpenAIMode::label:
       return ScoreLabels(samples, deadline);
-    case Mode::kLikelihood:
+    case v1::OpenAIMode::likelihood:
       return ScoreLikelihood(samples, deadline);
-    case Mode::kRubric:
+    case v1::OpenAIMode::distill:
+      return ScoreDistill(samples, deadline);
+    case v1::OpenAIMode::rubric:
       break;
   }
   return ScoreRubric(samples, deadline);
@@ -281,6 +296,81 @@ std::vector<Judgement> OpenAIBackend::ScoreLikelihood(const std::vector<v1::Samp
   }
   client_->Remember(usable);
   return judgements;
+}
+
+absl::Status OpenAIBackend::CheckAtStart(const JudgeStartContext& context) {
+  if (mode_ != v1::OpenAIMode::distill) return absl::OkStatus();
+  CurlHttpClient http;
+  return CheckDistillTeacher(DistillTeacher{&config_, section_, base_url_, headers_}, context, http);
+}
+
+std::vector<Judgement> OpenAIBackend::ScoreDistill(const std::vector<v1::Sample>& samples, SteadyTime deadline) {
+  std::vector<Judgement> judgements(samples.size());
+  std::vector<std::vector<size_t>> requests(1);  // the samples of each request
+  std::vector<TeacherAsk> asks;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    judgements[i].verdict.set_sample_id(samples[i].id());
+    judgements[i].verdict.set_model(config_.model());
+    if (const std::string problem = DistillSampleProblem(samples[i]); !problem.empty()) {
+      SetVerdictError(&judgements[i].verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid, problem);
+      continue;
+    }
+    if (static_cast<int>(requests.back().size()) == kDistillSequencesPerRequest) requests.emplace_back();
+    requests.back().push_back(i);
+  }
+  if (requests.back().empty()) requests.pop_back();
+  for (const std::vector<size_t>& request : requests) {
+    std::vector<const v1::Sample*> batch;
+    double tokens = 0;
+    bool bypass = false;
+    for (size_t i : request) {
+      batch.push_back(&samples[i]);
+      tokens += samples[i].prompt_token_ids_size() + samples[i].completion_token_ids_size() + 1;
+      bypass = bypass || BypassesCache(samples[i]);
+    }
+    asks.push_back(TeacherAsk{base_url_ + "/completions", DistillRequestBody(config_.model(), batch), tokens, bypass});
+  }
+  std::vector<TeacherAnswer> answers = client_->Ask(std::move(asks), deadline);
+  std::vector<const TeacherAnswer*> usable;
+  for (size_t k = 0; k < requests.size(); ++k) {
+    if (ReadDistillAnswer(answers[k], samples, requests[k], &judgements)) usable.push_back(&answers[k]);
+  }
+  client_->Remember(usable);
+  return judgements;
+}
+
+bool OpenAIBackend::ReadDistillAnswer(const TeacherAnswer& answer, const std::vector<v1::Sample>& samples,
+                                      const std::vector<size_t>& asked, std::vector<Judgement>* judgements) {
+  std::vector<const v1::Sample*> batch;
+  for (size_t i : asked) batch.push_back(&samples[i]);
+  int64_t tokens_in = 0, tokens_out = 0;
+  absl::StatusOr<std::vector<std::vector<float>>> logprobs =
+      answer.body ? ReadEchoedTokenLogprobs(*answer.body, batch, &tokens_in, &tokens_out)
+                  : absl::Status(answer.code, answer.message);
+  const bool ok = logprobs.ok();
+  // The request's cost and tokens are shared equally by its samples.
+  const double share = 1.0 / static_cast<double>(asked.size());
+  const double cost = client_->Account(answer, tokens_in, tokens_out, ok);
+  for (size_t k = 0; k < asked.size(); ++k) {
+    Judgement& judgement = (*judgements)[asked[k]];
+    v1::Verdict& verdict = judgement.verdict;
+    StampAnswer(answer, &verdict);
+    verdict.set_cost_usd(cost * share);
+    if (!answer.cache_hit) {
+      verdict.set_tokens_in(static_cast<int64_t>(std::llround(static_cast<double>(tokens_in) * share)));
+      verdict.set_tokens_out(static_cast<int64_t>(std::llround(static_cast<double>(tokens_out) * share)));
+    }
+    if (!answer.body) {
+      SetVerdictError(&verdict, answer.code, answer.kind, client_->Redact(answer.message));
+    } else if (!ok) {
+      SetVerdictError(&verdict, absl::StatusCode::kInternal, error_kind::kParse,
+                      client_->Redact(std::string(logprobs.status().message())));
+      judgement.raw_response = client_->Redact(TruncateUtf8(*answer.body, 4000));
+    } else {
+      FillDistillVerdict(samples[asked[k]], std::move((*logprobs)[k]), &verdict);
+    }
+  }
+  return ok;
 }
 
 }  // namespace rlj

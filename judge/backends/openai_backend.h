@@ -27,6 +27,8 @@ namespace rlj {
 
 class OpenAIBackend final : public JudgeBackend, public ChatTeacher {
  public:
+  // The checks of its section (`section` names it in messages), without starting anything; Create runs them.
+  static absl::Status Validate(const v1::JudgeConfig& config, const std::string& section);
   // Uses config.openai() and config.timeout_ms() (the actors' deadline for one Score call) as every sample's
   // overall deadline, retries included. Fails when api_key_env names a variable that is unset or empty,
   // naming it; without api_key_env no Authorization header is sent (local servers).
@@ -37,6 +39,8 @@ class OpenAIBackend final : public JudgeBackend, public ChatTeacher {
   std::string name() const override { return label_; }
   std::string model() const override { return config_.model(); }
   std::vector<Judgement> Score(const std::vector<v1::Sample>& samples) override;
+  // Distill mode: the teacher scores token ids with the student's vocabulary, and can at all.
+  absl::Status CheckAtStart(const JudgeStartContext& context) override;
   void CollectStatus(v1::JudgeStatus* status) const override { client_->CollectStatus(status); }
 
   ChatReplies AskChat(const std::vector<ChatQuestion>& questions, SteadyTime deadline) override;
@@ -49,11 +53,13 @@ class OpenAIBackend final : public JudgeBackend, public ChatTeacher {
   std::vector<Judgement> ScoreRubric(const std::vector<v1::Sample>& samples, SteadyTime deadline);
   std::vector<Judgement> ScoreLabels(const std::vector<v1::Sample>& samples, SteadyTime deadline);
   std::vector<Judgement> ScoreLikelihood(const std::vector<v1::Sample>& samples, SteadyTime deadline);
-
-  enum class Mode { kRubric, kLabel, kLikelihood };  // judge.openai.mode, read once
+  std::vector<Judgement> ScoreDistill(const std::vector<v1::Sample>& samples, SteadyTime deadline);
+  // One distill request's answer into the verdicts of its samples (judgements[i] for i in `asked`).
+  bool ReadDistillAnswer(const TeacherAnswer& answer, const std::vector<v1::Sample>& samples,
+                         const std::vector<size_t>& asked, std::vector<Judgement>* judgements);
 
   v1::OpenAIJudgeConfig config_;
-  Mode mode_;
+  v1::OpenAIMode::Mode mode_;
   std::string label_;
   std::string base_url_;
   std::chrono::milliseconds call_timeout_;
@@ -61,6 +67,8 @@ class OpenAIBackend final : public JudgeBackend, public ChatTeacher {
   std::optional<RubricScorer> rubric_;
   std::map<std::string, double> labels_;  // label mode: judge.openai.labels
   ChatWireFormat chat_format_;
+  std::vector<std::pair<std::string, std::string>> headers_;  // the requests' headers (distill's start check)
+  std::string section_;                                       // judge.openai or judge.backends.<name>.openai
 };
 
 }  // namespace rlj

@@ -12,15 +12,20 @@
 
 namespace rlj {
 
-absl::StatusOr<std::unique_ptr<RemoteBackend>> RemoteBackend::Create(const v1::RemoteJudgeConfig& config,
-                                                                     const JudgeBackendDeps& deps) {
-  const std::string section = deps.section.empty() ? "judge.remote" : deps.section;
+absl::Status RemoteBackend::Validate(const v1::RemoteJudgeConfig& config, const std::string& section) {
   if (config.address().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(section, ".address is required with backend remote"));
   }
   RLJ_RETURN_IF_ERROR(Annotate(CheckListenAddress(config.address()), absl::StrCat(section, ".address")));
   if (config.timeout_ms() <= 0) return absl::InvalidArgumentError(absl::StrCat(section, ".timeout_ms must be > 0"));
   if (config.max_batch() < 1) return absl::InvalidArgumentError(absl::StrCat(section, ".max_batch must be >= 1"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<RemoteBackend>> RemoteBackend::Create(const v1::RemoteJudgeConfig& config,
+                                                                     const JudgeBackendDeps& deps) {
+  const std::string section = deps.section.empty() ? "judge.remote" : deps.section;
+  RLJ_RETURN_IF_ERROR(Validate(config, section));
   return std::unique_ptr<RemoteBackend>(
       new RemoteBackend(config, deps.label.empty() ? "remote" : deps.label, deps.ledger));
 }

@@ -17,6 +17,8 @@ namespace rlj {
 
 class RemoteBackend final : public JudgeBackend {
  public:
+  // The checks of its section (`section` names it in messages), without starting anything; Create runs them.
+  static absl::Status Validate(const v1::RemoteJudgeConfig& config, const std::string& section);
   static absl::StatusOr<std::unique_ptr<RemoteBackend>> Create(const v1::RemoteJudgeConfig& config,
                                                                const JudgeBackendDeps& deps);
   ~RemoteBackend() override;

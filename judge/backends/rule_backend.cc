@@ -30,22 +30,24 @@ std::string Quote(std::string_view text) {
 // 46 → "46", 3.5 → "3.5", 1234567 → "1234567" (absl::StrCat would print 1.23457e+06).
 std::string FormatNumber(double value) { return absl::StrFormat("%.15g", value); }
 
-bool KnownCheck(const std::string& check) {
-  return check == "exact" || check == "numeric" || check == "regex" || check == "contains";
-}
+using Check = v1::RuleJudgeConfig::Check;
+
+const std::string& CheckName(Check check) { return v1::RuleJudgeConfig::Check_Name(check); }
 
 std::string Lower(std::string_view text) { return absl::AsciiStrToLower(AsAbsl(text)); }
 
 }  // namespace
 
+absl::Status RuleBackend::Validate(const v1::RuleJudgeConfig& config, const std::string& section) {
+  const RuleBackend backend(config);
+  if (backend.config_error_.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(section, ": ", backend.config_error_));
+}
+
 absl::StatusOr<std::unique_ptr<RuleBackend>> RuleBackend::Create(const v1::RuleJudgeConfig& config,
                                                                  const JudgeBackendDeps& deps) {
-  auto backend = std::make_unique<RuleBackend>(config, deps.label.empty() ? "rule" : deps.label);
-  if (!backend->config_error_.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(deps.section.empty() ? "judge.rule" : deps.section, ": ", backend->config_error_));
-  }
-  return backend;
+  RLJ_RETURN_IF_ERROR(Validate(config, deps.section.empty() ? "judge.rule" : deps.section));
+  return std::make_unique<RuleBackend>(config, deps.label.empty() ? "rule" : deps.label);
 }
 
 RuleBackend::RuleBackend(const v1::RuleJudgeConfig& config, std::string label)
@@ -53,14 +55,10 @@ RuleBackend::RuleBackend(const v1::RuleJudgeConfig& config, std::string label)
   if (config_.checks().empty()) {
     checks_.push_back(config_.mode());
   } else {
-    checks_.assign(config_.checks().begin(), config_.checks().end());
+    for (int check : config_.checks()) checks_.push_back(static_cast<Check>(check));
   }
-  for (const std::string& check : checks_) {
-    if (!KnownCheck(check)) {
-      config_error_ = absl::StrCat("unknown rule check '", check, "' (exact | numeric | regex | contains)");
-      return;
-    }
-    if (check == "regex") {
+  for (Check check : checks_) {
+    if (check == v1::RuleJudgeConfig::regex) {
       if (config_.pattern().empty()) {
         config_error_ = "the regex check needs a pattern";
         return;
@@ -80,7 +78,9 @@ RuleBackend::RuleBackend(const v1::RuleJudgeConfig& config, std::string label)
 
 RuleBackend::~RuleBackend() = default;
 
-std::string RuleBackend::model() const { return absl::StrJoin(checks_, "+"); }
+std::string RuleBackend::model() const {
+  return absl::StrJoin(checks_, "+", [](std::string* out, Check check) { out->append(CheckName(check)); });
+}
 
 std::vector<Judgement> RuleBackend::Score(const std::vector<v1::Sample>& samples) {
   std::vector<Judgement> judgements;
@@ -111,19 +111,21 @@ Judgement RuleBackend::ScoreOne(const v1::Sample& sample) const {
   bool all_pass = true;
   std::vector<std::string> rationales;
   std::map<std::string, double> passes;
-  for (const std::string& check : checks_) {
-    const bool needs_reference = check != "regex" || config_.pattern().find("{reference}") != std::string::npos;
+  for (Check check : checks_) {
+    const bool needs_reference =
+        check != v1::RuleJudgeConfig::regex || config_.pattern().find("{reference}") != std::string::npos;
     if (needs_reference && reference.empty()) {
-      SetVerdictError(&verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
-                      absl::StrCat("the sample has no reference answer; the rule check '", check, "' needs one"));
+      SetVerdictError(
+          &verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
+          absl::StrCat("the sample has no reference answer; the rule check '", CheckName(check), "' needs one"));
       return judgement;
     }
     bool pass = false;
-    if (check == "exact") {
+    if (check == v1::RuleJudgeConfig::exact) {
       pass = config_.case_sensitive() ? ExactMatch(completion, reference)
                                       : Lower(TrimAnswer(completion)) == Lower(reference);
       rationales.push_back(absl::StrCat("expected ", Quote(reference), ", got ", Quote(TrimAnswer(completion))));
-    } else if (check == "numeric") {
+    } else if (check == v1::RuleJudgeConfig::numeric) {
       const std::optional<double> expected = LastNumber(reference);
       if (!expected) {
         SetVerdictError(&verdict, absl::StatusCode::kInvalidArgument, error_kind::kInvalid,
@@ -134,7 +136,7 @@ Judgement RuleBackend::ScoreOne(const v1::Sample& sample) const {
       pass = got.has_value() && NumericMatch(completion, reference, config_.tolerance());
       rationales.push_back(got ? absl::StrCat("expected ", FormatNumber(*expected), ", got ", FormatNumber(*got))
                                : "no number in completion");
-    } else if (check == "regex") {
+    } else if (check == v1::RuleJudgeConfig::regex) {
       const std::string pattern = absl::StrReplaceAll(
           config_.pattern(), {{"{reference}", RE2::QuoteMeta(re2::StringPiece(reference.data(), reference.size()))}});
       RE2 compiled(pattern, RE2::Quiet);
@@ -150,7 +152,7 @@ Judgement RuleBackend::ScoreOne(const v1::Sample& sample) const {
                                       : Lower(completion).find(Lower(reference)) != std::string::npos;
       rationales.push_back(absl::StrCat(pass ? "contains " : "does not contain ", Quote(reference)));
     }
-    passes[check] = pass ? 1.0 : 0.0;
+    passes[CheckName(check)] = pass ? 1.0 : 0.0;
     all_pass = all_pass && pass;
   }
   const double penalty = LengthPenalty(completion);

@@ -20,10 +20,12 @@ namespace rlj {
 
 class RuleBackend final : public JudgeBackend {
  public:
+  // The checks of its section (`section` names it in messages), without starting anything; Create runs them.
+  static absl::Status Validate(const v1::RuleJudgeConfig& config, const std::string& section);
   // Checks the configuration (known checks, a pattern for regex that compiles) first.
   static absl::StatusOr<std::unique_ptr<RuleBackend>> Create(const v1::RuleJudgeConfig& config,
                                                              const JudgeBackendDeps& deps = {});
-  // Without the checks of Create: an unknown check or a bad pattern makes every verdict an "invalid" error.
+  // Without the checks of Create: a bad pattern makes every verdict an "invalid" error.
   explicit RuleBackend(const v1::RuleJudgeConfig& config, std::string label = "rule");
   ~RuleBackend() override;
 
@@ -42,7 +44,7 @@ class RuleBackend final : public JudgeBackend {
 
   v1::RuleJudgeConfig config_;
   std::string label_;
-  std::vector<std::string> checks_;
+  std::vector<v1::RuleJudgeConfig::Check> checks_;
   std::string config_error_;  // non-empty: the configuration is unusable
 };
 

@@ -89,8 +89,19 @@ TEST(ConfigLoader, OverrideOfStringKeepsNumericLookingText) {
 TEST(ConfigLoader, SemanticRulesNameKeys) {
   EXPECT_TRUE(FailsWith(ParseRunConfig("model:\n  d_model: 100\n  n_heads: 3\n", "c.yaml"),
                         absl::StatusCode::kInvalidArgument, "model.d_model: must be divisible by model.n_heads"));
-  EXPECT_TRUE(FailsWith(ParseRunConfig("judge:\n  backend: oracle\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
-                        "judge.backend: must be rule or openai"));
+  // A choice the schema holds as an enum names the key, the line and every accepted value.
+  EXPECT_TRUE(FailsWith(ParseRunConfig("learner:\n  algorithm: ppo\n", "c.yaml"), absl::StatusCode::kInvalidArgument,
+                        "c.yaml:2:14: learner.algorithm: expected grpo, dr_grpo or rloo, got 'ppo'"));
+  EXPECT_TRUE(FailsWith(ParseRunConfig("", "c.yaml", {"judge.openai.mode=vibes"}), absl::StatusCode::kInvalidArgument,
+                        "expected rubric, label, likelihood or distill, got 'vibes'"));
+  RLJ_ASSERT_OK_AND_ASSIGN(
+      v1::RunConfig enums,
+      ParseRunConfig("learner:\n  kl_estimator: k1\njudge:\n  rule:\n    checks: [regex, contains]\n", "c.yaml",
+                     {"learner.truncated=mask"}));
+  EXPECT_EQ(enums.learner().kl_estimator(), v1::LearnerConfig::k1);
+  EXPECT_EQ(enums.learner().truncated(), v1::LearnerConfig::mask);
+  ASSERT_EQ(enums.judge().rule().checks_size(), 2);
+  EXPECT_EQ(enums.judge().rule().checks(1), v1::RuleJudgeConfig::contains);
   EXPECT_TRUE(FailsWith(ParseRunConfig("learner:\n  groups_per_step: 64\n  buffer_groups: 8\n", "c.yaml"),
                         absl::StatusCode::kInvalidArgument, "learner.buffer_groups"));
 }

@@ -67,8 +67,8 @@ TEST(RuleChecks, RegexContainsCombinedAndLengthPenalty) {
   v1::JudgeConfig config;
   config.set_backend("rule");
   v1::RuleJudgeConfig* rule = config.mutable_rule();
-  rule->add_checks("regex");
-  rule->add_checks("contains");
+  rule->add_checks(v1::RuleJudgeConfig::regex);
+  rule->add_checks(v1::RuleJudgeConfig::contains);
   rule->set_pattern(R"(answer is \(?{reference}\)?)");
   rule->set_case_sensitive(false);
   rule->set_length_penalty_per_char(0.01);
@@ -101,12 +101,12 @@ TEST(RuleChecks, RegexContainsCombinedAndLengthPenalty) {
 TEST(RuleChecks, ContainsIsCaseSensitiveByDefaultAndBadPatternsAreInvalid) {
   v1::JudgeConfig config;
   config.set_backend("rule");
-  config.mutable_rule()->set_mode("contains");
+  config.mutable_rule()->set_mode(v1::RuleJudgeConfig::contains);
   auto backend = Make(config);
   EXPECT_EQ(ScoreOne(*backend, MakeSample("a", "It is Paris.", "Paris")).reward(), 1);
   EXPECT_EQ(ScoreOne(*backend, MakeSample("b", "it is paris.", "Paris")).reward(), 0);
 
-  config.mutable_rule()->set_mode("regex");
+  config.mutable_rule()->set_mode(v1::RuleJudgeConfig::regex);
   config.mutable_rule()->set_pattern("([unclosed");
   auto bad = MakeJudgeBackend(config);
   if (bad.ok()) {  // a pattern error may surface at construction or on each sample, never as a 0 reward
@@ -603,11 +603,11 @@ TEST(EnsembleBackend, WeightedSumOfNamedComponents) {
   config.set_backend("ensemble");
   v1::JudgeBackendConfig exact;
   exact.set_backend("rule");
-  exact.mutable_rule()->set_mode("exact");
+  exact.mutable_rule()->set_mode(v1::RuleJudgeConfig::exact);
   (*config.mutable_backends())["exact"] = exact;
   v1::JudgeBackendConfig numeric;
   numeric.set_backend("rule");
-  numeric.mutable_rule()->set_mode("numeric");
+  numeric.mutable_rule()->set_mode(v1::RuleJudgeConfig::numeric);
   (*config.mutable_backends())["numeric"] = numeric;
   v1::EnsembleComponentConfig* c1 = config.mutable_ensemble()->add_components();
   c1->set_name("strict");
@@ -641,8 +641,49 @@ TEST(EnsembleBackend, ConfigurationErrors) {
   EXPECT_FALSE(MakeJudgeBackend(config).ok());  // no ensemble inside an ensemble
   config.mutable_ensemble()->clear_components();
   config.mutable_ensemble()->add_components()->set_backend("rule");
-  config.mutable_ensemble()->set_mode("group_rank");
+  config.mutable_ensemble()->set_mode(v1::EnsembleJudgeConfig::group_rank);
   EXPECT_TRUE(FailsWith(MakeJudgeBackend(config), absl::StatusCode::kInvalidArgument, "chat teacher"));
+}
+
+// The judge section checks itself through the registry: every name it uses, every section those select,
+// without making a backend.
+TEST(ValidateJudgeConfig, NamesAndSectionsThroughTheRegistry) {
+  v1::JudgeConfig config;
+  RLJ_EXPECT_OK(ValidateJudgeConfig(config));  // the defaults: the rule backend
+  config.set_backend("oracle");
+  EXPECT_TRUE(FailsWith(ValidateJudgeConfig(config), absl::StatusCode::kInvalidArgument,
+                        "judge backend 'oracle' is unknown; known backends: rule, openai, anthropic, command"));
+  config.set_backend("openai");
+  EXPECT_TRUE(
+      FailsWith(ValidateJudgeConfig(config), absl::StatusCode::kInvalidArgument, "judge.openai.model is required"));
+  config.set_backend("rule");
+  config.set_failover("ensemble");
+  EXPECT_TRUE(FailsWith(ValidateJudgeConfig(config), absl::StatusCode::kInvalidArgument, "judge.failover"));
+  config.set_failover("rule");
+  EXPECT_TRUE(FailsWith(ValidateJudgeConfig(config), absl::StatusCode::kInvalidArgument, "a different backend"));
+  config.clear_failover();
+  // An entry of judge.backends is checked even when nothing uses it, under its own path.
+  v1::JudgeBackendConfig& spare = (*config.mutable_backends())["spare"];
+  spare.set_backend("command");
+  EXPECT_TRUE(FailsWith(ValidateJudgeConfig(config), absl::StatusCode::kInvalidArgument,
+                        "judge.backends.spare.command.argv is required"));
+  spare.set_backend("ensemble");
+  EXPECT_TRUE(FailsWith(ValidateJudgeConfig(config), absl::StatusCode::kInvalidArgument,
+                        "judge.backends.spare.backend 'ensemble' must be one of"));
+  spare.set_backend("rule");
+  spare.mutable_rule()->set_mode(v1::RuleJudgeConfig::regex);
+  EXPECT_TRUE(FailsWith(ValidateJudgeConfig(config), absl::StatusCode::kInvalidArgument,
+                        "judge.backends.spare.rule: the regex check needs a pattern"));
+  spare.mutable_rule()->set_pattern("{reference}");
+  RLJ_EXPECT_OK(ValidateJudgeConfig(config));
+  // Ensemble components are checked through their own kinds, without starting the command judge.
+  config.set_backend("ensemble");
+  config.mutable_ensemble()->add_components()->set_backend("spare");
+  config.mutable_ensemble()->add_components()->set_backend("command");
+  EXPECT_TRUE(FailsWith(ValidateJudgeConfig(config), absl::StatusCode::kInvalidArgument,
+                        "judge.ensemble.components[1]: judge.command.argv is required"));
+  config.mutable_command()->add_argv("/nonexistent/judge-program");
+  RLJ_EXPECT_OK(ValidateJudgeConfig(config));
 }
 
 // The answers listed in a rank question, in the order presented.
@@ -668,7 +709,7 @@ class GroupRankTest : public ::testing::Test {
     openai->set_rubric("unused by group ranking {completion}");
     openai->set_max_retries(0);
     (*config_.mutable_backends())["ranker"] = teacher;
-    config_.mutable_ensemble()->set_mode("group_rank");
+    config_.mutable_ensemble()->set_mode(v1::EnsembleJudgeConfig::group_rank);
     config_.mutable_ensemble()->add_components()->set_backend("ranker");
   }
   std::vector<v1::Sample> Group() {

@@ -86,7 +86,7 @@ class OpenAIModesTest : public ::testing::Test {
     openai->set_base_url(server_.base_url());
     openai->set_model("grader");
     openai->set_api_key_env("");
-    openai->set_mode("label");
+    openai->set_mode(v1::OpenAIMode::label);
     openai->set_rubric("Is {completion} the answer to {prompt}? Reply yes or no.");
     (*openai->mutable_labels())["yes"] = 1.0;
     (*openai->mutable_labels())["no"] = 0.0;
@@ -99,7 +99,7 @@ class OpenAIModesTest : public ::testing::Test {
     openai->set_base_url(server_.base_url());
     openai->set_model("teacher-lm");
     openai->set_api_key_env("");
-    openai->set_mode("likelihood");
+    openai->set_mode(v1::OpenAIMode::likelihood);
     openai->set_likelihood_template(tmpl);
     openai->set_max_retries(0);
   }
@@ -190,9 +190,6 @@ TEST_F(OpenAIModesTest, LabelModeConfigurationErrors) {
   UseLabelMode();
   config_.mutable_openai()->set_top_logprobs(21);
   EXPECT_TRUE(FailsWith(MakeJudgeBackend(config_), absl::StatusCode::kInvalidArgument, "top_logprobs"));
-  UseLabelMode();
-  config_.mutable_openai()->set_mode("vibes");
-  EXPECT_TRUE(FailsWith(MakeJudgeBackend(config_), absl::StatusCode::kInvalidArgument, "rubric | label | likelihood"));
 }
 
 TEST_F(OpenAIModesTest, LikelihoodIsTheMeanLogprobOfTheCompletionTokens) {

@@ -90,21 +90,18 @@ class OutageTest : public ::testing::Test {
   std::unique_ptr<JudgeService> service_;
 };
 
-TEST(OutagePolicyTest, ParsesMaskAndPause) {
-  RLJ_ASSERT_OK_AND_ASSIGN(OutagePolicy mask, ParseOutagePolicy("mask"));
-  EXPECT_EQ(mask, OutagePolicy::kMask);
-  RLJ_ASSERT_OK_AND_ASSIGN(OutagePolicy pause, ParseOutagePolicy("pause"));
-  EXPECT_EQ(pause, OutagePolicy::kPause);
-  EXPECT_TRUE(FailsWith(ParseOutagePolicy("wait"), absl::StatusCode::kInvalidArgument, "judge.on_outage"));
+TEST(OutagePolicyTest, FromConfig) {
+  EXPECT_EQ(OutagePolicyFromConfig(v1::JudgeConfig::mask), OutagePolicy::kMask);
+  EXPECT_EQ(OutagePolicyFromConfig(v1::JudgeConfig::pause), OutagePolicy::kPause);
 }
 
 TEST(OutagePolicyTest, ConfigValidationNamesTheKey) {
   RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig defaults, ParseRunConfig("name: x\n", "<test>"));
-  EXPECT_EQ(defaults.judge().on_outage(), "pause");  // an outage waits by default
+  EXPECT_EQ(defaults.judge().on_outage(), v1::JudgeConfig::pause);  // an outage waits by default
   EXPECT_EQ(defaults.judge().max_outage_s(), 900);
   RLJ_ASSERT_OK(ParseRunConfig("name: x\njudge:\n  on_outage: pause\n", "<test>").status());
   EXPECT_TRUE(FailsWith(ParseRunConfig("name: x\njudge:\n  on_outage: wait\n", "<test>"),
-                        absl::StatusCode::kInvalidArgument, "judge.on_outage"));
+                        absl::StatusCode::kInvalidArgument, "judge.on_outage: expected pause or mask"));
 }
 
 TEST_F(OutageTest, MaskAnswersErrorsAndLogsThemAsErrorsNeverZero) {

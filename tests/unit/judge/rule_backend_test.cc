@@ -18,7 +18,7 @@ v1::Sample MakeSample(const std::string& id, const std::string& completion, cons
   return sample;
 }
 
-v1::RuleJudgeConfig Config(const std::string& mode, double tolerance = 1e-6) {
+v1::RuleJudgeConfig Config(v1::RuleJudgeConfig::Check mode, double tolerance = 1e-6) {
   v1::RuleJudgeConfig config;
   config.set_mode(mode);
   config.set_tolerance(tolerance);
@@ -26,7 +26,7 @@ v1::RuleJudgeConfig Config(const std::string& mode, double tolerance = 1e-6) {
 }
 
 TEST(RuleBackend, NumericRightAndWrong) {
-  RuleBackend backend(Config("numeric"));
+  RuleBackend backend(Config(v1::RuleJudgeConfig::numeric));
   EXPECT_EQ(backend.name(), "rule");
   EXPECT_EQ(backend.model(), "numeric");
   const std::vector<Judgement> judgements = backend.Score(
@@ -54,7 +54,7 @@ TEST(RuleBackend, NumericRightAndWrong) {
 }
 
 TEST(RuleBackend, NumericToleranceAndCustomRewards) {
-  v1::RuleJudgeConfig config = Config("numeric", 0.5);
+  v1::RuleJudgeConfig config = Config(v1::RuleJudgeConfig::numeric, 0.5);
   config.set_correct_reward(2.0);
   config.set_wrong_reward(-1.0);
   RuleBackend backend(config);
@@ -70,7 +70,7 @@ TEST(RuleBackend, NumericToleranceAndCustomRewards) {
 }
 
 TEST(RuleBackend, ExactMatchTrimsButIsCaseSensitive) {
-  RuleBackend backend(Config("exact"));
+  RuleBackend backend(Config(v1::RuleJudgeConfig::exact));
   const std::vector<Judgement> judgements =
       backend.Score({MakeSample("a", "  Paris\n", "Paris"), MakeSample("b", "paris", "Paris")});
   EXPECT_EQ(judgements[0].verdict.reward(), 1.0);
@@ -80,7 +80,7 @@ TEST(RuleBackend, ExactMatchTrimsButIsCaseSensitive) {
 }
 
 TEST(RuleBackend, UnjudgeableSamplesAreInvalidErrorsNotZero) {
-  RuleBackend numeric(Config("numeric"));
+  RuleBackend numeric(Config(v1::RuleJudgeConfig::numeric));
   const std::vector<Judgement> judgements = numeric.Score(
       {MakeSample("empty", "46", ""), MakeSample("blank", "46", "  \n"), MakeSample("word", "46", "forty-six")});
   for (const Judgement& judgement : judgements) {
@@ -92,7 +92,7 @@ TEST(RuleBackend, UnjudgeableSamplesAreInvalidErrorsNotZero) {
   EXPECT_NE(judgements[0].verdict.error().message().find("no reference"), std::string::npos);
   EXPECT_NE(judgements[2].verdict.error().message().find("forty-six"), std::string::npos);
 
-  RuleBackend exact(Config("exact"));
+  RuleBackend exact(Config(v1::RuleJudgeConfig::exact));
   const std::vector<Judgement> exact_judgements = exact.Score({MakeSample("empty", "Paris", "")});
   ASSERT_TRUE(exact_judgements[0].verdict.has_error());
   EXPECT_EQ(exact_judgements[0].verdict.error().kind(), "invalid");

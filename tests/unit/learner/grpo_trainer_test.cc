@@ -12,6 +12,7 @@
 #include "learner_fixtures.h"
 #include "model/logprobs.h"
 #include "model/transformer.h"
+#include "model_fixtures.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -24,22 +25,7 @@ Transformer TinyModel(const v1::RunConfig& config, uint64_t seed = 7) {
   return Transformer(TransformerConfig::FromProto(config.model()).value());
 }
 
-// Per-token log-probs of `completion` after `prompt` under `model` (temperature 1).
-std::vector<float> CompletionLogProbs(Transformer& model, const std::vector<int32_t>& prompt,
-                                      const std::vector<int32_t>& completion) {
-  at::NoGradGuard no_grad;
-  std::vector<int64_t> sequence(prompt.begin(), prompt.end());
-  sequence.insert(sequence.end(), completion.begin(), completion.end());
-  const int64_t length = static_cast<int64_t>(sequence.size());
-  const at::Tensor tokens = at::tensor(sequence).view({1, length});
-  const at::Tensor logprobs =
-      TokenLogProbs(model->forward(tokens.narrow(1, 0, length - 1)), tokens.narrow(1, 1, length - 1), 1.0);
-  std::vector<float> out;
-  for (size_t j = 0; j < completion.size(); ++j) {
-    out.push_back(logprobs[0][static_cast<int64_t>(prompt.size() - 1 + j)].item<float>());
-  }
-  return out;
-}
+using testing::CompletionLogProbs;
 
 double Sum(const std::vector<float>& values) {
   double total = 0;
@@ -215,7 +201,7 @@ TEST(GrpoTrainer, KlReferenceAndSeveralEpochs) {
 
 TEST(GrpoTrainer, TokenBudgetMicroBatchesAccumulateToTheWholeStep) {
   v1::RunConfig whole_config = TinyRunConfig();
-  whole_config.mutable_learner()->set_loss_aggregation("seq_mean_token_mean");
+  whole_config.mutable_learner()->set_loss_aggregation(v1::LearnerConfig::seq_mean_token_mean);
   v1::RunConfig micro_config = whole_config;
   micro_config.mutable_learner()->set_micro_batch_tokens(6);  // rows of 5 and 4 positions: one row per batch
   Transformer base = TinyModel(whole_config);
@@ -248,19 +234,20 @@ TEST(GrpoTrainer, TruncatedCompletionsKeptMaskedOrPenalised) {
   //   penalize: the truncated reward becomes 0 - 1 = -1: mean 1/3 → 2/3, -4/3, 2/3; |A| mean 8/9
   //   mask:     advantages as keep, the truncated completion is not trained: |A| mean over the 2 rows 1/3
   v1::RunConfig config = TinyRunConfig();
-  config.mutable_learner()->set_algorithm("dr_grpo");
+  config.mutable_learner()->set_algorithm(v1::LearnerConfig::dr_grpo);
   Transformer base = TinyModel(config);
   v1::Rollout truncated = MakeRollout(base, kPrompt, kBad, 0.0);
   truncated.set_truncated(true);
   const v1::RolloutGroup group =
       MakeGroup(kPrompt, {MakeRollout(base, kPrompt, kGood, 1.0), truncated, MakeRollout(base, kPrompt, {4, 6}, 1.0)});
   struct Case {
-    const char* mode;
+    v1::LearnerConfig::Truncated mode;
     int64_t trained;
     double abs_mean;
   };
-  for (const Case& c : {Case{"keep", 3, 4.0 / 9.0}, Case{"penalize", 3, 8.0 / 9.0}, Case{"mask", 2, 1.0 / 3.0}}) {
-    SCOPED_TRACE(c.mode);
+  for (const Case& c : {Case{v1::LearnerConfig::keep, 3, 4.0 / 9.0}, Case{v1::LearnerConfig::penalize, 3, 8.0 / 9.0},
+                        Case{v1::LearnerConfig::mask, 2, 1.0 / 3.0}}) {
+    SCOPED_TRACE(v1::LearnerConfig::Truncated_Name(c.mode));
     config.mutable_learner()->set_truncated(c.mode);
     Transformer model = CloneTransformer(base);
     RLJ_ASSERT_OK_AND_ASSIGN(auto trainer, GrpoTrainer::Create(config, model));

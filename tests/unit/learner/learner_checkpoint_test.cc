@@ -168,7 +168,7 @@ TEST(LearnerCheckpoint, ResumedTrainerTakesExactlyTheSameNextStep) {
   const std::string checkpoints = dir.file("checkpoints");
   v1::RunConfig config = testing::TinyLearnerConfig();
   config.mutable_learner()->set_warmup_steps(2);
-  config.mutable_learner()->set_lr_schedule("cosine");
+  config.mutable_learner()->set_lr_schedule(v1::LearnerConfig::cosine);
   config.mutable_learner()->set_steps(5);
 
   // The uninterrupted run: three steps.

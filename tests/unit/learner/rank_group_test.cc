@@ -18,47 +18,13 @@
 #include "learner/grpo_trainer.h"
 #include "learner_fixtures.h"
 #include "model/transformer.h"
+#include "model_fixtures.h"
 #include "test_util.h"
 
 namespace rlj {
 namespace {
 
-// A port nothing listens on right now (the kernel's pick for a socket bound to port 0).
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  socklen_t length = sizeof(address);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
-// Runs body(rank, group) on two threads that joined one rank group.
-void WithTwoRanks(const std::function<void(int, RankGroup&)>& body) {
-  const int port = FreePort();
-  std::vector<std::thread> threads;
-  for (int rank = 0; rank < 2; ++rank) {
-    threads.emplace_back([&, rank] {
-      RankGroupOptions options;
-      options.rank = rank;
-      options.world_size = 2;
-      options.master_addr = "127.0.0.1";
-      options.master_port = port;
-      options.timeout = std::chrono::milliseconds(120000);
-      auto group = RankGroup::Connect(options);
-      ASSERT_TRUE(group.ok()) << group.status();
-      EXPECT_EQ((*group)->rank(), rank);
-      EXPECT_EQ((*group)->world_size(), 2);
-      EXPECT_STREQ((*group)->backend(), "gloo");
-      body(rank, **group);
-    });
-  }
-  for (auto& thread : threads) thread.join();
-}
+using testing::WithTwoRanks;
 
 TEST(RankGroup, AllReduceAndBroadcastAcrossTwoRanks) {
   ASSERT_TRUE(RankGroupAvailable("cpu"));
@@ -123,7 +89,7 @@ std::vector<v1::RolloutGroup> UnionBatch() {
 v1::RunConfig DataParallelConfig() {
   v1::RunConfig config = testing::TinyLearnerConfig();
   config.mutable_learner()->set_kl_coef(0.05);
-  config.mutable_learner()->set_loss_aggregation("seq_mean_token_mean");
+  config.mutable_learner()->set_loss_aggregation(v1::LearnerConfig::seq_mean_token_mean);
   config.mutable_learner()->set_grad_clip(0.5);
   config.mutable_learner()->set_ppo_epochs(2);
   return config;

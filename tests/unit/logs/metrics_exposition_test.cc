@@ -1,6 +1,7 @@
 // metrics_exposition_test.cc: the Prometheus registry's text exposition (exact text for counters, gauges,
 // labels and histograms), collectors, the /metrics server scraped over real HTTP, ProcessTelemetry's
-// endpoint file and learner metrics, and `promtool check metrics` on what is served.
+// endpoint file and learner metrics (as gauges and TensorBoard scalars; the reverse KL to the teacher only in
+// distillation steps), and `promtool check metrics` on what is served.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
@@ -16,6 +18,7 @@
 #include "common/telemetry/metrics_registry.h"
 #include "common/telemetry/metrics_server.h"
 #include "common/telemetry/process_telemetry.h"
+#include "common/telemetry/tensorboard_writer.h"
 #include "test_util.h"
 
 namespace rlj::telemetry {
@@ -172,6 +175,40 @@ TEST(ProcessTelemetry, PublishesItsAddressAndTheLearnerStep) {
   ASSERT_NE(telemetry->tensorboard(), nullptr);
   EXPECT_TRUE(absl::StartsWith(telemetry->tensorboard()->path(), RunDir(dir.path()).root() + "/tensorboard/learner/"))
       << telemetry->tensorboard()->path();
+}
+
+// teacher_reverse_kl reads 0 in a step without teacher tokens; only distillation steps export it.
+TEST(ProcessTelemetry, ExportsTheReverseKlToTheTeacherOnlyInDistillationSteps) {
+  ScratchDir dir;
+  v1::RunConfig config;
+  RLJ_ASSERT_OK_AND_ASSIGN(auto telemetry, ProcessTelemetry::Start(config, dir.path(), "learner", "learner", true));
+  v1::StepMetrics step;
+  step.set_step(1);
+  step.set_teacher_reverse_kl(0.375);
+  telemetry->RecordLearnerStep(step);
+  RLJ_ASSERT_OK_AND_ASSIGN(std::string without, ScrapeMetrics(telemetry->metrics_address()));
+  EXPECT_FALSE(absl::StrContains(without, "rlj_learner_teacher_reverse_kl")) << without;
+  EXPECT_TRUE(absl::StrContains(without, "rlj_learner_distill_tokens 0\n")) << without;
+  step.set_step(2);
+  step.set_distill_tokens(64);
+  telemetry->RecordLearnerStep(step);
+  RLJ_ASSERT_OK_AND_ASSIGN(std::string with, ScrapeMetrics(telemetry->metrics_address()));
+  EXPECT_TRUE(absl::StrContains(with, "rlj_learner_teacher_reverse_kl 0.375\n")) << with;
+  EXPECT_TRUE(absl::StrContains(with, "rlj_learner_distill_tokens 64\n")) << with;
+  // TensorBoard: learner/teacher_reverse_kl at step 2 only; learner/distill_tokens at both.
+  ASSERT_NE(telemetry->tensorboard(), nullptr);
+  RLJ_ASSERT_OK_AND_ASSIGN(std::vector<tensorboard::Event> events, ReadEventFile(telemetry->tensorboard()->path()));
+  std::vector<int64_t> reverse_kl_steps, distill_tokens_steps;
+  for (const tensorboard::Event& event : events) {
+    for (const auto& value : event.summary().value()) {
+      if (value.tag() == "learner/distill_tokens") distill_tokens_steps.push_back(event.step());
+      if (value.tag() != "learner/teacher_reverse_kl") continue;
+      reverse_kl_steps.push_back(event.step());
+      EXPECT_FLOAT_EQ(value.simple_value(), 0.375f);
+    }
+  }
+  EXPECT_EQ(reverse_kl_steps, std::vector<int64_t>{2});
+  EXPECT_EQ(distill_tokens_steps, (std::vector<int64_t>{1, 2}));
 }
 
 TEST(ProcessTelemetry, MetricsAndTensorBoardCanBeTurnedOff) {

@@ -1,6 +1,7 @@
 // report_html_test.cc: the HTML report of a run with several steps, components, errors, canaries and
-// learner metrics: self-contained (no external URL), escaped, and rendered in headless Chromium, where
-// every chart draws with no JavaScript error; a screenshot is kept in <test cwd>/test_output/report/.
+// learner metrics (and of the same run with distillation, which adds the reverse KL chart): self-contained (no
+// external URL), escaped, and rendered in headless Chromium, where every chart draws with no JavaScript error;
+// the pages and a screenshot are kept in <test cwd>/test_output/report/.
 #include "logs/report_html.h"
 
 #include <gtest/gtest.h>
@@ -30,8 +31,9 @@ using rlj::testing::MakeRow;
 using rlj::testing::ScratchDir;
 
 // A run of 8 steps: rewards rising with the step, a judge error every 7th row, a canary per step (one
-// failing), learner metrics per step, and one completion trying to break out of the page.
-void WriteDemoRun(const std::string& run_dir) {
+// failing), learner metrics per step, and one completion trying to break out of the page. With `distill`, the
+// verdicts and the learner also carry the reverse KL to the teacher, falling with the step.
+void WriteDemoRun(const std::string& run_dir, bool distill = false) {
   std::vector<RewardLogRow> rows;
   int n = 0;
   for (int step = 0; step < 8; ++step) {
@@ -40,7 +42,9 @@ void WriteDemoRun(const std::string& run_dir) {
       RewardLogRow row = MakeRow(step, failed ? std::nullopt : std::optional<double>(0.1 * step + 0.05 * i),
                                  std::string(static_cast<size_t>(10 + 3 * i), 'a'), 1.7e9 + n);
       row.components_json =
-          failed ? "{}" : absl::StrCat("{\"correct\":", i % 2, ",\"format\":", 0.5 + 0.05 * step, "}");
+          failed ? "{}"
+                 : absl::StrCat("{\"correct\":", i % 2, ",\"format\":", 0.5 + 0.05 * step,
+                                distill ? absl::StrCat(",\"reverse_kl\":", 1.0 / (step + 1 + 0.1 * i)) : "", "}");
       row.latency_ms = 20 + step;
       row.cache_hit = i == 0;
       row.cost_usd = 0.0005;
@@ -65,6 +69,10 @@ void WriteDemoRun(const std::string& run_dir) {
     m.set_kl(0.01 * step);
     m.set_entropy(2.0 - 0.1 * step);
     m.set_reward_mean(0.1 * step);
+    if (distill) {
+      m.set_teacher_reverse_kl(1.0 / (step + 1));
+      m.set_distill_tokens(200);
+    }
     steps.push_back(m);
   }
   testing::WriteMetrics(run_dir, steps);
@@ -130,6 +138,7 @@ TEST(ReportHtml, IsSelfContainedAndEscapesWhatTheLogHolds) {
   // 9 fixed charts and 4 histogram ranges over 8 steps.
   EXPECT_EQ(ReportChartCount(logs, options), 13);
   EXPECT_TRUE(absl::StrContains(html, "data-charts-expected=\"13\""));
+  EXPECT_FALSE(absl::StrContains(html, "data-chart=\"reverse_kl\"")) << "no distillation, no reverse KL chart";
   // The log's text cannot end the data script or add markup: only the page's own two </script> tags.
   size_t closes = 0;
   for (size_t at = html.find("</script>"); at != std::string::npos; at = html.find("</script>", at + 1)) ++closes;
@@ -140,30 +149,41 @@ TEST(ReportHtml, IsSelfContainedAndEscapesWhatTheLogHolds) {
   EXPECT_EQ(HtmlEscape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
 }
 
-TEST(ReportHtml, RendersInHeadlessChromiumWithEveryChartDrawnAndNoErrors) {
-  const std::string chromium = Chromium();
-  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed (tools/install-deps.sh installs it)";
+TEST(ReportHtml, DistillationRunsChartTheReverseKlNextToTheReward) {
   ScratchDir dir;
-  WriteDemoRun(dir.path());
+  WriteDemoRun(dir.path(), /*distill=*/true);
   RLJ_ASSERT_OK_AND_ASSIGN(RunLogs logs, LoadRunLogs(dir.path()));
-  const RunSummary summary = Summarize(logs, SummaryOptions());
-  const std::string html = RenderHtmlReport(logs, summary, ReportOptions());
-  const std::filesystem::path out_dir = std::filesystem::current_path() / "test_output" / "report";
-  std::filesystem::create_directories(out_dir);
-  const std::string page = (out_dir / "report.html").string();
-  {
-    std::ofstream file(page, std::ios::binary | std::ios::trunc);
-    file << html;
-  }
-  const std::string flags = absl::StrCat(" --headless --no-sandbox --disable-gpu --disable-background-networking",
-                                         " --no-first-run --disable-extensions --user-data-dir=", dir.file("profile"),
-                                         " --enable-logging=stderr --v=0");
-  // --dump-dom prints the DOM after the page's scripts ran; console messages go to stderr (2>file).
-  const CommandResult dom = RunShell(absl::StrCat("timeout 180 ", chromium, flags, " --dump-dom 'file://", page,
-                                                  "' 2>'", dir.file("console.txt"), "'"));
-  ASSERT_EQ(dom.exit_code, 0) << dom.output;
+  const std::string html = RenderHtmlReport(logs, Summarize(logs, SummaryOptions()), ReportOptions());
+  // The demo run's 13 charts and the reverse KL.
+  EXPECT_EQ(ReportChartCount(logs, ReportOptions()), 14);
+  EXPECT_TRUE(absl::StrContains(html, "data-charts-expected=\"14\""));
+  const size_t reward = html.find("data-chart=\"reward\""), reverse_kl = html.find("data-chart=\"reverse_kl\""),
+               eval = html.find("data-chart=\"eval\"");
+  ASSERT_NE(reverse_kl, std::string::npos);
+  EXPECT_LT(reward, reverse_kl);
+  EXPECT_LT(reverse_kl, eval);
+  EXPECT_TRUE(absl::StrContains(html, "\"reverse_kl\":{\"judge\":[[0,")) << "the chart's data";
+  EXPECT_TRUE(absl::StrContains(html, "<th>reverse KL to teacher</th>")) << "the summary table";
+}
+
+// Headless Chromium's flags, with a profile of its own in `dir`.
+std::string ChromiumFlags(const ScratchDir& dir) {
+  return absl::StrCat(" --headless --no-sandbox --disable-gpu --disable-background-networking",
+                      " --no-first-run --disable-extensions --user-data-dir=", dir.file("profile"),
+                      " --enable-logging=stderr --v=0");
+}
+
+// `page` in headless Chromium: --dump-dom prints the DOM after the page's scripts ran, console messages go to
+// stderr (2>file). Checks that the page expected `charts` charts and drew them all, with no JavaScript error
+// and nothing wrong on the console; returns the DOM ("" when Chromium failed).
+std::string RenderAndCheck(const std::string& chromium, const ScratchDir& dir, const std::string& page,
+                           const std::string& charts) {
+  const CommandResult dom = RunShell(absl::StrCat("timeout 180 ", chromium, ChromiumFlags(dir), " --dump-dom 'file://",
+                                                  page, "' 2>'", dir.file("console.txt"), "'"));
+  EXPECT_EQ(dom.exit_code, 0) << dom.output;
+  if (dom.exit_code != 0) return "";
   const std::string expected = Attribute(dom.output, "data-charts-expected");
-  EXPECT_EQ(expected, "13");
+  EXPECT_EQ(expected, charts);
   EXPECT_EQ(Attribute(dom.output, "data-charts-drawn"), expected) << "not every chart drew";
   EXPECT_EQ(Attribute(dom.output, "data-errors"), "") << "JavaScript errors on the page";
   std::ifstream console_file(dir.file("console.txt"));
@@ -171,12 +191,38 @@ TEST(ReportHtml, RendersInHeadlessChromiumWithEveryChartDrawnAndNoErrors) {
   EXPECT_FALSE(absl::StrContains(console, "Uncaught")) << console;
   EXPECT_FALSE(RE2::PartialMatch(console, R"(CONSOLE\(\d+\).*(?i:error))")) << console;
   EXPECT_FALSE(absl::StrContains(console, "Content Security Policy")) << console;
-  EXPECT_FALSE(absl::StrContains(dom.output, "window.injected=1</script><b>")) << "log text escaped into markup";
+  return dom.output;
+}
 
-  const std::string screenshot = (out_dir / "report.png").string();
+// The report of `run_dir` written to <test cwd>/test_output/report/<name>; its path.
+std::string WriteReportPage(const std::string& run_dir, const std::string& name) {
+  absl::StatusOr<RunLogs> logs = LoadRunLogs(run_dir);
+  EXPECT_TRUE(logs.ok()) << logs.status();
+  if (!logs.ok()) return "";
+  const std::string html = RenderHtmlReport(*logs, Summarize(*logs, SummaryOptions()), ReportOptions());
+  const std::filesystem::path out_dir = std::filesystem::current_path() / "test_output" / "report";
+  std::filesystem::create_directories(out_dir);
+  const std::string page = (out_dir / name).string();
+  std::ofstream file(page, std::ios::binary | std::ios::trunc);
+  file << html;
+  return page;
+}
+
+TEST(ReportHtml, RendersInHeadlessChromiumWithEveryChartDrawnAndNoErrors) {
+  const std::string chromium = Chromium();
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed (tools/install-deps.sh installs it)";
+  ScratchDir dir;
+  WriteDemoRun(dir.path());
+  const std::string page = WriteReportPage(dir.path(), "report.html");
+  ASSERT_FALSE(page.empty());
+  const std::string dom = RenderAndCheck(chromium, dir, page, "13");
+  ASSERT_FALSE(dom.empty());
+  EXPECT_FALSE(absl::StrContains(dom, "window.injected=1</script><b>")) << "log text escaped into markup";
+
+  const std::string screenshot = (std::filesystem::path(page).parent_path() / "report.png").string();
   std::filesystem::remove(screenshot);
   const CommandResult shot =
-      RunShell(absl::StrCat("timeout 180 ", chromium, flags, " --hide-scrollbars",
+      RunShell(absl::StrCat("timeout 180 ", chromium, ChromiumFlags(dir), " --hide-scrollbars",
                             " --window-size=1280,2400 --screenshot='", screenshot, "' 'file://", page, "' 2>&1"));
   ASSERT_EQ(shot.exit_code, 0) << shot.output;
   ASSERT_TRUE(std::filesystem::exists(screenshot)) << shot.output;
@@ -186,6 +232,16 @@ TEST(ReportHtml, RendersInHeadlessChromiumWithEveryChartDrawnAndNoErrors) {
   EXPECT_EQ(std::string(magic, 8), std::string("\x89PNG\r\n\x1a\n", 8));
   EXPECT_GT(std::filesystem::file_size(screenshot), 20000u) << "a blank page would be tiny";
   std::printf("report screenshot: %s\n", screenshot.c_str());
+}
+
+TEST(ReportHtml, DrawsTheReverseKlChartInHeadlessChromium) {
+  const std::string chromium = Chromium();
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed (tools/install-deps.sh installs it)";
+  ScratchDir dir;
+  WriteDemoRun(dir.path(), /*distill=*/true);
+  const std::string page = WriteReportPage(dir.path(), "report-distill.html");
+  ASSERT_FALSE(page.empty());
+  EXPECT_TRUE(absl::StrContains(RenderAndCheck(chromium, dir, page, "14"), "data-chart=\"reverse_kl\""));
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/tokenizer/tokenizer_fingerprint.h"
 #include "nlohmann/json.hpp"
 #include "teacher_test_util.h"
 #include "test_util.h"
@@ -94,9 +95,15 @@ TEST(TeacherServer, ModelsAndHealth) {
   EXPECT_EQ(models.parsed["data"][0]["object"], "model");
   EXPECT_EQ(models.parsed["data"][0]["owned_by"], "rlj");
   EXPECT_EQ(models.parsed["data"][0]["max_model_len"], 48);
+  // What a student compares its own tokenizer against before distilling.
+  const json expected_tokenizer = {
+      {"kind", "byte"}, {"vocab_size", 259}, {"fingerprint", TokenizerFingerprint(t.tokenizer)}};
+  EXPECT_EQ(models.parsed["data"][0]["rlj_tokenizer"], expected_tokenizer);
+  EXPECT_EQ(models.parsed["data"][0]["rlj_tokenizer"]["fingerprint"].get<std::string>().size(), 64u);
   const Reply one = Send(t, "GET", "/v1/models/teacher");
   ASSERT_EQ(one.status, 200);
   EXPECT_EQ(one.parsed["id"], "teacher");
+  EXPECT_EQ(one.parsed["rlj_tokenizer"], expected_tokenizer);
   EXPECT_TRUE(IsApiError(Send(t, "GET", "/v1/models/gpt-4o"), 404, "model"));
   const Reply health = Send(t, "GET", "/health");
   ASSERT_EQ(health.status, 200);

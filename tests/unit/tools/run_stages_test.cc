@@ -1,6 +1,7 @@
 // run_stages_test.cc: `rlj run`'s stages without processes: the reused before-RL evaluation, the learner
 // ranks' environment, what a worker's end means and its restart backoff, the judges' poll (spend, outage,
-// budget stop), the progress line, early stopping, and summary.json's parts and last lines.
+// budget stop), the progress line (with the reverse KL to the teacher in distillation steps), early stopping,
+// and summary.json's parts and last lines.
 #include "tools/run_stages.h"
 
 #include <gtest/gtest.h>
@@ -193,6 +194,17 @@ TEST(ProgressTest, ShowsTheStepTheJudgeAndTheEta) {
   EXPECT_EQ(ProgressLine(StatusAtStep(10, 100), Traffic(), JudgesNow(), /*elapsed_s=*/130, /*training_start_s=*/30),
             "step 10/100 v10 | reward 0.500 ±0.250 | kl 0.0100 | train tok/s 1234 | sample tok/s 568 | groups 40 "
             "(stale 2, masked samples 3) | judge p50/p95 120/340 ms, cache 50%, $0.0123 | 02:10 ETA 15:00");
+}
+
+TEST(ProgressTest, ShowsTheReverseKlToTheTeacherOnlyInDistillationSteps) {
+  v1::LearnerStatus status = StatusAtStep(10, 100);
+  status.mutable_last()->set_teacher_reverse_kl(0.4204);
+  // No teacher tokens this step: the field is not a measurement and the line is the one without distillation.
+  EXPECT_EQ(ProgressLine(status, Traffic(), JudgesNow(), 130, 30),
+            ProgressLine(StatusAtStep(10, 100), Traffic(), JudgesNow(), 130, 30));
+  status.mutable_last()->set_distill_tokens(512);
+  const std::string line = ProgressLine(status, Traffic(), JudgesNow(), 130, 30);
+  EXPECT_NE(line.find("| kl 0.0100 | rkl 0.420 | train tok/s 1234 |"), std::string::npos) << line;
 }
 
 TEST(ProgressTest, HasNoEtaBeforeTheFirstStepOrAfterTheLast) {
