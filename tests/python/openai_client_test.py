@@ -125,6 +125,28 @@ def test_completions_echo(client):
     assert completion.usage.completion_tokens == 1
 
 
+def test_token_id_prompts_for_distillation(client):
+    """What a judge in distill mode does: several token-id prompts (a student's prompt and sampled tokens) in one
+    request, echoed with logprobs; each choice, by its index, scores exactly those ids, as the same text does. The
+    model object carries the tokenizer fingerprint the judge compares with the student's."""
+    one = client.models.retrieve(MODEL)
+    info = one.model_extra["rlj_tokenizer"]
+    assert len(info["fingerprint"]) == 64 and int(info["fingerprint"], 16) >= 0, info
+    texts = ["12+34=46", "7+8=15"]
+    ids = [[256] + [ord(c) for c in text] for text in texts]  # <bos> and the bytes: the byte-level vocabulary
+    batch = client.completions.create(model=MODEL, prompt=ids, max_tokens=1, temperature=0, echo=True, logprobs=1)
+    assert len(batch.choices) == 2, batch.choices
+    for choice in batch.choices:
+        values = choice.logprobs.token_logprobs
+        assert len(values) == len(ids[choice.index]) + 1, (choice.index, len(values))
+        assert values[0] is None and all(v <= 0 for v in values[1:])
+        scored = client.completions.create(model=MODEL, prompt=texts[choice.index], max_tokens=1, temperature=0,
+                                           echo=True, logprobs=1)
+        by_text = scored.choices[0].logprobs.token_logprobs
+        for k in range(1, len(ids[choice.index])):
+            assert abs(values[k] - by_text[k]) < 1e-5, (choice.index, k, values[k], by_text[k])
+
+
 def test_generated_logprobs_equal_echo_scores(client):
     """What a judge in likelihood mode does: score a text with echo. The generator's own logprobs (KV cache,
     one token at a time) must equal the scores of one full pass over prompt + answer."""
@@ -240,6 +262,7 @@ def main():
                 ("completions with echo score the prompt", test_completions_echo),
                 ("generated logprobs equal echo scores", test_generated_logprobs_equal_echo_scores),
                 ("completions with a list of prompts", test_completions_batch),
+                ("token-id prompts scored as a distill judge asks", test_token_id_prompts_for_distillation),
                 ("streamed chat adds up to the whole answer", test_chat_stream),
                 ("streamed completion adds up to the whole answer", test_completions_stream),
                 ("errors arrive as the client's typed errors", test_errors),

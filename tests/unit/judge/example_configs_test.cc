@@ -44,6 +44,20 @@ TEST(ExampleJudgeConfigs, EveryOneLoadsAndBuildsItsBackend) {
   EXPECT_EQ(seen, 6);
 }
 
+// The run configs the README and tools/ use (the demos among them) load, and their judge sections pass the
+// registry's checks: what `rlj run` would refuse at start is caught here.
+TEST(RunConfigs, EveryConfigInConfigsLoadsAndItsJudgeValidates) {
+  int seen = 0;
+  for (const auto& file : std::filesystem::directory_iterator(std::string(RLJ_SOURCE_DIR) + "/configs")) {
+    if (file.path().extension() != ".yaml") continue;
+    ++seen;
+    SCOPED_TRACE(file.path().string());
+    RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig config, LoadRunConfig(file.path().string()));
+    RLJ_EXPECT_OK(ValidateJudgeConfig(config.judge()));
+  }
+  EXPECT_GE(seen, 5);
+}
+
 TEST(ExampleJudgeConfigs, WeightedEnsembleWithTheCommandJudgeScores) {
   RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig config, LoadRunConfig(kExamples + "/judge_configs/ensemble_weighted.yaml"));
   AbsoluteCommandPaths(config.mutable_judge());
