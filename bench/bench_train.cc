@@ -64,7 +64,7 @@ absl::StatusOr<nlohmann::json> RunBench(const TrainFlags& flags) {
   v1::RunConfig config;
   config.mutable_runtime()->set_device("cpu");
   v1::ModelConfig* model = config.mutable_model();
-  model->set_architecture("llama");
+  model->set_architecture(v1::ModelConfig::llama);
   model->set_n_layers(flags.layers);
   model->set_d_model(flags.d_model);
   model->set_n_heads(flags.heads);

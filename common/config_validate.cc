@@ -38,28 +38,24 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
               "must be auto, cpu or cuda");
 
   const auto& m = c.model();
-  RLJ_REQUIRE(m.architecture() == "llama" || m.architecture() == "qwen2" || m.architecture() == "mistral",
-              "model.architecture", "must be llama, qwen2 or mistral");
   RLJ_REQUIRE(m.d_model() % m.n_heads() == 0, "model.d_model",
               absl::StrCat("must be divisible by model.n_heads (", m.n_heads(), ")"));
   RLJ_REQUIRE((m.d_model() / m.n_heads()) % 2 == 0, "model.d_model",
               "head size (d_model / n_heads) must be even for RoPE");
   const int kv_heads = m.n_kv_heads() == 0 ? m.n_heads() : m.n_kv_heads();
   RLJ_REQUIRE(kv_heads > 0 && m.n_heads() % kv_heads == 0, "model.n_kv_heads", "must divide model.n_heads");
-  RLJ_REQUIRE(!m.attention_bias() || m.architecture() == "llama", "model.attention_bias",
+  RLJ_REQUIRE(!m.attention_bias() || m.architecture() == v1::ModelConfig::llama, "model.attention_bias",
               "is a llama option (qwen2 always has q/k/v biases, mistral none)");
   const auto& rope_scaling = m.rope_scaling();
-  RLJ_REQUIRE(rope_scaling.type() == "none" || rope_scaling.type() == "linear" || rope_scaling.type() == "llama3",
-              "model.rope_scaling.type", "must be none, linear or llama3");
-  if (rope_scaling.type() == "llama3") {
+  if (rope_scaling.type() == v1::RopeScalingConfig::llama3) {
     RLJ_REQUIRE(rope_scaling.high_freq_factor() > rope_scaling.low_freq_factor(), "model.rope_scaling.high_freq_factor",
                 "must be > model.rope_scaling.low_freq_factor");
   }
 
   const auto& tok = c.tokenizer();
-  RLJ_REQUIRE(tok.kind() == "byte" || tok.kind() == "hf", "tokenizer.kind", "must be byte or hf");
-  RLJ_REQUIRE(tok.kind() == "hf" || !tok.has_path(), "tokenizer.path", "is for tokenizer.kind: hf");
-  RLJ_REQUIRE(tok.kind() != "hf" || !tok.path().empty() || !m.init_checkpoint().empty(), "tokenizer.path",
+  RLJ_REQUIRE(tok.kind() == v1::TokenizerConfig::hf || !tok.has_path(), "tokenizer.path", "is for tokenizer.kind: hf");
+  RLJ_REQUIRE(tok.kind() != v1::TokenizerConfig::hf || !tok.path().empty() || !m.init_checkpoint().empty(),
+              "tokenizer.path",
               "is required with tokenizer.kind: hf unless model.init_checkpoint holds a tokenizer.json");
   RLJ_RETURN_IF_ERROR(ChatTemplate::Parse(tok.chat_template()).status());
 

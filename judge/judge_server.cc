@@ -19,9 +19,9 @@ namespace {
 // The student's tokenizer as the backends' start checks compare it (distill mode).
 JudgeStartContext StartContext(const v1::RunConfig& config) {
   JudgeStartContext context;
-  context.student_tokenizer = config.tokenizer().kind() == "hf"
+  context.student_tokenizer = config.tokenizer().kind() == v1::TokenizerConfig::hf
                                   ? absl::StrCat("tokenizer.path ", config.tokenizer().path())
-                                  : absl::StrCat("tokenizer.kind ", config.tokenizer().kind());
+                                  : "tokenizer.kind byte";
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = MakeTokenizer(config);
   if (tokenizer.ok()) {
     context.student_tokenizer_fingerprint = TokenizerFingerprint(**tokenizer);

@@ -242,6 +242,7 @@ void JudgeService::ObserveBackendsNow() {
 
 absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequest& request) {
   const auto start = std::chrono::steady_clock::now();
+  const double started_unix = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
   const int n = request.samples_size();
   if (n == 0 || n > kMaxSamplesPerScoreRequest) {
     {
@@ -267,7 +268,7 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
   // A backend unreachable after its retries: an outage. In pause mode the call fails as a whole (nothing is
   // logged or booked) and the actor sends it again; in mask mode those samples carry their error.
   const Reachability reachability = CheckReachability(response, call.asked_backend);
-  const double outage_since = TrackOutage(reachability.unreachable, reachability.reached);
+  const double outage_since = TrackOutage(reachability.unreachable, reachability.reached, started_unix);
   if (!reachability.unreachable.empty() && outage_policy_ == OutagePolicy::kPause) {
     {
       absl::MutexLock lock(&mutex_);
@@ -298,7 +299,7 @@ absl::StatusOr<v1::ScoreResponse> JudgeService::ScoreSamples(const v1::ScoreRequ
   return response;
 }
 
-double JudgeService::TrackOutage(const std::string& unreachable, bool reached) {
+double JudgeService::TrackOutage(const std::string& unreachable, bool reached, double started_unix) {
   const double now_unix = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
   double since = 0;
   double ended_after = -1;
@@ -313,7 +314,7 @@ double JudgeService::TrackOutage(const std::string& unreachable, bool reached) {
         ++counters_.outages;
         began = true;
       }
-    } else if (reached && counters_.outage_since_unix_s != 0) {
+    } else if (reached && counters_.outage_since_unix_s != 0 && started_unix > counters_.outage_since_unix_s) {
       ended_after = now_unix - counters_.outage_since_unix_s;
       counters_.outage_seconds_total += ended_after;
       counters_.outage_since_unix_s = 0;

@@ -91,7 +91,9 @@ class JudgeService final : public v1::Judge::Service {
   // Notes whether the backend was reachable for this call and logs when an outage begins and ends.
   // `unreachable`: the first availability error's message (empty if none) begins an outage; `reached` (a
   // verdict came from the teacher) ends one. Returns the outage's start (unix s; 0 = none).
-  double TrackOutage(const std::string& unreachable, bool reached);
+  // `started_unix`: when the call began. Only a call that began after the outage did can end it: an answer
+  // the teacher gave before it went away proves nothing about now.
+  double TrackOutage(const std::string& unreachable, bool reached, double started_unix);
 
   std::unique_ptr<JudgeBackend> backend_;
   std::unique_ptr<RewardLogWriter> reward_log_;

@@ -62,8 +62,8 @@ absl::StatusOr<std::unique_ptr<PromptDispatcher>> MakeDispatcher(const v1::RunCo
   RLJ_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, MakeTokenizer(config.tokenizer()));
   if (tokenizer->vocab_size() > vocab_size) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "the tokenizer (tokenizer.kind ", config.tokenizer().kind(), ") has ", tokenizer->vocab_size(),
-        " token ids but the model's vocab_size is ", vocab_size,
+        "the tokenizer (tokenizer.kind ", v1::TokenizerConfig::Kind_Name(config.tokenizer().kind()), ") has ",
+        tokenizer->vocab_size(), " token ids but the model's vocab_size is ", vocab_size,
         ": the model cannot represent every id it would be trained on (use the model's own tokenizer, or a model "
         "whose vocab_size is at least the tokenizer's)"));
   }

@@ -196,8 +196,8 @@ absl::Status RunSft(const v1::RunConfig& config, const SftOptions& options) {
   const TransformerConfig shape = model->config();
   if (tokenizer->vocab_size() > shape.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("model.vocab_size ", shape.vocab_size, " is smaller than the ",
-                                                   config.tokenizer().kind(), " tokenizer's ",
-                                                   tokenizer->vocab_size()));
+                                                   v1::TokenizerConfig::Kind_Name(config.tokenizer().kind()),
+                                                   " tokenizer's ", tokenizer->vocab_size()));
   }
 
   const SftExamples data = BuildSftExamples(rows, *tokenizer, shape.max_seq_len);

@@ -101,7 +101,7 @@ absl::Status TransformerConfig::Validate() const {
 
 absl::StatusOr<TransformerConfig> TransformerConfig::FromProto(const v1::ModelConfig& proto) {
   TransformerConfig config;
-  config.architecture = proto.architecture();
+  config.architecture = v1::ModelConfig::Architecture_Name(proto.architecture());
   config.vocab_size = proto.vocab_size();
   config.d_model = proto.d_model();
   config.n_layers = proto.n_layers();
@@ -115,7 +115,7 @@ absl::StatusOr<TransformerConfig> TransformerConfig::FromProto(const v1::ModelCo
   config.attention_bias = proto.attention_bias();
   config.sliding_window = proto.sliding_window();
   const v1::RopeScalingConfig& scaling = proto.rope_scaling();
-  config.rope_scaling.type = scaling.type();
+  config.rope_scaling.type = v1::RopeScalingConfig::Type_Name(scaling.type());
   config.rope_scaling.factor = scaling.factor();
   config.rope_scaling.low_freq_factor = scaling.low_freq_factor();
   config.rope_scaling.high_freq_factor = scaling.high_freq_factor();
@@ -127,7 +127,10 @@ absl::StatusOr<TransformerConfig> TransformerConfig::FromProto(const v1::ModelCo
 
 v1::ModelConfig TransformerConfig::ToProto() const {
   v1::ModelConfig proto;
-  proto.set_architecture(architecture);
+  // Validate() admits only the schema's names.
+  v1::ModelConfig::Architecture architecture_value = v1::ModelConfig::llama;
+  if (v1::ModelConfig::Architecture_Parse(architecture, &architecture_value))
+    proto.set_architecture(architecture_value);
   proto.set_vocab_size(vocab_size);
   proto.set_d_model(d_model);
   proto.set_n_layers(n_layers);
@@ -142,7 +145,8 @@ v1::ModelConfig TransformerConfig::ToProto() const {
   if (sliding_window != 0) proto.set_sliding_window(sliding_window);
   if (rope_scaling.type != "none") {
     v1::RopeScalingConfig* scaling = proto.mutable_rope_scaling();
-    scaling->set_type(rope_scaling.type);
+    v1::RopeScalingConfig::Type type = v1::RopeScalingConfig::none;
+    if (v1::RopeScalingConfig::Type_Parse(rope_scaling.type, &type)) scaling->set_type(type);
     scaling->set_factor(rope_scaling.factor);
     scaling->set_low_freq_factor(rope_scaling.low_freq_factor);
     scaling->set_high_freq_factor(rope_scaling.high_freq_factor);

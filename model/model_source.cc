@@ -22,7 +22,8 @@ std::string ExplicitModelKeyMismatches(const v1::ModelConfig& m, const Transform
                                          " in config.json (", hf_key, ")"));
     }
   };
-  compare(m.has_architecture(), "architecture", "model_type", m.architecture(), c.architecture);
+  compare(m.has_architecture(), "architecture", "model_type", v1::ModelConfig::Architecture_Name(m.architecture()),
+          c.architecture);
   compare(m.has_vocab_size(), "vocab_size", "vocab_size", m.vocab_size(), c.vocab_size);
   compare(m.has_d_model(), "d_model", "hidden_size", m.d_model(), c.d_model);
   compare(m.has_n_layers(), "n_layers", "num_hidden_layers", m.n_layers(), c.n_layers);
@@ -41,7 +42,8 @@ std::string ExplicitModelKeyMismatches(const v1::ModelConfig& m, const Transform
   if (m.has_rope_scaling()) {
     const v1::RopeScalingConfig& r = m.rope_scaling();
     const RopeScaling& s = c.rope_scaling;
-    compare(r.has_type(), "rope_scaling.type", "rope_scaling.rope_type", r.type(), s.type);
+    compare(r.has_type(), "rope_scaling.type", "rope_scaling.rope_type", v1::RopeScalingConfig::Type_Name(r.type()),
+            s.type);
     compare(r.has_factor(), "rope_scaling.factor", "rope_scaling.factor", r.factor(), s.factor);
     compare(r.has_low_freq_factor(), "rope_scaling.low_freq_factor", "rope_scaling.low_freq_factor",
             r.low_freq_factor(), s.low_freq_factor);

@@ -48,7 +48,11 @@ void ApplyFlags(const TeacherFlags& flags, v1::RunConfig* config) {
   if (!flags.model.empty()) teacher->set_model(flags.model);
   if (!flags.listen.empty()) teacher->set_listen(flags.listen);
   if (!flags.served_model_name.empty()) teacher->set_served_model_name(flags.served_model_name);
-  if (!flags.tokenizer.empty()) teacher->mutable_tokenizer()->set_kind(flags.tokenizer);
+  if (!flags.tokenizer.empty()) {
+    v1::TokenizerConfig::Kind kind = v1::TokenizerConfig::byte;
+    v1::TokenizerConfig::Kind_Parse(flags.tokenizer, &kind);  // --tokenizer admits only the schema's names
+    teacher->mutable_tokenizer()->set_kind(kind);
+  }
   if (!flags.tokenizer_path.empty()) teacher->mutable_tokenizer()->set_path(flags.tokenizer_path);
   if (flags.chat_template_given) teacher->mutable_tokenizer()->set_chat_template(flags.chat_template);
   if (flags.max_batch > 0) teacher->set_max_batch(flags.max_batch);
@@ -106,15 +110,16 @@ int RunTeacher(const TeacherFlags& flags) {
   const std::filesystem::path shipped = std::filesystem::path(teacher.model()) / "tokenizer.json";
   v1::TokenizerConfig tokenizer_config = teacher.has_tokenizer() ? teacher.tokenizer() : config.tokenizer();
   if (!teacher.has_tokenizer() && std::filesystem::is_regular_file(shipped)) {
-    tokenizer_config.set_kind("hf");
+    tokenizer_config.set_kind(v1::TokenizerConfig::hf);
     tokenizer_config.set_path(shipped.string());
   }
-  if (tokenizer_config.kind() == "hf" && tokenizer_config.path().empty()) {
+  if (tokenizer_config.kind() == v1::TokenizerConfig::hf && tokenizer_config.path().empty()) {
     tokenizer_config.set_path((std::filesystem::path(teacher.model()) / "tokenizer.json").string());
   }
-  auto tokenizer = tokenizer_config.chat_template() == "auto"
-                       ? LoadTokenizer(tokenizer_config.kind() == "hf" ? tokenizer_config.path() : "byte", "auto")
-                       : MakeTokenizer(tokenizer_config);
+  auto tokenizer =
+      tokenizer_config.chat_template() == "auto"
+          ? LoadTokenizer(tokenizer_config.kind() == v1::TokenizerConfig::hf ? tokenizer_config.path() : "byte", "auto")
+          : MakeTokenizer(tokenizer_config);
   if (!tokenizer.ok()) return Fail("teacher", std::string(tokenizer.status().message()));
   const std::string chat_template = (*tokenizer)->chat_template().spec();
 
@@ -178,7 +183,8 @@ Command AddTeacherCommand(CLI::App& parent) {
   app->add_option("--model", flags->model, "Checkpoint directory to serve (default teacher.model)");
   app->add_option("--listen", flags->listen, "HOST:PORT (default teacher.listen, 127.0.0.1:0)");
   app->add_option("--served-model-name", flags->served_model_name, "Model id clients use (default teacher)");
-  app->add_option("--tokenizer", flags->tokenizer, "Tokenizer kind: byte | hf (default: the config's)");
+  app->add_option("--tokenizer", flags->tokenizer, "Tokenizer kind: byte | hf (default: the config's)")
+      ->check(CLI::IsMember({"byte", "hf"}));
   app->add_option("--tokenizer-path", flags->tokenizer_path, "hf: tokenizer.json (default <model>/tokenizer.json)");
   app->add_option("--chat-template", flags->chat_template,
                   "How chat messages become the prompt: \"\" (contents joined), chatml, llama3, plain, or a template "

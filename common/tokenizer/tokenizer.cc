@@ -28,15 +28,13 @@ std::vector<int32_t> Tokenizer::EncodePrompt(std::string_view prompt) const {
 
 namespace {
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const std::string& kind, const std::string& path,
+absl::StatusOr<std::unique_ptr<Tokenizer>> Build(v1::TokenizerConfig::Kind kind, const std::string& path,
                                                  const std::string& chat_template) {
   std::unique_ptr<Tokenizer> tokenizer;
-  if (kind == "byte") {
-    tokenizer = std::make_unique<ByteTokenizer>();
-  } else if (kind == "hf") {
+  if (kind == v1::TokenizerConfig::hf) {
     RLJ_ASSIGN_OR_RETURN(tokenizer, HfTokenizer::FromFile(path));
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer.kind: unknown tokenizer '", kind, "' (byte or hf)"));
+    tokenizer = std::make_unique<ByteTokenizer>();
   }
   RLJ_RETURN_IF_ERROR(tokenizer->SetChatTemplate(chat_template));
   return tokenizer;
@@ -45,7 +43,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const std::string& kind, const 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> MakeTokenizer(const v1::TokenizerConfig& config) {
-  if (config.kind() == "hf" && config.path().empty()) {
+  if (config.kind() == v1::TokenizerConfig::hf && config.path().empty()) {
     return absl::InvalidArgumentError(
         "tokenizer.path: required with tokenizer.kind: hf (or let it default to "
         "<model.init_checkpoint>/tokenizer.json)");
@@ -55,7 +53,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> MakeTokenizer(const v1::TokenizerConf
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> MakeTokenizer(const v1::RunConfig& config) {
   v1::TokenizerConfig tokenizer = config.tokenizer();
-  if (tokenizer.kind() == "hf" && tokenizer.path().empty() && !config.model().init_checkpoint().empty()) {
+  if (tokenizer.kind() == v1::TokenizerConfig::hf && tokenizer.path().empty() &&
+      !config.model().init_checkpoint().empty()) {
     tokenizer.set_path(config.model().init_checkpoint() + "/tokenizer.json");
   }
   return MakeTokenizer(tokenizer);
@@ -79,7 +78,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path
       }
     }
   }
-  return Build(path == "byte" ? "byte" : "hf", file, spec);
+  return Build(path == "byte" ? v1::TokenizerConfig::byte : v1::TokenizerConfig::hf, file, spec);
 }
 
 }  // namespace rlj

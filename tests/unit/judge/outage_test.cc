@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "common/config_loader.h"
 #include "common/grpc_util.h"
 #include "common/reward_log.h"
@@ -36,6 +38,10 @@ class SwitchableBackend final : public JudgeBackend {
     for (const v1::Sample& sample : samples) {
       Judgement judgement;
       judgement.verdict.set_sample_id(sample.id());
+      if (sample.completion() == "slow") {  // answered by the teacher, but only once released
+        if (!entered.HasBeenNotified()) entered.Notify();
+        release.WaitForNotification();
+      }
       if (down.load() || sample.id() == down_id) {
         SetVerdictError(&judgement.verdict, absl::StatusCode::kUnavailable, error_kind::kHttpError,
                         "connect to http://127.0.0.1:9/v1 failed: Connection refused (4 attempts)");
@@ -51,6 +57,7 @@ class SwitchableBackend final : public JudgeBackend {
   std::atomic<bool> down{false};
   std::string down_id;  // set before use
   std::atomic<int> calls{0};
+  absl::Notification entered, release;  // a "slow" sample: in the backend / may answer
 };
 
 v1::ScoreRequest MakeRequest(const std::string& prefix, int n, const std::string& completion = "42") {
@@ -102,6 +109,32 @@ TEST(OutagePolicyTest, ConfigValidationNamesTheKey) {
   RLJ_ASSERT_OK(ParseRunConfig("name: x\njudge:\n  on_outage: pause\n", "<test>").status());
   EXPECT_TRUE(FailsWith(ParseRunConfig("name: x\njudge:\n  on_outage: wait\n", "<test>"),
                         absl::StatusCode::kInvalidArgument, "judge.on_outage: expected pause or mask"));
+}
+
+// A call that was already with the teacher when the outage began, and got its answer, does not end the
+// outage: only an answer to a call that began after it says the teacher is back.
+TEST_F(OutageTest, AnAnswerFromBeforeTheOutageDoesNotEndIt) {
+  Make(OutagePolicy::kMask);
+  v1::ScoreResponse early;
+  std::thread slow([&] {
+    auto answered = service_->ScoreSamples(MakeRequest("early", 2, "slow"));
+    ASSERT_TRUE(answered.ok()) << answered.status();
+    early = *answered;
+  });
+  backend_->entered.WaitForNotification();
+  backend_->down = true;
+  // The teacher is gone: this call (begun after the slow one) fails; the outage begins.
+  RLJ_ASSERT_OK(service_->ScoreSamples(MakeRequest("late", 2)).status());
+  const double since = service_->counters().outage_since_unix_s;
+  ASSERT_GT(since, 0);
+  backend_->down = false;
+  backend_->release.Notify();  // the early call gets the teacher's answers now
+  slow.join();
+  EXPECT_FALSE(early.verdicts(0).has_error());
+  EXPECT_EQ(service_->counters().outage_since_unix_s, since);  // still in the outage
+  // A call begun now that reaches the teacher ends it.
+  RLJ_ASSERT_OK(service_->ScoreSamples(MakeRequest("after", 2)).status());
+  EXPECT_EQ(service_->counters().outage_since_unix_s, 0);
 }
 
 TEST_F(OutageTest, MaskAnswersErrorsAndLogsThemAsErrorsNeverZero) {

@@ -149,7 +149,7 @@ TEST(VocabularyMismatch, LearnerRefusesATokenizerBiggerThanTheModel) {
   RLJ_ASSERT_OK(WritePromptDataset(dir.file("train.jsonl"), {{"1", "1+1=", "2"}}));
   v1::RunConfig config = testing::TinyLearnerConfig();  // model vocab_size 32
   config.mutable_data()->set_train_path(dir.file("train.jsonl"));
-  config.mutable_tokenizer()->set_kind("byte");  // 259 ids
+  config.mutable_tokenizer()->set_kind(v1::TokenizerConfig::byte);  // 259 ids
   config.mutable_learner()->set_listen("127.0.0.1:0");
   LearnerServerOptions options;
   options.run_dir = dir.file("run");

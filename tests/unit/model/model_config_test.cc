@@ -28,7 +28,7 @@ TEST(TransformerConfig, FromProtoDefaultsAndKvHeadsZeroMeansHeads) {
 
 TEST(TransformerConfig, ProtoRoundTrip) {
   v1::ModelConfig proto;
-  proto.set_architecture("llama");
+  proto.set_architecture(v1::ModelConfig::llama);
   proto.set_vocab_size(1000);
   proto.set_d_model(64);
   proto.set_n_layers(3);
@@ -65,8 +65,9 @@ TEST(TransformerConfig, RejectsBadValuesNamingTheKey) {
     return TransformerConfig::FromProto(proto);
   };
   using Code = absl::StatusCode;
-  EXPECT_TRUE(
-      FailsWith(with([](auto& p) { p.set_architecture("gpt2"); }), Code::kInvalidArgument, "model.architecture"));
+  TransformerConfig gpt2;  // from a config.json: the struct holds its model_type as text
+  gpt2.architecture = "gpt2";
+  EXPECT_TRUE(FailsWith(gpt2.Validate(), Code::kInvalidArgument, "model.architecture"));
   EXPECT_TRUE(FailsWith(with([](auto& p) { p.set_vocab_size(0); }), Code::kInvalidArgument, "model.vocab_size"));
   EXPECT_TRUE(FailsWith(with([](auto& p) { p.set_d_model(-4); }), Code::kInvalidArgument, "model.d_model"));
   EXPECT_TRUE(

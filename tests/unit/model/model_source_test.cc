@@ -69,7 +69,7 @@ TEST(ModelSource, InitCheckpointDefinesTheShapeAndExplicitKeysMustAgree) {
   EXPECT_TRUE(SameParameters(model, saved));
 
   config.mutable_model()->set_d_model(64);
-  config.mutable_model()->set_architecture("llama");
+  config.mutable_model()->set_architecture(v1::ModelConfig::llama);
   EXPECT_TRUE(FailsWith(LoadStartingModel(config, &model), absl::StatusCode::kInvalidArgument,
                         "model.architecture is llama in the config but qwen2 in config.json (model_type); "
                         "model.d_model is 64 in the config but 32 in config.json (hidden_size)"));
