@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/status.h"
 
 namespace rlj {
 
@@ -31,6 +32,15 @@ absl::StatusOr<ArithmeticSplit> MakeArithmeticTask(const ArithmeticTaskOptions& 
   for (int64_t i = 0; i < distinct; ++i) codes[static_cast<size_t>(i)] = i;
   std::mt19937_64 rng(options.seed);
   std::shuffle(codes.begin(), codes.end(), rng);
+  const size_t operand_width = options.fixed_width ? absl::StrCat(options.max_operand).size() : 0;
+  size_t answer_width = 0;
+  if (options.fixed_width) {
+    const int64_t lo = options.min_operand, hi = options.max_operand;
+    for (const char op : options.ops) {
+      const int64_t largest = op == '+' ? 2 * hi : op == '-' ? std::max(hi - lo, lo - hi) : hi * hi;
+      answer_width = std::max(answer_width, absl::StrCat(largest).size());
+    }
+  }
   auto make_row = [&](int64_t code, const std::string& split, int index) {
     const int op_index = static_cast<int>(code % static_cast<int64_t>(options.ops.size()));
     const int64_t pair = code / static_cast<int64_t>(options.ops.size());
@@ -38,8 +48,9 @@ absl::StatusOr<ArithmeticSplit> MakeArithmeticTask(const ArithmeticTaskOptions& 
     const int64_t b = options.min_operand + pair % span;
     const char op = options.ops[static_cast<size_t>(op_index)];
     const int64_t answer = op == '+' ? a + b : op == '-' ? a - b : a * b;
-    return PromptRow{absl::StrCat(split, "-", index), absl::StrCat(a, std::string(1, op), b, "="),
-                     absl::StrCat(answer)};
+    return PromptRow{absl::StrCat(split, "-", index),
+                     absl::StrCat(PadNumber(a, operand_width), std::string(1, op), PadNumber(b, operand_width), "="),
+                     PadNumber(answer, answer_width)};
   };
   ArithmeticSplit split;
   for (int i = 0; i < options.train_size; ++i)
@@ -91,6 +102,12 @@ std::string MutateDigits(const std::string& digits, std::mt19937_64& rng) {
 
 }  // namespace
 
+std::string PadNumber(int64_t value, size_t width) {
+  std::string digits = absl::StrCat(value < 0 ? -value : value);
+  if (digits.size() < width) digits.insert(0, width - digits.size(), '0');
+  return value < 0 ? "-" + digits : digits;
+}
+
 std::string NearMissAnswer(int64_t answer, std::mt19937_64& rng) {
   const bool negative = answer < 0;
   const int64_t magnitude = negative ? -answer : answer;
@@ -137,8 +154,9 @@ std::string JunkAnswer(const std::string& answer, std::mt19937_64& rng) {
   }
 }
 
-absl::StatusOr<std::vector<PromptRow>> MakeGradingDataset(const std::vector<PromptRow>& problems,
-                                                          const GradingOptions& options) {
+namespace {
+
+absl::Status CheckGradingOptions(const std::vector<PromptRow>& problems, const GradingOptions& options) {
   if (options.prompt_template.find("{completion}") == std::string::npos) {
     return absl::InvalidArgumentError("the grading template must contain {completion}");
   }
@@ -152,47 +170,114 @@ absl::StatusOr<std::vector<PromptRow>> MakeGradingDataset(const std::vector<Prom
   if (!(options.junk_fraction >= 0 && options.junk_fraction <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat("junk fraction must be in [0, 1], got ", options.junk_fraction));
   }
+  if (!(options.answer_fraction >= 0 && options.answer_fraction <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("answer fraction must be in [0, 1], got ", options.answer_fraction));
+  }
   if (options.rows_per_problem < 1) return absl::InvalidArgumentError("rows per problem must be >= 1");
-  const size_t completion_slot = options.prompt_template.find("{completion}");
-  const std::string before_completion = options.prompt_template.substr(0, completion_slot);
-  if (options.include_copies && before_completion.find("{reference}") == std::string::npos) {
-    return absl::InvalidArgumentError("copy rows need a template with {reference} before {completion}");
+  const std::string before_completion = options.prompt_template.substr(0, options.prompt_template.find("{completion}"));
+  if ((options.include_copies || options.include_prefix_checks) &&
+      before_completion.find("{reference}") == std::string::npos) {
+    return absl::InvalidArgumentError("copy and check rows need a template with {reference} before {completion}");
+  }
+  if (options.include_prefix_checks && options.prefix_marker.empty()) {
+    return absl::InvalidArgumentError("check rows need a non-empty prefix marker");
   }
   if (problems.empty()) return absl::InvalidArgumentError("no problems to grade");
-  std::mt19937_64 rng(options.seed);
+  return absl::OkStatus();
+}
+
+// rows_per_problem candidates per problem, drawn from `rng` in problem order.
+absl::StatusOr<std::vector<GradingCandidate>> DrawCandidates(const std::vector<PromptRow>& problems,
+                                                             const GradingOptions& options, std::mt19937_64& rng) {
   std::bernoulli_distribution pick_correct(options.correct_fraction);
   std::bernoulli_distribution pick_junk(options.junk_fraction);
-  std::vector<PromptRow> rows;
-  rows.reserve(problems.size() * static_cast<size_t>(options.rows_per_problem + (options.include_answers ? 1 : 0) +
-                                                     (options.include_copies ? 1 : 0)));
-  int64_t grade_index = 0;
-  int64_t answer_index = 0;
-  int64_t copy_index = 0;
+  // Zero-padded references ("0678": any with a leading zero) get near misses of their width ("0668", "1678"), as
+  // a student of that format writes them.
+  size_t padded_width = 0;
   for (const PromptRow& problem : problems) {
+    if (problem.reference.empty()) continue;
+    const std::string& digits = problem.reference[0] == '-' ? problem.reference.substr(1) : problem.reference;
+    if (digits.size() > 1 && digits[0] == '0') padded_width = std::max(padded_width, digits.size());
+  }
+  std::vector<GradingCandidate> candidates;
+  candidates.reserve(problems.size() * static_cast<size_t>(options.rows_per_problem));
+  for (size_t p = 0; p < problems.size(); ++p) {
+    const PromptRow& problem = problems[p];
     int64_t answer = 0;
     if (!absl::SimpleAtoi(problem.reference, &answer)) {
       return absl::InvalidArgumentError(absl::StrCat("row ", problem.id, ": the reference '", problem.reference,
                                                      "' is not an integer; grading rows need integer answers"));
     }
+    const auto near_miss = [&]() {
+      std::string miss = NearMissAnswer(answer, rng);
+      int64_t value = 0;
+      return padded_width > 0 && absl::SimpleAtoi(miss, &value) ? PadNumber(value, padded_width) : miss;
+    };
     for (int r = 0; r < options.rows_per_problem; ++r) {
       const bool correct = pick_correct(rng);
-      const std::string candidate = correct          ? problem.reference
-                                    : pick_junk(rng) ? JunkAnswer(problem.reference, rng)
-                                                     : NearMissAnswer(answer, rng);
-      rows.push_back(PromptRow{absl::StrCat("grade-", grade_index++),
-                               absl::StrReplaceAll(options.prompt_template, {{"{prompt}", problem.prompt},
-                                                                             {"{completion}", candidate},
-                                                                             {"{reference}", problem.reference}}),
-                               correct ? options.correct_label : options.wrong_label});
+      std::string completion = correct          ? problem.reference
+                               : pick_junk(rng) ? JunkAnswer(problem.reference, rng)
+                                                : near_miss();
+      candidates.push_back(GradingCandidate{p, std::move(completion), correct});
     }
-    if (options.include_answers) {
+  }
+  return candidates;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<GradingCandidate>> MakeGradingCandidates(const std::vector<PromptRow>& problems,
+                                                                    const GradingOptions& options) {
+  RLJ_RETURN_IF_ERROR(CheckGradingOptions(problems, options));
+  std::mt19937_64 rng(options.seed);
+  return DrawCandidates(problems, options, rng);
+}
+
+absl::StatusOr<std::vector<PromptRow>> MakeGradingDataset(const std::vector<PromptRow>& problems,
+                                                          const GradingOptions& options) {
+  RLJ_RETURN_IF_ERROR(CheckGradingOptions(problems, options));
+  std::mt19937_64 rng(options.seed);
+  RLJ_ASSIGN_OR_RETURN(const std::vector<GradingCandidate> candidates, DrawCandidates(problems, options, rng));
+  const auto render = [&](const std::string& text, const PromptRow& problem, const std::string& completion) {
+    return absl::StrReplaceAll(
+        text, {{"{prompt}", problem.prompt}, {"{completion}", completion}, {"{reference}", problem.reference}});
+  };
+  std::vector<PromptRow> rows;
+  rows.reserve(candidates.size() + problems.size() * 2);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const GradingCandidate& c = candidates[i];
+    rows.push_back(PromptRow{absl::StrCat("grade-", i),
+                             render(options.prompt_template, problems[c.problem], c.completion),
+                             c.correct ? options.correct_label : options.wrong_label});
+  }
+  const std::string before_completion = options.prompt_template.substr(0, options.prompt_template.find("{completion}"));
+  // Answer rows and check prefixes are drawn from streams of their own: the candidates stay those of
+  // MakeGradingCandidates whatever these options.
+  std::mt19937_64 answer_rng(options.seed ^ 0x9e3779b97f4a7c15ULL);
+  std::mt19937_64 prefix_rng(options.seed ^ 0x5851f42d4c957f2dULL);
+  std::bernoulli_distribution pick_answer(options.answer_fraction);
+  for (size_t i = 0; options.include_prefix_checks && i < candidates.size(); ++i) {
+    const GradingCandidate& c = candidates[i];
+    if (c.completion.empty()) continue;
+    const PromptRow& problem = problems[c.problem];
+    const auto length = static_cast<size_t>(Uniform(prefix_rng, 1, static_cast<int64_t>(c.completion.size())));
+    const std::string prefix = c.completion.substr(0, length);
+    const bool agrees = problem.reference.compare(0, length, prefix) == 0;
+    rows.push_back(PromptRow{absl::StrCat("check-", i),
+                             render(before_completion, problem, "") + prefix + options.prefix_marker,
+                             agrees ? options.correct_label : options.wrong_label});
+  }
+  int64_t answer_index = 0;
+  int64_t copy_index = 0;
+  for (const PromptRow& problem : problems) {
+    int64_t answer = 0;
+    const bool small_enough = absl::SimpleAtoi(problem.reference, &answer) && answer <= options.answer_max;
+    if (options.include_answers && small_enough && (options.answer_fraction >= 1 || pick_answer(answer_rng))) {
       rows.push_back(PromptRow{absl::StrCat("answer-", answer_index++), problem.prompt, problem.reference});
     }
     if (options.include_copies) {
-      rows.push_back(PromptRow{
-          absl::StrCat("copy-", copy_index++),
-          absl::StrReplaceAll(before_completion, {{"{prompt}", problem.prompt}, {"{reference}", problem.reference}}),
-          problem.reference});
+      rows.push_back(
+          PromptRow{absl::StrCat("copy-", copy_index++), render(before_completion, problem, ""), problem.reference});
     }
   }
   std::shuffle(rows.begin(), rows.end(), rng);

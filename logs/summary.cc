@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "logs/judge_alarms.h"
 #include "logs/statistics.h"
 #include "logs/step_series.h"
 #include "logs/terminal_text.h"
@@ -193,15 +194,13 @@ RunSummary Summarize(const RunLogs& logs, const SummaryOptions& options) {
 
   if (s.rows == 0) s.warnings.push_back("the reward log has no rows yet");
   for (const auto* length : {&s.length_all, &s.length_recent}) {
-    if (!length->warn) continue;
-    s.warnings.push_back(absl::StrFormat(
-        "reward correlates with completion length (Spearman %.2f over the %s %d scored samples > threshold %.2f): "
-        "possible reward hacking by verbosity",
-        length->spearman, length == &s.length_all ? "all" : "last", length->samples, options.length_threshold));
+    if (auto alarm = LengthAlarm(*length, options.length_threshold, length == &s.length_all ? "all" : "last")) {
+      s.warnings.push_back(*std::move(alarm));
+    }
   }
-  if (s.canary.total > 0 && s.canary.accuracy < 0.8) {
-    s.warnings.push_back(absl::StrFormat("canary accuracy %.1f%% (%d of %d): the judge misgrades known answers",
-                                         100 * s.canary.accuracy, s.canary.passed, s.canary.total));
+  if (auto alarm = CanaryAlarm(s.canary)) s.warnings.push_back(*std::move(alarm));
+  if (auto alarm = HeldOutAlarm(s.eval_curve, s.reward_first_step_mean, s.reward_last_step_mean)) {
+    s.warnings.push_back(*std::move(alarm));
   }
   if (s.consistency.pairs > 0 && s.consistency.agreement_rate < 0.8) {
     s.warnings.push_back(absl::StrFormat("self-consistency %.1f%% (%d of %d pairs agree within %.2f): a noisy judge",

@@ -7,18 +7,42 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/arithmetic_task.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
+#include "common/status.h"
 #include "common/subprocess.h"
 #include "tools/command.h"
 
 namespace rlj::tools {
 
 namespace {
+
+// The candidates of the grading rows as canaries: {id, prompt, completion, reference, expected_reward} per line.
+absl::Status WriteGradingCanaries(const std::vector<PromptRow>& problems, const GradingOptions& options,
+                                  const std::string& path) {
+  RLJ_ASSIGN_OR_RETURN(const std::vector<GradingCandidate> candidates, MakeGradingCandidates(problems, options));
+  std::string out;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const PromptRow& problem = problems[candidates[i].problem];
+    out += nlohmann::json{{"id", absl::StrCat("grade-", i)},
+                          {"prompt", problem.prompt},
+                          {"completion", candidates[i].completion},
+                          {"reference", problem.reference},
+                          {"expected_reward", candidates[i].correct ? 1.0 : 0.0}}
+               .dump();
+    out += "\n";
+  }
+  const std::string parent = std::filesystem::path(path).parent_path().string();
+  if (!parent.empty()) RLJ_RETURN_IF_ERROR(MakeDirectories(parent));
+  RLJ_RETURN_IF_ERROR(WriteFileAtomically(path, out));
+  std::printf("wrote %zu canaries to %s\n", candidates.size(), path.c_str());
+  return absl::OkStatus();
+}
 
 // `rlj dataset grading --from FILE --out FILE`: "a+b=c?" (or "a+b=c|ref?" with --template) → Y/N rows from
 // problems with integer answers.
@@ -30,6 +54,7 @@ void AddGradingCommand(CLI::App* dataset, std::function<int()>* run) {
     std::string out;
     GradingOptions options;
     int limit = 0;
+    std::string canaries;
   };
   auto flags = std::make_shared<Flags>();
   grading->add_option("--from", flags->from, "Problems with integer references (JSONL, e.g. the task's train.jsonl)")
@@ -53,10 +78,24 @@ void AddGradingCommand(CLI::App* dataset, std::function<int()>* run) {
   grading->add_option("--rows-per-problem", flags->options.rows_per_problem, "Grading rows per problem")
       ->capture_default_str();
   grading->add_flag("--with-answers", flags->options.include_answers,
-                    "Also keep every problem as a plain prompt -> answer row (the teacher learns the task too)");
+                    "Also keep problems as plain prompt -> answer rows (the teacher learns the task too)");
+  grading
+      ->add_option("--answer-fraction", flags->options.answer_fraction,
+                   "With --with-answers: the share of problems that get an answer row")
+      ->capture_default_str();
   grading->add_flag("--with-copies", flags->options.include_copies,
                     "Also a row per problem that copies the reference after the template's text before "
                     "{completion} (needs {reference} there; teaches the teacher to match characters)");
+  grading->add_option("--answer-max", flags->options.answer_max,
+                      "With --with-answers: answer rows only for problems whose answer is at most this");
+  grading->add_flag("--with-prefix-checks", flags->options.include_prefix_checks,
+                    "Also a row per candidate: a prefix of it, then --prefix-marker, labelled by whether the "
+                    "reference begins with it (needs {reference} before {completion}; teaches the comparison)");
+  grading->add_option("--prefix-marker", flags->options.prefix_marker, "What ends a prefix-check row's prompt")
+      ->capture_default_str();
+  grading->add_option("--canaries", flags->canaries,
+                      "Also write the graded candidates as canaries for quality.canary_path (JSONL: the problem, "
+                      "the candidate, the reference, expected_reward 1 or 0)");
   grading->add_option("--limit", flags->limit, "Use only the first N problems (0 = all)")->capture_default_str();
   grading->add_option("--seed", flags->options.seed, "Seed")->capture_default_str();
   *run = [flags]() -> int {
@@ -75,6 +114,11 @@ void AddGradingCommand(CLI::App* dataset, std::function<int()>* run) {
       return Fail("dataset grading", std::string(s.message()));
     }
     std::printf("wrote %zu rows to %s\n", rows->size(), flags->out.c_str());
+    if (!flags->canaries.empty()) {
+      if (absl::Status s = WriteGradingCanaries(*problems, flags->options, flags->canaries); !s.ok()) {
+        return Fail("dataset grading", std::string(s.message()));
+      }
+    }
     return 0;
   };
 }
@@ -183,6 +227,8 @@ Command AddDatasetCommand(CLI::App& parent) {
   arithmetic->add_option("--min-operand", flags->options.min_operand, "Smallest operand")->capture_default_str();
   arithmetic->add_option("--max-operand", flags->options.max_operand, "Largest operand")->capture_default_str();
   arithmetic->add_option("--ops", flags->options.ops, "Operators, any of +-*")->capture_default_str();
+  arithmetic->add_flag("--fixed-width", flags->options.fixed_width,
+                       "Zero-pad operands and answers to fixed widths (\"635+043=\" -> \"0678\")");
   arithmetic->add_option("--seed", flags->options.seed, "Seed")->capture_default_str();
   auto run_grading = std::make_shared<std::function<int()>>();
   AddGradingCommand(app, run_grading.get());

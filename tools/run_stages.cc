@@ -9,6 +9,9 @@
 #include "common/file_util.h"
 #include "google/protobuf/util/json_util.h"
 #include "learner/learner_server.h"
+#include "logs/judge_alarms.h"
+#include "logs/run_logs.h"
+#include "logs/summary.h"
 
 namespace rlj::tools {
 namespace {
@@ -135,6 +138,34 @@ std::string HeldOutProgress(bool periodic, const std::optional<logs::EvalPoint>&
   return absl::StrFormat(" | held-out %.3f @%d", latest->accuracy, latest->step);
 }
 
+std::optional<double> EvalBeforeAccuracy(const nlohmann::json& summary) {
+  const auto before = summary.find("eval_before");
+  if (before == summary.end() || !before->contains("accuracy") || !(*before)["accuracy"].is_number()) {
+    return std::nullopt;
+  }
+  return (*before)["accuracy"].get<double>();
+}
+
+std::string ProgressAlarms(const logs::JudgeTrafficSnapshot& judge, std::optional<double> eval_before,
+                           const std::optional<logs::EvalPoint>& latest) {
+  std::vector<logs::EvalPoint> curve;
+  if (eval_before && latest) {
+    logs::EvalPoint before;
+    before.kind = "before";
+    before.accuracy = *eval_before;
+    curve = {before, *latest};
+  }
+  return logs::AlarmTags(judge.canary, judge.length, curve, judge.reward_first, judge.reward_recent);
+}
+
+std::vector<std::string> JudgeAlarmsOfRun(const std::string& run_dir, const v1::QualityConfig& quality) {
+  RewardLogReadOptions options;
+  options.with_text = false;
+  absl::StatusOr<logs::RunLogs> run_logs = logs::LoadRunLogs(run_dir, options);
+  if (!run_logs.ok()) return {absl::StrCat("the reward logs could not be read: ", run_logs.status().message())};
+  return logs::Summarize(*run_logs, logs::SummaryOptionsFromConfig(quality)).warnings;
+}
+
 std::string EarlyStopReason(int no_gain_for, const std::optional<logs::EvalPoint>& best,
                             const std::string& best_checkpoint_dir) {
   return absl::StrFormat(
@@ -207,6 +238,9 @@ std::string FinalReport(const std::string& name, int64_t steps, double wall_s, c
     absl::StrAppendFormat(&report, " | held-out accuracy %.3f -> %.3f",
                           summary["eval_before"]["accuracy"].get<double>(),
                           summary["eval_after"]["accuracy"].get<double>());
+  }
+  if (const auto alarms = summary.find("alarms"); alarms != summary.end() && alarms->is_array()) {
+    for (const auto& alarm : *alarms) absl::StrAppend(&report, "\nALARM: ", alarm.get<std::string>());
   }
   absl::StrAppend(&report, "\nsummary: ", summary_path, "\n");
   return report;

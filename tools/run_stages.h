@@ -82,6 +82,18 @@ std::string ProgressLine(const v1::LearnerStatus& status, const logs::JudgeTraff
 // The progress line's held-out part: nothing without periodic evaluation, "pending" before its first point.
 std::string HeldOutProgress(bool periodic, const std::optional<logs::EvalPoint>& latest);
 
+// The before-RL held-out accuracy in the summary so far; none without one.
+std::optional<double> EvalBeforeAccuracy(const nlohmann::json& summary);
+
+// The judge alarms that fire now (logs/judge_alarms), as progress-line tags: the canaries and the reward/length
+// correlation the reward logs show so far, and the latest held-out point against the before-RL one.
+std::string ProgressAlarms(const logs::JudgeTrafficSnapshot& judge, std::optional<double> eval_before,
+                           const std::optional<logs::EvalPoint>& latest);
+
+// Every warning `rlj logs summary` gives for the run directory (judge alarms, failed verdicts, ...), for
+// summary.json; a reward log that cannot be read is one warning saying so.
+std::vector<std::string> JudgeAlarmsOfRun(const std::string& run_dir, const v1::QualityConfig& quality);
+
 // Why periodic evaluation ends training (eval.stop_when_no_gain_for), naming the best point kept.
 std::string EarlyStopReason(int no_gain_for, const std::optional<logs::EvalPoint>& best,
                             const std::string& best_checkpoint_dir);

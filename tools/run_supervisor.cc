@@ -417,7 +417,11 @@ class RunSupervisor {
     for (const std::string& address : judge_addresses_) judge_stubs.push_back(v1::Judge::NewStub(MakeChannel(address)));
     auto next_judge_poll = Clock::now();
     training_start_s_ = elapsed();
-    logs::JudgeTrafficMonitor judge_traffic(run_dir_.reward_log_dir());
+    const v1::QualityConfig& quality = config_.quality();
+    logs::JudgeTrafficMonitor judge_traffic(run_dir_.reward_log_dir(), 2000,
+                                            static_cast<size_t>(quality.length_correlation_window()),
+                                            quality.length_correlation_min_samples(),
+                                            quality.length_correlation_threshold());
     auto last_line = Clock::now() - std::chrono::hours(1);
     while (true) {
       if (WaitForShutdown(milliseconds(500))) {
@@ -518,9 +522,11 @@ class RunSupervisor {
     if (absl::Status read = judge_traffic.Refresh(); !read.ok()) {
       RLJ_EVERY(60, log::Warn("progress: reading the reward logs: {}", read.ToString()));
     }
-    const std::string line =
-        ProgressLine(outcome_.status, judge_traffic.Snapshot(), judges_now_, elapsed(), training_start_s_) +
-        HeldOutProgress(periodic_ != nullptr, periodic_ != nullptr ? periodic_->latest() : std::nullopt);
+    const logs::JudgeTrafficSnapshot judge = judge_traffic.Snapshot();
+    const std::optional<logs::EvalPoint> latest = periodic_ != nullptr ? periodic_->latest() : std::nullopt;
+    const std::string line = ProgressLine(outcome_.status, judge, judges_now_, elapsed(), training_start_s_) +
+                             HeldOutProgress(periodic_ != nullptr, latest) +
+                             ProgressAlarms(judge, EvalBeforeAccuracy(summary_), latest);
     if (options_.progress_tty) {
       std::fprintf(stderr, "\r\033[K%s", line.c_str());
       std::fflush(stderr);
@@ -568,6 +574,7 @@ class RunSupervisor {
       AddEvalCurveSummary(*curve, run_dir_.best_checkpoint_dir(), &summary_);
     }
     summary_["wall_s"] = elapsed();
+    summary_["alarms"] = JudgeAlarmsOfRun(run_dir_.root(), config_.quality());
     RLJ_RETURN_IF_ERROR(WriteFileAtomically(run_dir_.summary_path(), summary_.dump(2) + "\n"));
     const std::string report =
         FinalReport(config_.name(), outcome_.status.step(), elapsed(), summary_, run_dir_.summary_path());

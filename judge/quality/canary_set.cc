@@ -24,14 +24,19 @@ absl::StatusOr<std::vector<Canary>> LoadCanaries(const std::string& path) {
     const nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (!row.is_object()) return absl::InvalidArgumentError(where + "not a JSON object");
     Canary canary;
-    for (auto [key, field] : {std::pair{"id", &canary.id}, std::pair{"prompt", &canary.prompt},
-                              std::pair{"completion", &canary.completion}}) {
+    for (auto [key, field] : {std::pair{"id", &canary.id}, std::pair{"prompt", &canary.prompt}}) {
       const auto it = row.find(key);
       if (it == row.end() || !it->is_string() || it->get<std::string>().empty()) {
         return absl::InvalidArgumentError(absl::StrCat(where, "\"", key, "\" must be a non-empty string"));
       }
       *field = it->get<std::string>();
     }
+    // An empty completion is a canary too: a student can answer nothing, and the judge must score that.
+    const auto completion = row.find("completion");
+    if (completion == row.end() || !completion->is_string()) {
+      return absl::InvalidArgumentError(where + "\"completion\" must be a string");
+    }
+    canary.completion = completion->get<std::string>();
     if (const auto it = row.find("reference"); it != row.end()) {
       if (!it->is_string()) return absl::InvalidArgumentError(where + "\"reference\" must be a string");
       canary.reference = it->get<std::string>();

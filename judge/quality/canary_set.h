@@ -18,7 +18,7 @@ struct Canary {
   double expected_reward = 0;
 };
 
-// Every line or an error naming path:line (invalid JSON, missing/empty id, prompt or completion, a
+// Every line or an error naming path:line (invalid JSON, a missing or empty id or prompt, a missing completion, a
 // non-numeric expected_reward, a duplicate id). Blank lines are skipped; an empty file is an error.
 absl::StatusOr<std::vector<Canary>> LoadCanaries(const std::string& path);
 

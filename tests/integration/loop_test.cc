@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/arithmetic_task.h"
 #include "common/dataset.h"
@@ -104,6 +105,33 @@ TEST(Loop, RunSupervisesLearnerJudgeAndActorsToTheEnd) {
   for (const char* actor : {"actor-0", "actor-1"}) {
     EXPECT_TRUE(std::filesystem::exists(run_dir.logs_dir() + "/" + actor + ".console")) << actor << " never started";
   }
+}
+
+TEST(Loop, AJudgeThatMisgradesItsCanariesRaisesAnAlarmInTheReportAndTheSummary) {
+  testing::ScratchDir dir;
+  const std::string config = WriteTinyRun(dir.path(), 6, 1);
+  // The judge rewards any answer that starts with a printable character; these canaries say such answers are
+  // wrong, so every one of them fails, as a grader's would on answers it misgrades.
+  std::string canaries;
+  for (int i = 0; i < 5; ++i) {
+    canaries += absl::StrCat("{\"id\": \"c", i, "\", \"prompt\": \"", i, "+1=\", \"completion\": \"", i + 2,
+                             "\", \"reference\": \"", i + 1, "\", \"expected_reward\": 0}\n");
+  }
+  ASSERT_TRUE(WriteFileAtomically(dir.file("canaries.jsonl"), canaries).ok());
+  const testing::Finished run =
+      RunRlj({"run", config, "--set", "quality.canary_path=" + dir.file("canaries.jsonl"), "--set",
+              "quality.canary_rate=1"},
+             dir.file("run.out"));
+  ASSERT_TRUE(run.exit.ok()) << run.exit.Describe() << "\n" << run.output;
+  RLJ_ASSERT_OK_AND_ASSIGN(std::string summary_text, ReadFile(dir.path() + "/runs/tiny/summary.json"));
+  const nlohmann::json summary = nlohmann::json::parse(summary_text);
+  ASSERT_TRUE(summary["alarms"].is_array()) << summary_text;
+  bool canary_alarm = false;
+  for (const auto& alarm : summary["alarms"]) {
+    canary_alarm |= absl::StrContains(alarm.get<std::string>(), "the judge misgrades known answers");
+  }
+  EXPECT_TRUE(canary_alarm) << summary["alarms"];
+  EXPECT_TRUE(absl::StrContains(run.output, "ALARM: canary accuracy 0.0% (")) << run.output;
 }
 
 TEST(Loop, RunStartsJudgeReplicasAndSpreadsActorsOverThem) {

@@ -103,26 +103,28 @@ TEST(QualitySignals, SummaryWarnsAboutVerbosityCanariesAndConsistency) {
   testing::ScratchDir dir;
   std::vector<RewardLogRow> rows;
   for (int i = 0; i < 12; ++i) rows.push_back(MakeRow(i, 0.05 * i, std::string(static_cast<size_t>(3 + 4 * i), 'y')));
-  rows.push_back(Canary(false, 0.0));
-  rows.push_back(Canary(true, 1.0));
+  for (int i = 0; i < 10; ++i) {  // 20 canaries, the fewest the canary alarm judges
+    rows.push_back(Canary(false, 0.0));
+    rows.push_back(Canary(true, 1.0));
+  }
   testing::WriteRows(dir.path(), "judge-0", rows);
   RLJ_ASSERT_OK_AND_ASSIGN(RunLogs logs, LoadRunLogs(dir.path()));
   SummaryOptions options;
   options.length_min_samples = 10;
   const RunSummary s = Summarize(logs, options);
-  EXPECT_EQ(s.canary_rows, 2);
+  EXPECT_EQ(s.canary_rows, 20);
   EXPECT_DOUBLE_EQ(s.canary.accuracy, 0.5);
   EXPECT_TRUE(s.length_all.warn);
   EXPECT_NEAR(s.length_all.spearman, 1.0, 1e-12);                            // completion_chars is filled by the reader
   ASSERT_EQ(s.warnings.size(), 3u) << ::testing::PrintToString(s.warnings);  // all, recent, canaries
   EXPECT_TRUE(
       absl::StrContains(s.warnings[0], "reward correlates with completion length (Spearman 1.00 over the all 12"));
-  EXPECT_TRUE(absl::StrContains(s.warnings[2], "canary accuracy 50.0% (1 of 2)"));
+  EXPECT_TRUE(absl::StrContains(s.warnings[2], "canary accuracy 50.0% (10 of 20)"));
   const std::string text = FormatSummary(s, 100);
   EXPECT_TRUE(absl::StrContains(text, "1.00 over 12 samples  WARNING")) << text;
   const nlohmann::json json = SummaryToJson(s);
   EXPECT_EQ(json["length_correlation"]["all"]["warn"], true);
-  EXPECT_EQ(json["canary"]["passed"], 1);
+  EXPECT_EQ(json["canary"]["passed"], 10);
 }
 
 TEST(Agreement, SpearmanDecisionsAndAccuracyAgainstReferences) {

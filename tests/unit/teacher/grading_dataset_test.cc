@@ -1,8 +1,10 @@
 // grading_dataset_test.cc: the grading data a teacher is trained on: near-miss wrong answers, the balance of
-// right and wrong candidates, labels, the template, the optional answer rows, and bad input.
+// right and wrong candidates, labels, the template, the optional answer, copy and prefix-check rows, fixed-width
+// problems, and bad input.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -198,6 +200,98 @@ TEST(GradingDataset, CopyRowsRepeatTheReferenceAfterTheTemplatePrefix) {
                                  "{reference} before {completion}"));
 }
 
+TEST(ArithmeticTask, FixedWidthPadsOperandsAndAnswersAndKeepsTheProblems) {
+  ArithmeticTaskOptions options;
+  options.train_size = 3000;
+  options.eval_size = 200;
+  options.max_operand = 999;
+  RLJ_ASSERT_OK_AND_ASSIGN(const ArithmeticSplit plain, MakeArithmeticTask(options));
+  options.fixed_width = true;
+  RLJ_ASSERT_OK_AND_ASSIGN(const ArithmeticSplit fixed, MakeArithmeticTask(options));
+  ASSERT_EQ(fixed.train.size(), plain.train.size());
+  int padded_answers = 0;
+  for (size_t i = 0; i < fixed.train.size(); ++i) {
+    const PromptRow& row = fixed.train[i];
+    // "321+099=" -> "0420": three digits an operand, four an answer; the same problem as the plain row.
+    ASSERT_EQ(row.prompt.size(), 8u) << row.prompt;
+    EXPECT_EQ(row.prompt[3], '+');
+    ASSERT_EQ(row.reference.size(), 4u) << row.reference;
+    int64_t a = 0, b = 0, sum = 0, plain_sum = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(row.prompt.substr(0, 3), &a) && absl::SimpleAtoi(row.prompt.substr(4, 3), &b));
+    ASSERT_TRUE(absl::SimpleAtoi(row.reference, &sum) && absl::SimpleAtoi(plain.train[i].reference, &plain_sum));
+    EXPECT_EQ(a + b, sum);
+    EXPECT_EQ(sum, plain_sum);
+    EXPECT_EQ(plain.train[i].prompt, absl::StrCat(a, "+", b, "="));
+    padded_answers += row.reference[0] == '0' ? 1 : 0;
+  }
+  EXPECT_GT(padded_answers, 1000);  // about half the sums are below 1000
+  EXPECT_EQ(PadNumber(-42, 4), "-0042");
+  EXPECT_EQ(PadNumber(12345, 3), "12345");
+}
+
+TEST(GradingDataset, NearMissesOfFixedWidthAnswersKeepTheWidth) {
+  ArithmeticTaskOptions task;
+  task.train_size = 2000;
+  task.eval_size = 0;
+  task.max_operand = 999;
+  task.fixed_width = true;
+  RLJ_ASSERT_OK_AND_ASSIGN(const ArithmeticSplit split, MakeArithmeticTask(task));
+  GradingOptions options;
+  options.correct_fraction = 0;
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<GradingCandidate> candidates,
+                           MakeGradingCandidates(split.train, options));
+  int same_width = 0;
+  for (const GradingCandidate& c : candidates) {
+    const std::string& reference = split.train[c.problem].reference;
+    EXPECT_NE(c.completion, reference);
+    EXPECT_FALSE(c.correct);
+    // Every near miss is at least four digits wide ("0420" -> "0430", never "430"); a repeated digit makes five.
+    EXPECT_GE(c.completion.size(), 4u) << reference << " -> " << c.completion;
+    same_width += c.completion.size() == 4 ? 1 : 0;
+  }
+  EXPECT_GT(same_width, 1600);  // most near misses are of the reference's width
+}
+
+TEST(GradingDataset, PrefixChecksSayWhetherTheReferenceBeginsWithThePrefix) {
+  const std::vector<PromptRow> problems = Problems(1000);
+  GradingOptions options;
+  options.prompt_template = "{reference}|{completion}?";
+  options.include_prefix_checks = true;
+  options.junk_fraction = 0.2;
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<PromptRow> rows, MakeGradingDataset(problems, options));
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<GradingCandidate> candidates, MakeGradingCandidates(problems, options));
+  int checks = 0, agreeing = 0;
+  for (const PromptRow& row : rows) {
+    if (row.id.rfind("check-", 0) != 0) continue;
+    ++checks;
+    size_t index = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(row.id.substr(6), &index));
+    ASSERT_LT(index, candidates.size());
+    const GradingCandidate& c = candidates[index];
+    const std::string& reference = problems[c.problem].reference;
+    // "46|4~": the reference, "|", a non-empty prefix of the candidate, the marker.
+    const std::string head = reference + "|";
+    ASSERT_EQ(row.prompt.rfind(head, 0), 0u) << row.prompt;
+    ASSERT_EQ(row.prompt.back(), '~');
+    const std::string prefix = row.prompt.substr(head.size(), row.prompt.size() - head.size() - 1);
+    ASSERT_FALSE(prefix.empty());
+    EXPECT_EQ(c.completion.rfind(prefix, 0), 0u) << prefix << " is not a prefix of " << c.completion;
+    const bool agrees = reference.rfind(prefix, 0) == 0;
+    EXPECT_EQ(row.reference, agrees ? "Y" : "N") << row.prompt;
+    agreeing += agrees ? 1 : 0;
+  }
+  // One check per candidate but the empty ones.
+  int empty = 0;
+  for (const GradingCandidate& c : candidates) empty += c.completion.empty() ? 1 : 0;
+  EXPECT_EQ(checks, 1000 - empty);
+  EXPECT_GT(agreeing, 500);  // right candidates always agree, near misses often do up to their first wrong digit
+  EXPECT_LT(agreeing, checks);
+  GradingOptions no_marker = options;
+  no_marker.prefix_marker = "";
+  EXPECT_TRUE(testing::FailsWith(MakeGradingDataset(problems, no_marker), absl::StatusCode::kInvalidArgument,
+                                 "prefix marker"));
+}
+
 TEST(GradingDataset, RejectsBadInput) {
   GradingOptions options;
   std::vector<PromptRow> not_numbers{{"r1", "what?", "blue"}};
@@ -221,6 +315,64 @@ TEST(GradingDataset, RejectsBadInput) {
   junk.junk_fraction = -0.1;
   EXPECT_TRUE(
       testing::FailsWith(MakeGradingDataset(problems, junk), absl::StatusCode::kInvalidArgument, "junk fraction"));
+  GradingOptions answers = options;
+  answers.answer_fraction = 2;
+  EXPECT_TRUE(testing::FailsWith(MakeGradingCandidates(problems, answers), absl::StatusCode::kInvalidArgument,
+                                 "answer fraction"));
+}
+
+TEST(GradingDataset, AnswerFractionKeepsThatShareOfAnswerRowsAndTheSameCandidates) {
+  const std::vector<PromptRow> problems = Problems(2000);
+  GradingOptions options;
+  options.prompt_template = "{prompt}{reference}|{completion}?";
+  options.include_answers = true;
+  options.junk_fraction = 0.3;
+  options.rows_per_problem = 2;
+  options.seed = 9;
+  const auto grade_rows = [](const std::vector<PromptRow>& rows) {
+    std::map<std::string, std::string> by_id;  // grade-<i> -> its prompt and label
+    int answers = 0;
+    for (const PromptRow& row : rows) {
+      if (row.id.rfind("answer-", 0) == 0) ++answers;
+      if (row.id.rfind("grade-", 0) == 0) by_id[row.id] = row.prompt + " " + row.reference;
+    }
+    return std::make_pair(by_id, answers);
+  };
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<PromptRow> all, MakeGradingDataset(problems, options));
+  options.answer_fraction = 0.25;
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<PromptRow> some, MakeGradingDataset(problems, options));
+  const auto [all_grades, all_answers] = grade_rows(all);
+  const auto [some_grades, some_answers] = grade_rows(some);
+  EXPECT_EQ(all_answers, 2000);
+  EXPECT_NEAR(some_answers, 500, 80);  // 4.1 standard deviations
+  EXPECT_EQ(all_grades, some_grades);  // the answer rows are drawn apart from the candidates
+  options.answer_fraction = 1;
+  options.answer_max = 999;
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<PromptRow> small, MakeGradingDataset(problems, options));
+  int below_1000 = 0;
+  for (const PromptRow& p : problems) below_1000 += std::stoi(p.reference) <= 999 ? 1 : 0;
+  EXPECT_EQ(grade_rows(small).second, below_1000);
+  EXPECT_EQ(grade_rows(small).first, all_grades);
+  for (const PromptRow& row : small) {
+    if (row.id.rfind("answer-", 0) == 0) EXPECT_LE(std::stoi(row.reference), 999) << row.prompt;
+  }
+  options.answer_max = std::numeric_limits<int64_t>::max();
+  options.answer_fraction = 0;
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<PromptRow> none, MakeGradingDataset(problems, options));
+  EXPECT_EQ(grade_rows(none).second, 0);
+
+  // The candidates are those of the grade rows, in order: grade-<i> renders candidate i.
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<GradingCandidate> candidates, MakeGradingCandidates(problems, options));
+  ASSERT_EQ(candidates.size(), 4000u);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const GradingCandidate& c = candidates[i];
+    ASSERT_LT(c.problem, problems.size());
+    EXPECT_EQ(c.problem, i / 2);
+    EXPECT_EQ(c.correct, c.completion == problems[c.problem].reference);
+    EXPECT_EQ(all_grades.at(absl::StrCat("grade-", i)),
+              absl::StrCat(problems[c.problem].prompt, problems[c.problem].reference, "|", c.completion, "? ",
+                           c.correct ? "Y" : "N"));
+  }
 }
 
 }  // namespace

@@ -354,6 +354,23 @@ TEST(SummaryTest, TheLastLinesShowHeldOutAccuracyBeforeAndAfter) {
   summary["eval_after"] = {{"accuracy", 0.5}};
   EXPECT_EQ(FinalReport("demo", 12, 65.5, summary, "/runs/demo/summary.json"),
             "run demo: 12 steps in 01:05 | held-out accuracy 0.250 -> 0.500\nsummary: /runs/demo/summary.json\n");
+  summary["alarms"] = {"canary accuracy 30.5% (1194 of 3916): the judge misgrades known answers"};
+  EXPECT_EQ(FinalReport("demo", 12, 65.5, summary, "/runs/demo/summary.json"),
+            "run demo: 12 steps in 01:05 | held-out accuracy 0.250 -> 0.500\n"
+            "ALARM: canary accuracy 30.5% (1194 of 3916): the judge misgrades known answers\n"
+            "summary: /runs/demo/summary.json\n");
+}
+
+TEST(ProgressTest, AlarmsCompareTheLatestHeldOutPointWithTheBeforeOne) {
+  logs::JudgeTrafficSnapshot judge;
+  judge.reward_first = 0.6;
+  judge.reward_recent = 0.77;
+  EXPECT_EQ(ProgressAlarms(judge, 0.558, Point("periodic", 100, 0.01)), " | ALARM held-out 0.010 < 0.558 before RL");
+  EXPECT_EQ(ProgressAlarms(judge, 0.558, Point("periodic", 100, 0.5)), "");
+  EXPECT_EQ(ProgressAlarms(judge, std::nullopt, Point("periodic", 100, 0.01)), "");
+  EXPECT_EQ(ProgressAlarms(judge, 0.558, std::nullopt), "");
+  EXPECT_EQ(EvalBeforeAccuracy({{"eval_before", {{"accuracy", 0.25}}}}), 0.25);
+  EXPECT_EQ(EvalBeforeAccuracy(nlohmann::json::object()), std::nullopt);
 }
 
 }  // namespace
