@@ -3,8 +3,8 @@
 // correlation and the mean reward of the first and the latest verdicts, read incrementally from the reward logs.
 #pragma once
 
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <string>
@@ -25,10 +25,10 @@ struct JudgeTrafficSnapshot {
   int64_t latency_samples = 0;  // teacher calls in the latency window (cache hits are not calls)
   double latency_p50_ms = 0;
   double latency_p95_ms = 0;
-  CanaryStats canary;            // every canary so far
-  LengthCorrelation length;      // reward against completion length over the recent window of scored train rows
-  double reward_first = NAN;     // mean reward of the first window of scored train rows (NaN before any)
-  double reward_recent = NAN;    // ... and of the most recent window
+  CanaryStats canary;          // every canary so far
+  LengthCorrelation length;    // reward against completion length over the recent window of scored train rows
+  double reward_first = NAN;   // mean reward of the first window of scored train rows (NaN before any)
+  double reward_recent = NAN;  // ... and of the most recent window
 
   double cache_hit_rate() const { return verdicts > 0 ? static_cast<double>(cache_hits) / verdicts : 0; }
 };
@@ -58,7 +58,7 @@ class JudgeTrafficMonitor {
   int64_t length_min_samples_;
   double length_threshold_;
   std::deque<std::pair<double, double>> recent_scored_;  // reward, completion characters
-  std::vector<double> first_rewards_;                     // the first length_window_ rewards
+  std::vector<double> first_rewards_;                    // the first length_window_ rewards
   JudgeTrafficSnapshot totals_;
 };
 

@@ -418,10 +418,9 @@ class RunSupervisor {
     auto next_judge_poll = Clock::now();
     training_start_s_ = elapsed();
     const v1::QualityConfig& quality = config_.quality();
-    logs::JudgeTrafficMonitor judge_traffic(run_dir_.reward_log_dir(), 2000,
-                                            static_cast<size_t>(quality.length_correlation_window()),
-                                            quality.length_correlation_min_samples(),
-                                            quality.length_correlation_threshold());
+    logs::JudgeTrafficMonitor judge_traffic(
+        run_dir_.reward_log_dir(), 2000, static_cast<size_t>(quality.length_correlation_window()),
+        quality.length_correlation_min_samples(), quality.length_correlation_threshold());
     auto last_line = Clock::now() - std::chrono::hours(1);
     while (true) {
       if (WaitForShutdown(milliseconds(500))) {

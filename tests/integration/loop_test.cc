@@ -118,10 +118,9 @@ TEST(Loop, AJudgeThatMisgradesItsCanariesRaisesAnAlarmInTheReportAndTheSummary) 
                              "\", \"reference\": \"", i + 1, "\", \"expected_reward\": 0}\n");
   }
   ASSERT_TRUE(WriteFileAtomically(dir.file("canaries.jsonl"), canaries).ok());
-  const testing::Finished run =
-      RunRlj({"run", config, "--set", "quality.canary_path=" + dir.file("canaries.jsonl"), "--set",
-              "quality.canary_rate=1"},
-             dir.file("run.out"));
+  const testing::Finished run = RunRlj(
+      {"run", config, "--set", "quality.canary_path=" + dir.file("canaries.jsonl"), "--set", "quality.canary_rate=1"},
+      dir.file("run.out"));
   ASSERT_TRUE(run.exit.ok()) << run.exit.Describe() << "\n" << run.output;
   RLJ_ASSERT_OK_AND_ASSIGN(std::string summary_text, ReadFile(dir.path() + "/runs/tiny/summary.json"));
   const nlohmann::json summary = nlohmann::json::parse(summary_text);

@@ -16,11 +16,12 @@ using ::rlj::testing::ScratchDir;
 TEST(LoadCanaries, ReadsEveryFieldAndAnEmptyCompletion) {
   ScratchDir dir;
   const std::string path = dir.file("canaries.jsonl");
-  ASSERT_TRUE(WriteFileAtomically(path, R"({"id":"g-0","prompt":"1+2=","completion":"3","reference":"3","expected_reward":1}
+  ASSERT_TRUE(
+      WriteFileAtomically(path, R"({"id":"g-0","prompt":"1+2=","completion":"3","reference":"3","expected_reward":1}
 
 {"id":"g-1","prompt":"1+2=","completion":"","expected_reward":0.0}
 )")
-                  .ok());
+          .ok());
   RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<Canary> canaries, LoadCanaries(path));
   ASSERT_EQ(canaries.size(), 2u);
   EXPECT_EQ(canaries[0].id, "g-0");

@@ -57,13 +57,19 @@ TEST(JudgeAlarms, HeldOutFiresWhenAccuracyFallsWhileTheRewardRises) {
   EXPECT_EQ(HeldOutAlarm(falling, 0.600, 0.788).value_or(""),
             "held-out accuracy fell from 55.8% before RL to 0.0% at step 400 while the judge's mean reward rose from "
             "0.600 to 0.788: the student is likely exploiting the judge (reward hacking)");
-  // Not when the reward fell too (the student got worse for another reason), nor for a drop under 10 points, nor
-  // without a before point, nor with only the before point.
-  EXPECT_FALSE(HeldOutAlarm(falling, 0.8, 0.6).has_value());
+  // A flat reward (the earlier label-mode grader's failure: the student drifted to answers of the right length,
+  // which that grader liked as much as right ones) fires too, saying so; unknown rewards are left out.
+  EXPECT_EQ(HeldOutAlarm(falling, 0.649, 0.644).value_or(""),
+            "held-out accuracy fell from 55.8% before RL to 0.0% at step 400 (the judge's mean reward went from 0.649 "
+            "to 0.644): the student is getting worse on problems with known answers; the judge may misgrade them or "
+            "be exploited");
+  EXPECT_EQ(HeldOutAlarm(falling, NAN, 0.9).value_or(""),
+            "held-out accuracy fell from 55.8% before RL to 0.0% at step 400: the student is getting worse on "
+            "problems with known answers; the judge may misgrade them or be exploited");
+  // Not for a drop under 10 points, nor without a before point, nor with only the before point.
   EXPECT_FALSE(HeldOutAlarm({Point("before", 0, 0.5), Point("periodic", 100, 0.41)}, 0.2, 0.9).has_value());
   EXPECT_FALSE(HeldOutAlarm({Point("periodic", 100, 0.0)}, 0.2, 0.9).has_value());
   EXPECT_FALSE(HeldOutAlarm({Point("before", 0, 0.5)}, 0.2, 0.9).has_value());
-  EXPECT_FALSE(HeldOutAlarm(falling, NAN, 0.9).has_value());
   // A recovery clears it: the latest point counts.
   std::vector<EvalPoint> recovered = falling;
   recovered.push_back(Point("after", 400, 0.7));
@@ -72,8 +78,7 @@ TEST(JudgeAlarms, HeldOutFiresWhenAccuracyFallsWhileTheRewardRises) {
 
 TEST(JudgeAlarms, ProgressTagsNameEachFiringAlarm) {
   LengthCorrelation length;
-  EXPECT_EQ(AlarmTags(Canaries(100, 97), length, {Point("before", 0, 0.3), Point("periodic", 200, 0.8)}, 0.3, 0.8),
-            "");
+  EXPECT_EQ(AlarmTags(Canaries(100, 97), length, {Point("before", 0, 0.3), Point("periodic", 200, 0.8)}, 0.3, 0.8), "");
   length.spearman = 0.62;
   length.enough = length.warn = true;
   EXPECT_EQ(AlarmTags(Canaries(200, 61), length, {Point("before", 0, 0.558), Point("periodic", 100, 0.01)}, 0.6, 0.77),

@@ -238,8 +238,7 @@ TEST(GradingDataset, NearMissesOfFixedWidthAnswersKeepTheWidth) {
   RLJ_ASSERT_OK_AND_ASSIGN(const ArithmeticSplit split, MakeArithmeticTask(task));
   GradingOptions options;
   options.correct_fraction = 0;
-  RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<GradingCandidate> candidates,
-                           MakeGradingCandidates(split.train, options));
+  RLJ_ASSERT_OK_AND_ASSIGN(const std::vector<GradingCandidate> candidates, MakeGradingCandidates(split.train, options));
   int same_width = 0;
   for (const GradingCandidate& c : candidates) {
     const std::string& reference = split.train[c.problem].reference;
@@ -288,8 +287,8 @@ TEST(GradingDataset, PrefixChecksSayWhetherTheReferenceBeginsWithThePrefix) {
   EXPECT_LT(agreeing, checks);
   GradingOptions no_marker = options;
   no_marker.prefix_marker = "";
-  EXPECT_TRUE(testing::FailsWith(MakeGradingDataset(problems, no_marker), absl::StatusCode::kInvalidArgument,
-                                 "prefix marker"));
+  EXPECT_TRUE(
+      testing::FailsWith(MakeGradingDataset(problems, no_marker), absl::StatusCode::kInvalidArgument, "prefix marker"));
 }
 
 TEST(GradingDataset, RejectsBadInput) {
