@@ -32,14 +32,16 @@ struct Destination {
   size_t filled = 0;
 };
 
-// Allocates the CPU tensor a manifest entry describes (uninitialised; every byte will be written).
-absl::StatusOr<Destination> AllocateDestination(const v1::TensorSpec& spec) {
+// Allocates the CPU tensor a manifest entry describes (uninitialised; every byte will be written), in pinned
+// memory when the weights go on to a GPU: the copy there is then asynchronous, and LibTorch's caching host
+// allocator hands the same pinned blocks to the next version.
+absl::StatusOr<Destination> AllocateDestination(const v1::TensorSpec& spec, bool pinned) {
   Destination destination;
   RLJ_ASSIGN_OR_RETURN(destination.expected, TensorSpecBytes(spec));
   RLJ_ASSIGN_OR_RETURN(const c10::ScalarType scalar_type, FromWireDType(spec.dtype()));
   RLJ_RETURN_IF_ERROR(TorchCall(absl::StrCat("allocating tensor '", spec.name(), "'"), [&] {
     const std::vector<int64_t> shape(spec.shape().begin(), spec.shape().end());
-    destination.tensor = at::empty(shape, at::TensorOptions().dtype(scalar_type));
+    destination.tensor = at::empty(shape, at::TensorOptions().dtype(scalar_type).pinned_memory(pinned));
   }));
   destination.data = static_cast<char*>(destination.tensor.data_ptr());
   return destination;
@@ -90,7 +92,7 @@ absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_v
   destinations.reserve(static_cast<size_t>(manifest.tensors_size()));
   uint64_t total = 0;
   for (int i = 0; i < manifest.tensors_size(); ++i) {
-    RLJ_ASSIGN_OR_RETURN(Destination destination, AllocateDestination(manifest.tensors(i)));
+    RLJ_ASSIGN_OR_RETURN(Destination destination, AllocateDestination(manifest.tensors(i), pinned_));
     total += destination.expected;
     destinations.push_back(std::move(destination));
   }
@@ -142,7 +144,8 @@ absl::StatusOr<std::optional<FetchedPolicy>> PolicyFetcher::Fetch(int64_t have_v
   return std::optional<FetchedPolicy>(std::move(policy));
 }
 
-absl::Status InstallPolicy(FetchedPolicy policy, int64_t tokenizer_vocab, Transformer* model) {
+absl::Status InstallPolicy(FetchedPolicy policy, int64_t tokenizer_vocab, const ModelPlacement& placement,
+                           Transformer* model) {
   RLJ_ASSIGN_OR_RETURN(TransformerConfig shape, TransformerConfig::FromProto(policy.model));
   if (shape.vocab_size < tokenizer_vocab) {
     return absl::FailedPreconditionError(absl::StrCat("the policy's vocab_size ", shape.vocab_size,
@@ -151,6 +154,7 @@ absl::Status InstallPolicy(FetchedPolicy policy, int64_t tokenizer_vocab, Transf
   return TorchCall("installing policy weights", [&]() -> absl::Status {
     if (model->is_empty() || (*model)->config().ToProto().SerializeAsString() != shape.ToProto().SerializeAsString()) {
       *model = Transformer(shape);
+      (*model)->to(placement.device, placement.dtype);
       (*model)->eval();
     }
     return LoadNamedTensors(*model, policy.tensors);

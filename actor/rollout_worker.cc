@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "actor/judge_client.h"
 #include "actor/policy_fetcher.h"
+#include "actor/sampling_placement.h"
 #include "common/config_validate.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
@@ -164,6 +165,7 @@ struct RolloutWorker::State {
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<PolicyFetcher> fetcher;
   Transformer model{nullptr};
+  ModelPlacement placement;  // actor.device (else runtime.device), bf16 there on CUDA (actor.bf16)
   int64_t version = -1;
   std::string incarnation;  // random per process: group ids stay unique across actor restarts
   int64_t next_group = 0;
@@ -191,7 +193,9 @@ absl::StatusOr<std::unique_ptr<RolloutWorker>> RolloutWorker::Create(
   state->learner = std::move(learner);
   state->judge = std::move(judge);
   RLJ_ASSIGN_OR_RETURN(state->tokenizer, MakeTokenizer(config.tokenizer()));
-  state->fetcher = std::make_unique<PolicyFetcher>(state->learner, options.name);
+  RLJ_ASSIGN_OR_RETURN(state->placement, SamplingPlacement(config));
+  state->fetcher =
+      std::make_unique<PolicyFetcher>(state->learner, options.name, /*pinned=*/state->placement.device.is_cuda());
   JudgeClientOptions judge_options;
   judge_options.call_timeout = std::chrono::milliseconds(config.judge().timeout_ms());
   judge_options.retry_budget = RetryBudget(config);
@@ -212,8 +216,11 @@ absl::Status RolloutWorker::RefreshPolicy(std::chrono::milliseconds wait) {
   if (!fetched) return absl::OkStatus();
   const int64_t version = fetched->version;
   const uint64_t bytes = fetched->bytes;
-  RLJ_RETURN_IF_ERROR(InstallPolicy(std::move(*fetched), s.tokenizer->vocab_size(), &s.model));
-  if (s.version < 0) log::Info("{} got policy v{} ({} MB)", s.options.name, version, bytes / 1e6);
+  RLJ_RETURN_IF_ERROR(InstallPolicy(std::move(*fetched), s.tokenizer->vocab_size(), s.placement, &s.model));
+  if (s.version < 0) {
+    log::Info("{} got policy v{} ({} MB), sampling on {} in {}", s.options.name, version, bytes / 1e6,
+              s.placement.device.str(), c10::toString(s.placement.dtype));
+  }
   s.version = version;
   stats_.policy_updates.fetch_add(1);
   return absl::OkStatus();

@@ -53,24 +53,17 @@ struct BenchFlags : BenchModelShape {
 
 absl::StatusOr<nlohmann::json> RunBench(const BenchFlags& flags) {
   at::set_num_threads(flags.threads);
-  TransformerConfig config;
-  config.architecture = "llama";
-  config.n_layers = flags.layers;
-  config.d_model = flags.d_model;
-  config.n_heads = flags.heads;
-  config.n_kv_heads = flags.heads;
-  config.ffn_hidden = flags.ffn;
-  config.vocab_size = flags.vocab;
-  config.tie_embeddings = true;
-  config.max_seq_len = flags.prompt_len + flags.new_tokens;
-  RLJ_RETURN_IF_ERROR(config.Validate());
+  RLJ_ASSIGN_OR_RETURN(const TransformerConfig config, flags.Config(flags.prompt_len + flags.new_tokens));
   if (flags.batch < 1 || flags.prompt_len < 1 || flags.new_tokens < 1 || flags.repeats < 1 || flags.threads < 1) {
     return absl::InvalidArgumentError("--batch, --prompt-len, --new-tokens, --repeats and --threads must be >= 1");
   }
+  RLJ_ASSIGN_OR_RETURN(const ModelPlacement placement, ResolvePlacement(flags.device, flags.bf16));
   std::shared_ptr<Transformer> model;
   RLJ_RETURN_IF_ERROR(TorchCall("build model", [&] {
     at::manual_seed(flags.seed);
     model = std::make_shared<Transformer>(config);
+    (*model)->to(placement.device, placement.dtype);
+    (*model)->eval();
     (*model)->set_fused_decode(!flags.per_op_decode);
   }));
   std::mt19937_64 random(flags.seed);
@@ -92,6 +85,7 @@ absl::StatusOr<nlohmann::json> RunBench(const BenchFlags& flags) {
     options.seed = flags.seed + 1 + static_cast<uint64_t>(repeat);
     const auto start = std::chrono::steady_clock::now();
     RLJ_ASSIGN_OR_RETURN(const auto completions, SampleCompletions(*model, tokenizer, prompts, options));
+    SyncDevice(placement.device);
     seconds.push_back(SecondsSince(start));
     generated = 0;
     for (const auto& completion : completions) generated += static_cast<int64_t>(completion.tokens.size());
@@ -111,25 +105,27 @@ absl::StatusOr<nlohmann::json> RunBench(const BenchFlags& flags) {
     attention_flops += 4.0 * (flags.prompt_len + step + 1) * d * flags.layers * flags.batch;
   }
   const double flops = 2.0 * linear_weights * (prefill_tokens + flags.batch * (flags.new_tokens - 1)) + attention_flops;
-  const double gemm_limit = GemmRate(1024, 1024, 1024);
-  const double gemm_decode_shape = GemmRate(flags.batch, flags.d_model, flags.ffn);
+  const bool gpu = placement.device.is_cuda();
+  const double gemm_limit =
+      gpu ? GemmRate(8192, 8192, 8192, placement.device, placement.dtype) : GemmRate(1024, 1024, 1024);
+  const double gemm_decode_shape = GemmRate(flags.batch, flags.d_model, flags.ffn, placement.device, placement.dtype);
 
   nlohmann::json out;
   out["bench"] = "generate";
   out["impl"] = "rlj";
-  WriteModelShape(flags, &out);
+  WriteModelShape(flags, placement.device, placement.dtype, &out);
   out["batch"] = flags.batch;
   out["prompt_len"] = flags.prompt_len;
   out["new_tokens"] = flags.new_tokens;
   out["threads"] = flags.threads;
-  out["decode"] = flags.per_op_decode || flags.batch > kMaxFusedDecodeRows ? "per-op" : "fused";
+  out["decode"] = gpu || flags.per_op_decode || flags.batch > kMaxFusedDecodeRows ? "per-op" : "fused";
   out["params"] = config.num_parameters();
   out["generated_tokens"] = generated;
   out["seconds"] = median;
   out["tokens_per_s"] = static_cast<double>(generated) / median;
   out["best_tokens_per_s"] = static_cast<double>(generated) / seconds.front();
   out["gflops"] = flops / median / 1e9;
-  out["gemm_gflops_1024"] = gemm_limit / 1e9;
+  out[gpu ? "gemm_gflops_8192" : "gemm_gflops_1024"] = gemm_limit / 1e9;
   out["gemm_gflops_decode_shape"] = gemm_decode_shape / 1e9;
   out["fraction_of_gemm"] = flops / median / gemm_limit;
   return out;
@@ -138,7 +134,7 @@ absl::StatusOr<nlohmann::json> RunBench(const BenchFlags& flags) {
 Command AddGenerateBench(CLI::App& parent) {
   auto* app = parent.add_subcommand(
       "generate",
-      "Tokens/s of batched sampling on a random Llama-style model (tied embeddings, no biases); one JSON line");
+      "Tokens/s of batched sampling on a random Llama- or Qwen2-style model (tied embeddings); one JSON line");
   auto flags = std::make_shared<BenchFlags>();
   AddModelShapeOptions(app, flags.get());
   app->add_option("--batch", flags->batch, "Prompts sampled together")->capture_default_str();

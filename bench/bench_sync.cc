@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "actor/policy_fetcher.h"
+#include "bench/bench_model_shape.h"
 #include "common/grpc_security.h"
 #include "common/grpc_util.h"
 #include "common/heap_tuning.h"
@@ -38,11 +39,8 @@ struct SyncFlags {
   double tensor_mb = 4;  // the policy is cut into tensors of about this size (like a model's weight matrices)
   bool default_heap = false;
   std::vector<std::string> channel_args;  // extra integer gRPC channel arguments, NAME=VALUE (experiments)
+  std::string device = "cpu";  // where the actors' weights go: a GPU receives into pinned memory, then copies
 };
-
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // User + system CPU seconds of this process so far (server and actors together).
 double ProcessCpuSeconds() {
@@ -107,10 +105,41 @@ struct RoundTime {
   double cpu_seconds = 0;
 };
 
+// A GPU actor's install: the pinned tensors copied to the device, waited for.
+absl::Status CopyToDevice(const NamedTensors& tensors, const c10::Device& device) {
+  return TorchCall("copying the policy to the GPU", [&] {
+    std::vector<at::Tensor> copies;
+    for (const auto& [name, tensor] : tensors) copies.push_back(tensor.to(device, /*non_blocking=*/true));
+    SyncDevice(device);
+  });
+}
+
+// What a colocated actor (on the learner's GPU) would do instead of the wire: the learner's float32 weights
+// copied device to device into bf16 weights; GB/s of the float32 bytes read, best of `repeats`.
+absl::StatusOr<double> ColocatedGbPerS(const NamedTensors& tensors, const c10::Device& device, int repeats) {
+  std::vector<at::Tensor> sources, targets;
+  double best = 1e9, bytes = 0;
+  RLJ_RETURN_IF_ERROR(TorchCall("colocated copy", [&] {
+    for (const auto& [name, tensor] : tensors) {
+      sources.push_back(tensor.to(device));
+      targets.push_back(at::empty_like(sources.back(), at::TensorOptions().dtype(at::kBFloat16)));
+      bytes += static_cast<double>(tensor.nbytes());
+    }
+    for (int r = 0; r <= repeats; ++r) {
+      SyncDevice(device);
+      const auto start = std::chrono::steady_clock::now();
+      for (size_t i = 0; i < sources.size(); ++i) targets[i].copy_(sources[i], /*non_blocking=*/true);
+      SyncDevice(device);
+      if (r > 0) best = std::min(best, SecondsSince(start));
+    }
+  }));
+  return bytes / best / 1e9;
+}
+
 // One round: every actor fetches the policy at once (from a start line, so the fetches overlap); each must
 // receive all `wire_bytes`.
-absl::StatusOr<RoundTime> FetchRound(const std::vector<std::shared_ptr<v1::Learner::Stub>>& stubs,
-                                     uint64_t wire_bytes) {
+absl::StatusOr<RoundTime> FetchRound(const std::vector<std::shared_ptr<v1::Learner::Stub>>& stubs, uint64_t wire_bytes,
+                                     const c10::Device& device) {
   const int actors = static_cast<int>(stubs.size());
   std::vector<absl::Status> results(stubs.size());
   std::vector<uint64_t> received(stubs.size(), 0);
@@ -119,7 +148,7 @@ absl::StatusOr<RoundTime> FetchRound(const std::vector<std::shared_ptr<v1::Learn
   std::vector<std::thread> threads;
   for (int a = 0; a < actors; ++a) {
     threads.emplace_back([&, a] {
-      PolicyFetcher fetcher(stubs[static_cast<size_t>(a)], absl::StrCat("bench-", a));
+      PolicyFetcher fetcher(stubs[static_cast<size_t>(a)], absl::StrCat("bench-", a), /*pinned=*/device.is_cuda());
       ready.fetch_add(1);
       while (!go.load()) std::this_thread::yield();  // a start line, so the fetches overlap
       auto fetched = fetcher.Fetch(-1, std::chrono::milliseconds(0), std::chrono::milliseconds(600000));
@@ -129,6 +158,7 @@ absl::StatusOr<RoundTime> FetchRound(const std::vector<std::shared_ptr<v1::Learn
         results[static_cast<size_t>(a)] = absl::InternalError("the learner answered 'unchanged'");
       } else {
         received[static_cast<size_t>(a)] = (*fetched)->bytes;
+        if (device.is_cuda()) results[static_cast<size_t>(a)] = CopyToDevice((*fetched)->tensors, device);
       }
     });
   }
@@ -156,11 +186,11 @@ struct Rounds {
 };
 
 absl::StatusOr<Rounds> TimeRounds(const std::vector<std::shared_ptr<v1::Learner::Stub>>& stubs, uint64_t wire_bytes,
-                                  int repeats) {
+                                  int repeats, const c10::Device& device) {
   Rounds rounds;
-  RLJ_ASSIGN_OR_RETURN(rounds.warmup, FetchRound(stubs, wire_bytes));
+  RLJ_ASSIGN_OR_RETURN(rounds.warmup, FetchRound(stubs, wire_bytes, device));
   for (int r = 0; r < repeats; ++r) {
-    RLJ_ASSIGN_OR_RETURN(const RoundTime time, FetchRound(stubs, wire_bytes));
+    RLJ_ASSIGN_OR_RETURN(const RoundTime time, FetchRound(stubs, wire_bytes, device));
     rounds.seconds.push_back(time.seconds);
     rounds.cpu_seconds.push_back(time.cpu_seconds);
   }
@@ -203,6 +233,7 @@ absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
     return absl::InvalidArgumentError("--params-mb, --actors, --repeats and --tensor-mb must be > 0");
   }
   RLJ_ASSIGN_OR_RETURN(const WeightPublisherOptions publisher_options, PublisherOptions(flags));
+  RLJ_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(flags.device));
   RLJ_ASSIGN_OR_RETURN(const NamedTensors tensors, RandomPolicy(flags));
   WeightPublisher publisher(publisher_options);
   v1::ModelConfig model;
@@ -225,10 +256,16 @@ absl::StatusOr<nlohmann::json> RunBench(const SyncFlags& flags) {
     RLJ_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, OwnChannel(server.address, flags.channel_args));
     stubs.push_back(v1::Learner::NewStub(channel));
   }
-  RLJ_ASSIGN_OR_RETURN(const Rounds rounds, TimeRounds(stubs, wire_bytes, flags.repeats));
+  RLJ_ASSIGN_OR_RETURN(const Rounds rounds, TimeRounds(stubs, wire_bytes, flags.repeats, device));
   server.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server.server->Wait();
-  return ResultJson(flags, wire_bytes, publisher.Latest()->num_chunks(), publish_s, rounds);
+  nlohmann::json out = ResultJson(flags, wire_bytes, publisher.Latest()->num_chunks(), publish_s, rounds);
+  out["device"] = device.str();
+  if (device.is_cuda()) {
+    RLJ_ASSIGN_OR_RETURN(const double colocated, ColocatedGbPerS(tensors, device, flags.repeats));
+    out["colocated_gb_per_s"] = colocated;
+  }
+  return out;
 }
 
 Command AddSyncBench(CLI::App& parent) {
@@ -247,6 +284,10 @@ Command AddSyncBench(CLI::App& parent) {
   app->add_option("--channel-arg", flags->channel_args,
                   "Extra integer gRPC channel argument for the actors' channels, NAME=VALUE (repeatable; experiments "
                   "with e.g. grpc.http2.max_frame_size)");
+  app->add_option("--device", flags->device,
+                  "cpu, or cuda[:N]: actors receive into pinned memory and copy to the GPU inside the timing, and "
+                  "colocated_gb_per_s adds the device-to-device copy a colocated actor would make")
+      ->capture_default_str();
   app->add_flag("--default-heap", flags->default_heap,
                 "Keep glibc's default mmap threshold (the learner and actors raise it; see common/heap_tuning.h)");
   return {app, [flags]() -> int {

@@ -22,7 +22,8 @@ namespace rlj::tools {
 namespace {
 
 struct TrainFlags : BenchModelShape {
-  int batch = 16, seq_len = 80, threads = 2, repeats = 5, group_size = 4;
+  int batch = 16, seq_len = 80, threads = 2, repeats = 5, group_size = 4, micro_batch_tokens = 0;
+  double peak_tflops = 0;  // the device's dense peak, for model FLOPs utilisation (H200 bf16: ~790)
   uint64_t seed = 1;
 };
 
@@ -62,17 +63,10 @@ absl::StatusOr<nlohmann::json> RunBench(const TrainFlags& flags) {
   }
   at::set_num_threads(flags.threads);
   v1::RunConfig config;
-  config.mutable_runtime()->set_device("cpu");
-  v1::ModelConfig* model = config.mutable_model();
-  model->set_architecture(v1::ModelConfig::llama);
-  model->set_n_layers(flags.layers);
-  model->set_d_model(flags.d_model);
-  model->set_n_heads(flags.heads);
-  model->set_n_kv_heads(flags.heads);
-  model->set_ffn_hidden(flags.ffn);
-  model->set_vocab_size(flags.vocab);
-  model->set_max_seq_len(flags.seq_len);
-  model->set_tie_embeddings(true);
+  RLJ_ASSIGN_OR_RETURN(const TransformerConfig shape, flags.Config(flags.seq_len));
+  RLJ_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(flags.device));
+  config.mutable_runtime()->set_device(device.str());
+  *config.mutable_model() = shape.ToProto();
   v1::LearnerConfig* learner = config.mutable_learner();
   learner->set_lr(1e-5);
   learner->set_kl_coef(0.04);  // a frozen reference and its forward pass
@@ -80,8 +74,8 @@ absl::StatusOr<nlohmann::json> RunBench(const TrainFlags& flags) {
   learner->set_clip_eps(0.2);
   learner->set_grad_clip(1.0);
   learner->set_steps(flags.repeats + 1);
-  RLJ_ASSIGN_OR_RETURN(TransformerConfig shape, TransformerConfig::FromProto(config.model()));
-  RLJ_RETURN_IF_ERROR(shape.Validate());
+  learner->set_bf16(flags.bf16);
+  learner->set_micro_batch_tokens(flags.micro_batch_tokens);
   Transformer policy{nullptr};
   RLJ_RETURN_IF_ERROR(TorchCall("build model", [&] {
     at::manual_seed(flags.seed);
@@ -96,6 +90,7 @@ absl::StatusOr<nlohmann::json> RunBench(const TrainFlags& flags) {
   for (int repeat = 0; repeat < flags.repeats; ++repeat) {
     const auto start = std::chrono::steady_clock::now();
     RLJ_ASSIGN_OR_RETURN(last, trainer->Step(groups));
+    SyncDevice(device);
     seconds.push_back(SecondsSince(start));
   }
   std::sort(seconds.begin(), seconds.end());
@@ -110,14 +105,16 @@ absl::StatusOr<nlohmann::json> RunBench(const TrainFlags& flags) {
   const double linear_weights = flags.LinearWeights();
   const double attention_forward = 4.0 * (flags.seq_len - 1) * d * flags.layers * positions;
   const double flops = 8.0 * linear_weights * positions + 4.0 * attention_forward;
-  const double gemm_limit = GemmRate(1024, 1024, 1024);
-  const double gemm_step_shape = GemmRate(static_cast<int64_t>(positions), flags.d_model, flags.ffn);
+  const bool gpu = device.is_cuda();
+  const c10::ScalarType dtype = gpu && flags.bf16 ? c10::kBFloat16 : c10::kFloat;  // autocast's, on CUDA
+  const double gemm_limit = gpu ? GemmRate(8192, 8192, 8192, device, dtype) : GemmRate(1024, 1024, 1024);
+  const double gemm_step_shape = GemmRate(static_cast<int64_t>(positions), flags.d_model, flags.ffn, device, dtype);
   const double tokens = static_cast<double>(flags.batch) * flags.seq_len;
 
   nlohmann::json out;
   out["bench"] = "train";
   out["impl"] = "rlj";
-  WriteModelShape(flags, &out);
+  WriteModelShape(flags, device, dtype, &out);
   out["batch"] = flags.batch;
   out["seq_len"] = flags.seq_len;
   out["threads"] = flags.threads;
@@ -129,7 +126,9 @@ absl::StatusOr<nlohmann::json> RunBench(const TrainFlags& flags) {
   out["best_tokens_per_s"] = tokens / seconds.front();
   out["completion_tokens_per_s"] = static_cast<double>(last.trained_tokens()) / median;
   out["gflops"] = flops / median / 1e9;
-  out["gemm_gflops_1024"] = gemm_limit / 1e9;
+  out[gpu ? "gemm_gflops_8192" : "gemm_gflops_1024"] = gemm_limit / 1e9;
+  out["micro_batch_tokens"] = flags.micro_batch_tokens;
+  if (flags.peak_tflops > 0) out["mfu"] = flops / median / (flags.peak_tflops * 1e12);
   out["gemm_gflops_step_shape"] = gemm_step_shape / 1e9;
   out["fraction_of_gemm"] = flops / median / gemm_limit;
   out["loss"] = last.loss();
@@ -152,6 +151,10 @@ Command AddTrainBench(CLI::App& parent) {
   app->add_option("--repeats", flags->repeats, "Timed steps after one warm-up; the median is reported")
       ->capture_default_str();
   app->add_option("--seed", flags->seed, "Weights and data seed")->capture_default_str();
+  app->add_option("--micro-batch-tokens", flags->micro_batch_tokens, "learner.micro_batch_tokens (0 = the whole step)")
+      ->capture_default_str();
+  app->add_option("--peak-tflops", flags->peak_tflops,
+                  "The device's peak dense TFLOP/s in the run's dtype: adds model FLOPs utilisation (mfu)");
   return {app, [flags]() -> int {
             const absl::StatusOr<nlohmann::json> result = RunBench(*flags);
             if (!result.ok()) return Fail("bench train", std::string(result.status().message()));

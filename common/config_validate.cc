@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config_ranges.h"
+#include "common/device_name.h"
 #include "common/status.h"
 #include "common/tokenizer/chat_template.h"
 #include "common/wire_bounds.h"
@@ -20,6 +21,8 @@ absl::Status Invalid(std::string_view path, std::string_view what) {
 }
 
 }  // namespace
+
+constexpr const char* kDeviceForms = "must be auto, cpu, cuda or cuda:N";
 
 #define RLJ_REQUIRE(cond, path, what)        \
   do {                                       \
@@ -34,8 +37,8 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
                 "name", "must be a non-empty name without '/'");
   }
   const auto& rt = c.runtime();
-  RLJ_REQUIRE(rt.device() == "auto" || rt.device() == "cpu" || rt.device() == "cuda", "runtime.device",
-              "must be auto, cpu or cuda");
+  RLJ_REQUIRE(ParseDeviceName(rt.device()).ok(), "runtime.device", kDeviceForms);
+  RLJ_REQUIRE(!c.actor().has_device() || ParseDeviceName(c.actor().device()).ok(), "actor.device", kDeviceForms);
 
   const auto& m = c.model();
   RLJ_REQUIRE(m.d_model() % m.n_heads() == 0, "model.d_model",
@@ -67,8 +70,7 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
 
   const auto& l = c.learner();
   RLJ_REQUIRE(l.buffer_groups() >= l.groups_per_step(), "learner.buffer_groups", "must be >= learner.groups_per_step");
-  RLJ_REQUIRE(!l.has_device() || l.device() == "auto" || l.device() == "cpu" || l.device() == "cuda", "learner.device",
-              "must be auto, cpu or cuda");
+  RLJ_REQUIRE(!l.has_device() || ParseDeviceName(l.device()).ok(), "learner.device", kDeviceForms);
   RLJ_REQUIRE(l.dual_clip() == 0 || l.dual_clip() > 1, "learner.dual_clip", "must be 0 (off) or > 1");
   RLJ_REQUIRE(l.tis_cap() == 0 || l.tis_cap() >= 1, "learner.tis_cap", "must be 0 (off) or >= 1");
 
@@ -99,8 +101,7 @@ absl::Status ValidateRunConfig(const v1::RunConfig& c) {
                     port.find_first_not_of("0123456789") == std::string::npos && std::stoi(port) <= 65535,
                 "teacher.listen", "must be HOST:PORT (port 0 picks a free one)");
     RLJ_REQUIRE(!tc.served_model_name().empty(), "teacher.served_model_name", "must not be empty");
-    RLJ_REQUIRE(!tc.has_device() || tc.device() == "auto" || tc.device() == "cpu" || tc.device() == "cuda",
-                "teacher.device", "must be auto, cpu or cuda");
+    RLJ_REQUIRE(!tc.has_device() || ParseDeviceName(tc.device()).ok(), "teacher.device", kDeviceForms);
     // rlj run points the openai judge at its teacher unless judge.openai.base_url names another server.
     if (c.judge().backend() == "openai" && !c.judge().openai().has_base_url()) {
       RLJ_REQUIRE(c.judge().openai().model() == tc.served_model_name(), "judge.openai.model",

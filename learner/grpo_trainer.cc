@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
@@ -27,6 +28,7 @@
 #include "learner/grpo.h"
 #include "learner/rank_group.h"
 #include "model/logprobs.h"
+#include "model/tensor/torch_compat.h"
 #include "model/tensor/torch_util.h"
 #include "model/transformer.h"
 
@@ -122,34 +124,31 @@ std::vector<std::vector<const TrainRow*>> MicroBatches(const std::vector<const T
   return batches;
 }
 
-// bf16 autocast for CUDA forward passes (the API moved in LibTorch 2.4).
+// This process's rank among the learner ranks of its node: LOCAL_RANK (torchrun, Slurm scripts) where set, else its
+// global rank; 0 without ranks.
+int LocalRank(const RankGroup* ranks) {
+  if (ranks == nullptr || ranks->world_size() <= 1) return 0;
+  int local_rank = 0;
+  if (const char* text = std::getenv("LOCAL_RANK"); text != nullptr && absl::SimpleAtoi(text, &local_rank)) {
+    return local_rank;
+  }
+  return ranks->rank();
+}
+
+// bf16 autocast for CUDA forward passes.
 class CudaAutocast {
  public:
   explicit CudaAutocast(bool enabled) : enabled_(enabled) {
     if (!enabled_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    previous_ = at::autocast::is_autocast_enabled(at::kCUDA);
-    previous_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-#else
-    previous_ = at::autocast::is_enabled();
-    previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
-    at::autocast::set_enabled(true);
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-#endif
+    previous_ = torch_compat::CudaAutocastEnabled();
+    previous_dtype_ = torch_compat::CudaAutocastDtype();
+    torch_compat::SetCudaAutocast(true, at::kBFloat16);
     at::autocast::increment_nesting();
   }
   ~CudaAutocast() {
     if (!enabled_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, previous_);
-    at::autocast::set_autocast_dtype(at::kCUDA, previous_dtype_);
-#else
-    at::autocast::set_enabled(previous_);
-    at::autocast::set_autocast_gpu_dtype(previous_dtype_);
-#endif
+    torch_compat::SetCudaAutocast(previous_, previous_dtype_);
   }
   CudaAutocast(const CudaAutocast&) = delete;
   CudaAutocast& operator=(const CudaAutocast&) = delete;
@@ -455,7 +454,7 @@ absl::StatusOr<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(const v1::RunCo
   state->distill = DistillOptionsFromConfig(state->learner);
   state->aggregation = LossAggregationFromConfig(state->learner.loss_aggregation());
   const std::string requested = config.learner().has_device() ? config.learner().device() : config.runtime().device();
-  RLJ_ASSIGN_OR_RETURN(state->device, ResolveDevice(requested));
+  RLJ_ASSIGN_OR_RETURN(state->device, ResolveRankDevice(requested, LocalRank(ranks)));
   state->autocast = state->device.is_cuda() && state->learner.bf16();
   if (const char* from = std::getenv(kInjectNonFiniteLossEnv); from != nullptr && *from != '\0') {
     if (!absl::SimpleAtoi(from, &state->inject_nonfinite_from_step) || state->inject_nonfinite_from_step < 0) {

@@ -70,25 +70,28 @@ absl::StatusOr<int64_t> DecodeBatch(Transformer& model, std::span<const std::spa
   KvCache cache(model->config(), static_cast<int64_t>(prompts.size()), width + max_steps, device,
                 some_parameter.scalar_type());
   RLJ_RETURN_IF_ERROR(cache.Append(padded.key_mask));
-  const at::Tensor prefill = model->forward_cached(padded.tokens.to(device), padded.positions.to(device), cache);
+  const at::Tensor prefill = model->forward_cached(padded.tokens.to(device), padded.positions.to(device), cache,
+                                                   /*last_logits_only=*/!rows.WantsPrefillLogits());
   int64_t passes = 1;
   RLJ_RETURN_IF_ERROR(rows.AfterPrefill(prefill));
 
-  at::Tensor logits = prefill.select(1, width - 1);
+  at::Tensor logits = prefill.select(1, prefill.size(1) - 1);
   at::Tensor next_positions = padded.next_positions.to(device);
   std::vector<int64_t> row_of_slot(prompts.size());
   std::iota(row_of_slot.begin(), row_of_slot.end(), 0);
   for (int64_t step = 0; step < max_steps; ++step) {
     const LiveSlots live = Live(row_of_slot, rows);
     if (live.slots.empty()) break;
-    at::Tensor cpu_logits = logits.to(c10::kCPU, at::kFloat);
+    at::Tensor step_logits = logits.to(at::kFloat);  // on the model's device: the rows sample there
     const bool all_live = live.slots.size() == row_of_slot.size();
-    const at::Tensor live_index = at::tensor(live.slots, at::kLong);
-    if (!all_live) cpu_logits = cpu_logits.index_select(0, live_index);
-    RLJ_ASSIGN_OR_RETURN(const at::Tensor chosen, rows.Step(cpu_logits.contiguous(), live.rows));
-    at::Tensor ids = chosen;
-    if (!all_live)
-      ids = at::full({static_cast<int64_t>(row_of_slot.size())}, pad_id, at::kLong).index_copy_(0, live_index, chosen);
+    const at::Tensor live_index = at::tensor(live.slots, at::kLong).to(device);
+    if (!all_live) step_logits = step_logits.index_select(0, live_index);
+    RLJ_ASSIGN_OR_RETURN(const at::Tensor chosen, rows.Step(step_logits.contiguous(), live.rows));
+    at::Tensor ids = chosen.to(device);
+    if (!all_live) {
+      ids = at::full({static_cast<int64_t>(row_of_slot.size())}, pad_id, at::TensorOptions(at::kLong).device(device))
+                .index_copy_(0, live_index, ids);
+    }
     const int64_t remaining_steps = max_steps - 1 - step;
     const LiveSlots going = Live(row_of_slot, rows);
     if (going.slots.empty() || remaining_steps == 0) break;
@@ -98,13 +101,13 @@ absl::StatusOr<int64_t> DecodeBatch(Transformer& model, std::span<const std::spa
     const auto finished_slots = slots - static_cast<int64_t>(going.slots.size());
     if (finished_slots > 0 && finished_slots * remaining_steps >= 2 * slots) {
       RLJ_RETURN_IF_ERROR(cache.KeepRows(going.slots));
-      const at::Tensor keep = at::tensor(going.slots, at::kLong);
+      const at::Tensor keep = at::tensor(going.slots, at::kLong).to(device);
       ids = ids.index_select(0, keep);
-      next_positions = next_positions.index_select(0, keep.to(device));
+      next_positions = next_positions.index_select(0, keep);
       row_of_slot = going.rows;
     }
     RLJ_RETURN_IF_ERROR(cache.AppendValid(1));
-    logits = model->forward_cached(ids.view({-1, 1}).to(device), next_positions, cache).select(1, 0);
+    logits = model->forward_cached(ids.view({-1, 1}), next_positions, cache).select(1, 0);
     ++passes;
     next_positions.add_(1);
   }

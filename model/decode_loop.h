@@ -22,12 +22,16 @@ class Transformer;
 class DecodeRows {
  public:
   virtual ~DecodeRows() = default;
-  // The prefill's logits [B, W, V] on the model's device; prompt b fills the last prompts[b].size() positions
-  // of row b. Rows that need no new token can be marked finished here.
+  // Whether AfterPrefill needs the logits of every prompt position (the teacher's prompt log-probs); otherwise
+  // the prefill computes the last position's only.
+  virtual bool WantsPrefillLogits() const { return false; }
+  // The prefill's logits on the model's device: [B, W, V] when WantsPrefillLogits (prompt b fills the last
+  // prompts[b].size() positions of row b), else [B, 1, V]. Rows that need no new token can be marked finished here.
   virtual absl::Status AfterPrefill(const at::Tensor& logits);
   virtual bool finished(int64_t row) const = 0;
-  // logits [n, V] float32 on the CPU, row i the next-token logits of prompt rows[i] (unfinished ones only):
-  // records and returns the next id of each, int64 [n] on the CPU.
+  // logits [n, V] float32 on the model's device, row i the next-token logits of prompt rows[i] (unfinished ones
+  // only): records and returns the next id of each, int64 [n], best on that device (sampled there, only the ids
+  // and what the stop checks need go to the host).
   virtual absl::StatusOr<at::Tensor> Step(const at::Tensor& logits, std::span<const int64_t> rows) = 0;
 };
 

@@ -88,13 +88,15 @@ class CompletionRows : public DecodeRows {
     const at::Tensor ids = ChooseTokens(logits, usable_vocab_, streams);
     const double temperature = options_.temperature > 0 ? options_.temperature : 1.0;
     const at::Tensor logprobs = TokenLogProbs(logits.unsqueeze(1), ids.unsqueeze(1), temperature).squeeze(1);
-    const auto id_access = ids.accessor<int64_t, 1>();
-    const auto logprob_access = logprobs.accessor<float, 1>();
+    // The ids (exact in double) and their log-probs reach the host in one copy, for the stop checks.
+    const at::Tensor host = at::stack({ids.to(at::kDouble), logprobs.to(at::kDouble)}).to(at::kCPU);
+    const auto id_access = host.accessor<double, 2>()[0];
+    const auto logprob_access = host.accessor<double, 2>()[1];
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto p = static_cast<size_t>(rows[i]);
       SampledCompletion& completion = completions_[p];
       completion.tokens.push_back(static_cast<int32_t>(id_access[static_cast<int64_t>(i)]));
-      completion.logprobs.push_back(logprob_access[static_cast<int64_t>(i)]);
+      completion.logprobs.push_back(static_cast<float>(logprob_access[static_cast<int64_t>(i)]));
       RLJ_ASSIGN_OR_RETURN(std::optional<CompletionEnd> end, matcher_.Check(completion.tokens));
       if (end.has_value()) Finish(p, *std::move(end));
     }

@@ -107,7 +107,7 @@ at::Tensor ChooseTokens(const at::Tensor& logits, int64_t usable_vocab, std::spa
     const at::Tensor scores = usable.index_select(0, index) / RowGroup::Column(group->temperature, usable);
     ids.index_copy_(0, index, group == &filtered ? SampleFiltered(scores, *group) : SampleUnfiltered(scores, *group));
   }
-  return ids.to(at::kCPU);
+  return ids;
 }
 
 }  // namespace rlj

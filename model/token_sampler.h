@@ -40,9 +40,10 @@ class SamplingStream {
   std::mt19937_64 engine_;
 };
 
-// The next id of each row: logits [n, V] float32 on the CPU; rows[i] samples row i (every stream draws once per
-// call unless its row is greedy); ids at or above usable_vocab (model ids the tokenizer cannot decode) are
-// never chosen. Returns int64 [n] on the CPU.
+// The next id of each row: logits [n, V] float32 on any device; rows[i] samples row i (every stream draws once per
+// call unless its row is greedy; the uniforms come from the host, the rest runs on the logits' device, so a GPU
+// and the CPU draw the same ids from the same logits up to rounding); ids at or above usable_vocab (model ids the
+// tokenizer cannot decode) are never chosen. Returns int64 [n] on the logits' device.
 at::Tensor ChooseTokens(const at::Tensor& logits, int64_t usable_vocab, std::span<SamplingStream* const> rows);
 
 }  // namespace rlj

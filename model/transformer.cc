@@ -15,6 +15,7 @@
 #include "model/cpu_matvec.h"
 #include "model/decode_step.h"
 #include "model/kv_cache.h"
+#include "model/tensor/torch_compat.h"
 
 namespace rlj {
 namespace {
@@ -171,6 +172,11 @@ class AttentionImpl : public torch::nn::Module {
     }
     const int64_t num_keys = keys.size(2);
 
+    // LibTorch 2.x: scaled_dot_product_attention (flash / memory-efficient kernels on CUDA) for prefills and
+    // training passes everywhere, and for decode steps off the CPU (on the CPU the step below is faster).
+    if (torch_compat::HasFusedAttention() && (length > 1 || !q.is_cpu())) {
+      return Project(FusedMix(q, keys, values, context, length), o_proj).view({batch, length, -1});
+    }
     if (length == 1) {
       // One query per row (a decode step): broadcast-multiply and sum. at::matmul would run B * H tiny GEMMs
       // one by one (LibTorch's CPU bmm loops over the batch), ~3x slower here. The products go to the
@@ -215,6 +221,25 @@ class AttentionImpl : public torch::nn::Module {
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
+  // The attention mix through torch_compat::FusedAttention: q [B, T, H, hd], keys / values [B, KVH, S, hd] (each
+  // key/value head repeated for its group of query heads) → [B * T, H * hd].
+  at::Tensor FusedMix(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
+                      const AttentionContext& context, int64_t length) {
+    const int64_t batch = q.size(0), num_keys = keys.size(2), group = n_heads_ / n_kv_heads_;
+    auto per_head = [&](const at::Tensor& t) {
+      return group == 1 ? t
+                        : t.unsqueeze(2)
+                              .expand({batch, n_kv_heads_, group, num_keys, head_dim_})
+                              .reshape({batch, n_heads_, num_keys, head_dim_});
+    };
+    at::Tensor bias = context.mask_bias;
+    if (bias.defined()) bias = bias.view({bias.size(0), 1, bias.size(-2) == length ? length : 1, num_keys});
+    // The scale is in the query's RoPE factors; no mask on a decode step without pad keys.
+    const at::Tensor mixed = torch_compat::FusedAttention(q.transpose(1, 2), per_head(keys), per_head(values), bias,
+                                                          /*causal=*/false, /*scale=*/1.0);  // [B, H, T, hd]
+    return mixed.transpose(1, 2).reshape({batch * length, n_heads_ * head_dim_});
+  }
+
   int64_t n_heads_, n_kv_heads_, head_dim_;
 };
 TORCH_MODULE(Attention);
@@ -416,7 +441,7 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens_in, const tor
 }
 
 torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& tokens_in, const torch::Tensor& positions,
-                                              KvCache& cache) {
+                                              KvCache& cache, bool last_logits_only) {
   const at::Tensor tokens = CheckTokens(tokens_in, config_, "Transformer::forward_cached");
   const int64_t batch = tokens.size(0), length = tokens.size(1);
   TORCH_CHECK(cache.num_layers() == config_.n_layers, "Transformer::forward_cached: cache has ", cache.num_layers(),
@@ -452,7 +477,9 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& tokens_in, co
     context.mask_bias =
         MaskBias(cache.key_mask(), batch, context.cache_start, length, cache.length(), config_.sliding_window, options);
   }
-  at::Tensor logits = Logits(model_->forward(tokens, context));
+  at::Tensor hidden = model_->forward(tokens, context);
+  if (last_logits_only && length > 1) hidden = hidden.narrow(1, length - 1, 1);
+  at::Tensor logits = Logits(hidden);
   cache.MarkWritten();
   return logits;
 }

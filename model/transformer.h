@@ -26,8 +26,11 @@ class TransformerImpl : public torch::nn::Module {
                         const torch::Tensor& key_mask = {});
 
   // Incremental pass: appends the keys/values of `tokens` [B, T_new] to `cache` (whose key mask must
-  // already cover them, see KvCache::Append) and attends over everything cached. Returns [B, T_new, vocab].
-  torch::Tensor forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache);
+  // already cover them, see KvCache::Append) and attends over everything cached. Returns [B, T_new, vocab], or
+  // with last_logits_only [B, 1, vocab] of the last position (a prefill whose caller samples from its end: the
+  // output projection of the other positions, a [B, T_new, vocab] tensor, is not computed).
+  torch::Tensor forward_cached(const torch::Tensor& tokens, const torch::Tensor& positions, KvCache& cache,
+                               bool last_logits_only = false);
 
   const TransformerConfig& config() const { return config_; }
 

@@ -273,6 +273,11 @@ class EngineRows : public DecodeRows {
   EngineRows(const std::vector<Row*>& rows, int64_t usable_vocab, int64_t width, BatchEngineStats* counts)
       : rows_(rows), usable_vocab_(usable_vocab), width_(width), counts_(counts) {}
 
+  // Only a row that scores its prompt (echo) needs the prompt positions' logits.
+  bool WantsPrefillLogits() const override {
+    return std::any_of(rows_.begin(), rows_.end(), [](const Row* row) { return row->request->params.prompt_logprobs; });
+  }
+
   absl::Status AfterPrefill(const at::Tensor& logits) override {
     for (size_t b = 0; b < rows_.size(); ++b) {
       Row& row = *rows_[b];
@@ -287,9 +292,11 @@ class EngineRows : public DecodeRows {
 
   bool finished(int64_t row) const override { return rows_[static_cast<size_t>(row)]->finished; }
 
-  absl::StatusOr<at::Tensor> Step(const at::Tensor& logits, std::span<const int64_t> rows) override {
+  absl::StatusOr<at::Tensor> Step(const at::Tensor& device_logits, std::span<const int64_t> rows) override {
     std::vector<SamplingStream*> streams;
     for (const int64_t r : rows) streams.push_back(&rows_[static_cast<size_t>(r)]->stream);
+    // The whole rows come to the host: the API's top log-probs are read from them.
+    const at::Tensor logits = device_logits.to(at::kCPU);
     const at::Tensor ids = ChooseTokens(logits, usable_vocab_, streams);
     const at::Tensor logprobs = logits.log_softmax(-1).contiguous();
     const int64_t vocab = logprobs.size(1);

@@ -95,11 +95,13 @@ int RunTeacher(const TeacherFlags& flags) {
   const v1::TeacherConfig& teacher = config.teacher();
 
   SetTorchThreads(ResolveThreads(config, teacher.threads()));
-  auto device = ResolveDevice(teacher.has_device() ? teacher.device() : config.runtime().device());
-  if (!device.ok()) return Fail("teacher", std::string(device.status().message()));
+  auto placement =
+      ResolvePlacement(teacher.has_device() ? teacher.device() : config.runtime().device(), teacher.bf16());
+  if (!placement.ok()) return Fail("teacher", std::string(placement.status().message()));
   auto checkpoint = LoadCheckpoint(teacher.model());
   if (!checkpoint.ok()) return Fail("teacher", std::string(checkpoint.status().message()));
-  if (absl::Status s = TorchCall("moving the teacher to its device", [&] { checkpoint->model->to(*device); });
+  if (absl::Status s = TorchCall("moving the teacher to its device",
+                                 [&] { checkpoint->model->to(placement->device, placement->dtype); });
       !s.ok()) {
     return Fail("teacher", std::string(s.message()));
   }
@@ -139,9 +141,10 @@ int RunTeacher(const TeacherFlags& flags) {
   if (!server.ok()) return Fail("teacher", std::string(server.status().message()));
 
   const TransformerConfig& shape = checkpoint->config;
-  log::Info("teacher: {} ({} parameters, {} layers, d_model {}, context {}) on {}, batches of up to {} (wait {} ms)",
-            teacher.model(), shape.num_parameters(), shape.n_layers, shape.d_model, shape.max_seq_len, device->str(),
-            teacher.max_batch(), teacher.batch_wait_ms());
+  log::Info(
+      "teacher: {} ({} parameters, {} layers, d_model {}, context {}) on {} in {}, batches of up to {} (wait {} ms)",
+      teacher.model(), shape.num_parameters(), shape.n_layers, shape.d_model, shape.max_seq_len,
+      placement->device.str(), c10::toString(placement->dtype), teacher.max_batch(), teacher.batch_wait_ms());
   if (!run_dir->empty()) {
     if (absl::Status s = RunDir(*run_dir).WriteEndpoint("teacher", (*server)->address()); !s.ok()) {
       return Fail("teacher", std::string(s.message()));
@@ -194,7 +197,8 @@ Command AddTeacherCommand(CLI::App& parent) {
   app->add_option("--batch-wait-ms", flags->batch_wait_ms,
                   "How long a batch waits to fill (default teacher.batch_wait_ms)");
   app->add_option("--threads", flags->threads, "Torch threads (default teacher.threads, then runtime.threads)");
-  app->add_option("--device", flags->device, "auto | cpu | cuda (default teacher.device, then runtime.device)");
+  app->add_option("--device", flags->device,
+                  "auto | cpu | cuda | cuda:N (default teacher.device, then runtime.device)");
   app->add_option("--run-dir", flags->run_dir, "Run directory: writes endpoints/teacher and logs/teacher.log");
   return {app, [flags]() -> int { return RunTeacher(*flags); }};
 }

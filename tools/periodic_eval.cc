@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "actor/policy_fetcher.h"
+#include "actor/sampling_placement.h"
 #include "common/file_util.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
@@ -24,7 +25,8 @@ PeriodicEvaluator::PeriodicEvaluator(const v1::RunConfig& config, std::unique_pt
       evaluator_(std::move(evaluator)),
       learner_(std::move(learner)),
       run_dir_(std::move(run_dir)),
-      telemetry_(telemetry) {
+      telemetry_(telemetry),
+      placement_(SamplingPlacement(config).value_or(ModelPlacement{})) {  // the actors' (whose start checks it)
   auto model = std::make_shared<Transformer>(nullptr);
   model_ = model.get();
   model_holder_ = model;
@@ -86,7 +88,7 @@ absl::Status PeriodicEvaluator::EvaluateNewest() {
                        fetcher.Fetch(-1, std::chrono::milliseconds(0), std::chrono::milliseconds(120000)));
   if (!fetched) return absl::UnavailableError("the learner sent no policy");
   const int64_t step = fetched->version;
-  RLJ_RETURN_IF_ERROR(InstallPolicy(std::move(*fetched), evaluator_->tokenizer().vocab_size(), model_));
+  RLJ_RETURN_IF_ERROR(InstallPolicy(std::move(*fetched), evaluator_->tokenizer().vocab_size(), placement_, model_));
   RLJ_ASSIGN_OR_RETURN(logs::EvalPoint point, evaluator_->Evaluate(*model_, step, "periodic"));
   Record(point);
   bool new_best = false;

@@ -16,6 +16,7 @@
 
 #include "common/run_dir.h"
 #include "logs/eval_curve.h"
+#include "model/tensor/torch_util.h"
 #include "rlj/v1/learner.grpc.pb.h"
 #include "tools/held_out_eval.h"
 
@@ -58,7 +59,8 @@ class PeriodicEvaluator {
   std::shared_ptr<v1::Learner::StubInterface> learner_;
   const RunDir run_dir_;
   telemetry::ProcessTelemetry* telemetry_;
-  Transformer* model_ = nullptr;  // owned through model_holder_ (keeps LibTorch out of this header)
+  const ModelPlacement placement_;  // where the evaluated policy samples: the actors' device and dtype
+  Transformer* model_ = nullptr;    // owned through model_holder_ (keeps LibTorch out of this header)
   std::shared_ptr<void> model_holder_;
 
   mutable std::mutex mutex_;

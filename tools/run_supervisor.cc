@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "actor/evaluator.h"
+#include "actor/sampling_placement.h"
 #include "common/config_loader.h"
 #include "common/config_validate.h"
 #include "common/dataset.h"
@@ -264,6 +265,7 @@ class RunSupervisor {
     if (!summary_.contains("eval_before")) {
       Transformer initial{nullptr};
       RLJ_RETURN_IF_ERROR(LoadStartingModel(config_, &initial));
+      RLJ_RETURN_IF_ERROR(PlaceForSampling(config_, initial));
       RLJ_ASSIGN_OR_RETURN(summary_["eval_before"], Evaluate(*held_out_, initial, 0, "before", run_dir_));
       RLJ_RETURN_IF_ERROR(WriteFileAtomically(eval_before_path(), summary_["eval_before"].dump(2) + "\n"));
     }
@@ -593,6 +595,7 @@ class RunSupervisor {
     summary_["checkpoint"] = *checkpoint;
     if (!evaluate_ || outcome_.interrupted || held_out_ == nullptr) return absl::OkStatus();
     RLJ_ASSIGN_OR_RETURN(LoadedCheckpoint final_checkpoint, LoadCheckpoint(*checkpoint));
+    RLJ_RETURN_IF_ERROR(PlaceForSampling(config_, final_checkpoint.model));
     RLJ_ASSIGN_OR_RETURN(summary_["eval_after"],
                          Evaluate(*held_out_, final_checkpoint.model, final_checkpoint.state.policy_version, "after",
                                   run_dir_, run_telemetry_.get()));

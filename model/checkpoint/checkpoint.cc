@@ -404,7 +404,9 @@ absl::Status LoadNamedTensors(Transformer& model, const NamedTensors& tensors) {
     torch::NoGradGuard no_grad;
     for (const auto& [name, parameter] : parameters) {
       at::Tensor target = parameter;
-      target.copy_(*by_name.at(name));
+      const at::Tensor& source = *by_name.at(name);
+      // From pinned memory to a GPU the copy is asynchronous: later work on the GPU's stream sees it done.
+      target.copy_(source, /*non_blocking=*/target.is_cuda() && source.is_pinned());
     }
   });
 }

@@ -6,6 +6,8 @@
 #include <torch/cuda.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/device_name.h"
+#include "common/status.h"
 
 namespace rlj {
 
@@ -21,15 +23,36 @@ std::string TorchErrorMessage(const std::exception& error) {
 }
 
 absl::StatusOr<c10::Device> ResolveDevice(std::string_view requested) {
+  RLJ_ASSIGN_OR_RETURN(const DeviceName name, ParseDeviceName(requested));
   const bool has_cuda = torch::cuda::is_available();
-  if (requested == "cpu") return c10::Device(c10::kCPU);
-  if (requested == "cuda") {
-    if (!has_cuda)
-      return absl::FailedPreconditionError("device 'cuda' was asked for, but LibTorch sees no CUDA device");
-    return c10::Device(c10::kCUDA, 0);
+  switch (name.kind) {
+    case DeviceName::Kind::kCpu:
+      return c10::Device(c10::kCPU);
+    case DeviceName::Kind::kAuto:
+      return has_cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+    case DeviceName::Kind::kCuda:
+      break;
   }
-  if (requested == "auto" || requested.empty()) return has_cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-  return absl::InvalidArgumentError(absl::StrCat("device '", std::string(requested), "': use auto, cpu or cuda"));
+  const auto gpus = static_cast<int>(has_cuda ? torch::cuda::device_count() : 0);
+  if (name.index >= gpus) {
+    return absl::FailedPreconditionError(absl::StrCat("device '", std::string(requested),
+                                                      "' was asked for, but LibTorch sees ",
+                                                      gpus == 0 ? "no CUDA device" : absl::StrCat(gpus, " GPUs"),
+                                                      gpus == 0 ? " (a CPU build, or no GPU visible)" : ""));
+  }
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(name.index));
+}
+
+absl::StatusOr<c10::Device> ResolveRankDevice(std::string_view requested, int local_rank) {
+  RLJ_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(requested));
+  if (!device.is_cuda() || requested.find(':') != std::string_view::npos || local_rank <= 0) return device;
+  const auto gpus = static_cast<int>(torch::cuda::device_count());
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % gpus));
+}
+
+absl::StatusOr<ModelPlacement> ResolvePlacement(std::string_view requested, bool bf16_on_cuda) {
+  RLJ_ASSIGN_OR_RETURN(const c10::Device device, ResolveDevice(requested));
+  return ModelPlacement{device, device.is_cuda() && bf16_on_cuda ? c10::kBFloat16 : c10::kFloat};
 }
 
 void SetTorchThreads(int n) { at::set_num_threads(std::max(1, n)); }

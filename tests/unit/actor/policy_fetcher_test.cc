@@ -13,6 +13,9 @@
 
 #include "common/crc32c.h"
 #include "common/grpc_util.h"
+#include "model/checkpoint/checkpoint.h"
+#include "model/model_test_util.h"
+#include "model/transformer.h"
 #include "test_util.h"
 
 namespace rlj {
@@ -192,6 +195,32 @@ INSTANTIATE_TEST_SUITE_P(
         Corruption{"WrongTotal", [](auto* s) { (*s)[0].mutable_manifest()->set_total_bytes(35); }, "total_bytes 35"},
         Corruption{"NoManifest", [](auto* s) { s->erase(s->begin()); }, "did not start with a manifest"}),
     [](const ::testing::TestParamInfo<Corruption>& info) { return info.param.name; });
+
+// InstallPolicy builds the model on its placement: a bf16 placement (what a CUDA actor gets) gives bf16 weights
+// equal to the fetched float32 ones rounded; float32 keeps them exactly.
+TEST(InstallPolicy, BuildsTheModelInThePlacementsDtype) {
+  const TransformerConfig shape = testing::SmallConfig();
+  Transformer source(shape);
+  const auto fetched = [&] {
+    FetchedPolicy policy;
+    policy.version = 3;
+    policy.model = shape.ToProto();
+    for (const auto& [name, tensor] : NamedParameters(source))
+      policy.tensors.emplace_back(name, tensor.detach().clone());
+    return policy;
+  };
+  for (const c10::ScalarType dtype : {c10::kBFloat16, c10::kFloat}) {
+    Transformer model{nullptr};
+    RLJ_ASSERT_OK(InstallPolicy(fetched(), 259, ModelPlacement{c10::Device(c10::kCPU), dtype}, &model));
+    const NamedTensors installed = NamedParameters(model);
+    const NamedTensors expected = NamedParameters(source);
+    ASSERT_EQ(installed.size(), expected.size());
+    for (size_t i = 0; i < installed.size(); ++i) {
+      EXPECT_EQ(installed[i].second.scalar_type(), dtype) << installed[i].first;
+      EXPECT_TRUE(at::equal(installed[i].second, expected[i].second.to(dtype))) << installed[i].first;
+    }
+  }
+}
 
 }  // namespace
 }  // namespace rlj

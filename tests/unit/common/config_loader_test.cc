@@ -106,6 +106,19 @@ TEST(ConfigLoader, SemanticRulesNameKeys) {
                         absl::StatusCode::kInvalidArgument, "learner.buffer_groups"));
 }
 
+TEST(ConfigLoader, DeviceKeysTakeAutoCpuCudaOrCudaN) {
+  RLJ_ASSERT_OK_AND_ASSIGN(v1::RunConfig c, ParseRunConfig("actor:\n  device: cuda:1\n  bf16: false\n", "c.yaml",
+                                                           {"teacher.device=cuda:0", "learner.device=cuda"}));
+  EXPECT_EQ(c.actor().device(), "cuda:1");
+  EXPECT_FALSE(c.actor().bf16());
+  EXPECT_TRUE(ParseRunConfig("", "c.yaml").value().actor().bf16());  // bf16 on CUDA unless switched off
+  for (const char* key : {"runtime.device", "actor.device", "learner.device"}) {
+    EXPECT_TRUE(FailsWith(ParseRunConfig("", "c.yaml", {std::string(key) + "=gpu"}), absl::StatusCode::kInvalidArgument,
+                          std::string(key) + ": must be auto, cpu, cuda or cuda:N"))
+        << key;
+  }
+}
+
 TEST(ConfigLoader, MissingFileIsNotFound) {
   EXPECT_TRUE(
       FailsWith(LoadRunConfig("/nonexistent/x.yaml"), absl::StatusCode::kNotFound, "config file /nonexistent/x.yaml"));

@@ -3,6 +3,7 @@
 // checkpoint intact and loadable; truncated or corrupted files of any rlj checkpoint are refused naming the
 // file; the learner keeps training past a failed periodic checkpoint and fails naming a failed final one.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>

@@ -210,6 +210,13 @@ TEST(Transformer, LeftPaddedRowsMatchUnpaddedSequences) {
   KvCache cache(config, 3, width + 2);
   RLJ_ASSERT_OK(cache.Append(mask));
   const torch::Tensor prefill = model->forward_cached(tokens, positions, cache);
+  {  // A prefill that keeps only its last position's logits computes the same numbers there.
+    KvCache last_only_cache(config, 3, width + 2);
+    RLJ_ASSERT_OK(last_only_cache.Append(mask));
+    const torch::Tensor last = model->forward_cached(tokens, positions, last_only_cache, /*last_logits_only=*/true);
+    ASSERT_EQ(last.sizes(), (std::vector<int64_t>{3, 1, prefill.size(2)}));
+    EXPECT_LT(MaxAbsDiff(last.select(1, 0), prefill.select(1, width - 1)), 1e-5);
+  }
   const torch::Tensor next = torch::tensor({40L, 41L, 42L}).view({3, 1});
   torch::Tensor next_positions = torch::tensor({6L, 2L, 4L}).view({3, 1});
   RLJ_ASSERT_OK(cache.AppendValid(1));
