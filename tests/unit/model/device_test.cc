@@ -25,8 +25,9 @@ using ::rlj::testing::MaxAbsDiff;
 using ::rlj::testing::SmallConfig;
 using ::rlj::testing::TokensTensor;
 
-constexpr const char* kNoGpu = "LibTorch sees no CUDA device (a CPU machine or a CPU build); the CPU tests of "
-                               "this file run the same code paths";
+constexpr const char* kNoGpu =
+    "LibTorch sees no CUDA device (a CPU machine or a CPU build); the CPU tests of "
+    "this file run the same code paths";
 
 TEST(Device, ResolveDeviceNamesTheDevice) {
   EXPECT_EQ(ResolveDevice("cpu").value(), c10::Device(c10::kCPU));
@@ -84,8 +85,8 @@ TEST(Device, FusedAttentionMatchesThePlainArithmetic) {
   bias.index_put_({0, 0, torch::indexing::Slice(1), 0}, -INFINITY);
   EXPECT_LT(MaxAbsDiff(torch_compat::FusedAttention(q, k, v, bias, false, 0.5), PlainAttention(q, k, v, bias, 0.5)),
             1e-5);
-  const torch::Tensor causal = torch::zeros({1, 1, 5, 5}).masked_fill(torch::ones({5, 5}, torch::kBool).triu(1),
-                                                                     -INFINITY);
+  const torch::Tensor causal =
+      torch::zeros({1, 1, 5, 5}).masked_fill(torch::ones({5, 5}, torch::kBool).triu(1), -INFINITY);
   EXPECT_LT(MaxAbsDiff(torch_compat::FusedAttention(q, k, v, {}, true, 1.0), PlainAttention(q, k, v, causal, 1.0)),
             1e-5);
   // A decode step: one query per row over all keys.
