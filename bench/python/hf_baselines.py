@@ -140,8 +140,9 @@ def bench_train(args):
             logits = model(inputs[micro]).logits
         return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[micro].unsqueeze(-1)).squeeze(-1)
 
-    # Micro-batches of micro_batch rows (0 = all), gradients accumulated, as rlj's micro_batch_tokens.
-    rows = args.micro_batch or b
+    # Micro-batches of micro_batch rows, or of micro_batch_tokens / seq_len rows as rlj's learner.micro_batch_tokens
+    # (0 = all), gradients accumulated.
+    rows = args.micro_batch or (max(1, args.micro_batch_tokens // s) if args.micro_batch_tokens else b)
     chunks = [slice(start, min(b, start + rows)) for start in range(0, b, rows)]
 
     def step():
@@ -178,7 +179,7 @@ def bench_train(args):
     line = {"bench": "train", **common_fields(args, dtype, "pytorch-hf-model-grpo-step",
                                               sum(t.numel() for t in policy.parameters())),
             "batch": b, "seq_len": s, "tokens_per_step": b * s, "seconds": median, "tokens_per_s": b * s / median,
-            "best_tokens_per_s": b * s / seconds[0], "gflops": flops / median / 1e9, "micro_batch": args.micro_batch}
+            "best_tokens_per_s": b * s / seconds[0], "gflops": flops / median / 1e9, "micro_batch_rows": rows}
     if args.peak_tflops > 0:
         line["mfu"] = flops / median / (args.peak_tflops * 1e12)
     if gpu:
@@ -192,7 +193,7 @@ def main():
     parser.add_argument("bench", choices=["generate", "train"])
     for name, default in [("layers", 4), ("d-model", 256), ("heads", 8), ("kv-heads", 0), ("ffn", 1024),
                           ("vocab", 256), ("batch", 16), ("prompt-len", 16), ("new-tokens", 64), ("seq-len", 80),
-                          ("group-size", 4), ("micro-batch", 0), ("repeats", 3), ("seed", 1), ("threads", 0)]:
+                          ("group-size", 4), ("micro-batch", 0), ("micro-batch-tokens", 0), ("repeats", 3), ("seed", 1), ("threads", 0)]:
         parser.add_argument("--" + name, type=int, default=default)
     parser.add_argument("--rope-theta", type=float, default=10000.0)
     parser.add_argument("--architecture", default="qwen2", choices=["qwen2"], help="the C++ benches' flag")
