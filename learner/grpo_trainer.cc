@@ -4,7 +4,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize/input-archive.h>
@@ -28,7 +27,7 @@
 #include "learner/grpo.h"
 #include "learner/rank_group.h"
 #include "model/logprobs.h"
-#include "model/tensor/torch_compat.h"
+#include "model/tensor/cuda_autocast.h"
 #include "model/tensor/torch_util.h"
 #include "model/transformer.h"
 
@@ -134,30 +133,6 @@ int LocalRank(const RankGroup* ranks) {
   }
   return ranks->rank();
 }
-
-// bf16 autocast for CUDA forward passes.
-class CudaAutocast {
- public:
-  explicit CudaAutocast(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    previous_ = torch_compat::CudaAutocastEnabled();
-    previous_dtype_ = torch_compat::CudaAutocastDtype();
-    torch_compat::SetCudaAutocast(true, at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~CudaAutocast() {
-    if (!enabled_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    torch_compat::SetCudaAutocast(previous_, previous_dtype_);
-  }
-  CudaAutocast(const CudaAutocast&) = delete;
-  CudaAutocast& operator=(const CudaAutocast&) = delete;
-
- private:
-  bool enabled_;
-  bool previous_ = false;
-  at::ScalarType previous_dtype_ = at::kBFloat16;
-};
 
 // A step's rewards, summarised: the advantages of each group and the sample counts the trainer keeps.
 struct ScoredGroups {

@@ -22,6 +22,7 @@
 #include "model/checkpoint/checkpoint.h"
 #include "model/logprobs.h"
 #include "model/model_source.h"
+#include "model/tensor/cuda_autocast.h"
 #include "model/tensor/torch_util.h"
 #include "model/transformer.h"
 
@@ -114,6 +115,7 @@ SftExamples BuildSftExamples(const std::vector<PromptRow>& rows, const Tokenizer
 struct SftTrainer::State {
   v1::SftConfig sft;
   c10::Device device{c10::kCPU};
+  bool autocast = false;  // bf16 autocast on CUDA (learner.bf16)
   Transformer model{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer;
   int64_t steps = 0;
@@ -121,7 +123,12 @@ struct SftTrainer::State {
 
   // Masked mean token cross-entropy of `batch` (differentiable).
   at::Tensor LossOf(const SftBatch& batch) {
-    const at::Tensor logprobs = TokenLogProbs(model->forward(batch.inputs), batch.targets, 1.0);
+    at::Tensor logits;
+    {
+      CudaAutocast autocast_guard(autocast);
+      logits = model->forward(batch.inputs);
+    }
+    const at::Tensor logprobs = TokenLogProbs(logits, batch.targets, 1.0);
     return -(logprobs * batch.mask).sum() / batch.mask.sum().clamp_min(1.0);
   }
 };
@@ -133,6 +140,7 @@ absl::StatusOr<std::unique_ptr<SftTrainer>> SftTrainer::Create(const v1::RunConf
   auto state = std::make_unique<State>();
   state->sft = config.sft();
   RLJ_ASSIGN_OR_RETURN(state->device, ResolveDevice(config.runtime().device()));
+  state->autocast = state->device.is_cuda() && config.learner().bf16();
   RLJ_RETURN_IF_ERROR(TorchCall("set up the SFT trainer", [&] {
     state->model = model;
     state->model->to(state->device);
