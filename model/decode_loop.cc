@@ -84,7 +84,8 @@ absl::StatusOr<int64_t> DecodeBatch(Transformer& model, std::span<const std::spa
     if (live.slots.empty()) break;
     at::Tensor step_logits = logits.to(at::kFloat);  // on the model's device: the rows sample there
     const bool all_live = live.slots.size() == row_of_slot.size();
-    const at::Tensor live_index = at::tensor(live.slots, at::kLong).to(device);
+    // The live slots' index, on the device: only when some slot is finished (a copy to the GPU per step otherwise).
+    const at::Tensor live_index = all_live ? at::Tensor() : at::tensor(live.slots, at::kLong).to(device);
     if (!all_live) step_logits = step_logits.index_select(0, live_index);
     RLJ_ASSIGN_OR_RETURN(const at::Tensor chosen, rows.Step(step_logits.contiguous(), live.rows));
     at::Tensor ids = chosen.to(device);
